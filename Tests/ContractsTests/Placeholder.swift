@@ -1,0 +1,7 @@
+import Testing
+
+@testable import Contracts
+
+@Suite struct ContractsPlaceholder {
+    @Test("the module builds") func builds() {}
+}
