@@ -94,6 +94,12 @@ final class PrivateRedisServer {
     var pid: Int32 { process?.processIdentifier ?? 0 }
 
     func start() throws {
+        // A previous server must be gone, listening socket and all, or the readiness check below could
+        // reach it instead of the new one (which then fails to bind). Reaped means every fd is closed.
+        if let previous = process {
+            kill(previous.processIdentifier, SIGKILL)
+            previous.waitUntilExit()
+        }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
         var arguments = ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -118,11 +124,9 @@ final class PrivateRedisServer {
     /// SIGKILL: the server vanishes without a word, as in a crash.
     func stop() {
         guard let process else { return }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGCONT)
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
+        kill(process.processIdentifier, SIGCONT)
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
         self.process = nil
     }
 
