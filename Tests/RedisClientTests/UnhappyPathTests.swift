@@ -1,10 +1,9 @@
 import Foundation
+import RedisClient
 import Testing
 
-import RedisClient
-
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 @Suite("Failures, on private redis-servers")
