@@ -110,6 +110,22 @@ struct UnhappyPathTests {
         #expect(resumed == .string("v"))
     }
 
+    @Test("Connecting to a paused server fails with connectionFailed within about the timeout")
+    func connectToPausedServer() async throws {
+        let (result, elapsed) = try await withPrivateServer { server in
+            server.pause()
+            defer { server.resume() }
+            let start = ContinuousClock.now
+            let result = outcome { () throws(RedisError) in
+                try RedisConnection(url: server.url, commandTimeout: .milliseconds(200), logger: testLogger)
+            }
+            return (result.map { _ in () }, ContinuousClock.now - start)
+        }
+        #expect(result.error?.kind == .connectionFailed)
+        #expect(result.error?.message.contains("no reply within") == true)
+        #expect(elapsed >= .milliseconds(150) && elapsed < .milliseconds(1_000))
+    }
+
     @Test("Wrong or missing password: connectionFailed in Redis's words, not retryable, password not shown")
     func password() async throws {
         let (wrong, missing, right, asUser) = try await withPrivateServer(password: "right-pw") { server in
