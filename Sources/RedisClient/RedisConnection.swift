@@ -118,7 +118,7 @@ public final class RedisConnection {
         let tail = [String(keys.count)] + keys + arguments
         do throws(RedisError) {
             return try command(["EVALSHA", script.sha1] + tail)
-        } catch  where error.serverCode == "NOSCRIPT" {
+        } catch where error.serverCode == "NOSCRIPT" {
             logger.debug(
                 "script not cached on the server, sending its source", metadata: ["redis.script": "\(script.sha1)"])
             return try command(["EVAL", script.source] + tail)
