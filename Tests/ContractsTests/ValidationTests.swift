@@ -168,3 +168,27 @@ struct ValidationTests {
         #expect(problems(HoldGetRequest.self, #"{"holdId": "h", "holdId": "h2"}"#).count <= 1)
     }
 }
+
+@Suite("Idempotency key from headers")
+struct IdempotencyKeyTests {
+    let request = HoldRequest(showtimeId: "s", seatIds: ["A1"], userId: "u")
+
+    @Test("a header key is merged in; equal keys agree; different keys or a bad key are VALIDATION_FAILED")
+    func merging() throws {
+        #expect(try request.mergingIdempotencyKey(headers: [nil, nil]).get().idempotencyKey == nil)
+        #expect(try request.mergingIdempotencyKey(headers: ["k1", nil]).get().idempotencyKey == "k1")
+        #expect(try request.mergingIdempotencyKey(headers: [nil, "k1"]).get().idempotencyKey == "k1")
+        var withBody = request
+        withBody.idempotencyKey = "k1"
+        #expect(try withBody.mergingIdempotencyKey(headers: ["k1", "k1"]).get().idempotencyKey == "k1")
+        for (body, headers, rule) in [("k1", ["k2", nil], "mismatch"), (nil, ["k1", "k2"], "mismatch"), (nil, ["bad key", nil], "pattern")] {
+            var candidate = request
+            candidate.idempotencyKey = body
+            guard case .failure(let error) = candidate.mergingIdempotencyKey(headers: headers) else {
+                Issue.record("accepted \(headers)")
+                continue
+            }
+            #expect(error.validationProblems.map { "\($0.field) \($0.rule)" } == ["idempotencyKey \(rule)"])
+        }
+    }
+}
