@@ -27,13 +27,13 @@ public final class PostgresConnection {
     private var logger: Logger
     /// Passwords to scrub from connection error messages (libpq echoes a URL it cannot parse).
     private let secrets: [String]
-    /// The last FATAL message the server sent outside a query (e.g. 57P01 on `pg_terminate_backend`).
-    private var lastFatal: PostgresError?
     /// Statements made with `prepare`, remade by `reset()`.
     private var preparedStatements: [String: String] = [:]
     /// Channels this connection LISTENs on, renewed by `reset()`.
     private var channels: [String] = []
     private var inPipeline = false
+    /// Whether the current loss was logged already (calls after a loss fail quietly).
+    private var reportedLoss = false
 
     /// The server process serving this connection (`pg_backend_pid()`), for logs and `pg_terminate_backend`.
     public private(set) var backendPID: Int32 = 0
@@ -65,7 +65,7 @@ public final class PostgresConnection {
             throw PostgresError(kind: .connectionFailed, message: "libpq could not allocate a connection")
         }
         guard PQstatus(handle) == CONNECTION_OK else {
-            let message = Self.redact(Self.clean(String(cString: PQerrorMessage(handle))), secrets: secrets)
+            let message = Self.redact(Self.connectionMessage(handle).message, secrets: secrets)
             PQfinish(handle)
             self.logger.debug("connection failed", metadata: ["error": "\(message)"])
             throw PostgresError(
@@ -73,6 +73,9 @@ public final class PostgresConnection {
         }
         self.handle = handle
         self.backendPID = PQbackendPID(handle)
+        // Verbose messages carry the SQLSTATE of a FATAL error that ends the session (57P01 for
+        // pg_terminate_backend), which libpq reports only in the connection's message, not as a result field.
+        PQsetErrorVerbosity(handle, PQERRORS_VERBOSE)
         PQsetNoticeReceiver(
             handle,
             { context, result in
@@ -119,13 +122,13 @@ public final class PostgresConnection {
                 isRetryable: false)
         }
         inPipeline = false
+        reportedLoss = false
         PQreset(handle)
         guard PQstatus(handle) == CONNECTION_OK else {
-            let message = Self.redact(Self.clean(String(cString: PQerrorMessage(handle))), secrets: secrets)
+            let message = Self.redact(Self.connectionMessage(handle).message, secrets: secrets)
             throw PostgresError(
                 kind: .connectionFailed, message: message, isRetryable: !Self.isAuthenticationFailure(message))
         }
-        lastFatal = nil
         backendPID = PQbackendPID(handle)
         logger.info("reconnected", metadata: ["db.pid": "\(backendPID)"])
         let statements = preparedStatements
@@ -329,15 +332,9 @@ public final class PostgresConnection {
             return String(cString: value)
         }
         let sqlState = field(CLIBPQ_DIAG_SQLSTATE)
+        if PQstatus(handle) != CONNECTION_OK { return lost(handle) }
         var message = field(CLIBPQ_DIAG_MESSAGE_PRIMARY) ?? Self.clean(String(cString: PQresultErrorMessage(result)))
-        if message.isEmpty { message = Self.clean(String(cString: PQerrorMessage(handle))) }
-        let broken = PQstatus(handle) != CONNECTION_OK
-        if broken {
-            logger.info("connection lost", metadata: ["db.pid": "\(backendPID)", "error": "\(message)"])
-            return PostgresError(
-                kind: .connectionLost, message: message, sqlState: sqlState ?? lastFatal?.sqlState,
-                detail: field(CLIBPQ_DIAG_MESSAGE_DETAIL), isRetryable: true)
-        }
+        if message.isEmpty { message = Self.connectionMessage(handle).message }
         return PostgresError(
             kind: .query, message: message, sqlState: sqlState, detail: field(CLIBPQ_DIAG_MESSAGE_DETAIL),
             constraint: field(CLIBPQ_DIAG_CONSTRAINT_NAME), hint: field(CLIBPQ_DIAG_MESSAGE_HINT))
@@ -346,22 +343,22 @@ public final class PostgresConnection {
     /// The error for a call that got no result at all.
     func failure(_ handle: OpaquePointer) -> PostgresError {
         if PQstatus(handle) != CONNECTION_OK { return lost(handle) }
-        let message = Self.clean(String(cString: PQerrorMessage(handle)))
+        let message = Self.connectionMessage(handle).message
         return PostgresError(
             kind: .protocolError, message: message.isEmpty ? "libpq returned no result" : message, isRetryable: false)
     }
 
-    /// `connectionLost` in the best words available: the server's FATAL message if it sent one, else libpq's.
+    /// `connectionLost` in the best words available: the server's FATAL message (and SQLSTATE) if it sent one,
+    /// then libpq's.
     func lost(_ handle: OpaquePointer) -> PostgresError {
-        let libpqMessage = Self.clean(String(cString: PQerrorMessage(handle)))
-        var error = PostgresError(
-            kind: .connectionLost, message: libpqMessage.isEmpty ? "connection lost" : libpqMessage,
-            isRetryable: true)
-        if let fatal = lastFatal {
-            error.message = fatal.message + (libpqMessage.isEmpty ? "" : " (\(libpqMessage))")
-            error.sqlState = fatal.sqlState
+        let (message, sqlState) = Self.connectionMessage(handle)
+        if !reportedLoss {
+            reportedLoss = true
+            logger.info("connection lost", metadata: ["db.pid": "\(backendPID)", "error": "\(message)"])
         }
-        return error
+        return PostgresError(
+            kind: .connectionLost, message: message.isEmpty ? "connection lost" : message, sqlState: sqlState,
+            isRetryable: true)
     }
 
     /// Converts parameters to the C strings libpq wants, for the duration of `body`. All texts live in one buffer.
@@ -426,7 +423,7 @@ public final class PostgresConnection {
     private func escapeIdentifier(_ name: String, handle: OpaquePointer) throws(PostgresError) -> String {
         guard let escaped = PQescapeIdentifier(handle, name, name.utf8.count) else {
             throw PostgresError(
-                kind: .query, message: Self.clean(String(cString: PQerrorMessage(handle))), isRetryable: false)
+                kind: .query, message: Self.connectionMessage(handle).message, isRetryable: false)
         }
         defer { PQfreemem(escaped) }
         return String(cString: escaped)
@@ -461,10 +458,7 @@ public final class PostgresConnection {
             "db.severity": "\(severity)", "db.sqlstate": "\(sqlState ?? "")", "db.pid": "\(backendPID)",
         ]
         switch severity {
-        case "FATAL", "PANIC":
-            lastFatal = PostgresError(kind: .connectionLost, message: message, sqlState: sqlState, isRetryable: true)
-            logger.info("server: \(message)", metadata: metadata)
-        case "WARNING":
+        case "WARNING", "FATAL", "PANIC":
             logger.info("server: \(message)", metadata: metadata)
         default:
             logger.debug("server: \(message)", metadata: metadata)
@@ -498,6 +492,33 @@ public final class PostgresConnection {
         let affected = Int(String(cString: PQcmdTuples(result))) ?? 0
         return PostgresResult(
             rows: rows, affectedRows: affected, commandTag: String(cString: PQcmdStatus(result)), columnNames: names)
+    }
+
+    /// libpq's connection message (verbose) on one line, without LOCATION lines, and the SQLSTATE of the first
+    /// server message in it (`FATAL:  57P01: terminating connection due to administrator command`).
+    static func connectionMessage(_ handle: OpaquePointer) -> (message: String, sqlState: String?) {
+        parseConnectionMessage(String(cString: PQerrorMessage(handle)))
+    }
+
+    static func parseConnectionMessage(_ raw: String) -> (message: String, sqlState: String?) {
+        var sqlState: String?
+        var parts: [String] = []
+        for line in raw.split(separator: "\n") {
+            var text = line.drop(while: { $0 == " " || $0 == "\t" })
+            if text.hasPrefix("LOCATION:") || text.isEmpty { continue }
+            for severity in ["FATAL:", "PANIC:", "ERROR:"] where text.hasPrefix(severity) {
+                let rest = text.dropFirst(severity.count).drop(while: { $0 == " " })
+                let code = rest.prefix(5)
+                if code.count == 5, code.allSatisfy({ $0.isASCII && ($0.isNumber || $0.isUppercase) }),
+                    rest.dropFirst(5).hasPrefix(": ")
+                {
+                    if sqlState == nil { sqlState = String(code) }
+                    text = Substring(severity + " ") + rest.dropFirst(7)
+                }
+            }
+            parts.append(String(text))
+        }
+        return (parts.joined(separator: " "), sqlState)
     }
 
     /// libpq's multi-line messages on one line.
