@@ -31,7 +31,7 @@ public final class PostgresConnection {
     private var preparedStatements: [String: String] = [:]
     /// Channels this connection LISTENs on, renewed by `reset()`.
     private var channels: [String] = []
-    private var inPipeline = false
+    var inPipeline = false
     /// Whether the current loss was logged already (calls after a loss fail quietly).
     private var reportedLoss = false
 
@@ -361,43 +361,18 @@ public final class PostgresConnection {
             isRetryable: true)
     }
 
-    /// Converts parameters to the C strings libpq wants, for the duration of `body`. All texts live in one buffer.
+    /// Converts parameters to the C strings libpq wants, for the duration of `body`.
     func withParameters<R>(
         _ parameters: [(any PostgresEncodable)?],
         _ body: (Int32, UnsafePointer<UnsafePointer<CChar>?>?) -> R
     ) throws(PostgresError) -> R {
         if parameters.isEmpty { return body(0, nil) }
-        var buffer: [CChar] = []
-        var offsets: [Int?] = []
-        offsets.reserveCapacity(parameters.count)
-        for (position, parameter) in parameters.enumerated() {
-            guard let parameter else {
-                offsets.append(nil)
-                continue
-            }
-            offsets.append(buffer.count)
-            for byte in parameter.postgresText.utf8 {
-                guard byte != 0 else {
-                    throw PostgresError(
-                        kind: .query, message: "parameter $\(position + 1) contains a NUL byte, which text cannot hold",
-                        isRetryable: false)
-                }
-                buffer.append(CChar(bitPattern: byte))
-            }
-            buffer.append(0)
-        }
-        return buffer.withUnsafeBufferPointer { storage in
-            let base = storage.baseAddress
-            let pointers: [UnsafePointer<CChar>?] = offsets.map { offset in offset.flatMap { base?.advanced(by: $0) } }
-            return pointers.withUnsafeBufferPointer { body(Int32(parameters.count), $0.baseAddress) }
-        }
+        return try EncodedParameters(parameters).withPointers(body)
     }
-
-    func setPipelineRunning(_ running: Bool) { inPipeline = running }
 
     // MARK: Private helpers
 
-    private func rollbackQuietly() {
+    func rollbackQuietly() {
         guard let handle, PQstatus(handle) == CONNECTION_OK, PQtransactionStatus(handle) != PQTRANS_IDLE else {
             return
         }
@@ -604,6 +579,44 @@ public final class PostgresConnection {
         let host = values["host"] ?? values["hostaddr"] ?? "localhost"
         let target = "\(values["user"].map { $0 + "@" } ?? "")\(host):\(values["port"] ?? "5432")/\(values["dbname"] ?? "")"
         return (target, values["options"])
+    }
+}
+
+/// Parameter texts as NUL-terminated C strings in one buffer (nil offsets are SQL NULLs).
+struct EncodedParameters {
+    private var buffer: [CChar] = []
+    private var offsets: [Int?] = []
+
+    init(_ parameters: [(any PostgresEncodable)?]) throws(PostgresError) {
+        offsets.reserveCapacity(parameters.count)
+        for (position, parameter) in parameters.enumerated() {
+            guard let parameter else {
+                offsets.append(nil)
+                continue
+            }
+            offsets.append(buffer.count)
+            for byte in parameter.postgresText.utf8 {
+                guard byte != 0 else {
+                    throw PostgresError(
+                        kind: .query, message: "parameter $\(position + 1) contains a NUL byte, which text cannot hold",
+                        isRetryable: false)
+                }
+                buffer.append(CChar(bitPattern: byte))
+            }
+            buffer.append(0)
+        }
+    }
+
+    var count: Int32 { Int32(offsets.count) }
+
+    /// `body` gets the count and the array of pointers libpq wants, valid for the call only.
+    func withPointers<R>(_ body: (Int32, UnsafePointer<UnsafePointer<CChar>?>?) -> R) -> R {
+        if offsets.isEmpty { return body(0, nil) }
+        return buffer.withUnsafeBufferPointer { storage in
+            let base = storage.baseAddress
+            let pointers: [UnsafePointer<CChar>?] = offsets.map { offset in offset.flatMap { base?.advanced(by: $0) } }
+            return pointers.withUnsafeBufferPointer { body(count, $0.baseAddress) }
+        }
     }
 }
 
