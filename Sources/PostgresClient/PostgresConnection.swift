@@ -177,8 +177,8 @@ public final class PostgresConnection {
     }
 
     /// Runs a script of one or more statements without parameters (simple query protocol), e.g. a migration.
-    /// Statements run in order and stop at the first error, which is thrown; unless the script has its own
-    /// BEGIN/COMMIT, the statements before the failing one stay committed.
+    /// Statements run in order and stop at the first error, which is thrown. Without BEGIN/COMMIT of its own,
+    /// the whole script is one implicit transaction: a failure undoes the statements before it too.
     public func simpleQuery(_ sql: String) throws(PostgresError) {
         let handle = try liveHandle()
         _ = try consume(PQexec(handle, sql), handle: handle)

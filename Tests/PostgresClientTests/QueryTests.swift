@@ -187,6 +187,8 @@ import Testing
             #expect(try connection.query("SELECT count(*) AS n FROM \(table)").rows[0].decode("n", as: Int.self) == 3)
             let error = postgresError { try connection.simpleQuery("INSERT INTO \(table) VALUES (4); INSERT INTO \(table) VALUES (1);") }
             #expect(error?.sqlState == "23505")
+            // One implicit transaction: the insert before the failing one is undone as well.
+            #expect(try connection.query("SELECT count(*) AS n FROM \(table)").rows[0].decode("n", as: Int.self) == 3)
             try connection.simpleQuery("")
         }
     }
