@@ -46,8 +46,9 @@ public final class PostgresConnection {
     /// connection string works). Adds `connect_timeout=5` and `application_name=seat-inventory` unless the URL sets
     /// them. The password never appears in logs or errors.
     public init(url: String, logger: Logger) throws(PostgresError) {
-        let secrets = Self.passwords(in: url)
+        var secrets = Self.passwords(in: url)
         let parsed = try Self.parse(url, secrets: secrets)
+        if let password = parsed.password, !password.isEmpty, !secrets.contains(password) { secrets.append(password) }
         self.secrets = secrets
         self.logger = logger
         self.logger[metadataKey: "db.target"] = "\(parsed.target)"
@@ -558,7 +559,7 @@ public final class PostgresConnection {
 
     /// Checks the URL with libpq's own parser; returns what logs may show and any `options` it sets.
     private static func parse(_ url: String, secrets: [String]) throws(PostgresError) -> (
-        target: String, options: String?
+        target: String, options: String?, password: String?
     ) {
         var errorMessage: UnsafeMutablePointer<CChar>?
         guard let options = PQconninfoParse(url, &errorMessage) else {
@@ -578,7 +579,7 @@ public final class PostgresConnection {
         }
         let host = values["host"] ?? values["hostaddr"] ?? "localhost"
         let target = "\(values["user"].map { $0 + "@" } ?? "")\(host):\(values["port"] ?? "5432")/\(values["dbname"] ?? "")"
-        return (target, values["options"])
+        return (target, values["options"], values["password"])
     }
 }
 
