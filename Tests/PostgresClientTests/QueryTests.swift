@@ -223,4 +223,19 @@ import Testing
             #expect(connection.isOpen)
         }
     }
+
+    @Test("serialization failures and deadlocks are retryable, other server errors are not")
+    func retryableStates() throws {
+        try TestDatabase.withConnection { connection in
+            for (state, retryable) in [("40001", true), ("40P01", true), ("23505", false), ("P0001", false), ("22P02", false)] {
+                let error = postgresError {
+                    try connection.query("DO $$ BEGIN RAISE EXCEPTION 'raised' USING ERRCODE = '\(state)'; END $$")
+                }
+                #expect(error?.sqlState == state)
+                #expect(error?.kind == .query)
+                #expect(error?.isRetryable == retryable, "\(state)")
+            }
+            #expect(connection.isOpen)
+        }
+    }
 }
