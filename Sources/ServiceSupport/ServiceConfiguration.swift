@@ -234,7 +234,11 @@ private struct Parser {
         return String(value.dropFirst().dropLast())
     }
 
-    private func integer(_ name: String, in range: ClosedRange<Int>, default value: Int) throws(ConfigurationError)
+    private func integer(
+        _ name: String,
+        in range: ClosedRange<Int>,
+        default value: Int
+    ) throws(ConfigurationError)
         -> Int
     {
         guard let (raw, source) = lookup(name) else { return value }

@@ -19,7 +19,10 @@ private func withDirectory<T>(
     return try await body(directory)
 }
 
-private func load(_ environment: [String: String] = [:], files: [String: String] = [:]) async throws
+private func load(
+    _ environment: [String: String] = [:],
+    files: [String: String] = [:]
+) async throws
     -> ServiceConfiguration
 {
     try await withDirectory(files: files) { directory in
@@ -28,7 +31,10 @@ private func load(_ environment: [String: String] = [:], files: [String: String]
 }
 
 /// The error `load` throws for these sources.
-private func loadError(_ environment: [String: String], files: [String: String] = [:]) async throws
+private func loadError(
+    _ environment: [String: String],
+    files: [String: String] = [:]
+) async throws
     -> ConfigurationError?
 {
     try await withDirectory(files: files) { directory -> ConfigurationError? in
@@ -146,7 +152,10 @@ struct ServiceConfigurationTests {
         let error = try #require(await loadError([:], files: [".env": "WORKERS=lots\n"]))
         #expect(error.variable == "WORKERS")
         #expect(error.source == ".env")
-        #expect(error.description == "invalid configuration: WORKERS (from .env): expected a whole number from 1 to 256, got 'lots'")
+        #expect(
+            error.description
+                == "invalid configuration: WORKERS (from .env): expected a whole number from 1 to 256, got 'lots'"
+        )
     }
 
     @Test("a bad value hidden by a higher source is never read")
