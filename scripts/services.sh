@@ -134,7 +134,7 @@ pg_cluster() {
     cluster=$(pg_lsclusters -h 2>/dev/null | awk -v port="$PG_PORT" '$3 == port { print $1, $2; exit }')
     if [ -z "$cluster" ]; then
         local version name=main
-        version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+        version=$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -V | tail -n 1 || true)
         [ -n "$version" ] || fail "PostgreSQL is not installed (/usr/lib/postgresql is empty)"
         if [ -d "/etc/postgresql/$version/main" ]; then name=inventory_$PG_PORT; fi
         as_root pg_createcluster "$version" "$name" --port "$PG_PORT" >/dev/null ||
@@ -295,7 +295,8 @@ down() {
 }
 
 main() {
-    mkdir -p "$STATE_DIR" && chmod 1777 "$STATE_DIR" 2>/dev/null || true
+    mkdir -p "$STATE_DIR"
+    chmod 1777 "$STATE_DIR" 2>/dev/null || true
     # One `up` or `down` at a time: CI and a developer, or two test runs, may call this together.
     exec 9>>"$STATE_DIR/lock"
     chmod 666 "$STATE_DIR/lock" 2>/dev/null || true
