@@ -102,6 +102,12 @@ struct ServiceConfigurationTests {
         #expect(configuration.prefetch == 64)
     }
 
+    @Test("a database URL may leave out the host, as libpq allows (the local socket)")
+    func socketDatabaseURL() async throws {
+        let configuration = try await load(["DATABASE_URL": "postgresql:///inventory_db?host=/var/run/postgresql"])
+        #expect(configuration.databaseURL == "postgresql:///inventory_db?host=/var/run/postgresql")
+    }
+
     @Test("the environment wins over .env.local, which wins over .env")
     func precedence() async throws {
         let files = [
