@@ -85,7 +85,7 @@ public final class AMQPConnection {
             var clientProperties = arena.table(
                 configuration.connectionName.map { ["connection_name": .string($0)] } ?? [:])
             return crabbitmq_login_plain_with_properties(
-                state, configuration.vhost, 0, 131_072, configuration.heartbeat.wholeSeconds, &clientProperties,
+                state, configuration.vhost, 0, 131_072, Self.heartbeatSeconds(configuration.heartbeat), &clientProperties,
                 configuration.user, configuration.password)
         }
         if login.reply_type != AMQP_RESPONSE_NORMAL {
@@ -290,7 +290,7 @@ public final class AMQPConnection {
     public func nextEvent(timeout: Duration) throws(AMQPError) -> AMQPEvent? {
         guard let state else { throw closedError() }
         if !pending.isEmpty { return pending.removeFirst() }
-        let deadline = clock.now.advanced(by: timeout)
+        let deadline = clock.now.advanced(by: Self.clamped(timeout))
         while true {
             switch try readOne(state, timeout: clock.now.duration(to: deadline)) {
             case .event(let event):
@@ -311,7 +311,7 @@ public final class AMQPConnection {
     /// `woken` does not reset the EventFD: `drain()` it.
     public func waitForInput(wakeup: EventFD?, timeout: Duration) throws(AMQPError) -> (readable: Bool, woken: Bool) {
         guard let state else { throw closedError() }
-        let deadline = clock.now.advanced(by: timeout)
+        let deadline = clock.now.advanced(by: Self.clamped(timeout))
         let socket = amqp_get_sockfd(state)
         while true {
             // poll() cannot see frames rabbitmq-c already read from the socket.
@@ -455,6 +455,17 @@ public final class AMQPConnection {
         return error
     }
 
+    /// AMQP negotiates whole seconds: a sub-second heartbeat becomes 1 s rather than off.
+    private static func heartbeatSeconds(_ heartbeat: Duration) -> Int32 {
+        guard heartbeat > .zero else { return 0 }
+        return max(1, heartbeat.wholeSeconds)
+    }
+
+    /// Keeps deadline arithmetic from overflowing on absurd timeouts; a day is "forever" for a wait loop.
+    private static func clamped(_ timeout: Duration) -> Duration {
+        min(timeout, .seconds(86_400))
+    }
+
     private static func shutdown(_ state: amqp_connection_state_t, _ teardown: Teardown, channel: amqp_channel_t) {
         switch teardown {
         case .channelClosedByServer:
@@ -517,7 +528,12 @@ public final class AMQPConnection {
 
     private static func libraryError(_ status: Int32, context: String) -> AMQPError {
         let kind: AMQPError.Kind = status == AMQP_STATUS_TIMEOUT.rawValue ? .timeout : .connectionClosed
-        return AMQPError(kind: kind, message: "\(context): \(libraryErrorText(status))", isRetryable: true)
+        var text = libraryErrorText(status)
+        if status == AMQP_STATUS_SOCKET_ERROR.rawValue, errno != 0 {
+            // rabbitmq-c's words alone ("a socket error occurred") do not say which.
+            text += " (\(String(cString: strerror(errno))))"
+        }
+        return AMQPError(kind: kind, message: "\(context): \(text)", isRetryable: true)
     }
 
     /// One call into rabbitmq-c that waits at most `timeout` (which is also when it sends a due heartbeat

@@ -33,6 +33,18 @@ import Testing
         }
     }
 
+    @Test("a 1 MB body spanning many frames round-trips intact")
+    func largeBody() throws {
+        try Broker.withConnection { connection in
+            try Broker.withQueue(on: connection) { queue in
+                let body = (0..<1_048_576).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+                try connection.publish(exchange: "", routingKey: queue, body: body)
+                try connection.consume(queue: queue, noAck: true)
+                #expect(try connection.nextDelivery()?.body == body)
+            }
+        }
+    }
+
     @Test("a message without properties arrives with empty properties")
     func noProperties() throws {
         try Broker.withConnection { connection in
@@ -242,7 +254,7 @@ import Testing
         var configuration = try Broker.configuration("wrong-password")
         configuration.password = "definitely-not-the-password"
         let error = #expect(throws: AMQPError.self) {
-            try AMQPConnection(configuration: configuration, logger: .init(label: "test"))
+            try AMQPConnection(configuration: configuration, logger: Broker.quietLogger)
         }
         #expect(error?.kind == .authenticationFailed)
         #expect(error?.replyCode == 403)
@@ -256,7 +268,7 @@ import Testing
         var configuration = try Broker.configuration("unknown-vhost")
         configuration.vhost = "no-such-vhost-\(UUID().uuidString)"
         let error = #expect(throws: AMQPError.self) {
-            try AMQPConnection(configuration: configuration, logger: .init(label: "test"))
+            try AMQPConnection(configuration: configuration, logger: Broker.quietLogger)
         }
         #expect(error?.kind == .connectionFailed)
         #expect(error?.replyCode == 530)
@@ -270,7 +282,7 @@ import Testing
         let clock = ContinuousClock()
         let started = clock.now
         let error = #expect(throws: AMQPError.self) {
-            try AMQPConnection(configuration: configuration, logger: .init(label: "test"))
+            try AMQPConnection(configuration: configuration, logger: Broker.quietLogger)
         }
         #expect(started.duration(to: clock.now) < .seconds(1))
         #expect(error?.kind == .connectionFailed)

@@ -22,6 +22,13 @@ enum Broker {
         return try AMQPConnection(configuration: configuration, logger: logger)
     }
 
+    /// For connections expected to fail: their info-level "login failed" lines are noise here.
+    static let quietLogger: Logger = {
+        var logger = Logger(label: "amqp-client-tests")
+        logger.logLevel = .warning
+        return logger
+    }()
+
     static func uniqueName(_ kind: String) -> String {
         "amqp-client-tests.\(kind).\(UUID().uuidString)"
     }
