@@ -412,13 +412,21 @@ import Testing
         }
     }
 
-    @Test("a thread that only waits on waitForInput keeps a 1 s heartbeat alive")
-    func heartbeatWhileWaiting() throws {
+    @Test(
+        "a thread looping on waitForInput (and nextEvent(.zero)) keeps a 1 s heartbeat alive",
+        arguments: [
+            (wait: Duration.milliseconds(3500), drain: false),  // one long wait, never entering nextEvent
+            (wait: Duration.milliseconds(100), drain: true),  // the worker loop: short waits, then drain
+        ])
+    func heartbeatWhileWaiting(wait: Duration, drain: Bool) throws {
         try Broker.withConnection(heartbeat: .seconds(1)) { connection in
             let clock = ContinuousClock()
             let deadline = clock.now.advanced(by: .milliseconds(3500))
             while clock.now < deadline {
-                _ = try connection.waitForInput(wakeup: nil, timeout: clock.now.duration(to: deadline))
+                _ = try connection.waitForInput(wakeup: nil, timeout: min(wait, clock.now.duration(to: deadline)))
+                if drain {
+                    while try connection.nextEvent(timeout: .zero) != nil {}
+                }
             }
             #expect(connection.isOpen)
             let name = try connection.declareQueue("", durable: false, exclusive: true)
