@@ -85,7 +85,8 @@ public final class AMQPConnection {
             var clientProperties = arena.table(
                 configuration.connectionName.map { ["connection_name": .string($0)] } ?? [:])
             return crabbitmq_login_plain_with_properties(
-                state, configuration.vhost, 0, 131_072, Self.heartbeatSeconds(configuration.heartbeat), &clientProperties,
+                state, configuration.vhost, 0, 131_072, Self.heartbeatSeconds(configuration.heartbeat),
+                &clientProperties,
                 configuration.user, configuration.password)
         }
         if login.reply_type != AMQP_RESPONSE_NORMAL {
@@ -118,7 +119,10 @@ public final class AMQPConnection {
         self.state = state
         logger.info(
             "AMQP connection open",
-            metadata: ["amqp.heartbeat": "\(heartbeatInterval)", "amqp.connection_name": "\(configuration.connectionName ?? "")"])
+            metadata: [
+                "amqp.heartbeat": "\(heartbeatInterval)",
+                "amqp.connection_name": "\(configuration.connectionName ?? "")",
+            ])
     }
 
     deinit {
@@ -231,7 +235,8 @@ public final class AMQPConnection {
             return body.withUnsafeBytes { raw in
                 amqp_basic_publish(
                     state, channel, arena.bytes(exchange), arena.bytes(routingKey), mandatory ? 1 : 0, 0,
-                    &basicProperties, amqp_bytes_t(len: raw.count, bytes: UnsafeMutableRawPointer(mutating: raw.baseAddress)))
+                    &basicProperties,
+                    amqp_bytes_t(len: raw.count, bytes: UnsafeMutableRawPointer(mutating: raw.baseAddress)))
             }
         }
         guard status == AMQP_STATUS_OK.rawValue else {
@@ -507,7 +512,8 @@ public final class AMQPConnection {
                 isRetryable: true)
             return (error, .broken)
         default:
-            let error = AMQPError(kind: .protocolError, message: "\(context): no reply from rabbitmq-c", isRetryable: true)
+            let error = AMQPError(
+                kind: .protocolError, message: "\(context): no reply from rabbitmq-c", isRetryable: true)
             return (error, .broken)
         }
     }
@@ -553,7 +559,8 @@ public final class AMQPConnection {
             let message = AMQPMessage(
                 deliveryTag: envelope.delivery_tag, exchange: envelope.exchange.string,
                 routingKey: envelope.routing_key.string, redelivered: envelope.redelivered != 0,
-                consumerTag: envelope.consumer_tag.string, properties: AMQPProperties(copying: envelope.message.properties),
+                consumerTag: envelope.consumer_tag.string,
+                properties: AMQPProperties(copying: envelope.message.properties),
                 body: envelope.message.body.array)
             return .event(.delivery(message))
         }
@@ -601,7 +608,10 @@ public final class AMQPConnection {
                 properties: AMQPProperties(copying: message.properties), body: message.body.array)
             logger.debug(
                 "AMQP message returned",
-                metadata: ["amqp.reply_code": "\(replyCode)", "amqp.exchange": "\(exchange)", "amqp.routing_key": "\(routingKey)"])
+                metadata: [
+                    "amqp.reply_code": "\(replyCode)", "amqp.exchange": "\(exchange)",
+                    "amqp.routing_key": "\(routingKey)",
+                ])
             return .event(.returned(returned))
         case crabbitmq_channel_close_method:
             let close = decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
@@ -616,7 +626,8 @@ public final class AMQPConnection {
         case crabbitmq_basic_cancel_method:
             let cancel = decoded.assumingMemoryBound(to: amqp_basic_cancel_t.self).pointee
             logger.info(
-                "AMQP consumer cancelled by the broker", metadata: ["amqp.consumer_tag": "\(cancel.consumer_tag.string)"])
+                "AMQP consumer cancelled by the broker",
+                metadata: ["amqp.consumer_tag": "\(cancel.consumer_tag.string)"])
             return .nothing
         case crabbitmq_connection_blocked_method:
             logger.info("AMQP connection blocked by the broker")

@@ -23,7 +23,9 @@ struct AMQPBenchmarks {
                 _ = try? connection.consume(queue: requests, noAck: true)
                 ready.signal()
                 var served = 0
-                while served < rounds, case .delivery(let request)? = (try? connection.nextEvent(timeout: .seconds(5))) ?? nil {
+                while served < rounds,
+                    case .delivery(let request)? = (try? connection.nextEvent(timeout: .seconds(5))) ?? nil
+                {
                     _ = try? connection.publish(
                         exchange: "", routingKey: request.properties.replyTo ?? "", body: request.body,
                         properties: AMQPProperties(correlationID: request.properties.correlationID))
@@ -73,7 +75,9 @@ struct AMQPBenchmarks {
                 }
                 while published < count || !outstanding.isEmpty {
                     if published < count && outstanding.count < 256 {
-                        outstanding.insert(try connection.publish(exchange: "", routingKey: queue, body: [UInt8](repeating: 7, count: 200)))
+                        outstanding.insert(
+                            try connection.publish(
+                                exchange: "", routingKey: queue, body: [UInt8](repeating: 7, count: 200)))
                         published += 1
                         settle(try connection.nextEvent(timeout: .zero))
                     } else {
@@ -81,7 +85,9 @@ struct AMQPBenchmarks {
                     }
                 }
                 let elapsed = started.duration(to: clock.now)
-                print("AMQP confirms: \(count) confirmed publishes in \(elapsed), \(Int(Double(count) / seconds(elapsed)))/s")
+                print(
+                    "AMQP confirms: \(count) confirmed publishes in \(elapsed), \(Int(Double(count) / seconds(elapsed)))/s"
+                )
             }
         }
     }

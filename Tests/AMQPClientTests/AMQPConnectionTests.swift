@@ -17,7 +17,8 @@ import Testing
                         "flag": .bool(true), "ratio": .double(0.25), "negative": .int(-7),
                     ])
                 let body = Array(#"{"seatIds":["A1"]}"#.utf8) + [0, 255]
-                #expect(try connection.publish(exchange: "", routingKey: queue, body: body, properties: properties) == 0)
+                #expect(
+                    try connection.publish(exchange: "", routingKey: queue, body: body, properties: properties) == 0)
                 let tag = try connection.consume(queue: queue)
                 let message = try #require(try connection.nextDelivery())
                 #expect(message.body == body)
@@ -204,7 +205,9 @@ import Testing
                     properties: AMQPProperties(expiration: "1"))
                 try connection.publish(exchange: "", routingKey: queue, body: Array("fresh".utf8))
                 _ = try connection.collectEvents { events in
-                    events.contains { if case .ack(2, _) = $0 { true } else if case .ack(_, true) = $0 { true } else { false } }
+                    events.contains {
+                        if case .ack(2, _) = $0 { true } else if case .ack(_, true) = $0 { true } else { false }
+                    }
                 }
                 let clock = ContinuousClock()
                 let deadline = clock.now.advanced(by: .seconds(2))
@@ -303,10 +306,11 @@ import Testing
 
             let clock = ContinuousClock()
             let started = clock.now
-            for call in [{ _ = try connection.declareQueue("") }, { _ = try connection.nextEvent(timeout: .seconds(5)) },
-                         { _ = try connection.publish(exchange: "", routingKey: "x", body: []) },
-                         { _ = try connection.waitForInput(wakeup: nil, timeout: .seconds(5)) }]
-            {
+            for call in [
+                { _ = try connection.declareQueue("") }, { _ = try connection.nextEvent(timeout: .seconds(5)) },
+                { _ = try connection.publish(exchange: "", routingKey: "x", body: []) },
+                { _ = try connection.waitForInput(wakeup: nil, timeout: .seconds(5)) },
+            ] {
                 let later = #expect(throws: AMQPError.self) { try call() }
                 #expect(later?.kind == .connectionClosed)
                 #expect(later?.message.contains("NOT_FOUND") == true)
@@ -347,9 +351,11 @@ import Testing
             let (local, peer) = try #require(connection.socketEndpoints())
             let name = "\(local) -> \(peer)"
             // rabbitmqctl closes by connection pid: find ours by its name (our own socket's endpoints).
-            let listing = try run("/usr/sbin/rabbitmqctl", ["list_connections", "pid", "name", "--no-table-headers", "-q"])
+            let listing = try run(
+                "/usr/sbin/rabbitmqctl", ["list_connections", "pid", "name", "--no-table-headers", "-q"])
             let line = listing.output.split(separator: "\n").first { $0.hasSuffix("\t" + name) }
-            let pid = try #require(line?.split(separator: "\t").first.map(String.init), "\(name) not in \(listing.output)")
+            let pid = try #require(
+                line?.split(separator: "\t").first.map(String.init), "\(name) not in \(listing.output)")
             let result = try run("/usr/sbin/rabbitmqctl", ["close_connection", pid, "closed by amqp-client-tests"])
             try #require(result.status == 0, "rabbitmqctl: \(result.output)")
             let error = #expect(throws: AMQPError.self) {
