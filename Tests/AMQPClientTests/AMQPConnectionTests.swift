@@ -345,7 +345,40 @@ import Testing
         }
     }
 
-    @Test("the broker closing the connection gives a clear error, then connectionClosed")
+    @Test("redeclaring a queue with other arguments is refused with 406 PRECONDITION_FAILED")
+    func inequivalentArguments() throws {
+        try Broker.withConnection { connection in
+            try Broker.withQueue(on: connection, arguments: ["x-message-ttl": .int(60_000)]) { queue in
+                // Same arguments: fine (and proves the table reached the broker as the same value).
+                try connection.declareQueue(queue, durable: false, arguments: ["x-message-ttl": .int(60_000)])
+                let error = #expect(throws: AMQPError.self) {
+                    try connection.declareQueue(queue, durable: false, arguments: ["x-message-ttl": .int(1_000)])
+                }
+                #expect(error?.kind == .channelClosed)
+                #expect(error?.replyCode == 406)
+                #expect(error?.message.contains("PRECONDITION_FAILED") == true)
+                #expect(error?.message.contains("x-message-ttl") == true)
+            }
+        }
+    }
+
+    @Test("close is idempotent and later calls throw connectionClosed at once")
+    func closeTwice() throws {
+        let connection = try Broker.connect()
+        connection.close()
+        connection.close()
+        #expect(!connection.isOpen)
+        let error = #expect(throws: AMQPError.self) {
+            try connection.publish(exchange: "", routingKey: "anything", body: [1])
+        }
+        #expect(error?.kind == .connectionClosed)
+        #expect(error?.message.contains("closed by the application") == true)
+    }
+
+    @Test(
+        "the broker closing the connection gives a clear error, then connectionClosed",
+        .enabled(
+            if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/rabbitmqctl"), "needs rabbitmqctl (as root)"))
     func brokerClosesConnection() throws {
         try Broker.withConnection { connection in
             let (local, peer) = try #require(connection.socketEndpoints())
