@@ -53,7 +53,9 @@ struct StorageConstraintTests {
                 refusal(connection, "UPDATE seat_states SET state = 'purchased', hold_id = 'intruder' WHERE seat_id = 'A1'")
                     == "seat_states_purchased_by_holder")
             // The seat's holder is recorded on the seat, and a hold's seat can only belong to its showtime.
-            #expect(refusal(connection, "UPDATE seat_states SET state = 'held' WHERE seat_id = 'A3'") == "seat_states_holder")
+            #expect(
+                refusal(connection, "UPDATE seat_states SET state = 'held', hold_expires_at = now() WHERE seat_id = 'A3'")
+                    == "seat_states_holder")
             #expect(
                 refusal(connection, "UPDATE seat_states SET hold_id = 'live' WHERE seat_id = 'A3'") == "seat_states_holder")
             #expect(
@@ -63,7 +65,8 @@ struct StorageConstraintTests {
                 refusal(connection, "UPDATE seat_states SET state = 'held', hold_id = 'nobody', hold_expires_at = now() WHERE seat_id = 'A3'")
                     == "seat_states_hold_fk")
             #expect(
-                refusal(connection, "UPDATE seat_states SET state = 'bogus' WHERE seat_id = 'A3'") == "seat_states_state_check")
+                refusal(connection, "UPDATE seat_states SET state = 'bogus', hold_id = 'intruder' WHERE seat_id = 'A3'")
+                    == "seat_states_state_check")
             // Holds: a purchase has an order, a finished hold never changes, a key belongs to one hold per user.
             #expect(
                 refusal(connection, "UPDATE holds SET status = 'purchased' WHERE hold_id = 'live'") == "holds_purchased_has_order")

@@ -37,8 +37,9 @@ struct StorageStoreTests {
             #expect(hold.status == .active && hold.orderId == nil)
             let ttl = hold.expiresAt.timeIntervalSinceNow
             #expect(ttl > 290 && ttl <= 301)
-            // Milliseconds, exactly.
-            #expect((hold.expiresAt.timeIntervalSince1970 * 1000).rounded() == hold.expiresAt.timeIntervalSince1970 * 1000)
+            // Whole seconds, so the reply's RFC 3339 text (whole seconds) is the exact instant.
+            #expect(hold.expiresAt.timeIntervalSince1970.rounded() == hold.expiresAt.timeIntervalSince1970)
+            #expect(ContractJSON.parseDate(ContractJSON.formatDate(hold.expiresAt)) == hold.expiresAt)
 
             #expect(try f.hold("show", ["A3", "A1", "A4", "A2"], user: "bob").unavailableSeats == ["A1", "A2"])
             // All or nothing: A3 and A4 were not taken by the refused hold.

@@ -112,7 +112,7 @@ public final class InventoryStore {
         WITH h AS (
             INSERT INTO holds (hold_id, showtime_id, user_id, seat_ids, status, expires_at, idempotency_key, request_hash)
             VALUES ($1, $2, $4, $3::text[], 'active',
-                    date_trunc('milliseconds', now() + make_interval(secs => $7::integer)), $5, $6)
+                    inventory_ceil_second(now() + make_interval(secs => $7::integer)), $5, $6)
             RETURNING *
         ), claim AS (
             UPDATE seat_states s
@@ -255,9 +255,14 @@ public final class InventoryStore {
     private func run(_ statement: Statement, _ parameters: [(any PostgresEncodable)?]) throws -> PostgresResult {
         var attempt = 1
         while true {
-            do {
-                return try connection.execute(prepared: statement.rawValue, parameters)
-            } catch let error as PostgresError where attempt < 3 && Self.retriedStates.contains(error.sqlState ?? "") {
+            let outcome = Result { () throws(PostgresError) -> PostgresResult in
+                try connection.execute(prepared: statement.rawValue, parameters)
+            }
+            switch outcome {
+            case .success(let result):
+                return result
+            case .failure(let error):
+                guard attempt < 3, let state = error.sqlState, Self.retriedStates.contains(state) else { throw error }
                 attempt += 1
             }
         }
@@ -317,7 +322,7 @@ public final class InventoryStore {
         )
     }
 
-    /// Database times travel as epoch milliseconds: exact, since they are stored truncated to milliseconds.
+    /// Database times travel as epoch milliseconds: exact (expiry times are whole seconds).
     static func date(_ milliseconds: Int64) -> Date {
         Date(timeIntervalSince1970: Double(milliseconds) / 1000)
     }

@@ -141,6 +141,10 @@ public enum Migrations {
                 SELECT to_char(p_ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
             $$;
 
+            CREATE FUNCTION inventory_ceil_second(p_ts timestamptz) RETURNS timestamptz LANGUAGE sql IMMUTABLE AS $$
+                SELECT to_timestamp(ceil(extract(epoch FROM p_ts)))
+            $$;
+
             CREATE FUNCTION inventory_epoch_ms(p_ts timestamptz) RETURNS bigint LANGUAGE sql IMMUTABLE AS $$
                 SELECT floor(extract(epoch FROM p_ts) * 1000)::bigint
             $$;
@@ -220,7 +224,9 @@ public enum Migrations {
             RETURNS inventory_hold_result LANGUAGE plpgsql AS $$
             DECLARE
                 v_now        timestamptz := now();
-                v_expires_at timestamptz := date_trunc('milliseconds', now() + make_interval(secs => p_ttl_seconds));
+                -- Whole seconds, rounded up: replies print expiresAt with whole seconds (Contracts), so the
+                -- instant printed is exactly the instant compared, and a hold never lives less than its TTL.
+                v_expires_at timestamptz := inventory_ceil_second(now() + make_interval(secs => p_ttl_seconds));
                 v_known      integer;
                 v_taken      text[];
                 v_hold       holds;
