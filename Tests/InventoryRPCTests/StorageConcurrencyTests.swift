@@ -85,6 +85,30 @@ struct StorageConcurrencyTests {
         }
     }
 
+    @Test("64 holds racing with one idempotency key: one hold, every answer is that hold, never unavailable")
+    func idempotentStorm() throws {
+        try withTestDatabase { url in
+            let setup = try StoreFixture(url)
+            try setup.define("show", ["A1", "A2"])
+            let answers = try onThreads(Self.connections) { index, start in
+                let f = try StoreFixture(url)
+                start()
+                return try (0..<4).map { _ -> String in
+                    switch try f.hold("show", ["A1", "A2"], user: "alice", key: "retry-1") {
+                    case .created(let hold): return "created:\(hold.holdId)"
+                    case .replayed(let hold): return "replayed:\(hold.holdId)"
+                    case let other: return "unexpected:\(other)"
+                    }
+                }
+            }.flatMap { $0 }
+            #expect(answers.count == Self.connections * 4)
+            #expect(answers.filter { $0.hasPrefix("created:") }.count == 1)
+            #expect(Set(answers.map { $0.split(separator: ":").last! }).count == 1)
+            #expect(try setup.int("SELECT count(*) AS n FROM holds") == 1)
+            #expect(try setup.int("SELECT count(*) AS n FROM outbox") == 1)
+        }
+    }
+
     @Test("purchase racing the expiry sweep: exactly one of them wins, every time")
     func purchaseVersusExpiry() throws {
         try withTestDatabase { url in
