@@ -50,6 +50,12 @@ struct StorageStoreTests {
             #expect(try f.hold("show", ["A9", "A3", "Z"], user: "bob").unknown == ["A9", "Z"])
             #expect(try f.hold("nowhere", ["A1"], user: "bob").isShowtimeNotFound)
             #expect(try f.int("SELECT count(*) AS n FROM holds") == 1)
+            // Requests Contracts would refuse are a caller's bug: an error, never a wrong answer.
+            for bad in [[String](), ["A3", "A3"]] {
+                #expect(throws: PostgresError.self) { try f.hold("show", bad, user: "bob") }
+            }
+            #expect(throws: PostgresError.self) { try f.hold("show", ["A3"], user: "bob", ttl: 0) }
+            #expect(try f.int("SELECT count(*) AS n FROM holds") == 1)
         }
     }
 

@@ -232,6 +232,13 @@ public enum Migrations {
                 v_hold       holds;
                 v_claimed    integer;
             BEGIN
+                -- The caller validates requests (Contracts); a bad one here is a bug, refused loudly.
+                IF cardinality(p_seat_ids) IS NULL OR cardinality(p_seat_ids) = 0 OR array_position(p_seat_ids, NULL) IS NOT NULL
+                   OR (SELECT count(DISTINCT r) FROM unnest(p_seat_ids) r) <> cardinality(p_seat_ids) OR p_ttl_seconds < 1 THEN
+                    RAISE EXCEPTION 'inventory_hold: seat ids must be 1 or more distinct non-null values and the TTL positive'
+                        USING ERRCODE = 'invalid_parameter_value';
+                END IF;
+
                 -- 1. Lock the requested seats in seat_id order (multi-seat holds never deadlock each other); count the
                 --    known ones and list those not claimable. A seat whose hold is dead counts as available.
                 SELECT count(*)::integer,
