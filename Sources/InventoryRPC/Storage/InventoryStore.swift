@@ -138,8 +138,11 @@ public final class InventoryStore {
         let key = request.idempotencyKey
         let row = try single(
             .hold,
-            [holdID, request.showtimeId, request.seatIds, request.userId, key, key.map { _ in RequestHash.of(request) },
-             ttlSeconds]
+            [
+                holdID, request.showtimeId, request.seatIds, request.userId, key,
+                key.map { _ in RequestHash.of(request) },
+                ttlSeconds,
+            ]
         )
         switch try row.decode("outcome", as: String.self) {
         case "created": return .created(try Self.hold(from: row))
@@ -291,17 +294,25 @@ public final class InventoryStore {
         switch try row.decode("outcome", as: String.self) {
         case "ok": return .success(try Self.hold(from: row))
         case "not_found":
-            return .failure(ErrorBody(code: .holdNotFound, message: "Hold not found", details: ["holdId": .string(holdID)]))
+            return .failure(
+                ErrorBody(code: .holdNotFound, message: "Hold not found", details: ["holdId": .string(holdID)])
+            )
         case "not_owned":
             return .failure(
-                ErrorBody(code: .holdNotOwned, message: "The hold belongs to another user", details: ["holdId": .string(holdID)])
+                ErrorBody(
+                    code: .holdNotOwned,
+                    message: "The hold belongs to another user",
+                    details: ["holdId": .string(holdID)]
+                )
             )
         case "not_active":
             return .failure(
                 ErrorBody(code: .holdNotActive, message: "The hold is not active", details: ["holdId": .string(holdID)])
             )
         case "expired":
-            return .failure(ErrorBody(code: .holdExpired, message: "The hold has expired", details: ["holdId": .string(holdID)]))
+            return .failure(
+                ErrorBody(code: .holdExpired, message: "The hold has expired", details: ["holdId": .string(holdID)])
+            )
         case let other: throw Self.unexpected(statement.rawValue, other)
         }
     }
@@ -332,7 +343,11 @@ public final class InventoryStore {
         let raw = try row.decode(column, as: String.self)
         guard let value = T(rawValue: raw) else {
             throw PostgresError(
-                kind: .decoding, message: "unexpected \(column) '\(raw)'", sqlState: nil, detail: nil, constraint: nil,
+                kind: .decoding,
+                message: "unexpected \(column) '\(raw)'",
+                sqlState: nil,
+                detail: nil,
+                constraint: nil,
                 isRetryable: false
             )
         }
@@ -341,8 +356,12 @@ public final class InventoryStore {
 
     private static func unexpected(_ function: String, _ outcome: String) -> PostgresError {
         PostgresError(
-            kind: .decoding, message: "\(function) answered an unknown outcome '\(outcome)'", sqlState: nil, detail: nil,
-            constraint: nil, isRetryable: false
+            kind: .decoding,
+            message: "\(function) answered an unknown outcome '\(outcome)'",
+            sqlState: nil,
+            detail: nil,
+            constraint: nil,
+            isRetryable: false
         )
     }
 }
