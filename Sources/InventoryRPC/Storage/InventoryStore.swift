@@ -3,7 +3,7 @@ import Foundation
 import PostgresClient
 
 /// The answer to a hold request, as the database decided it.
-public enum HoldOutcome: Sendable {
+public enum HoldOutcome: Sendable, Hashable {
     case created(Hold)
     /// The user's idempotency key was seen with this very request: the hold it made, as it now stands.
     case replayed(Hold)
