@@ -82,21 +82,36 @@ struct StorageOutboxTests {
         }
     }
 
-    @Test("a committed event wakes LISTEN inventory_outbox")
+    @Test("a write wakes LISTEN inventory_outbox after its commit; with nothing to publish, nothing is sent")
     func notify() throws {
         try withTestDatabase { url in
             let listener = try TestDatabase.connect(url)
             defer { listener.close() }
-            try listener.listen("inventory_outbox")
+            try listener.listen(InventoryStore.outboxChannel)
+            let relay = try InventoryStore(connection: listener)
+            func notifications(within timeout: Duration) throws -> [PostgresNotification] {
+                var received: [PostgresNotification] = []
+                let deadline = ContinuousClock.now + timeout
+                while received.isEmpty && ContinuousClock.now < deadline {
+                    received += try listener.waitForNotifications(timeout: .milliseconds(50))
+                }
+                return received
+            }
+
             let f = try StoreFixture(url)
             try f.define("show", ["A1"])
-            _ = try #require(try f.created("show", ["A1"]))
-            var notifications: [PostgresNotification] = []
-            let deadline = ContinuousClock.now + .seconds(5)
-            while notifications.isEmpty && ContinuousClock.now < deadline {
-                notifications += try listener.waitForNotifications(timeout: .milliseconds(200))
-            }
-            #expect(notifications.map(\.channel) == ["inventory_outbox"])
+            #expect(try notifications(within: .milliseconds(300)).isEmpty)
+            let hold = try #require(try f.created("show", ["A1"]))
+            #expect(try notifications(within: .seconds(5)).map(\.channel) == ["inventory_outbox"])
+            // Woken, the relay sees the committed event.
+            let events = try relay.unpublishedEvents(limit: 10)
+            #expect(events.map(\.holdID) == [hold.holdId])
+            try relay.markPublished(ids: events.map(\.id))
+            // A refused hold writes nothing; with nothing unpublished, nobody is woken.
+            #expect(try f.hold("show", ["A1"], user: "bob").unavailableSeats == ["A1"])
+            #expect(try notifications(within: .milliseconds(300)).isEmpty)
+            _ = try f.store.release(ReleaseRequest(holdId: hold.holdId, userId: nil)).get()
+            #expect(try notifications(within: .seconds(5)).count == 1)
         }
     }
 }

@@ -62,6 +62,10 @@ public struct OutboxEvent: Sendable, Hashable {
 public final class InventoryStore {
     public let connection: PostgresConnection
 
+    /// The channel the outbox relay LISTENs on; notified (empty payload) after a write committed while
+    /// unpublished events exist.
+    public static let outboxChannel = "inventory_outbox"
+
     private enum Statement: String, CaseIterable {
         case hold = "inventory_store_hold"
         case findIdempotentHold = "inventory_store_find_idempotent_hold"
@@ -73,6 +77,15 @@ public final class InventoryStore {
         case expireHolds = "inventory_store_expire_holds"
         case unpublishedEvents = "inventory_store_unpublished_events"
         case markPublished = "inventory_store_mark_published"
+        case notifyRelay = "inventory_store_notify_relay"
+
+        /// Operations that may write outbox rows: they commit, then wake the relay (see `run`).
+        var writesEvents: Bool {
+            switch self {
+            case .hold, .release, .purchase, .expireHolds: true
+            default: false
+            }
+        }
 
         var sql: String {
             switch self {
@@ -97,6 +110,11 @@ public final class InventoryStore {
                 return """
                     SELECT o.id, o.event_id::text AS event_id, o.hold_id, o.event_type, o.payload::text AS payload
                       FROM outbox o WHERE o.published_at IS NULL ORDER BY o.id LIMIT $1
+                    """
+            case .notifyRelay:
+                return """
+                    SELECT pg_notify('\(InventoryStore.outboxChannel)', '')
+                      FROM (SELECT 1 FROM outbox WHERE published_at IS NULL LIMIT 1) AS pending
                     """
             case .markPublished:
                 return "UPDATE outbox SET published_at = now() WHERE id = ANY ($1::bigint[]) AND published_at IS NULL"
@@ -259,7 +277,9 @@ public final class InventoryStore {
         var attempt = 1
         while true {
             let outcome = Result { () throws(PostgresError) -> PostgresResult in
-                try connection.execute(prepared: statement.rawValue, parameters)
+                statement.writesEvents
+                    ? try executeThenNotify(statement, parameters)
+                    : try connection.execute(prepared: statement.rawValue, parameters)
             }
             switch outcome {
             case .success(let result):
@@ -269,6 +289,31 @@ public final class InventoryStore {
                 attempt += 1
             }
         }
+    }
+
+    /// One round trip, two transactions: the operation (BEGIN, the function, COMMIT), then the relay's wake-up
+    /// in a transaction of its own. NOTIFY inside the writing transaction would hold PostgreSQL's cluster-wide
+    /// notify lock through the commit flush and serialize every write (decision 0002, Benchmark); on its own,
+    /// after the commit, it costs nothing measurable, and the relay still hears of the event within
+    /// milliseconds. All four messages are sent before any answer is read, so the NOTIFY runs even if this
+    /// process dies right after sending; only a server crash between the two commits can skip it, and the
+    /// relay's fallback poll covers that.
+    private func executeThenNotify(
+        _ statement: Statement,
+        _ parameters: [(any PostgresEncodable)?]
+    ) throws(PostgresError) -> PostgresResult {
+        let outcomes = try connection.pipeline([
+            .query("BEGIN"),
+            .prepared(statement.rawValue, parameters),
+            .query("COMMIT"),
+            .prepared(Statement.notifyRelay.rawValue),
+        ])
+        // The operation's own error first (it decides whether a retry can help), then BEGIN's or COMMIT's.
+        for index in [1, 0, 2] {
+            if case .failure(let error) = outcomes[index] { throw error }
+        }
+        // A failed NOTIFY (the operation committed) only delays the relay until its next poll.
+        return try outcomes[1].get()
     }
 
     private func single(_ statement: Statement, _ parameters: [(any PostgresEncodable)?]) throws -> PostgresRow {
