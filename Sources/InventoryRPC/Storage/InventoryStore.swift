@@ -57,8 +57,12 @@ public struct OutboxEvent: Sendable, Hashable {
 ///
 /// `throws` means the database could not answer (`PostgresError`: connection lost, server gone...);
 /// the caller answers `SERVICE_UNAVAILABLE` and reconnects (a new connection, a new store). Business
-/// outcomes are values, never errors. A deadlock or serialization failure is retried here, since
-/// every operation is a single statement that either committed as a whole or not at all.
+/// outcomes are values, never errors. A deadlock or serialization failure is retried here (up to 3
+/// attempts), since every operation is a single statement that either committed as a whole or not at all.
+///
+/// The writing operations run their own transaction and then wake the outbox relay (`outboxChannel`)
+/// after the commit, in the same round trip: call them outside any transaction block. The schema must be
+/// migrated (`Migrator`) before `init`, which prepares the statements.
 public final class InventoryStore {
     public let connection: PostgresConnection
 
