@@ -539,7 +539,8 @@ final class DaemonCore: @unchecked Sendable {
     func waitUntilDrained(untilSent: Bool = true, deadline: ContinuousClock.Instant?) -> Bool {
         while true {
             let drained = shared.withLock { state -> Bool in
-                guard state.suspended == 0 && state.inFlight == 0 && (!untilSent || state.open == 0) else {
+                // Without `untilSent` only what safety needs: nothing suspended.
+                guard state.suspended == 0 && (!untilSent || (state.inFlight == 0 && state.open == 0)) else {
                     return false
                 }
                 state.closed = true
