@@ -1,7 +1,6 @@
 internal import CMicroHTTPD
 import Dispatch
 import Logging
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -18,7 +17,7 @@ public final class HTTPDaemon: @unchecked Sendable {
     private let core: DaemonCore
     private let daemon: OpaquePointer
     /// true once the daemon was stopped. Held for the whole of `shutdown`, so concurrent calls wait.
-    private let lifecycle = Mutex(false)
+    private let lifecycle = Locked(false)
 
     /// The bound port (configuration.port 0 picks a free one).
     public let port: Int
@@ -222,12 +221,12 @@ struct SharedState {
     var startupLog: [String]? = []
 }
 
-// @unchecked Sendable: mutable state is in `shared` (a Mutex); `logSink` is written once in init.
+// @unchecked Sendable: mutable state is in `shared` (behind a lock); `logSink` is written once in init.
 final class DaemonCore: @unchecked Sendable {
     let configuration: HTTPServerConfiguration
     let logger: Logger
     let handler: @Sendable (HTTPRequest, HTTPResponder) -> Void
-    let shared = Mutex(SharedState())
+    let shared = Locked(SharedState())
     /// Signalled whenever a count drops while draining; waiters re-check the counts.
     let drainSignal = DispatchSemaphore(value: 0)
     /// A body declared or arriving over `maxBodyBytes` is read and dropped up to this size (so the client
