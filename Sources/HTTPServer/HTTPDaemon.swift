@@ -41,7 +41,8 @@ public final class HTTPDaemon: @unchecked Sendable {
         }
         let core = DaemonCore(configuration: configuration, logger: logger, handler: handler)
 
-        var flags = MHD_USE_POLL_INTERNAL_THREAD.rawValue | MHD_ALLOW_SUSPEND_RESUME.rawValue
+        var flags =
+            MHD_USE_POLL_INTERNAL_THREAD.rawValue | MHD_ALLOW_SUSPEND_RESUME.rawValue
             | MHD_USE_ERROR_LOG.rawValue
         if address.isIPv6 {
             flags |= MHD_USE_IPv6.rawValue
@@ -430,7 +431,10 @@ final class DaemonCore: @unchecked Sendable {
     private func queue(_ response: HTTPResponse, on connection: OpaquePointer, closing: Bool) -> MHD_Result {
         var response = response
         if !(100...599).contains(response.status) {
-            logger.info("HTTP handler answered an invalid status; sending 500", metadata: ["http.status": "\(response.status)"])
+            logger.info(
+                "HTTP handler answered an invalid status; sending 500",
+                metadata: ["http.status": "\(response.status)"]
+            )
             response = HTTPResponse(status: 500)
         }
         let created = response.body.withUnsafeBytes { bytes in
