@@ -1,7 +1,0 @@
-import Testing
-
-@testable import RedisClient
-
-@Suite struct RedisClientPlaceholder {
-    @Test("the module builds") func builds() {}
-}
