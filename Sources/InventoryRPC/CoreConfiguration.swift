@@ -60,17 +60,3 @@ public struct CoreConfiguration: Sendable {
         self.printsStartupLines = printsStartupLines
     }
 }
-
-extension CoreConfiguration {
-    /// "Hold TTL: 300 seconds (5 minutes)", as the seed prints it.
-    var holdTTLLine: String {
-        let minutes: String
-        if holdTTLSeconds % 60 == 0 {
-            minutes = "\(holdTTLSeconds / 60) minute\(holdTTLSeconds == 60 ? "" : "s")"
-        } else {
-            let tenths = (holdTTLSeconds * 10 + 30) / 60
-            minutes = "\(tenths / 10).\(tenths % 10) minutes"
-        }
-        return "Hold TTL: \(holdTTLSeconds) seconds (\(minutes))"
-    }
-}

@@ -1,4 +1,5 @@
 import Logging
+import ServiceSupport
 import PostgresClient
 
 /// One thread's PostgreSQL connection and the `InventoryStore` on it, reconnected with back-off.
@@ -10,7 +11,7 @@ final class DatabaseSession {
     private let owner: String
     private let health: CoreHealth
     private let logger: Logger
-    private var retry = RetryDelay(initial: .milliseconds(200), maximum: .seconds(5))
+    private var retry = Backoff(initial: .milliseconds(200), maximum: .seconds(5))
     private var nextAttempt = ContinuousClock.now
     private var lost = false
     private(set) var connection: PostgresConnection?
@@ -48,7 +49,7 @@ final class DatabaseSession {
                 logger.debug("database still unreachable", metadata: ["thread": "\(owner)", "error": "\(error)"])
             }
             health.reportDown(.database, owner: owner)
-            nextAttempt = ContinuousClock.now + retry.next()
+            nextAttempt = ContinuousClock.now + retry.nextDelay()
             return nil
         }
     }
@@ -77,6 +78,6 @@ final class DatabaseSession {
         connection = nil
         store = nil
         health.reportDown(.database, owner: owner)
-        nextAttempt = ContinuousClock.now + retry.next()
+        nextAttempt = ContinuousClock.now + retry.nextDelay()
     }
 }

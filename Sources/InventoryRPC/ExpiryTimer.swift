@@ -1,4 +1,5 @@
 import Logging
+import ServiceSupport
 
 /// The expiry sweep: every `EXPIRY_INTERVAL_SECONDS`, marks dead holds `expired` in batches (the SQL uses
 /// `FOR UPDATE SKIP LOCKED`, so several instances never expire one hold twice), then deletes their seat
@@ -26,7 +27,7 @@ final class ExpiryTimer {
         let interval = Duration.seconds(max(1, context.configuration.expiryIntervalSeconds))
         repeat {
             sweep()
-        } while !context.stop.wait(interval)
+        } while !context.stop.wait(timeout: interval)
         database.close()
         locks.close()
     }
@@ -37,7 +38,7 @@ final class ExpiryTimer {
         guard let store = database.currentStore() else { return 0 }
         var total = 0
         do {
-            while !context.stop.isStopped {
+            while !context.stop.isTriggered {
                 let expired = try store.expireDueHolds(batchSize: context.configuration.expiryBatchSize)
                 for hold in expired {
                     locks.release(showtimeID: hold.showtimeID, seatIDs: hold.seatIDs, holdID: hold.holdID)

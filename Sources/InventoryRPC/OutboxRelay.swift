@@ -2,6 +2,7 @@ import AMQPClient
 import Contracts
 import Foundation
 import Logging
+import ServiceSupport
 import PostgresClient
 
 /// Publishes committed outbox rows to `inventory.events`, in id order, at least once.
@@ -24,8 +25,8 @@ final class OutboxRelay {
     private var store: InventoryStore?
     private var leader = false
     private var broker: AMQPConnection?
-    private var databaseRetry = RetryDelay(initial: .milliseconds(200), maximum: .seconds(5))
-    private var brokerRetry = RetryDelay(initial: .milliseconds(200), maximum: .seconds(5))
+    private var databaseRetry = Backoff(initial: .milliseconds(200), maximum: .seconds(5))
+    private var brokerRetry = Backoff(initial: .milliseconds(200), maximum: .seconds(5))
     private var databaseLost = false
     private var brokerLost = false
 
@@ -38,7 +39,7 @@ final class OutboxRelay {
 
     func run() {
         let stop = context.stop
-        while !stop.isStopped {
+        while !stop.isTriggered {
             guard let store = leadingStore() else { continue }
             guard let broker = connectedBroker() else { continue }
             do {
@@ -81,7 +82,7 @@ final class OutboxRelay {
             let result = try database.query("SELECT pg_try_advisory_lock($1) AS locked", [Self.leadershipLockKey])
             let locked = try result.rows.first?.decode("locked", as: Bool.self) ?? false
             guard locked else {
-                context.stop.wait(context.configuration.relayLeaderRetry)
+                context.stop.wait(timeout: context.configuration.relayLeaderRetry)
                 return nil
             }
             try database.listen(Self.channel)
@@ -104,7 +105,7 @@ final class OutboxRelay {
         database?.close()
         database = nil
         store = nil
-        context.stop.wait(databaseRetry.next())
+        context.stop.wait(timeout: databaseRetry.nextDelay())
     }
 
     // MARK: Broker
@@ -137,7 +138,7 @@ final class OutboxRelay {
         }
         broker?.close()
         broker = nil
-        context.stop.wait(brokerRetry.next())
+        context.stop.wait(timeout: brokerRetry.nextDelay())
     }
 
     // MARK: Publishing
@@ -202,7 +203,7 @@ final class OutboxRelay {
         context.metrics.outboxPublished(ids.count, returned: min(returned, ids.count))
         if nacked {
             logger.warning("broker nacked events; republishing", metadata: ["count": "\(events.count - ids.count)"])
-            context.stop.wait(.milliseconds(200))
+            context.stop.wait(timeout: .milliseconds(200))
         }
         return events.count
     }

@@ -2,6 +2,7 @@ import AMQPClient
 import Contracts
 import Foundation
 import Logging
+import ServiceSupport
 
 /// Declares the RPC exchange, one durable queue per operation bound with its routing key, and the events
 /// exchange. Idempotent; every worker runs it on (re)connect so a broker that lost its state heals.
@@ -21,7 +22,7 @@ struct CoreContext: Sendable {
     var metrics: ServiceMetrics
     var health: CoreHealth
     var circuit: RedisCircuit
-    var stop: StopSignal
+    var stop: ShutdownSignal
 }
 
 /// One RPC worker: a dedicated thread owning one broker, one database and one Redis connection, taking
@@ -58,9 +59,9 @@ final class RPCWorker {
 
     /// The thread's body: returns after the stop signal, once in-flight messages are answered.
     func run() {
-        var retry = RetryDelay(initial: .milliseconds(200), maximum: .seconds(5))
+        var retry = Backoff(initial: .milliseconds(200), maximum: .seconds(5))
         _ = handler.database.currentStore()
-        while !context.stop.isStopped {
+        while !context.stop.isTriggered {
             guard let connection = connectedBroker(retry: &retry) else { continue }
             if handler.database.store == nil { _ = handler.database.currentStore() }
             do {
@@ -76,7 +77,7 @@ final class RPCWorker {
         drainAndClose()
     }
 
-    private func connectedBroker(retry: inout RetryDelay) -> AMQPConnection? {
+    private func connectedBroker(retry: inout Backoff) -> AMQPConnection? {
         if let connection, connection.isOpen { return connection }
         if connection != nil { dropBroker(ClosedConnection()) }
         do {
@@ -106,7 +107,7 @@ final class RPCWorker {
                 logger.debug("broker still unreachable", metadata: ["error": "\(error)"])
             }
             context.health.reportDown(.broker, owner: name)
-            context.stop.wait(retry.next())
+            context.stop.wait(timeout: retry.nextDelay())
             return nil
         }
     }

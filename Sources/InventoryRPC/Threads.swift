@@ -1,28 +1,6 @@
 import Foundation
 import Synchronization
 
-/// A one-way "stop now" flag that sleeping threads can wait on.
-///
-/// Every thread of the core sleeps through `wait(_:)` rather than `Thread.sleep`, so a shutdown wakes it
-/// at once instead of after its interval.
-final class StopSignal: Sendable {
-    private let condition = NSConditionBox()
-
-    var isStopped: Bool { condition.withLock { $0 } }
-
-    func stop() {
-        condition.withLock { $0 = true }
-        condition.broadcast()
-    }
-
-    /// Sleeps up to `duration`; returns true when stop was requested (before or during the wait).
-    @discardableResult
-    func wait(_ duration: Duration) -> Bool {
-        let deadline = Date().addingTimeInterval(duration.seconds)
-        return condition.waitUntil(deadline: deadline)
-    }
-}
-
 /// NSCondition guarding one Bool. NSCondition is thread-safe by design; the stored flag is only touched
 /// with the condition's lock held, which is why the `@unchecked Sendable` is sound.
 private final class NSConditionBox: @unchecked Sendable {
@@ -86,28 +64,6 @@ final class ThreadGroup: Sendable {
         }
         return true
     }
-}
-
-/// Exponential back-off with jitter for reconnect loops: 100 ms, 200 ms, ... up to `maximum`.
-struct RetryDelay {
-    var initial: Duration = .milliseconds(100)
-    var maximum: Duration = .seconds(5)
-    private(set) var attempt = 0
-
-    init(initial: Duration = .milliseconds(100), maximum: Duration = .seconds(5)) {
-        self.initial = initial
-        self.maximum = maximum
-    }
-
-    mutating func next() -> Duration {
-        let factor = 1 << min(attempt, 16)
-        attempt += 1
-        let base = min(initial * factor, maximum)
-        let jitter = Double.random(in: 0.8...1.0)
-        return base * jitter
-    }
-
-    mutating func reset() { attempt = 0 }
 }
 
 extension Duration {
