@@ -142,7 +142,7 @@ final class RPCWorker {
         }
 
         let response: RPCResponse
-        switch Deadline.check(message.properties.headers["x-deadline"], now: epochMilliseconds()) {
+        switch Deadline.check(message.properties.headers[ContractHeaders.deadline], now: epochMilliseconds()) {
         case .passed(let deadline):
             context.metrics.dropped(reason: "deadline")
             logger.info("request past its deadline; dropped without acting", metadata: ["deadline": "\(deadline)"])
@@ -150,7 +150,7 @@ final class RPCWorker {
             return
         case .invalid:
             response = RequestHandler.failure(.validation([
-                ValidationProblem(field: "x-deadline", rule: "type", message: "x-deadline must be Unix epoch milliseconds")
+                ValidationProblem(field: ContractHeaders.deadline, rule: .type, message: "x-deadline must be Unix epoch milliseconds")
             ]))
         case .none, .pending:
             do {

@@ -97,22 +97,25 @@ final class RequestHandler {
         case .failure(let error): return Self.failure(error)
         case .success(let decoded): request = decoded
         }
-        if let header = headers["idempotency-key"] {
+        if let header = headers[ContractHeaders.amqpIdempotencyKey] {
             guard case .string(let headerKey) = header else {
                 return Self.failure(.validation([
-                    ValidationProblem(field: "idempotency-key", rule: "type", message: "the idempotency-key header must be a string")
+                    ValidationProblem(
+                        field: ContractHeaders.amqpIdempotencyKey, rule: .type,
+                        message: "The idempotency-key header must be a string")
                 ]))
+            }
+            if let problem = Identifier.problem(headerKey, field: ContractHeaders.amqpIdempotencyKey) {
+                return Self.failure(.validation([problem]))
             }
             if let bodyKey = request.idempotencyKey, bodyKey != headerKey {
                 return Self.failure(.validation([
                     ValidationProblem(
-                        field: "idempotencyKey", rule: "mismatch",
-                        message: "the body's idempotencyKey and the idempotency-key header differ")
+                        field: "idempotencyKey", rule: .mismatch,
+                        message: "The body's idempotencyKey and the idempotency-key header differ")
                 ]))
             }
             request.idempotencyKey = headerKey
-            let problems = request.validate(limits: limits)
-            if !problems.isEmpty { return Self.failure(.validation(problems)) }
         }
 
         return try withStore { store in
