@@ -85,7 +85,8 @@ public final class AMQPConnection {
             var clientProperties = arena.table(
                 configuration.connectionName.map { ["connection_name": .string($0)] } ?? [:])
             return crabbitmq_login_plain_with_properties(
-                state, configuration.vhost, 0, 131_072, configuration.heartbeat.wholeSeconds, &clientProperties,
+                state, configuration.vhost, 0, 131_072, Self.heartbeatSeconds(configuration.heartbeat),
+                &clientProperties,
                 configuration.user, configuration.password)
         }
         if login.reply_type != AMQP_RESPONSE_NORMAL {
@@ -118,7 +119,10 @@ public final class AMQPConnection {
         self.state = state
         logger.info(
             "AMQP connection open",
-            metadata: ["amqp.heartbeat": "\(heartbeatInterval)", "amqp.connection_name": "\(configuration.connectionName ?? "")"])
+            metadata: [
+                "amqp.heartbeat": "\(heartbeatInterval)",
+                "amqp.connection_name": "\(configuration.connectionName ?? "")",
+            ])
     }
 
     deinit {
@@ -231,7 +235,8 @@ public final class AMQPConnection {
             return body.withUnsafeBytes { raw in
                 amqp_basic_publish(
                     state, channel, arena.bytes(exchange), arena.bytes(routingKey), mandatory ? 1 : 0, 0,
-                    &basicProperties, amqp_bytes_t(len: raw.count, bytes: UnsafeMutableRawPointer(mutating: raw.baseAddress)))
+                    &basicProperties,
+                    amqp_bytes_t(len: raw.count, bytes: UnsafeMutableRawPointer(mutating: raw.baseAddress)))
             }
         }
         guard status == AMQP_STATUS_OK.rawValue else {
@@ -290,7 +295,7 @@ public final class AMQPConnection {
     public func nextEvent(timeout: Duration) throws(AMQPError) -> AMQPEvent? {
         guard let state else { throw closedError() }
         if !pending.isEmpty { return pending.removeFirst() }
-        let deadline = clock.now.advanced(by: timeout)
+        let deadline = clock.now.advanced(by: Self.clamped(timeout))
         while true {
             switch try readOne(state, timeout: clock.now.duration(to: deadline)) {
             case .event(let event):
@@ -311,7 +316,7 @@ public final class AMQPConnection {
     /// `woken` does not reset the EventFD: `drain()` it.
     public func waitForInput(wakeup: EventFD?, timeout: Duration) throws(AMQPError) -> (readable: Bool, woken: Bool) {
         guard let state else { throw closedError() }
-        let deadline = clock.now.advanced(by: timeout)
+        let deadline = clock.now.advanced(by: Self.clamped(timeout))
         let socket = amqp_get_sockfd(state)
         while true {
             // poll() cannot see frames rabbitmq-c already read from the socket.
@@ -455,6 +460,17 @@ public final class AMQPConnection {
         return error
     }
 
+    /// AMQP negotiates whole seconds: a sub-second heartbeat becomes 1 s rather than off.
+    private static func heartbeatSeconds(_ heartbeat: Duration) -> Int32 {
+        guard heartbeat > .zero else { return 0 }
+        return max(1, heartbeat.wholeSeconds)
+    }
+
+    /// Keeps deadline arithmetic from overflowing on absurd timeouts; a day is "forever" for a wait loop.
+    private static func clamped(_ timeout: Duration) -> Duration {
+        min(timeout, .seconds(86_400))
+    }
+
     private static func shutdown(_ state: amqp_connection_state_t, _ teardown: Teardown, channel: amqp_channel_t) {
         switch teardown {
         case .channelClosedByServer:
@@ -496,7 +512,8 @@ public final class AMQPConnection {
                 isRetryable: true)
             return (error, .broken)
         default:
-            let error = AMQPError(kind: .protocolError, message: "\(context): no reply from rabbitmq-c", isRetryable: true)
+            let error = AMQPError(
+                kind: .protocolError, message: "\(context): no reply from rabbitmq-c", isRetryable: true)
             return (error, .broken)
         }
     }
@@ -517,7 +534,12 @@ public final class AMQPConnection {
 
     private static func libraryError(_ status: Int32, context: String) -> AMQPError {
         let kind: AMQPError.Kind = status == AMQP_STATUS_TIMEOUT.rawValue ? .timeout : .connectionClosed
-        return AMQPError(kind: kind, message: "\(context): \(libraryErrorText(status))", isRetryable: true)
+        var text = libraryErrorText(status)
+        if status == AMQP_STATUS_SOCKET_ERROR.rawValue, errno != 0 {
+            // rabbitmq-c's words alone ("a socket error occurred") do not say which.
+            text += " (\(String(cString: strerror(errno))))"
+        }
+        return AMQPError(kind: kind, message: "\(context): \(text)", isRetryable: true)
     }
 
     /// One call into rabbitmq-c that waits at most `timeout` (which is also when it sends a due heartbeat
@@ -537,7 +559,8 @@ public final class AMQPConnection {
             let message = AMQPMessage(
                 deliveryTag: envelope.delivery_tag, exchange: envelope.exchange.string,
                 routingKey: envelope.routing_key.string, redelivered: envelope.redelivered != 0,
-                consumerTag: envelope.consumer_tag.string, properties: AMQPProperties(copying: envelope.message.properties),
+                consumerTag: envelope.consumer_tag.string,
+                properties: AMQPProperties(copying: envelope.message.properties),
                 body: envelope.message.body.array)
             return .event(.delivery(message))
         }
@@ -585,7 +608,10 @@ public final class AMQPConnection {
                 properties: AMQPProperties(copying: message.properties), body: message.body.array)
             logger.debug(
                 "AMQP message returned",
-                metadata: ["amqp.reply_code": "\(replyCode)", "amqp.exchange": "\(exchange)", "amqp.routing_key": "\(routingKey)"])
+                metadata: [
+                    "amqp.reply_code": "\(replyCode)", "amqp.exchange": "\(exchange)",
+                    "amqp.routing_key": "\(routingKey)",
+                ])
             return .event(.returned(returned))
         case crabbitmq_channel_close_method:
             let close = decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
@@ -600,7 +626,8 @@ public final class AMQPConnection {
         case crabbitmq_basic_cancel_method:
             let cancel = decoded.assumingMemoryBound(to: amqp_basic_cancel_t.self).pointee
             logger.info(
-                "AMQP consumer cancelled by the broker", metadata: ["amqp.consumer_tag": "\(cancel.consumer_tag.string)"])
+                "AMQP consumer cancelled by the broker",
+                metadata: ["amqp.consumer_tag": "\(cancel.consumer_tag.string)"])
             return .nothing
         case crabbitmq_connection_blocked_method:
             logger.info("AMQP connection blocked by the broker")
