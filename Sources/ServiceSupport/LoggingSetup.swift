@@ -1,10 +1,11 @@
+import Logging
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Logging
-import Synchronization
 
 /// swift-log, one line per event on standard error:
 /// `2026-01-01T12:05:00.123Z info inventory-rpc: hold created hold.id=h_1 seat.count=2`.
@@ -57,7 +58,15 @@ public struct LineLogHandler: LogHandler {
         if let provided = metadataProvider?.get() { merged.merge(provided) { _, new in new } }
         if let own = event.metadata { merged.merge(own) { _, new in new } }
         if let error = event.error { merged["error"] = "\(error)" }
-        output(Self.format(timestamp: Self.timestamp(), level: event.level, label: label, message: "\(event.message)", metadata: merged))
+        output(
+            Self.format(
+                timestamp: Self.timestamp(),
+                level: event.level,
+                label: label,
+                message: "\(event.message)",
+                metadata: merged
+            )
+        )
     }
 
     static func format(

@@ -191,7 +191,13 @@ private struct Parser {
     func parse() throws(ConfigurationError) -> ServiceConfiguration {
         let defaults = ServiceConfiguration.defaults
         return ServiceConfiguration(
-            databaseURL: try url("DATABASE_URL", schemes: ["postgresql", "postgres"], default: defaults.databaseURL),
+            // libpq takes a URL without a host: the local socket.
+            databaseURL: try url(
+                "DATABASE_URL",
+                schemes: ["postgresql", "postgres"],
+                requiresHost: false,
+                default: defaults.databaseURL
+            ),
             redisURL: try url("REDIS_URL", schemes: ["redis"], default: defaults.redisURL),
             rabbitMQURL: try url("RABBITMQ_URL", schemes: ["amqp"], default: defaults.rabbitMQURL),
             corsOrigins: try origins("CORS_ORIGIN", default: defaults.corsOrigins),
@@ -234,7 +240,11 @@ private struct Parser {
         return String(value.dropFirst().dropLast())
     }
 
-    private func integer(_ name: String, in range: ClosedRange<Int>, default value: Int) throws(ConfigurationError)
+    private func integer(
+        _ name: String,
+        in range: ClosedRange<Int>,
+        default value: Int
+    ) throws(ConfigurationError)
         -> Int
     {
         guard let (raw, source) = lookup(name) else { return value }
@@ -248,7 +258,12 @@ private struct Parser {
         return parsed
     }
 
-    private func url(_ name: String, schemes: [String], default value: String) throws(ConfigurationError) -> String {
+    private func url(
+        _ name: String,
+        schemes: [String],
+        requiresHost: Bool = true,
+        default value: String
+    ) throws(ConfigurationError) -> String {
         guard let (raw, source) = lookup(name, isSecret: true) else { return value }
         let shown = ServiceConfiguration.redacted(url: raw)
         func failure(_ problem: String) -> ConfigurationError {
@@ -259,7 +274,7 @@ private struct Parser {
             schemes.contains(raw[..<schemeEnd.lowerBound].lowercased())
         else { throw failure(expected) }
         guard let components = URLComponents(string: raw) else { throw failure("\(expected) that parses") }
-        guard let host = components.host, !host.isEmpty else { throw failure("\(expected) with a host") }
+        if requiresHost, components.host?.isEmpty ?? true { throw failure("\(expected) with a host") }
         if let port = components.port, !(1...65_535).contains(port) {
             throw failure("\(expected) with a port from 1 to 65535")
         }

@@ -1,9 +1,10 @@
+import Logging
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Logging
 
 /// The start every command line of the service shares, after `SignalHandling.blockTerminationSignals()`.
 public enum ServiceProcess {

@@ -44,7 +44,10 @@ struct LoggingAndMetricsTests {
 
     @Test("start-up lines match INTERFACE.md for the defaults")
     func startupLines() {
-        #expect(StartupMessages.expiryWorkerStarted(intervalSeconds: 30) == "✅ Hold expiration worker started (runs every 30s)")
+        #expect(
+            StartupMessages.expiryWorkerStarted(intervalSeconds: 30)
+                == "✅ Hold expiration worker started (runs every 30s)"
+        )
         #expect(StartupMessages.holdTTL(seconds: 300) == "Hold TTL: 300 seconds (5 minutes)")
         #expect(StartupMessages.holdTTL(seconds: 60) == "Hold TTL: 60 seconds (1 minute)")
         #expect(StartupMessages.holdTTL(seconds: 90) == "Hold TTL: 90 seconds (1.5 minutes)")

@@ -19,7 +19,10 @@ private func withDirectory<T>(
     return try await body(directory)
 }
 
-private func load(_ environment: [String: String] = [:], files: [String: String] = [:]) async throws
+private func load(
+    _ environment: [String: String] = [:],
+    files: [String: String] = [:]
+) async throws
     -> ServiceConfiguration
 {
     try await withDirectory(files: files) { directory in
@@ -28,7 +31,10 @@ private func load(_ environment: [String: String] = [:], files: [String: String]
 }
 
 /// The error `load` throws for these sources.
-private func loadError(_ environment: [String: String], files: [String: String] = [:]) async throws
+private func loadError(
+    _ environment: [String: String],
+    files: [String: String] = [:]
+) async throws
     -> ConfigurationError?
 {
     try await withDirectory(files: files) { directory -> ConfigurationError? in
@@ -96,6 +102,12 @@ struct ServiceConfigurationTests {
         #expect(configuration.prefetch == 64)
     }
 
+    @Test("a database URL may leave out the host, as libpq allows (the local socket)")
+    func socketDatabaseURL() async throws {
+        let configuration = try await load(["DATABASE_URL": "postgresql:///inventory_db?host=/var/run/postgresql"])
+        #expect(configuration.databaseURL == "postgresql:///inventory_db?host=/var/run/postgresql")
+    }
+
     @Test("the environment wins over .env.local, which wins over .env")
     func precedence() async throws {
         let files = [
@@ -146,7 +158,10 @@ struct ServiceConfigurationTests {
         let error = try #require(await loadError([:], files: [".env": "WORKERS=lots\n"]))
         #expect(error.variable == "WORKERS")
         #expect(error.source == ".env")
-        #expect(error.description == "invalid configuration: WORKERS (from .env): expected a whole number from 1 to 256, got 'lots'")
+        #expect(
+            error.description
+                == "invalid configuration: WORKERS (from .env): expected a whole number from 1 to 256, got 'lots'"
+        )
     }
 
     @Test("a bad value hidden by a higher source is never read")
