@@ -9,8 +9,10 @@ public struct RedisConfiguration: Sendable, Hashable, CustomStringConvertible {
     public var password: String?
     public var database: Int
 
-    public init(host: String = "localhost", port: Int = 6379, user: String? = nil, password: String? = nil,
-                database: Int = 0) {
+    public init(
+        host: String = "localhost", port: Int = 6379, user: String? = nil, password: String? = nil,
+        database: Int = 0
+    ) {
         self.host = host
         self.port = port
         self.user = user

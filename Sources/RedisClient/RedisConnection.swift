@@ -2,9 +2,9 @@ internal import CHiredis
 public import Logging
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// The owner of one hiredis connection. Blocking: use it from one thread at a time (a worker's own
@@ -36,8 +36,10 @@ public final class RedisConnection {
 
     /// `connectTimeout` bounds the TCP connect and the handshake (AUTH/SELECT/PING); it defaults to the
     /// command timeout.
-    public init(configuration: RedisConfiguration, commandTimeout: Duration = .seconds(1),
-                connectTimeout: Duration? = nil, logger: Logger) throws(RedisError) {
+    public init(
+        configuration: RedisConfiguration, commandTimeout: Duration = .seconds(1),
+        connectTimeout: Duration? = nil, logger: Logger
+    ) throws(RedisError) {
         self.configuration = configuration
         self.commandTimeout = commandTimeout
         self.connectTimeout = connectTimeout ?? commandTimeout
@@ -117,7 +119,8 @@ public final class RedisConnection {
         do throws(RedisError) {
             return try command(["EVALSHA", script.sha1] + tail)
         } catch where error.serverCode == "NOSCRIPT" {
-            logger.debug("script not cached on the server, sending its source", metadata: ["redis.script": "\(script.sha1)"])
+            logger.debug(
+                "script not cached on the server, sending its source", metadata: ["redis.script": "\(script.sha1)"])
             return try command(["EVAL", script.source] + tail)
         }
     }
@@ -150,7 +153,8 @@ public final class RedisConnection {
         let text = Self.errorText(context)
         let error: RedisError
         switch code {
-        case REDIS_ERR_IO where savedErrno == EAGAIN || savedErrno == EWOULDBLOCK
+        case REDIS_ERR_IO
+        where savedErrno == EAGAIN || savedErrno == EWOULDBLOCK
             || text == String(cString: strerror(EAGAIN)):
             error = RedisError(kind: .timeout, message: "no reply within \(commandTimeout)")
         case REDIS_ERR_PROTOCOL, REDIS_ERR_OOM:
@@ -171,10 +175,14 @@ public final class RedisConnection {
 
     // MARK: hiredis
 
-    private static func open(_ configuration: RedisConfiguration, connectTimeout: Duration,
-                             commandTimeout: Duration) throws(RedisError) -> UnsafeMutablePointer<redisContext> {
-        guard let context = redisConnectWithTimeout(configuration.host, Int32(configuration.port),
-                                                     timeValue(connectTimeout))
+    private static func open(
+        _ configuration: RedisConfiguration, connectTimeout: Duration,
+        commandTimeout: Duration
+    ) throws(RedisError) -> UnsafeMutablePointer<redisContext> {
+        guard
+            let context = redisConnectWithTimeout(
+                configuration.host, Int32(configuration.port),
+                timeValue(connectTimeout))
         else {
             throw RedisError(kind: .connectionFailed, message: "cannot allocate a hiredis context")
         }
@@ -197,14 +205,17 @@ public final class RedisConnection {
         for arguments in handshake {
             let reply = withArgv(arguments) { argc, argv, lengths in redisCommandArgv(context, argc, argv, lengths) }
             guard let reply else {
-                throw RedisError(kind: .connectionFailed,
-                                 message: "\(target) did not answer \(arguments[0]): \(errorText(context))")
+                let reason =
+                    errno == EAGAIN || errno == EWOULDBLOCK ? "no reply within \(connectTimeout)" : errorText(context)
+                throw RedisError(
+                    kind: .connectionFailed, message: "\(target) did not answer \(arguments[0]): \(reason)")
             }
             defer { freeReplyObject(reply) }
             if case .failure(let error) = value(of: reply.assumingMemoryBound(to: redisReply.self)) {
                 // Wrong password, unknown user, NOAUTH, database out of range: retrying will not help.
-                throw RedisError(kind: .connectionFailed, message: "\(arguments[0]) failed: \(error.message)",
-                                 isRetryable: error.isRetryable)
+                throw RedisError(
+                    kind: .connectionFailed, message: "\(arguments[0]) failed: \(error.message)",
+                    isRetryable: error.isRetryable)
             }
         }
 
@@ -303,3 +314,7 @@ public final class RedisConnection {
         return timeval(tv_sec: Int(microseconds / 1_000_000), tv_usec: Int(microseconds % 1_000_000))
     }
 }
+
+/// One thread at a time: the hiredis context must not be shared.
+@available(*, unavailable)
+extension RedisConnection: Sendable {}

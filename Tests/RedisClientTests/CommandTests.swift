@@ -1,7 +1,6 @@
 import Foundation
-import Testing
-
 import RedisClient
+import Testing
 
 @Suite("Commands against the shared Redis")
 struct CommandTests {
@@ -22,8 +21,9 @@ struct CommandTests {
         #expect((1...60).contains(ttl.intValue ?? -1))
     }
 
-    @Test("Values with spaces, CRLF, NUL, unicode and the empty string round-trip byte for byte",
-          arguments: ["with spaces", "line\r\nbreak", "nul\u{0}inside", "Grüße 🎟️ 座席", "", "*3\r\n$3\r\nSET"])
+    @Test(
+        "Values with spaces, CRLF, NUL, unicode and the empty string round-trip byte for byte",
+        arguments: ["with spaces", "line\r\nbreak", "nul\u{0}inside", "Grüße 🎟️ 座席", "", "*3\r\n$3\r\nSET"])
     func binarySafe(value: String) async throws {
         let (stored, length) = try await withSharedRedis { redis, keys in
             let key = keys("a key with spaces ✓")
@@ -158,9 +158,11 @@ struct CommandTests {
     @Test("An empty command is refused before anything is sent")
     func emptyCommand() async throws {
         let (single, pipelined, ping) = try await withSharedRedis { redis, _ in
-            (outcome { () throws(RedisError) in try redis.command([]) },
-             outcome { () throws(RedisError) in try redis.pipeline([["PING"], []]) },
-             try redis.command(["PING"]))
+            (
+                outcome { () throws(RedisError) in try redis.command([]) },
+                outcome { () throws(RedisError) in try redis.pipeline([["PING"], []]) },
+                try redis.command(["PING"])
+            )
         }
         #expect(single.error?.kind == .protocolError)
         #expect(pipelined.error?.kind == .protocolError)

@@ -7,8 +7,11 @@ struct ConfigurationTests {
     @Test("A full URL gives user, password, host, port and database")
     func fullURL() throws {
         let configuration = try RedisConfiguration(url: "redis://app:s3cret@cache.internal:6380/4")
-        #expect(configuration == RedisConfiguration(host: "cache.internal", port: 6380, user: "app",
-                                                    password: "s3cret", database: 4))
+        #expect(
+            configuration
+                == RedisConfiguration(
+                    host: "cache.internal", port: 6380, user: "app",
+                    password: "s3cret", database: 4))
     }
 
     @Test("A bare host gets port 6379, database 0 and no credentials")
@@ -51,11 +54,13 @@ struct ConfigurationTests {
         #expect(error?.isRetryable == false)
     }
 
-    @Test("Malformed URLs are invalidURL and never echo the password", arguments: [
-        "localhost:6379", "http://h", "redis://", "redis://:hunter2@", "redis://:hunter2@h:0",
-        "redis://:hunter2@h:70000", "redis://:hunter2@h:port", "redis://:hunter2@h/x", "redis://:hunter2@h/-1",
-        "redis://:hunter2@[::1", "redis://:hunter2@h?db=1", "redis://:hun%zzter2@h",
-    ])
+    @Test(
+        "Malformed URLs are invalidURL and never echo the password",
+        arguments: [
+            "localhost:6379", "http://h", "redis://", "redis://:hunter2@", "redis://:hunter2@h:0",
+            "redis://:hunter2@h:70000", "redis://:hunter2@h:port", "redis://:hunter2@h/x", "redis://:hunter2@h/-1",
+            "redis://:hunter2@[::1", "redis://:hunter2@h?db=1", "redis://:hun%zzter2@h",
+        ])
     func malformed(url: String) {
         let error = #expect(throws: RedisError.self) { try RedisConfiguration(url: url) }
         #expect(error?.kind == .invalidURL)
@@ -72,12 +77,14 @@ struct ConfigurationTests {
 
 @Suite("SHA-1 of scripts")
 struct SHA1Tests {
-    @Test("SHA-1 matches the FIPS 180 test vectors", arguments: [
-        ("", "da39a3ee5e6b4b0d3255bfef95601890afd80709"),
-        ("abc", "a9993e364706816aba3e25717850c26c9cd0d89d"),
-        ("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", "84983e441c3bd26ebaae4aa1f95129e5e54670f1"),
-        ("The quick brown fox jumps over the lazy dog", "2fd4e1c67a2d28fced849ee1bb76e7391b93eb12"),
-    ])
+    @Test(
+        "SHA-1 matches the FIPS 180 test vectors",
+        arguments: [
+            ("", "da39a3ee5e6b4b0d3255bfef95601890afd80709"),
+            ("abc", "a9993e364706816aba3e25717850c26c9cd0d89d"),
+            ("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", "84983e441c3bd26ebaae4aa1f95129e5e54670f1"),
+            ("The quick brown fox jumps over the lazy dog", "2fd4e1c67a2d28fced849ee1bb76e7391b93eb12"),
+        ])
     func vectors(input: String, expected: String) {
         #expect(SHA1.hexDigest(input) == expected)
     }

@@ -1,10 +1,10 @@
-import Testing
-
 import RedisClient
+import Testing
 
 /// Takes every key (SET NX PX) or none: on the first key already taken, undoes the ones it set and returns
 /// the taken keys. Returns {} when all were taken.
-let holdAllScript = RedisScript("""
+let holdAllScript = RedisScript(
+    """
     local taken = {}
     for i, key in ipairs(KEYS) do
       if redis.call('EXISTS', key) == 1 then taken[#taken + 1] = key end
@@ -23,7 +23,8 @@ let holdAllScript = RedisScript("""
     """)
 
 /// Deletes KEYS[1] only while it still holds ARGV[1]: the owner's token.
-let compareAndDeleteScript = RedisScript("""
+let compareAndDeleteScript = RedisScript(
+    """
     if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
     return 0
     """)
@@ -91,8 +92,10 @@ struct ScriptTests {
     func syntaxError() async throws {
         let script = RedisScript("return (")
         let (result, ping) = try await withSharedRedis { redis, _ in
-            (outcome { () throws(RedisError) in try redis.run(script, keys: [], arguments: []) },
-             try redis.command(["PING"]))
+            (
+                outcome { () throws(RedisError) in try redis.run(script, keys: [], arguments: []) },
+                try redis.command(["PING"])
+            )
         }
         #expect(result.error?.kind == .server)
         #expect(result.error?.message.contains("Error compiling script") == true)

@@ -1,10 +1,9 @@
 import Foundation
+import RedisClient
 import Testing
 
-import RedisClient
-
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 @Suite("Failures, on private redis-servers")
@@ -109,6 +108,22 @@ struct UnhappyPathTests {
         #expect(stillPaused.error?.kind == .connectionFailed)
         #expect(stillPausedAfter < .milliseconds(1_000))
         #expect(resumed == .string("v"))
+    }
+
+    @Test("Connecting to a paused server fails with connectionFailed within about the timeout")
+    func connectToPausedServer() async throws {
+        let (result, elapsed) = try await withPrivateServer { server in
+            server.pause()
+            defer { server.resume() }
+            let start = ContinuousClock.now
+            let result = outcome { () throws(RedisError) in
+                try RedisConnection(url: server.url, commandTimeout: .milliseconds(200), logger: testLogger)
+            }
+            return (result.map { _ in () }, ContinuousClock.now - start)
+        }
+        #expect(result.error?.kind == .connectionFailed)
+        #expect(result.error?.message.contains("no reply within") == true)
+        #expect(elapsed >= .milliseconds(150) && elapsed < .milliseconds(1_000))
     }
 
     @Test("Wrong or missing password: connectionFailed in Redis's words, not retryable, password not shown")
