@@ -10,10 +10,8 @@ swift build
 bin=$(swift build --show-bin-path)
 "$bin/inventory-rpc" migrate
 
-# --- DEMO PROVISIONING HOOK -------------------------------------------------------------------------
-# Later work provisions a demo showtime here (seats.define once the core is up), so that a newcomer's
-# frontend has seats to show. Nothing yet.
-# -----------------------------------------------------------------------------------------------------
+# The demo showtime (showtime_123, seat_1 ... seat_100), idempotently: the seed's example requests work at once.
+"$bin/inventory-rpc" provision-demo
 
 pids=()
 stopping=false

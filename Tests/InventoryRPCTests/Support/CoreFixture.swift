@@ -62,20 +62,6 @@ struct FixtureError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-@discardableResult
-func runProcess(_ path: String, _ arguments: [String]) throws -> (status: Int32, text: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
-    process.arguments = arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-}
-
 func freePort() -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
@@ -97,7 +83,7 @@ func freePort() -> Int {
 final class PrivateRedis: @unchecked Sendable {
     // @unchecked: `process` is replaced only by start()/stop(), which tests call from one task at a time.
     let port: Int
-    private var process: Process?
+    private var process: ChildProcess?
 
     init() throws {
         port = freePort()
@@ -107,13 +93,9 @@ final class PrivateRedis: @unchecked Sendable {
     var url: String { "redis://127.0.0.1:\(port)" }
 
     func start() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
-        process.arguments = ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        self.process = process
+        process = try ChildProcess(
+            "/usr/bin/redis-server",
+            ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         let deadline = Date().addingTimeInterval(5)
         while Date() < deadline {
             if let connection = try? RedisConnection(url: url, logger: testLogger) {
@@ -131,12 +113,18 @@ final class PrivateRedis: @unchecked Sendable {
         return try connection.command(arguments)
     }
 
+    /// Kills the server (no persistence: nothing to save).
     func stop() {
         guard let process else { return }
-        process.terminate()
-        process.waitUntilExit()
+        process.signal(SIGCONT)
+        process.signal(SIGKILL)
+        process.wait()
         self.process = nil
     }
+
+    /// Freezes the server (SIGSTOP): connections stay open, commands time out.
+    func pause() { process?.signal(SIGSTOP) }
+    func resume() { process?.signal(SIGCONT) }
 
     deinit { stop() }
 }
