@@ -146,8 +146,9 @@ public final class CoreService: Sendable {
         var warned = false
         while !shutdown.isTriggered {
             do {
-                let connection = try AMQPConnection(
-                    configuration: try AMQPConfiguration(url: configuration.rabbitmqURL), logger: logger)
+                var amqp = try AMQPConfiguration(url: configuration.rabbitmqURL)
+                amqp.connectionName = "inventory-rpc start-up"
+                let connection = try AMQPConnection(configuration: amqp, logger: logger)
                 defer { connection.close() }
                 try declareTopology(connection)
                 return true

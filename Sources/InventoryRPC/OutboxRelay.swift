@@ -114,7 +114,8 @@ final class OutboxRelay {
         if let broker, broker.isOpen { return broker }
         if broker != nil { dropBroker(ClosedConnection()) }
         do {
-            let configuration = try AMQPConfiguration(url: context.configuration.rabbitmqURL)
+            var configuration = try AMQPConfiguration(url: context.configuration.rabbitmqURL)
+            configuration.connectionName = "inventory-rpc outbox-relay"
             let connection = try AMQPConnection(configuration: configuration, logger: logger)
             try connection.declareExchange(EventType.exchange, type: .topic, durable: true)
             try connection.enablePublisherConfirms()

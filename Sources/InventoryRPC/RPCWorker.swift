@@ -81,7 +81,8 @@ final class RPCWorker {
         if let connection, connection.isOpen { return connection }
         if connection != nil { dropBroker(ClosedConnection()) }
         do {
-            let configuration = try AMQPConfiguration(url: context.configuration.rabbitmqURL)
+            var configuration = try AMQPConfiguration(url: context.configuration.rabbitmqURL)
+            configuration.connectionName = "inventory-rpc \(name)"
             let connection = try AMQPConnection(configuration: configuration, logger: logger)
             try declareTopology(connection)
             try connection.setPrefetch(context.configuration.prefetch)

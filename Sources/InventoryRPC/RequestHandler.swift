@@ -166,15 +166,14 @@ final class RequestHandler {
                 }
 
                 let outcome = try store.hold(holdID: holdID, request: request, ttlSeconds: configuration.holdTTLSeconds)
-                switch outcome {
-                case .created(let hold):
+                if case .created(let hold) = outcome {
                     liveHolders[hold.holdId] = hold.expiresAt
-                case .replayed:
-                    if locked { locks.release(showtimeID: request.showtimeId, seatIDs: request.seatIds, holdID: holdID) }
-                default:
-                    if locked { locks.release(showtimeID: request.showtimeId, seatIDs: request.seatIds, holdID: holdID) }
-                    if markerSet { locks.clearMarker(userID: request.userId, key: request.idempotencyKey!, holdID: holdID) }
+                } else if locked {
+                    locks.release(showtimeID: request.showtimeId, seatIDs: request.seatIds, holdID: holdID)
                 }
+                // The marker only covers the time the database has not decided yet; from now on the database
+                // answers for the key (a replay or IDEMPOTENCY_KEY_REUSED).
+                if markerSet { locks.clearMarker(userID: request.userId, key: request.idempotencyKey!, holdID: holdID) }
                 return Self.reply(outcome)
             } catch {
                 if locked { locks.release(showtimeID: request.showtimeId, seatIDs: request.seatIds, holdID: holdID) }

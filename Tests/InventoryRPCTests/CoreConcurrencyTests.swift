@@ -36,6 +36,7 @@ extension CoreServiceTests {
                 let results = try await holdStorm(core, showtimeID: showtimeID, count: 1000, seatCount: 50)
                 let created = try await checkStorm(results, core: core, showtimeID: showtimeID)
                 #expect(created > 0)
+                try await checkEventsMatchOutbox(core)
             }
         }
 
@@ -51,6 +52,7 @@ extension CoreServiceTests {
                     }
                 }
                 try await checkStorm(results, core: core, showtimeID: showtimeID)
+                try await checkEventsMatchOutbox(core)
             }
         }
 
@@ -118,6 +120,7 @@ extension CoreServiceTests {
 
                 let results = try await holdStorm(core, showtimeID: showtimeID, count: 1000, seatCount: 50)
                 try await checkStorm(results, core: core, showtimeID: showtimeID)
+                try await checkEventsMatchOutbox(core)
 
                 for process in core.processes {
                     let output = process.output

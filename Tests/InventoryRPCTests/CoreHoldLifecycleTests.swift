@@ -49,6 +49,7 @@ extension CoreServiceTests {
                 let complete = await core.events.wait { $0.filter { $0.showtimeId == showtimeID }.count >= 2 }
                 #expect(complete)
                 #expect(core.events.unique.filter { $0.showtimeId == showtimeID }.count == 2)
+                try await checkEventsMatchOutbox(core)
             }
         }
 
@@ -91,6 +92,7 @@ extension CoreServiceTests {
                 #expect(order == [.holdCreated, .holdExpired])
                 let final = try core.query("SELECT status FROM holds WHERE hold_id = $1", [first.holdId])
                 #expect(final.first?["status"] == "expired")
+                try await checkEventsMatchOutbox(core)
             }
         }
     }

@@ -73,6 +73,7 @@ extension CoreServiceTests {
                 let message = try #require(core.events.messages.first)
                 #expect(message.properties.persistent && message.properties.contentType == "application/json")
                 #expect(message.properties.messageID == events[0].eventId && message.routingKey == "hold.created")
+                try await checkEventsMatchOutbox(core)
             }
         }
 
@@ -145,6 +146,11 @@ extension CoreServiceTests {
                 #expect(ready == "200")
                 let metrics = try runProcess("/usr/bin/curl", ["-s", "-w", "\n%{http_code}", "http://127.0.0.1:\(port)/metrics"])
                 #expect(metrics.text.hasSuffix("200"))
+                for name in [
+                    "inventory_rpc_requests_total", "inventory_rpc_duration_seconds", "inventory_outbox_lag_seconds",
+                ] {
+                    #expect(metrics.text.contains(name), "\(name) in /metrics")
+                }
                 let missing = try runProcess("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(port)/nope"])
                 #expect(missing.text == "404")
             }

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import PostgresClient
 import RedisClient
+import ServiceSupport
 
 @testable import InventoryRPC
 
@@ -216,7 +217,9 @@ func withCore<T>(
             expiryIntervalSeconds: expiryInterval, workers: workers, prefetch: 8, opsPort: 0,
             redisCommandTimeout: .milliseconds(200), outboxPollInterval: .milliseconds(500),
             relayLeaderRetry: .milliseconds(500), printsStartupLines: false)
-        let service = CoreService(configuration: configuration, logger: testLogger)
+        MetricsSetup.bootstrap()
+        let service = CoreService(
+            configuration: configuration, logger: testLogger, metricsExposition: { MetricsSetup.exposition() })
         core = service
         try service.start()
     }

@@ -99,3 +99,42 @@ func checkStorm(
     #expect(Set(created.map(\.holdId)) == answeredHolds, sourceLocation: sourceLocation)
     return answeredHolds.count
 }
+
+/// Rule 4 of INTERFACE.md, checked against the database: every committed outbox row arrived (at least
+/// once), no event arrived that is not a committed row, and per hold the events arrived (first copies) in
+/// the order they committed.
+func checkEventsMatchOutbox(
+    _ core: CoreHarness, timeout: Duration = .seconds(20), sourceLocation: SourceLocation = #_sourceLocation
+) async throws {
+    let rows = try core.query("SELECT event_id::text AS event_id, hold_id, event_type FROM outbox ORDER BY id")
+    let committed = rows.map { $0["event_id"]! }
+    let arrived = await core.events.wait(timeout: timeout) { Set($0.map(\.eventId)).isSuperset(of: committed) }
+    #expect(arrived, "every committed event was published", sourceLocation: sourceLocation)
+    let received = core.events.unique
+    #expect(Set(received.map(\.eventId)) == Set(committed), "no event that did not commit", sourceLocation: sourceLocation)
+    var expected: [String: [String]] = [:]
+    for row in rows { expected[row["hold_id"]!, default: []].append(row["event_id"]!) }
+    var actual: [String: [String]] = [:]
+    for event in received { actual[event.holdId, default: []].append(event.eventId) }
+    #expect(expected == actual, "per-hold order", sourceLocation: sourceLocation)
+    let unpublished = try core.query("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")
+    #expect(unpublished.first?["n"] == "0", "every row marked published", sourceLocation: sourceLocation)
+}
+
+/// The broker's ids of the AMQP connections the core opened in `vhost` (named "inventory-rpc ...").
+func coreBrokerConnections(vhost: String) throws -> [String] {
+    let listing = try runProcess("/usr/sbin/rabbitmqctl", ["-q", "list_connections", "pid", "vhost", "client_properties"])
+    return listing.text.split(separator: "\n").compactMap { line -> String? in
+        let columns = line.split(separator: "\t", maxSplits: 2).map(String.init)
+        guard columns.count == 3, columns[1] == vhost, columns[2].contains("inventory-rpc") else { return nil }
+        return columns[0]
+    }
+}
+
+/// Closes those connections (all at once), as a broker that went away would.
+func closeBrokerConnections(_ pids: [String]) throws {
+    let closers = try pids.map { pid in
+        try ChildProcess("/usr/sbin/rabbitmqctl", ["-q", "close_connection", pid, "test: broker connection lost"])
+    }
+    for closer in closers { closer.wait() }
+}
