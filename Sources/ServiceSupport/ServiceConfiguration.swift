@@ -172,15 +172,16 @@ extension ServiceConfiguration {
     }
 
     /// `scheme://user:password@host...` with the password replaced by `***`; anything else unchanged.
+    /// Takes the last `@` before any query as the end of the password, so that a password with an
+    /// unencoded `/` or `@` is still masked (masking too much is safe; too little is not).
     public static func redacted(url: String) -> String {
         guard let schemeEnd = url.range(of: "://") else { return url }
-        let authorityStart = schemeEnd.upperBound
-        let authorityEnd = url[authorityStart...].firstIndex(where: { "/?#".contains($0) }) ?? url.endIndex
-        let authority = url[authorityStart..<authorityEnd]
-        guard let at = authority.lastIndex(of: "@"),
-            let colon = authority[..<at].firstIndex(of: ":")
+        let rest = url[schemeEnd.upperBound...]
+        let beforeQuery = rest[..<(rest.firstIndex(where: { $0 == "?" || $0 == "#" }) ?? rest.endIndex)]
+        guard let at = beforeQuery.lastIndex(of: "@"),
+            let colon = beforeQuery[..<at].firstIndex(of: ":")
         else { return url }
-        return String(url[..<authority.index(after: colon)]) + "***" + String(url[at...])
+        return String(url[...colon]) + "***" + String(url[at...])
     }
 }
 

@@ -197,6 +197,7 @@ struct ServiceConfigurationTests {
             ("amqp://guest:guest@localhost:5672", "amqp://guest:***@localhost:5672"),
             ("redis://:secret@cache:6379/0", "redis://:***@cache:6379/0"),
             ("amqp://u:p@ss@host/v", "amqp://u:***@host/v"),
+            ("amqp://u:pa/ss@host/v", "amqp://u:***@host/v"),
             ("redis://localhost:6379", "redis://localhost:6379"),
             ("postgresql://user@localhost/db", "postgresql://user@localhost/db"),
             ("http://host/path?x=a:b@c", "http://host/path?x=a:b@c"),
