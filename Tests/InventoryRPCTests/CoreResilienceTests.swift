@@ -9,7 +9,9 @@ extension CoreServiceTests {
     /// Connections lost under load: the core reconnects, answers, and loses or invents no event.
     @Suite("Core resilience")
     struct CoreResilienceTests {
-        @Test("the core's broker connections closed under load: every request is answered (redeliveries replay by key), every committed event is published once per eventId, in per-hold order")
+        @Test(
+            "the core's broker connections closed under load: every request is answered (redeliveries replay by key), every committed event is published once per eventId, in per-hold order"
+        )
         func brokerConnectionsLost() async throws {
             try await withCore(workers: 4) { core in
                 let showtimeID = try await core.showtime(seats: 300)
@@ -28,7 +30,12 @@ extension CoreServiceTests {
                     for seat in 1...300 {
                         group.addTask {
                             try await Task.sleep(for: .milliseconds(10 * seat))
-                            return try await core.hold(showtimeID, ["s\(seat)"], user: "user-\(run)-\(seat)", key: "key-\(seat)")
+                            return try await core.hold(
+                                showtimeID,
+                                ["s\(seat)"],
+                                user: "user-\(run)-\(seat)",
+                                key: "key-\(seat)"
+                            )
                         }
                     }
                     group.addTask {
@@ -53,14 +60,17 @@ extension CoreServiceTests {
             }
         }
 
-        @Test("the core's database connections terminated: at worst SERVICE_UNAVAILABLE, then holds work again and the relay publishes")
+        @Test(
+            "the core's database connections terminated: at worst SERVICE_UNAVAILABLE, then holds work again and the relay publishes"
+        )
         func databaseConnectionsLost() async throws {
             try await withCore(workers: 4) { core in
                 let showtimeID = try await core.showtime(seats: 100)
                 let user = "user-\(uniqueID())"
                 #expect(try await core.hold(showtimeID, ["s1"]).errorCode == nil)
                 let terminated = try core.query(
-                    "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                    "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
                 #expect(Int(terminated.first?["n"] ?? "0") ?? 0 >= 6, "4 workers, the relay and the timer")
 
                 var codes: [String] = []
