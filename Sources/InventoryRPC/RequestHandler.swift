@@ -23,7 +23,7 @@ final class RequestHandler {
     private let configuration: CoreConfiguration
     private let metrics: ServiceMetrics
     private let limits: RequestLimits
-    /// Holds seen live in the database, until their `expiresAt`: lets Redis conflicts be answered without
+    /// Holds seen live in the database, for a moment (see `cacheUntil`): lets Redis conflicts be answered without
     /// asking the database again. Only ever answers "unavailable" for seats of a hold that committed.
     private var liveHolders: [String: Date] = [:]
 
@@ -200,7 +200,7 @@ final class RequestHandler {
 
                 let outcome = try store.hold(holdID: holdID, request: request, ttlSeconds: configuration.holdTTLSeconds)
                 if case .created(let hold) = outcome {
-                    liveHolders[hold.holdId] = hold.expiresAt
+                    liveHolders[hold.holdId] = Self.cacheUntil(hold.expiresAt)
                 } else if locked {
                     locks.release(showtimeID: request.showtimeId, seatIDs: request.seatIds, holdID: holdID)
                 }
@@ -235,7 +235,7 @@ final class RequestHandler {
             guard case .success(let hold) = try store.hold(id: holdID) else { continue }
             switch hold.status {
             case .active where hold.expiresAt > now:
-                liveHolders[holdID] = hold.expiresAt
+                liveHolders[holdID] = Self.cacheUntil(hold.expiresAt)
                 live.insert(holdID)
             case .purchased:
                 live.insert(holdID)
@@ -245,6 +245,12 @@ final class RequestHandler {
         }
         let taken = Set(holders.filter { live.contains($0.holdID) }.map(\.seatID))
         return requested.filter { taken.contains($0) }
+    }
+
+    /// How long a hold seen live is trusted without asking again: briefly, so that a hold released on
+    /// another worker (whose lock could not be deleted because Redis was away) turns nobody away for long.
+    private static func cacheUntil(_ expiresAt: Date) -> Date {
+        min(expiresAt, Date().addingTimeInterval(2))
     }
 
     // MARK: Helpers
