@@ -15,7 +15,7 @@ extension CoreServiceTests {
     ///     swift test --skip-build --scratch-path .build-control --filter CoreControlTests
     @Suite("Core control (unsafe claim)")
     struct CoreControlTests {
-        @Test("without the claim's condition, Redis stopped and the guard trigger off, the storm check catches double holds")
+        @Test("no claim condition, no Redis, guard trigger off: the storm check catches double holds")
         func unsafeClaimIsCaught() async throws {
             try await withCore(workers: 8, redis: .private) { core in
                 let redis = try #require(core.redis)
