@@ -64,9 +64,9 @@ extension CoreServiceTests {
             "HOLD_TTL_SECONDS=2: the seat is holdable right after 2 s, before any sweep; the sweep publishes one hold.expired; purchase after expiry is HOLD_EXPIRED"
         )
         func expiry() async throws {
-            // Sweeps run at start and every 5 s: the hold (made right after start) expires at most 3 s later
-            // (expiresAt is rounded up to the second), before the second sweep.
-            try await withCore(holdTTL: 2, expiryInterval: 5) { core in
+            // Sweeps run at start and every 8 s: the hold (made right after start) expires at most 3 s later
+            // (expiresAt is rounded up to the second), well before the second sweep.
+            try await withCore(holdTTL: 2, expiryInterval: 8) { core in
                 let showtimeID = try await core.showtime(seats: 3)
                 let first = try await core.hold(showtimeID, ["s1", "s2"], user: "erin").decode(Hold.self).result.get()
                 #expect(try await core.hold(showtimeID, ["s1"], user: "frank").errorCode == .seatUnavailable)

@@ -109,6 +109,20 @@ extension CoreServiceTests {
                     )
                 }
                 await #expect(throws: RPCTimeout.self) { _ = try await late.value }
+                // A reply_to that names no consumer (a stale or forged direct reply-to name): the reply goes
+                // nowhere, the request is still acked, the worker keeps its channel.
+                for index in 0..<3 {
+                    core.client.send(
+                        routingKey: RPCOperation.ping.routingKey, body: Array("{}".utf8),
+                        properties: AMQPProperties(
+                            contentType: "application/json", correlationID: "bogus-\(index)",
+                            replyTo: "amq.rabbitmq.reply-to.bogus\(index)"))
+                    core.client.send(
+                        routingKey: RPCOperation.ping.routingKey, body: Array("{}".utf8),
+                        properties: AMQPProperties(
+                            contentType: "application/json", correlationID: "gone-\(index)",
+                            replyTo: "no-such-queue-\(index)"))
+                }
                 // A future deadline is fine.
                 let future = Int64(Date().timeIntervalSince1970 * 1000) + 60_000
                 let onTime = try await core.hold(
@@ -127,6 +141,7 @@ extension CoreServiceTests {
                 )
                 defer { queue.close() }
                 #expect(try queue.inspectQueue(RPCOperation.hold.queueName).messageCount == 0)
+                #expect(try queue.inspectQueue(RPCOperation.ping.queueName).messageCount == 0)
             }
         }
     }
