@@ -113,15 +113,23 @@ extension CoreServiceTests {
                 // nowhere, the request is still acked, the worker keeps its channel.
                 for index in 0..<3 {
                     core.client.send(
-                        routingKey: RPCOperation.ping.routingKey, body: Array("{}".utf8),
+                        routingKey: RPCOperation.ping.routingKey,
+                        body: Array("{}".utf8),
                         properties: AMQPProperties(
-                            contentType: "application/json", correlationID: "bogus-\(index)",
-                            replyTo: "amq.rabbitmq.reply-to.bogus\(index)"))
+                            contentType: "application/json",
+                            correlationID: "bogus-\(index)",
+                            replyTo: "amq.rabbitmq.reply-to.bogus\(index)"
+                        )
+                    )
                     core.client.send(
-                        routingKey: RPCOperation.ping.routingKey, body: Array("{}".utf8),
+                        routingKey: RPCOperation.ping.routingKey,
+                        body: Array("{}".utf8),
                         properties: AMQPProperties(
-                            contentType: "application/json", correlationID: "gone-\(index)",
-                            replyTo: "no-such-queue-\(index)"))
+                            contentType: "application/json",
+                            correlationID: "gone-\(index)",
+                            replyTo: "no-such-queue-\(index)"
+                        )
+                    )
                 }
                 // A future deadline is fine.
                 let future = Int64(Date().timeIntervalSince1970 * 1000) + 60_000
