@@ -129,6 +129,10 @@ extension CoreServiceTests {
                         "hold.created within a second, not at the poll"
                     )
                 }
+                // An idle core (relay waiting for NOTIFY with a minute to its next poll) stops at once.
+                let stopping = ContinuousClock.now
+                core.core?.stop()
+                #expect(ContinuousClock.now - stopping < .seconds(2))
             }
         }
     }
