@@ -265,13 +265,20 @@ final class RequestHandler {
     }
 
     /// Runs `body` with the database, answering `SERVICE_UNAVAILABLE` when it is down or the connection broke.
+    /// A deadlock or serialization failure (rolled back, nothing happened) is retried twice, then answered
+    /// `SERVICE_UNAVAILABLE` like any other "try again".
     private func withStore(_ body: (InventoryStore) throws -> RPCResponse) throws -> RPCResponse {
-        guard let store = database.currentStore() else { return Self.unavailable }
-        do {
-            return try body(store)
-        } catch {
-            if database.handle(error) { return Self.unavailable }
-            throw error
+        var attempt = 0
+        while true {
+            guard let store = database.currentStore() else { return Self.unavailable }
+            do {
+                return try body(store)
+            } catch {
+                if database.handle(error) { return Self.unavailable }
+                guard DatabaseSession.isTransient(error) else { throw error }
+                attempt += 1
+                if attempt == 3 { return Self.unavailable }
+            }
         }
     }
 
