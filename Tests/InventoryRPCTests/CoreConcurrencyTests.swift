@@ -48,8 +48,9 @@ extension CoreServiceTests {
                 let redis = try #require(core.redis)
                 let showtimeID = try await core.showtime(seats: 50)
                 let results = try await holdStorm(core, showtimeID: showtimeID, count: 1000, seatCount: 50) {
-                    for _ in 0..<5 {
-                        try await Task.sleep(for: .milliseconds(40))
+                    // Flushed every 100 ms for the first 2 s: while seats are first taken and after.
+                    for _ in 0..<20 {
+                        try await Task.sleep(for: .milliseconds(100))
                         _ = try redis.command(["FLUSHALL"])
                     }
                 }
