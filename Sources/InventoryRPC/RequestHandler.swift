@@ -137,6 +137,13 @@ final class RequestHandler {
             let holdID = Self.makeHoldID()
             var markerSet = false
             var locked = false
+            // The marker only covers the time the database has not decided yet; however this request ends,
+            // from then on the database answers for the key (a replay or IDEMPOTENCY_KEY_REUSED).
+            defer {
+                if markerSet, let key = request.idempotencyKey {
+                    locks.clearMarker(userID: request.userId, key: key, holdID: holdID)
+                }
+            }
             do {
                 if let key = request.idempotencyKey {
                     if let earlier = try store.findIdempotentHold(userID: request.userId, key: key, request: request) {
@@ -190,9 +197,6 @@ final class RequestHandler {
                         {
                             return Self.reply(earlier)
                         }
-                        if markerSet {
-                            locks.clearMarker(userID: request.userId, key: request.idempotencyKey!, holdID: holdID)
-                        }
                         return Self.failure(.seatUnavailable(unavailable))
                     }
                 // Every lock belongs to a hold that is not (or not yet) live: the database decides.
@@ -204,13 +208,9 @@ final class RequestHandler {
                 } else if locked {
                     locks.release(showtimeID: request.showtimeId, seatIDs: request.seatIds, holdID: holdID)
                 }
-                // The marker only covers the time the database has not decided yet; from now on the database
-                // answers for the key (a replay or IDEMPOTENCY_KEY_REUSED).
-                if markerSet { locks.clearMarker(userID: request.userId, key: request.idempotencyKey!, holdID: holdID) }
                 return Self.reply(outcome)
             } catch {
                 if locked { locks.release(showtimeID: request.showtimeId, seatIDs: request.seatIds, holdID: holdID) }
-                if markerSet { locks.clearMarker(userID: request.userId, key: request.idempotencyKey!, holdID: holdID) }
                 throw error
             }
         }
