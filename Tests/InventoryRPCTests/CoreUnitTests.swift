@@ -1,6 +1,7 @@
 import AMQPClient
 import Contracts
 import Foundation
+import HTTPServer
 import Logging
 import Testing
 
@@ -91,5 +92,28 @@ struct CoreUnitTests {
         #expect(RequestHandler.reply(.keyReused).outcome == "IDEMPOTENCY_KEY_REUSED")
         #expect(RequestHandler.reply(.showtimeNotFound).outcome == "SHOWTIME_NOT_FOUND")
         #expect(RequestHandler.reply(.unknownSeats(["x"])).outcome == "UNKNOWN_SEATS")
+    }
+    @Test("ops routes: /readyz is 503 until one worker has both the database and the broker; 404, 405")
+    func opsRoutes() {
+        let health = CoreHealth()
+        func get(_ path: String, method: String = "GET") -> HTTPResponse {
+            CoreService.opsResponse(
+                HTTPRequest(method: method, path: path, query: [:], headers: [:], body: [], bodyTooLarge: false),
+                health: health,
+                exposition: { Array("metric 1\n".utf8) }
+            )
+        }
+        #expect(get("/healthz").status == 200)
+        #expect(get("/readyz").status == 503)
+        health.reportUp(.database, owner: "w0")
+        health.reportUp(.broker, owner: "w1")
+        #expect(get("/readyz").status == 503, "no single worker has both")
+        health.reportUp(.broker, owner: "w0")
+        #expect(get("/readyz").status == 200)
+        health.reportDown(.database, owner: "w0")
+        #expect(get("/readyz").status == 503)
+        #expect(get("/metrics").body == Array("metric 1\n".utf8))
+        #expect(get("/nope").status == 404)
+        #expect(get("/metrics", method: "POST").status == 405)
     }
 }
