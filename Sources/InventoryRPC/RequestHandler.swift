@@ -149,13 +149,13 @@ final class RequestHandler {
                     if let earlier = try store.findIdempotentHold(userID: request.userId, key: key, request: request) {
                         return Self.reply(earlier)
                     }
-                    switch locks.setMarker(userID: request.userId, key: key, holdID: holdID) {
-                    case .set:
-                        markerSet = true
-                    case .skipped:
-                        break
-                    case .taken:
-                        // Another request with this key is in flight, or committed since the look-up above.
+                    // Marker taken: another request with this key is in flight (or committed since the
+                    // look-up above). It usually decides within milliseconds, so look again a few times over
+                    // ~300 ms: its hold committed → replay; its marker gone (it failed) → go on ourselves.
+                    // Only then IDEMPOTENCY_KEY_IN_USE.
+                    var marker = locks.setMarker(userID: request.userId, key: key, holdID: holdID)
+                    var pauses: ArraySlice<Double> = [0.02, 0.04, 0.08, 0.16]
+                    while marker == .taken {
                         if let earlier = try store.findIdempotentHold(
                             userID: request.userId,
                             key: key,
@@ -163,14 +163,19 @@ final class RequestHandler {
                         ) {
                             return Self.reply(earlier)
                         }
-                        return Self.failure(
-                            ErrorBody(
-                                code: .idempotencyKeyInUse,
-                                message: "A request with this idempotency key is still being processed",
-                                details: ["idempotencyKey": .string(key)]
+                        guard let pause = pauses.popFirst() else {
+                            return Self.failure(
+                                ErrorBody(
+                                    code: .idempotencyKeyInUse,
+                                    message: "A request with this idempotency key is still being processed",
+                                    details: ["idempotencyKey": .string(key)]
+                                )
                             )
-                        )
+                        }
+                        Thread.sleep(forTimeInterval: pause)
+                        marker = locks.setMarker(userID: request.userId, key: key, holdID: holdID)
                     }
+                    markerSet = marker == .set
                 }
 
                 let ttl = Int64(configuration.holdTTLSeconds) * 1000
