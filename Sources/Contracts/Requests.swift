@@ -1,0 +1,103 @@
+/// `hold.request` / `POST /hold` (contracts/schemas/hold-request.json).
+public struct HoldRequest: ValidatableRequest, Hashable {
+    public var showtimeId: String
+    public var seatIds: [String]
+    public var userId: String
+    public var idempotencyKey: String?
+
+    public init(showtimeId: String, seatIds: [String], userId: String, idempotencyKey: String? = nil) {
+        self.showtimeId = showtimeId
+        self.seatIds = seatIds
+        self.userId = userId
+        self.idempotencyKey = idempotencyKey
+    }
+
+    public static let fields: [RequestField] = [
+        .init("showtimeId", .identifier), .init("seatIds", .seatIds(.perHold)), .init("userId", .identifier),
+        .init("idempotencyKey", .identifier, required: false),
+    ]
+}
+
+/// `release.request` / `POST /release` (contracts/schemas/release-request.json).
+public struct ReleaseRequest: ValidatableRequest, Hashable {
+    public var holdId: String
+    public var userId: String?
+
+    public init(holdId: String, userId: String? = nil) {
+        self.holdId = holdId
+        self.userId = userId
+    }
+
+    public static let fields: [RequestField] = [
+        .init("holdId", .identifier), .init("userId", .identifier, required: false),
+    ]
+}
+
+/// `purchase.request` / `POST /purchase` (contracts/schemas/purchase-request.json).
+public struct PurchaseRequest: ValidatableRequest, Hashable {
+    public var holdId: String
+    public var orderId: String
+    public var userId: String?
+
+    public init(holdId: String, orderId: String, userId: String? = nil) {
+        self.holdId = holdId
+        self.orderId = orderId
+        self.userId = userId
+    }
+
+    public static let fields: [RequestField] = [
+        .init("holdId", .identifier), .init("orderId", .identifier), .init("userId", .identifier, required: false),
+    ]
+}
+
+/// `hold.get.request` / `GET /holds/{holdId}` (contracts/schemas/hold-get-request.json).
+public struct HoldGetRequest: ValidatableRequest, Hashable {
+    public var holdId: String
+
+    public init(holdId: String) { self.holdId = holdId }
+
+    public static let fields: [RequestField] = [.init("holdId", .identifier)]
+}
+
+/// `availability.request` / `GET /availability?showtimeId=` (contracts/schemas/availability-request.json).
+public struct AvailabilityRequest: ValidatableRequest, Hashable {
+    public var showtimeId: String
+
+    public init(showtimeId: String) { self.showtimeId = showtimeId }
+
+    public static let fields: [RequestField] = [.init("showtimeId", .identifier)]
+}
+
+/// `seats.define.request` (contracts/schemas/seats-define-request.json).
+public struct SeatsDefineRequest: ValidatableRequest, Hashable {
+    public var showtimeId: String
+    public var seatIds: [String]
+
+    public init(showtimeId: String, seatIds: [String]) {
+        self.showtimeId = showtimeId
+        self.seatIds = seatIds
+    }
+
+    public static let fields: [RequestField] = [.init("showtimeId", .identifier), .init("seatIds", .seatIds(.perDefine))]
+}
+
+/// The body of `PUT /showtimes/{showtimeId}/seats`: the seats alone, the showtime is in the path
+/// (contracts/schemas/seats-define-body.json).
+public struct SeatsDefineBody: ValidatableRequest, Hashable {
+    public var seatIds: [String]
+
+    public init(seatIds: [String]) { self.seatIds = seatIds }
+
+    public static let fields: [RequestField] = [.init("seatIds", .seatIds(.perDefine))]
+
+    public func request(showtimeId: String) -> SeatsDefineRequest {
+        SeatsDefineRequest(showtimeId: showtimeId, seatIds: seatIds)
+    }
+}
+
+/// `ping.request`: `{}` (contracts/schemas/ping-request.json).
+public struct PingRequest: ValidatableRequest, Hashable {
+    public init() {}
+
+    public static let fields: [RequestField] = []
+}

@@ -1,0 +1,252 @@
+import Foundation
+
+/// The limits a request is validated against.
+public struct RequestLimits: Sendable, Hashable {
+    /// `MAX_SEATS_PER_HOLD` (default 10).
+    public var maxSeatsPerHold: Int
+    public static let maxSeatsPerDefine = 10_000
+    /// Largest body the facade reads (64 KiB; over it: 413 PAYLOAD_TOO_LARGE).
+    public static let maxBodyBytes = 65_536
+    /// Bodies nested deeper than this are rejected as malformed before they are parsed.
+    public static let maxNestingDepth = 32
+
+    public init(maxSeatsPerHold: Int = 10) { self.maxSeatsPerHold = maxSeatsPerHold }
+
+    public static let `default` = RequestLimits()
+}
+
+/// Identifiers (`showtimeId`, `seatId`, `userId`, `orderId`, `holdId`, idempotency keys): 1 to 128
+/// characters of `A-Z a-z 0-9 . _ : -`.
+public enum Identifier {
+    public static let maxLength = 128
+    public static let pattern = "^[A-Za-z0-9._:-]{1,128}$"
+
+    public static func isValid(_ value: String) -> Bool {
+        let utf8 = value.utf8
+        guard !utf8.isEmpty, utf8.count <= maxLength else { return false }
+        return utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: ":"),
+                UInt8(ascii: "-"):
+                true
+            default: false
+            }
+        }
+    }
+
+    /// The problem with `value` as the identifier `field` (a header, path or query parameter), if any.
+    public static func problem(_ value: String, field: String) -> ValidationProblem? {
+        isValid(value) ? nil : ValidationProblem(field: field, rule: .pattern, message: patternMessage(field))
+    }
+
+    static func patternMessage(_ field: String) -> String {
+        "\(field) must be 1 to 128 characters of A-Z a-z 0-9 . _ : -"
+    }
+}
+
+/// One field of a request, as its JSON Schema describes it.
+public struct RequestField: Sendable, Hashable {
+    public enum Kind: Sendable, Hashable {
+        case identifier
+        case seatIds(SeatListLimit)
+    }
+
+    public enum SeatListLimit: Sendable, Hashable {
+        /// `RequestLimits.maxSeatsPerHold`.
+        case perHold
+        /// `RequestLimits.maxSeatsPerDefine`.
+        case perDefine
+
+        func maxItems(_ limits: RequestLimits) -> Int {
+            switch self {
+            case .perHold: limits.maxSeatsPerHold
+            case .perDefine: RequestLimits.maxSeatsPerDefine
+            }
+        }
+    }
+
+    public var name: String
+    public var kind: Kind
+    public var required: Bool
+
+    public init(_ name: String, _ kind: Kind, required: Bool = true) {
+        self.name = name
+        self.kind = kind
+        self.required = required
+    }
+}
+
+/// A request body: its fields as the JSON Schema has them (a test keeps the two equal), and validation
+/// that returns every problem found, each naming its field.
+public protocol ValidatableRequest: Codable, Sendable {
+    static var fields: [RequestField] { get }
+    func validate(limits: RequestLimits) -> [ValidationProblem]
+}
+
+extension ValidatableRequest {
+    public func validate(limits: RequestLimits) -> [ValidationProblem] {
+        guard let bytes = try? ContractJSON.encode(self), let value = try? JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+        else { return [ValidationProblem(field: "$", rule: .type, message: "The request cannot be encoded")] }
+        return RequestDecoder.problems(in: value, fields: Self.fields, limits: limits)
+    }
+}
+
+/// Decodes request bodies without trusting them: the body is parsed into `JSONValue` (after a bounded
+/// nesting check), every field is checked against its rules, and only a body without problems is decoded
+/// into the request type.
+public enum RequestDecoder {
+    public static func decode<T: ValidatableRequest>(_ type: T.Type, from body: [UInt8], limits: RequestLimits)
+        -> Result<T, ErrorBody>
+    {
+        switch parse(body) {
+        case .success(let value): decode(type, from: value, limits: limits)
+        case .failure(let problem): .failure(.validation([problem]))
+        }
+    }
+
+    /// For requests the facade builds from a path or query (`{"holdId": ...}`, `{"showtimeId": ...}`).
+    public static func decode<T: ValidatableRequest>(_ type: T.Type, from value: JSONValue, limits: RequestLimits)
+        -> Result<T, ErrorBody>
+    {
+        let problems = problems(in: value, fields: T.fields, limits: limits)
+        guard problems.isEmpty else { return .failure(.validation(problems)) }
+        do {
+            return .success(try ContractJSON.decoder().decode(T.self, from: try ContractJSON.encoder().encode(value)))
+        } catch {
+            // Unreachable while `fields` matches the type (a test checks it); still no crash.
+            return .failure(.validation([ValidationProblem(field: "$", rule: .type, message: "The request does not fit its type")]))
+        }
+    }
+
+    /// The body as a JSON value, or the `json` problem that says why it is not one.
+    public static func parse(_ body: [UInt8]) -> Result<JSONValue, ValidationProblem> {
+        let malformed = ValidationProblem(field: "$", rule: .json, message: "The body is not valid JSON")
+        guard nestingDepth(of: body) <= RequestLimits.maxNestingDepth else {
+            return .failure(ValidationProblem(
+                field: "$", rule: .json, message: "The body nests deeper than \(RequestLimits.maxNestingDepth) levels"))
+        }
+        guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(body)) else { return .failure(malformed) }
+        return .success(value)
+    }
+
+    /// Every problem of `value` as a body with `fields`: type first (a field of the wrong type is not
+    /// checked further), then the field's own rules; declared fields in order, then unknown fields by name.
+    public static func problems(in value: JSONValue, fields: [RequestField], limits: RequestLimits) -> [ValidationProblem] {
+        guard case .object(let object) = value else {
+            return [ValidationProblem(field: "$", rule: .type, message: "The body must be a JSON object, not \(article(value.typeName))")]
+        }
+        var problems: [ValidationProblem] = []
+        for field in fields {
+            guard let fieldValue = object[field.name] else {
+                if field.required {
+                    problems.append(ValidationProblem(field: field.name, rule: .required, message: "\(field.name) is required"))
+                }
+                continue
+            }
+            switch field.kind {
+            case .identifier:
+                checkIdentifier(fieldValue, field: field.name, into: &problems)
+            case .seatIds(let limit):
+                checkSeatIDs(fieldValue, field: field.name, maxItems: limit.maxItems(limits), into: &problems)
+            }
+        }
+        let known = Set(fields.map(\.name))
+        for name in object.keys.filter({ !known.contains($0) }).sorted() {
+            problems.append(ValidationProblem(
+                field: name, rule: .additionalProperties, message: "\(fieldLabel(name)) is not a field of this request"))
+        }
+        return problems
+    }
+
+    private static func checkIdentifier(_ value: JSONValue, field: String, into problems: inout [ValidationProblem]) {
+        guard case .string(let text) = value else {
+            problems.append(ValidationProblem(field: field, rule: .type, message: "\(field) must be a string, not \(article(value.typeName))"))
+            return
+        }
+        if let problem = Identifier.problem(text, field: field) { problems.append(problem) }
+    }
+
+    private static func checkSeatIDs(_ value: JSONValue, field: String, maxItems: Int, into problems: inout [ValidationProblem]) {
+        guard case .array(let items) = value else {
+            problems.append(ValidationProblem(
+                field: field, rule: .type, message: "\(field) must be an array of seat ids, not \(article(value.typeName))"))
+            return
+        }
+        if items.isEmpty {
+            problems.append(ValidationProblem(field: field, rule: .minItems, message: "\(field) must name at least one seat"))
+        }
+        if items.count > maxItems {
+            problems.append(ValidationProblem(
+                field: field, rule: .maxItems, message: "\(field) names \(items.count) seats; at most \(maxItems) are allowed"))
+        }
+        var seen: Set<String> = []
+        var duplicates: [String] = []
+        var elementProblems = 0
+        for (index, item) in items.enumerated() {
+            let element = "\(field)[\(index)]"
+            if case .string(let text) = item {
+                if !seen.insert(text).inserted, duplicates.count < 10, !duplicates.contains(text) { duplicates.append(text) }
+                if !Identifier.isValid(text) {
+                    elementProblems += 1
+                    if elementProblems <= ErrorBody.maxReportedProblems {
+                        problems.append(ValidationProblem(field: element, rule: .pattern, message: Identifier.patternMessage(element)))
+                    }
+                }
+            } else {
+                elementProblems += 1
+                if elementProblems <= ErrorBody.maxReportedProblems {
+                    problems.append(ValidationProblem(
+                        field: element, rule: .type, message: "\(element) must be a string, not \(article(item.typeName))"))
+                }
+            }
+        }
+        if !duplicates.isEmpty {
+            problems.append(ValidationProblem(
+                field: field, rule: .uniqueItems,
+                message: "\(field) names a seat more than once: " + duplicates.joined(separator: ", ")))
+        }
+    }
+
+    /// The deepest nesting of arrays and objects, counted without parsing (strings skipped), so that a
+    /// hostile body cannot make a parser recurse deeply.
+    static func nestingDepth(of body: [UInt8]) -> Int {
+        var depth = 0
+        var deepest = 0
+        var inString = false
+        var escaped = false
+        for byte in body {
+            if inString {
+                if escaped {
+                    escaped = false
+                } else if byte == UInt8(ascii: "\\") {
+                    escaped = true
+                } else if byte == UInt8(ascii: "\"") {
+                    inString = false
+                }
+                continue
+            }
+            switch byte {
+            case UInt8(ascii: "\""): inString = true
+            case UInt8(ascii: "["), UInt8(ascii: "{"):
+                depth += 1
+                if depth > deepest {
+                    deepest = depth
+                    if deepest > RequestLimits.maxNestingDepth { return deepest }
+                }
+            case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
+            default: break
+            }
+        }
+        return deepest
+    }
+
+    /// Field names from a hostile body are shown shortened.
+    private static func fieldLabel(_ name: String) -> String {
+        name.count > 64 ? String(name.prefix(64)) + "..." : name
+    }
+
+    private static func article(_ typeName: String) -> String {
+        typeName == "array" || typeName == "object" || typeName == "integer" ? "an \(typeName)" : "a \(typeName)"
+    }
+}
