@@ -1,0 +1,111 @@
+import Contracts
+
+/// Turns a REST request into the body of its RPC, or into the 400 that keeps it from the core.
+///
+/// Pure: everything it needs is in its arguments, so the idempotency rules are tested without a server.
+enum RPCRequestBuilder {
+    /// Header fields as `details.problems[].field` names them.
+    static let idempotencyHeaderField = "headers.Idempotency-Key"
+    static let idempotencySeedHeaderField = "headers.idempotencyKey"
+
+    /// The RPC body for `route` (an RPC route), encoded with `ContractJSON`.
+    static func body(
+        for route: Route,
+        pathParameter: String?,
+        query: [String: String],
+        headers: [String: String],
+        body: [UInt8],
+        limits: RequestLimits
+    ) -> Result<[UInt8], ErrorBody> {
+        switch route {
+        case .hold:
+            return holdBody(headers: headers, body: body, limits: limits)
+        case .release:
+            return encoded(RequestDecoder.decode(ReleaseRequest.self, from: body, limits: limits))
+        case .purchase:
+            return encoded(RequestDecoder.decode(PurchaseRequest.self, from: body, limits: limits))
+        case .holdGet:
+            let value: JSONValue = .object(["holdId": .string(pathParameter ?? "")])
+            return encoded(RequestDecoder.decode(HoldGetRequest.self, from: value, limits: limits))
+        case .availability:
+            var object: [String: JSONValue] = [:]
+            if let showtimeID = query["showtimeId"] { object["showtimeId"] = .string(showtimeID) }
+            return encoded(RequestDecoder.decode(AvailabilityRequest.self, from: .object(object), limits: limits))
+        case .seatsDefine:
+            return seatsDefineBody(showtimeID: pathParameter ?? "", body: body, limits: limits)
+        case .healthz, .readyz, .metrics:
+            return .success(Array("{}".utf8))
+        }
+    }
+
+    /// `POST /hold`: the key may come from the body, `Idempotency-Key` or the seed's `idempotencyKey`
+    /// header; all that are given must agree. The agreed key travels in the RPC body.
+    static func holdBody(headers: [String: String], body: [UInt8], limits: RequestLimits) -> Result<[UInt8], ErrorBody> {
+        let parsed: JSONValue
+        switch RequestDecoder.parse(body) {
+        case .success(let value): parsed = value
+        case .failure(let problem): return .failure(.validation([problem]))
+        }
+        var problems = RequestDecoder.problems(in: parsed, fields: HoldRequest.fields, limits: limits)
+        let draftHeader = headers[ContractHeaders.httpIdempotencyKey]
+        let seedHeader = headers[ContractHeaders.httpIdempotencyKeySeed]
+        if let draftHeader, let problem = Identifier.problem(draftHeader, field: idempotencyHeaderField) {
+            problems.append(problem)
+        }
+        if let seedHeader, let problem = Identifier.problem(seedHeader, field: idempotencySeedHeaderField) {
+            problems.append(problem)
+        }
+        if let draftHeader, let seedHeader, draftHeader != seedHeader {
+            problems.append(
+                ValidationProblem(
+                    field: idempotencySeedHeaderField,
+                    rule: .mismatch,
+                    message: "The Idempotency-Key and idempotencyKey headers differ"
+                )
+            )
+        }
+        let headerKey = draftHeader ?? seedHeader
+        guard case .object(var object) = parsed else { return .failure(.validation(problems)) }
+        if let headerKey, case .string(let bodyKey)? = object["idempotencyKey"], bodyKey != headerKey {
+            problems.append(
+                ValidationProblem(
+                    field: "idempotencyKey",
+                    rule: .mismatch,
+                    message: "The body's idempotencyKey and the idempotency key header differ"
+                )
+            )
+        }
+        guard problems.isEmpty else { return .failure(.validation(problems)) }
+        if let headerKey { object["idempotencyKey"] = .string(headerKey) }
+        return encoded(RequestDecoder.decode(HoldRequest.self, from: .object(object), limits: limits))
+    }
+
+    /// `PUT /showtimes/{showtimeId}/seats`: the showtime from the path, the seats from the body.
+    static func seatsDefineBody(showtimeID: String, body: [UInt8], limits: RequestLimits) -> Result<[UInt8], ErrorBody> {
+        var problems: [ValidationProblem] = []
+        if let problem = Identifier.problem(showtimeID, field: "showtimeId") { problems.append(problem) }
+        switch RequestDecoder.parse(body) {
+        case .failure(let problem):
+            problems.append(problem)
+        case .success(let value):
+            problems += RequestDecoder.problems(in: value, fields: SeatsDefineBody.fields, limits: limits)
+            if problems.isEmpty {
+                return encoded(
+                    RequestDecoder.decode(SeatsDefineBody.self, from: value, limits: limits)
+                        .map { $0.request(showtimeId: showtimeID) }
+                )
+            }
+        }
+        return .failure(.validation(problems))
+    }
+
+    private static func encoded<T: Encodable>(_ result: Result<T, ErrorBody>) -> Result<[UInt8], ErrorBody> {
+        result.flatMap { request in
+            do {
+                return .success(try ContractJSON.encode(request))
+            } catch {
+                return .failure(ErrorBody(code: .internalError, message: "The request could not be encoded"))
+            }
+        }
+    }
+}
