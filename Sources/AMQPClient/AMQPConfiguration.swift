@@ -178,3 +178,18 @@ public struct AMQPConfiguration: Sendable, CustomStringConvertible {
         return String(decoding: out, as: UTF8.self)
     }
 }
+
+extension AMQPConfiguration: CustomDebugStringConvertible, CustomReflectable {
+    public var debugDescription: String { description }
+
+    /// `dump` and debuggers see `***` for the password too.
+    public var customMirror: Mirror {
+        Mirror(
+            self,
+            children: [
+                "host": host, "port": port, "user": user, "password": "***", "vhost": vhost, "heartbeat": heartbeat,
+                "connectTimeout": connectTimeout, "requestTimeout": requestTimeout,
+                "connectionName": connectionName as Any,
+            ])
+    }
+}

@@ -85,7 +85,8 @@ public final class AMQPConnection {
             var clientProperties = arena.table(
                 configuration.connectionName.map { ["connection_name": .string($0)] } ?? [:])
             return crabbitmq_login_plain_with_properties(
-                state, configuration.vhost, 0, 131_072, Self.heartbeatSeconds(configuration.heartbeat), &clientProperties,
+                state, configuration.vhost, 0, 131_072, Self.heartbeatSeconds(configuration.heartbeat),
+                &clientProperties,
                 configuration.user, configuration.password)
         }
         if login.reply_type != AMQP_RESPONSE_NORMAL {
@@ -118,7 +119,10 @@ public final class AMQPConnection {
         self.state = state
         logger.info(
             "AMQP connection open",
-            metadata: ["amqp.heartbeat": "\(heartbeatInterval)", "amqp.connection_name": "\(configuration.connectionName ?? "")"])
+            metadata: [
+                "amqp.heartbeat": "\(heartbeatInterval)",
+                "amqp.connection_name": "\(configuration.connectionName ?? "")",
+            ])
     }
 
     deinit {
@@ -231,7 +235,8 @@ public final class AMQPConnection {
             return body.withUnsafeBytes { raw in
                 amqp_basic_publish(
                     state, channel, arena.bytes(exchange), arena.bytes(routingKey), mandatory ? 1 : 0, 0,
-                    &basicProperties, amqp_bytes_t(len: raw.count, bytes: UnsafeMutableRawPointer(mutating: raw.baseAddress)))
+                    &basicProperties,
+                    amqp_bytes_t(len: raw.count, bytes: UnsafeMutableRawPointer(mutating: raw.baseAddress)))
             }
         }
         guard status == AMQP_STATUS_OK.rawValue else {
@@ -362,10 +367,15 @@ public final class AMQPConnection {
         var closeTimeout = min(configuration.requestTimeout, .seconds(1)).timeval
         _ = amqp_set_rpc_timeout(state, &closeTimeout)
         let channelClose = amqp_channel_close(state, channel, AMQP_REPLY_SUCCESS)
-        if channelClose.reply_type == AMQP_RESPONSE_NORMAL
-            || channelClose.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION
-        {
+        switch channelClose.reply_type {
+        case AMQP_RESPONSE_SERVER_EXCEPTION where channelClose.reply.id == crabbitmq_connection_close_method:
+            // The broker is closing the connection itself: just confirm.
+            var closeOK = amqp_connection_close_ok_t()
+            _ = amqp_send_method(state, 0, crabbitmq_connection_close_ok_method, &closeOK)
+        case AMQP_RESPONSE_NORMAL, AMQP_RESPONSE_SERVER_EXCEPTION:
             _ = amqp_connection_close(state, AMQP_REPLY_SUCCESS)
+        default:
+            break  // The socket is gone (or timed out): nothing to say goodbye on.
         }
         amqp_destroy_connection(state)
         logger.debug("AMQP connection closed")
@@ -507,7 +517,8 @@ public final class AMQPConnection {
                 isRetryable: true)
             return (error, .broken)
         default:
-            let error = AMQPError(kind: .protocolError, message: "\(context): no reply from rabbitmq-c", isRetryable: true)
+            let error = AMQPError(
+                kind: .protocolError, message: "\(context): no reply from rabbitmq-c", isRetryable: true)
             return (error, .broken)
         }
     }
@@ -553,7 +564,8 @@ public final class AMQPConnection {
             let message = AMQPMessage(
                 deliveryTag: envelope.delivery_tag, exchange: envelope.exchange.string,
                 routingKey: envelope.routing_key.string, redelivered: envelope.redelivered != 0,
-                consumerTag: envelope.consumer_tag.string, properties: AMQPProperties(copying: envelope.message.properties),
+                consumerTag: envelope.consumer_tag.string,
+                properties: AMQPProperties(copying: envelope.message.properties),
                 body: envelope.message.body.array)
             return .event(.delivery(message))
         }
@@ -569,7 +581,7 @@ public final class AMQPConnection {
                 return try handle(frame, state: state)
             }
         }
-        try check(reply, "consuming")
+        try check(reply, "reading from the broker")
         return .nothing
     }
 
@@ -601,7 +613,10 @@ public final class AMQPConnection {
                 properties: AMQPProperties(copying: message.properties), body: message.body.array)
             logger.debug(
                 "AMQP message returned",
-                metadata: ["amqp.reply_code": "\(replyCode)", "amqp.exchange": "\(exchange)", "amqp.routing_key": "\(routingKey)"])
+                metadata: [
+                    "amqp.reply_code": "\(replyCode)", "amqp.exchange": "\(exchange)",
+                    "amqp.routing_key": "\(routingKey)",
+                ])
             return .event(.returned(returned))
         case crabbitmq_channel_close_method:
             let close = decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
@@ -616,7 +631,8 @@ public final class AMQPConnection {
         case crabbitmq_basic_cancel_method:
             let cancel = decoded.assumingMemoryBound(to: amqp_basic_cancel_t.self).pointee
             logger.info(
-                "AMQP consumer cancelled by the broker", metadata: ["amqp.consumer_tag": "\(cancel.consumer_tag.string)"])
+                "AMQP consumer cancelled by the broker",
+                metadata: ["amqp.consumer_tag": "\(cancel.consumer_tag.string)"])
             return .nothing
         case crabbitmq_connection_blocked_method:
             logger.info("AMQP connection blocked by the broker")

@@ -43,6 +43,11 @@ import Testing
         #expect(!configuration.description.contains("s3cr"))
         #expect(configuration.description == "amqp://app:***@rabbit:5672/")
         #expect(!"\(configuration)".contains("s3cr.t"))
+        #expect(!String(reflecting: configuration).contains("s3cr.t"))
+        var dumped = ""
+        dump(configuration, to: &dumped)
+        #expect(!dumped.contains("s3cr.t"))
+        #expect(dumped.contains("***"))
     }
 
     @Test(

@@ -17,7 +17,8 @@ import Testing
                         "flag": .bool(true), "ratio": .double(0.25), "negative": .int(-7),
                     ])
                 let body = Array(#"{"seatIds":["A1"]}"#.utf8) + [0, 255]
-                #expect(try connection.publish(exchange: "", routingKey: queue, body: body, properties: properties) == 0)
+                #expect(
+                    try connection.publish(exchange: "", routingKey: queue, body: body, properties: properties) == 0)
                 let tag = try connection.consume(queue: queue)
                 let message = try #require(try connection.nextDelivery())
                 #expect(message.body == body)
@@ -204,7 +205,9 @@ import Testing
                     properties: AMQPProperties(expiration: "1"))
                 try connection.publish(exchange: "", routingKey: queue, body: Array("fresh".utf8))
                 _ = try connection.collectEvents { events in
-                    events.contains { if case .ack(2, _) = $0 { true } else if case .ack(_, true) = $0 { true } else { false } }
+                    events.contains {
+                        if case .ack(2, _) = $0 { true } else if case .ack(_, true) = $0 { true } else { false }
+                    }
                 }
                 let clock = ContinuousClock()
                 let deadline = clock.now.advanced(by: .seconds(2))
@@ -303,15 +306,17 @@ import Testing
 
             let clock = ContinuousClock()
             let started = clock.now
-            for call in [{ _ = try connection.declareQueue("") }, { _ = try connection.nextEvent(timeout: .seconds(5)) },
-                         { _ = try connection.publish(exchange: "", routingKey: "x", body: []) },
-                         { _ = try connection.waitForInput(wakeup: nil, timeout: .seconds(5)) }]
-            {
+            for call in [
+                { _ = try connection.declareQueue("") }, { _ = try connection.nextEvent(timeout: .seconds(5)) },
+                { _ = try connection.publish(exchange: "", routingKey: "x", body: []) },
+                { _ = try connection.waitForInput(wakeup: nil, timeout: .seconds(5)) },
+            ] {
                 let later = #expect(throws: AMQPError.self) { try call() }
                 #expect(later?.kind == .connectionClosed)
                 #expect(later?.message.contains("NOT_FOUND") == true)
             }
-            #expect(started.duration(to: clock.now) < .milliseconds(100))
+            // Each of these would wait 5 s on a live connection; on a closed one they must fail at once.
+            #expect(started.duration(to: clock.now) < .seconds(1))
             connection.close()
             connection.close()
         }
@@ -341,15 +346,50 @@ import Testing
         }
     }
 
-    @Test("the broker closing the connection gives a clear error, then connectionClosed")
+    @Test("redeclaring a queue with other arguments is refused with 406 PRECONDITION_FAILED")
+    func inequivalentArguments() throws {
+        try Broker.withConnection { connection in
+            try Broker.withQueue(on: connection, arguments: ["x-message-ttl": .int(60_000)]) { queue in
+                // Same arguments: fine (and proves the table reached the broker as the same value).
+                try connection.declareQueue(queue, durable: false, arguments: ["x-message-ttl": .int(60_000)])
+                let error = #expect(throws: AMQPError.self) {
+                    try connection.declareQueue(queue, durable: false, arguments: ["x-message-ttl": .int(1_000)])
+                }
+                #expect(error?.kind == .channelClosed)
+                #expect(error?.replyCode == 406)
+                #expect(error?.message.contains("PRECONDITION_FAILED") == true)
+                #expect(error?.message.contains("x-message-ttl") == true)
+            }
+        }
+    }
+
+    @Test("close is idempotent and later calls throw connectionClosed at once")
+    func closeTwice() throws {
+        let connection = try Broker.connect()
+        connection.close()
+        connection.close()
+        #expect(!connection.isOpen)
+        let error = #expect(throws: AMQPError.self) {
+            try connection.publish(exchange: "", routingKey: "anything", body: [1])
+        }
+        #expect(error?.kind == .connectionClosed)
+        #expect(error?.message.contains("closed by the application") == true)
+    }
+
+    @Test(
+        "the broker closing the connection gives a clear error, then connectionClosed",
+        .enabled(
+            if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/rabbitmqctl"), "needs rabbitmqctl (as root)"))
     func brokerClosesConnection() throws {
         try Broker.withConnection { connection in
             let (local, peer) = try #require(connection.socketEndpoints())
             let name = "\(local) -> \(peer)"
             // rabbitmqctl closes by connection pid: find ours by its name (our own socket's endpoints).
-            let listing = try run("/usr/sbin/rabbitmqctl", ["list_connections", "pid", "name", "--no-table-headers", "-q"])
+            let listing = try run(
+                "/usr/sbin/rabbitmqctl", ["list_connections", "pid", "name", "--no-table-headers", "-q"])
             let line = listing.output.split(separator: "\n").first { $0.hasSuffix("\t" + name) }
-            let pid = try #require(line?.split(separator: "\t").first.map(String.init), "\(name) not in \(listing.output)")
+            let pid = try #require(
+                line?.split(separator: "\t").first.map(String.init), "\(name) not in \(listing.output)")
             let result = try run("/usr/sbin/rabbitmqctl", ["close_connection", pid, "closed by amqp-client-tests"])
             try #require(result.status == 0, "rabbitmqctl: \(result.output)")
             let error = #expect(throws: AMQPError.self) {
@@ -412,13 +452,21 @@ import Testing
         }
     }
 
-    @Test("a thread that only waits on waitForInput keeps a 1 s heartbeat alive")
-    func heartbeatWhileWaiting() throws {
+    @Test(
+        "a thread looping on waitForInput (and nextEvent(.zero)) keeps a 1 s heartbeat alive",
+        arguments: [
+            (wait: Duration.milliseconds(3500), drain: false),  // one long wait, never entering nextEvent
+            (wait: Duration.milliseconds(100), drain: true),  // the worker loop: short waits, then drain
+        ])
+    func heartbeatWhileWaiting(wait: Duration, drain: Bool) throws {
         try Broker.withConnection(heartbeat: .seconds(1)) { connection in
             let clock = ContinuousClock()
             let deadline = clock.now.advanced(by: .milliseconds(3500))
             while clock.now < deadline {
-                _ = try connection.waitForInput(wakeup: nil, timeout: clock.now.duration(to: deadline))
+                _ = try connection.waitForInput(wakeup: nil, timeout: min(wait, clock.now.duration(to: deadline)))
+                if drain {
+                    while try connection.nextEvent(timeout: .zero) != nil {}
+                }
             }
             #expect(connection.isOpen)
             let name = try connection.declareQueue("", durable: false, exclusive: true)
