@@ -37,23 +37,24 @@ static inline struct MHD_Daemon *cmhd_start_daemon(unsigned int flags,
                                                    MHD_RequestCompletedCallback completed,
                                                    void *completed_cls,
                                                    const cmhd_log_sink *log_sink) {
-    // The port argument is ignored when MHD_OPTION_SOCK_ADDR is given.
+    // The port argument is ignored when MHD_OPTION_SOCK_ADDR is given. The logger must come first, or
+    // messages about the options before it go to stderr.
     if (thread_pool_size > 1) {
         return MHD_start_daemon(flags, 0, NULL, NULL, access_handler, access_handler_cls,
+                                MHD_OPTION_EXTERNAL_LOGGER, cmhd_log_trampoline, (void *)log_sink,
                                 MHD_OPTION_SOCK_ADDR, bind_address,
                                 MHD_OPTION_THREAD_POOL_SIZE, thread_pool_size,
                                 MHD_OPTION_CONNECTION_LIMIT, connection_limit,
                                 MHD_OPTION_CONNECTION_TIMEOUT, connection_timeout_seconds,
                                 MHD_OPTION_NOTIFY_COMPLETED, completed, completed_cls,
-                                MHD_OPTION_EXTERNAL_LOGGER, cmhd_log_trampoline, (void *)log_sink,
                                 MHD_OPTION_END);
     }
     return MHD_start_daemon(flags, 0, NULL, NULL, access_handler, access_handler_cls,
+                            MHD_OPTION_EXTERNAL_LOGGER, cmhd_log_trampoline, (void *)log_sink,
                             MHD_OPTION_SOCK_ADDR, bind_address,
                             MHD_OPTION_CONNECTION_LIMIT, connection_limit,
                             MHD_OPTION_CONNECTION_TIMEOUT, connection_timeout_seconds,
                             MHD_OPTION_NOTIFY_COMPLETED, completed, completed_cls,
-                            MHD_OPTION_EXTERNAL_LOGGER, cmhd_log_trampoline, (void *)log_sink,
                             MHD_OPTION_END);
 }
 

@@ -23,6 +23,9 @@ public final class HTTPDaemon: @unchecked Sendable {
     /// The bound port (configuration.port 0 picks a free one).
     public let port: Int
 
+    /// How long `shutdown` lets responses leave after its deadline passed (the 503s it sent then).
+    static let sendGrace: Duration = .seconds(1)
+
     /// The handler runs on a daemon thread; it must not block. It may respond before returning or later.
     public init(
         configuration: HTTPServerConfiguration,
@@ -77,9 +80,8 @@ public final class HTTPDaemon: @unchecked Sendable {
             Unmanaged<DaemonCore>.fromOpaque(coreReference).release()
             throw HTTPServerError(
                 kind: .startFailed,
-                message: startupLog.isEmpty
-                    ? "libmicrohttpd could not start a daemon on \(configuration.bindAddress):\(configuration.port)"
-                    : startupLog.joined(separator: "; "),
+                message: "cannot listen on \(configuration.bindAddress) port \(configuration.port)"
+                    + (startupLog.isEmpty ? "" : ": " + startupLog.joined(separator: "; ")),
                 errno: startErrno == 0 ? nil : startErrno,
                 isRetryable: true
             )
@@ -105,8 +107,15 @@ public final class HTTPDaemon: @unchecked Sendable {
         core.inFlight
     }
 
-    /// Stops accepting, waits (up to `timeout`) until every request was answered, then stops the daemon.
-    /// Requests still unanswered then get `configuration.shutdownResponse` (503). Responses sent while
+    /// `shutdown` has begun: no new connections are accepted and responses carry `Connection: close`
+    /// (a readiness check can report not ready).
+    public var isDraining: Bool {
+        core.isDraining
+    }
+
+    /// Stops accepting, waits (up to `timeout`) until every request was answered and its response sent,
+    /// then stops the daemon. Requests still unanswered at the deadline get
+    /// `configuration.shutdownResponse` (503), with up to `sendGrace` to leave. Responses sent while
     /// shutting down carry `Connection: close`. Never calls MHD_stop_daemon while a connection is
     /// suspended. Idempotent; a concurrent call waits for the first. Must not be called from a handler.
     public func shutdown(timeout: Duration) {
@@ -122,8 +131,13 @@ public final class HTTPDaemon: @unchecked Sendable {
                     "HTTP server answered requests still open at the shutdown deadline",
                     metadata: ["http.answered": "\(answered)"]
                 )
-                // Everything left now is a resume in progress on another thread: moments.
-                _ = core.waitUntilDrained(deadline: nil)
+                // Give those answers (and any still being sent) a moment to leave; a client that does
+                // not read is cut off.
+                if !core.waitUntilDrained(deadline: .now + Self.sendGrace) {
+                    // Safety needs only this: nothing suspended. What is left is a resume in progress on
+                    // another thread, which takes moments.
+                    _ = core.waitUntilDrained(untilSent: false, deadline: nil)
+                }
             }
             MHD_stop_daemon(daemon)
             if listenSocket >= 0 {
@@ -195,6 +209,9 @@ struct SharedState {
     var lastID: UInt64 = 0
     /// Entries in `.handling` or `.suspended`.
     var inFlight = 0
+    /// Requests handed to the handler that libmicrohttpd has not reported completed (response sent, or
+    /// the connection gone). A response queued is not yet a response sent: stopping cuts it off.
+    var open = 0
     /// Connections we suspended and have not finished resuming (MHD_resume_connection not yet returned).
     var suspended = 0
     /// Shutdown has begun: responses carry `Connection: close`.
@@ -247,6 +264,10 @@ final class DaemonCore: @unchecked Sendable {
 
     var inFlight: Int {
         shared.withLock { $0.inFlight }
+    }
+
+    var isDraining: Bool {
+        shared.withLock { $0.draining }
     }
 
     // MARK: Library log
@@ -359,6 +380,7 @@ final class DaemonCore: @unchecked Sendable {
             state.lastID += 1
             state.entries[state.lastID] = SharedState.Entry(phase: .handling, connection: handle)
             state.inFlight += 1
+            state.open += 1
             return state.lastID
         }
         guard let requestID = admitted else {
@@ -482,6 +504,7 @@ final class DaemonCore: @unchecked Sendable {
         let context = Unmanaged<RequestContext>.fromOpaque(raw).takeRetainedValue()
         guard let requestID = context.requestID else { return }
         let unanswered = shared.withLock { state -> Bool in
+            state.open -= 1
             guard let entry = state.entries.removeValue(forKey: requestID) else { return false }
             switch entry.phase {
             case .handling:
@@ -500,8 +523,8 @@ final class DaemonCore: @unchecked Sendable {
                 "HTTP request ended before it was answered",
                 metadata: ["http.request": "\(requestID)", "mhd.termination": "\(termination.rawValue)"]
             )
-            signalIfDraining()
         }
+        signalIfDraining()
     }
 
     // MARK: Shutdown
@@ -510,12 +533,15 @@ final class DaemonCore: @unchecked Sendable {
         shared.withLock { $0.draining = true }
     }
 
-    /// Waits until nothing is in flight or suspended, then closes admission in the same critical section
-    /// (so no handler runs, and nothing is suspended, after it returns true). `deadline` nil: no limit.
-    func waitUntilDrained(deadline: ContinuousClock.Instant?) -> Bool {
+    /// Waits until nothing is suspended and (with `untilSent`) every response was sent, then closes
+    /// admission in the same critical section (so no handler runs, and nothing is suspended, after it
+    /// returns true). `deadline` nil: no limit.
+    func waitUntilDrained(untilSent: Bool = true, deadline: ContinuousClock.Instant?) -> Bool {
         while true {
             let drained = shared.withLock { state -> Bool in
-                guard state.inFlight == 0 && state.suspended == 0 else { return false }
+                guard state.suspended == 0 && state.inFlight == 0 && (!untilSent || state.open == 0) else {
+                    return false
+                }
                 state.closed = true
                 return true
             }
