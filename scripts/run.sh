@@ -11,8 +11,11 @@ bin=$(swift build --show-bin-path)
 "$bin/inventory-rpc" migrate
 
 # --- DEMO PROVISIONING HOOK -------------------------------------------------------------------------
-# Later work provisions a demo showtime here (seats.define once the core is up), so that a newcomer's
-# frontend has seats to show. Nothing yet.
+# Later work fills this in: once the facade answers /readyz, define a demo showtime's seats
+# (PUT /showtimes/{id}/seats, idempotent), so that a newcomer's frontend has seats to show.
+provision_demo() {
+    :
+}
 # -----------------------------------------------------------------------------------------------------
 
 pids=()
@@ -32,6 +35,8 @@ setsid "$bin/inventory-rpc" serve &
 pids+=($!)
 setsid "$bin/http-facade" &
 pids+=($!)
+
+provision_demo || echo "run.sh: demo provisioning failed; running without the demo showtime" >&2
 
 # Reap both. `wait -n` also returns when a signal interrupts it (the trap has run then), with no pid.
 declare -A exit_codes=()

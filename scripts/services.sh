@@ -68,6 +68,28 @@ mark_started() {
 
 # MARK: - Packages
 
+APT_UPDATED=false
+
+# apt-get install, after one apt-get update per run. Services are not started by the packages' scripts
+# (policy-rc.d, as in Docker images): this script starts them, bound to loopback, and knows it did.
+apt_install() {
+    local policy=/usr/sbin/policy-rc.d added_policy=false status=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null && as_root chmod 755 "$policy"
+        added_policy=true
+    fi
+    if ! $APT_UPDATED; then
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >>"$STATE_DIR/apt.log" 2>&1 || status=$?
+        APT_UPDATED=true
+    fi
+    if [ "$status" = 0 ]; then
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" \
+            >>"$STATE_DIR/apt.log" 2>&1 || status=$?
+    fi
+    if $added_policy; then as_root rm -f "$policy"; fi
+    return "$status"
+}
+
 install_packages() {
     local missing=() package
     for package in "${APT_PACKAGES[@]}"; do
@@ -75,20 +97,16 @@ install_packages() {
     done
     if ! command -v python3 >/dev/null 2>&1; then missing+=("${APT_PYTHON_PACKAGES[@]}"); fi
     if [ ${#missing[@]} -gt 0 ]; then
-        say packages "installing ${missing[*]}"
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq ||
-            fail "apt-get update failed; cannot install ${missing[*]}"
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
-            >"$STATE_DIR/apt.log" 2>&1 ||
-            fail "apt-get install ${missing[*]} failed; see $STATE_DIR/apt.log"
+        say packages "installing ${missing[*]} (log: $STATE_DIR/apt.log)"
+        apt_install "${missing[@]}" || fail "apt-get install ${missing[*]} failed; see $STATE_DIR/apt.log"
     fi
 
     if ! python_modules_present; then
-        say python "installing ${PIP_PACKAGES[*]}"
+        say python "installing ${PIP_PACKAGES[*]} (log: $STATE_DIR/pip.log)"
+        # pip first; Debian's own Python refuses that (PEP 668) without the flag; its packages last.
         python3 -m pip install -q "${PIP_PACKAGES[@]}" >"$STATE_DIR/pip.log" 2>&1 ||
             python3 -m pip install -q --break-system-packages "${PIP_PACKAGES[@]}" >>"$STATE_DIR/pip.log" 2>&1 ||
-            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-                "${APT_PYTHON_PACKAGES[@]}" >>"$STATE_DIR/pip.log" 2>&1 || true
+            apt_install "${APT_PYTHON_PACKAGES[@]}" || true
         python_modules_present || fail "cannot install the Python packages ${PIP_PACKAGES[*]}; see $STATE_DIR/pip.log"
     fi
 }
@@ -116,7 +134,7 @@ pg_cluster() {
     cluster=$(pg_lsclusters -h 2>/dev/null | awk -v port="$PG_PORT" '$3 == port { print $1, $2; exit }')
     if [ -z "$cluster" ]; then
         local version name=main
-        version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+        version=$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -V | tail -n 1 || true)
         [ -n "$version" ] || fail "PostgreSQL is not installed (/usr/lib/postgresql is empty)"
         if [ -d "/etc/postgresql/$version/main" ]; then name=inventory_$PG_PORT; fi
         as_root pg_createcluster "$version" "$name" --port "$PG_PORT" >/dev/null ||
@@ -277,7 +295,8 @@ down() {
 }
 
 main() {
-    mkdir -p "$STATE_DIR" && chmod 1777 "$STATE_DIR" 2>/dev/null || true
+    mkdir -p "$STATE_DIR"
+    chmod 1777 "$STATE_DIR" 2>/dev/null || true
     # One `up` or `down` at a time: CI and a developer, or two test runs, may call this together.
     exec 9>>"$STATE_DIR/lock"
     chmod 666 "$STATE_DIR/lock" 2>/dev/null || true

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Delays between reconnect attempts: exponential from `initial`, capped at `maximum`, each shortened
 /// by a random part of up to `jitter` so that many clients that lost the same server do not return at
 /// the same instant. `reset()` after a success starts again from `initial`.
@@ -37,15 +39,9 @@ public struct Backoff: Sendable, Equatable {
 
     /// The delay before the next attempt, without jitter.
     public var currentStep: Duration {
-        let initialSeconds = Self.seconds(initial)
-        let maximumSeconds = Self.seconds(maximum)
-        // Past the cap the exponent no longer matters; stopping here also keeps pow() finite.
-        var step = initialSeconds
-        for _ in 0..<attempts {
-            step *= multiplier
-            if step >= maximumSeconds { return maximum }
-        }
-        return .seconds(step)
+        // An exponent past a few hundred only overflows to infinity, which `min` turns into the cap.
+        let step = Self.seconds(initial) * pow(multiplier, Double(min(attempts, 1_000)))
+        return step >= Self.seconds(maximum) ? maximum : .seconds(step)
     }
 
     /// The delay to wait now, counting one more failed attempt.

@@ -172,15 +172,16 @@ extension ServiceConfiguration {
     }
 
     /// `scheme://user:password@host...` with the password replaced by `***`; anything else unchanged.
+    /// Takes the last `@` before any query as the end of the password, so that a password with an
+    /// unencoded `/` or `@` is still masked (masking too much is safe; too little is not).
     public static func redacted(url: String) -> String {
         guard let schemeEnd = url.range(of: "://") else { return url }
-        let authorityStart = schemeEnd.upperBound
-        let authorityEnd = url[authorityStart...].firstIndex(where: { "/?#".contains($0) }) ?? url.endIndex
-        let authority = url[authorityStart..<authorityEnd]
-        guard let at = authority.lastIndex(of: "@"),
-            let colon = authority[..<at].firstIndex(of: ":")
+        let rest = url[schemeEnd.upperBound...]
+        let beforeQuery = rest[..<(rest.firstIndex(where: { $0 == "?" || $0 == "#" }) ?? rest.endIndex)]
+        guard let at = beforeQuery.lastIndex(of: "@"),
+            let colon = beforeQuery[..<at].firstIndex(of: ":")
         else { return url }
-        return String(url[..<authority.index(after: colon)]) + "***" + String(url[at...])
+        return String(url[...colon]) + "***" + String(url[at...])
     }
 }
 
@@ -191,7 +192,13 @@ private struct Parser {
     func parse() throws(ConfigurationError) -> ServiceConfiguration {
         let defaults = ServiceConfiguration.defaults
         return ServiceConfiguration(
-            databaseURL: try url("DATABASE_URL", schemes: ["postgresql", "postgres"], default: defaults.databaseURL),
+            // libpq takes a URL without a host: the local socket.
+            databaseURL: try url(
+                "DATABASE_URL",
+                schemes: ["postgresql", "postgres"],
+                requiresHost: false,
+                default: defaults.databaseURL
+            ),
             redisURL: try url("REDIS_URL", schemes: ["redis"], default: defaults.redisURL),
             rabbitMQURL: try url("RABBITMQ_URL", schemes: ["amqp"], default: defaults.rabbitMQURL),
             corsOrigins: try origins("CORS_ORIGIN", default: defaults.corsOrigins),
@@ -252,7 +259,12 @@ private struct Parser {
         return parsed
     }
 
-    private func url(_ name: String, schemes: [String], default value: String) throws(ConfigurationError) -> String {
+    private func url(
+        _ name: String,
+        schemes: [String],
+        requiresHost: Bool = true,
+        default value: String
+    ) throws(ConfigurationError) -> String {
         guard let (raw, source) = lookup(name, isSecret: true) else { return value }
         let shown = ServiceConfiguration.redacted(url: raw)
         func failure(_ problem: String) -> ConfigurationError {
@@ -263,7 +275,7 @@ private struct Parser {
             schemes.contains(raw[..<schemeEnd.lowerBound].lowercased())
         else { throw failure(expected) }
         guard let components = URLComponents(string: raw) else { throw failure("\(expected) that parses") }
-        guard let host = components.host, !host.isEmpty else { throw failure("\(expected) with a host") }
+        if requiresHost, components.host?.isEmpty ?? true { throw failure("\(expected) with a host") }
         if let port = components.port, !(1...65_535).contains(port) {
             throw failure("\(expected) with a port from 1 to 65535")
         }

@@ -33,7 +33,8 @@ public enum SignalHandling {
     }
 
     /// Starts the thread that waits for SIGINT or SIGTERM. The first one calls `handler` with the
-    /// signal's number; a second one exits the process immediately.
+    /// signal's number; a second one exits the process immediately. Call it once per process: two
+    /// waiting threads would split the signals between them.
     public static func onTermination(_ handler: @escaping @Sendable (Int32) -> Void) {
         _ = SignalWaiter(exitOnSecondSignal: true, handler: handler)
     }

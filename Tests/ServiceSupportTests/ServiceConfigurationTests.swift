@@ -102,6 +102,12 @@ struct ServiceConfigurationTests {
         #expect(configuration.prefetch == 64)
     }
 
+    @Test("a database URL may leave out the host, as libpq allows (the local socket)")
+    func socketDatabaseURL() async throws {
+        let configuration = try await load(["DATABASE_URL": "postgresql:///inventory_db?host=/var/run/postgresql"])
+        #expect(configuration.databaseURL == "postgresql:///inventory_db?host=/var/run/postgresql")
+    }
+
     @Test("the environment wins over .env.local, which wins over .env")
     func precedence() async throws {
         let files = [
@@ -191,6 +197,7 @@ struct ServiceConfigurationTests {
             ("amqp://guest:guest@localhost:5672", "amqp://guest:***@localhost:5672"),
             ("redis://:secret@cache:6379/0", "redis://:***@cache:6379/0"),
             ("amqp://u:p@ss@host/v", "amqp://u:***@host/v"),
+            ("amqp://u:pa/ss@host/v", "amqp://u:***@host/v"),
             ("redis://localhost:6379", "redis://localhost:6379"),
             ("postgresql://user@localhost/db", "postgresql://user@localhost/db"),
             ("http://host/path?x=a:b@c", "http://host/path?x=a:b@c"),
