@@ -101,3 +101,24 @@ public struct PingRequest: ValidatableRequest, Hashable {
 
     public static let fields: [RequestField] = []
 }
+
+extension HoldRequest {
+    /// The request with the idempotency key of the REST headers (`Idempotency-Key`, or the seed's
+    /// `idempotencyKey`) merged in. Each header value must be an identifier, and all of them and the body's
+    /// `idempotencyKey` must be equal (else VALIDATION_FAILED at `idempotencyKey`, rule `pattern` or `mismatch`).
+    public func mergingIdempotencyKey(headers: [String?]) -> Result<HoldRequest, ErrorBody> {
+        let values = headers.compactMap { $0 }
+        if let problem = values.lazy.compactMap({ Identifier.problem($0, field: "idempotencyKey") }).first {
+            return .failure(.validation([problem]))
+        }
+        let keys = Set(values + (idempotencyKey.map { [$0] } ?? []))
+        guard keys.count <= 1 else {
+            return .failure(.validation([ValidationProblem(
+                field: "idempotencyKey", rule: .mismatch,
+                message: "The Idempotency-Key header and the body's idempotencyKey differ")]))
+        }
+        var merged = self
+        merged.idempotencyKey = keys.first
+        return .success(merged)
+    }
+}

@@ -7,7 +7,7 @@ public struct RequestLimits: Sendable, Hashable {
     public static let maxSeatsPerDefine = 10_000
     /// Largest body the facade reads (64 KiB; over it: 413 PAYLOAD_TOO_LARGE).
     public static let maxBodyBytes = 65_536
-    /// Bodies nested deeper than this are rejected as malformed before they are parsed.
+    /// Bodies nested deeper than this are rejected as malformed.
     public static let maxNestingDepth = 32
 
     public init(maxSeatsPerHold: Int = 10) { self.maxSeatsPerHold = maxSeatsPerHold }
@@ -92,8 +92,8 @@ extension ValidatableRequest {
     }
 }
 
-/// Decodes request bodies without trusting them: the body is parsed into `JSONValue` (after a bounded
-/// nesting check), every field is checked against its rules, and only a body without problems is decoded
+/// Decodes request bodies without trusting them: the body is parsed into `JSONValue` (strictly, nesting
+/// bounded), every field is checked against its rules, and only a body without problems is decoded
 /// into the request type.
 public enum RequestDecoder {
     public static func decode<T: ValidatableRequest>(_ type: T.Type, from body: [UInt8], limits: RequestLimits)
@@ -121,13 +121,11 @@ public enum RequestDecoder {
 
     /// The body as a JSON value, or the `json` problem that says why it is not one.
     public static func parse(_ body: [UInt8]) -> Result<JSONValue, ValidationProblem> {
-        let malformed = ValidationProblem(field: "$", rule: .json, message: "The body is not valid JSON")
-        guard nestingDepth(of: body) <= RequestLimits.maxNestingDepth else {
-            return .failure(ValidationProblem(
-                field: "$", rule: .json, message: "The body nests deeper than \(RequestLimits.maxNestingDepth) levels"))
+        do {
+            return .success(try JSONParser.parse(body, maxDepth: RequestLimits.maxNestingDepth))
+        } catch {
+            return .failure(ValidationProblem(field: "$", rule: .json, message: error.message))
         }
-        guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(body)) else { return .failure(malformed) }
-        return .success(value)
     }
 
     /// Every problem of `value` as a body with `fields`: type first (a field of the wrong type is not
@@ -206,39 +204,6 @@ public enum RequestDecoder {
                 field: field, rule: .uniqueItems,
                 message: "\(field) names a seat more than once: " + duplicates.joined(separator: ", ")))
         }
-    }
-
-    /// The deepest nesting of arrays and objects, counted without parsing (strings skipped), so that a
-    /// hostile body cannot make a parser recurse deeply.
-    static func nestingDepth(of body: [UInt8]) -> Int {
-        var depth = 0
-        var deepest = 0
-        var inString = false
-        var escaped = false
-        for byte in body {
-            if inString {
-                if escaped {
-                    escaped = false
-                } else if byte == UInt8(ascii: "\\") {
-                    escaped = true
-                } else if byte == UInt8(ascii: "\"") {
-                    inString = false
-                }
-                continue
-            }
-            switch byte {
-            case UInt8(ascii: "\""): inString = true
-            case UInt8(ascii: "["), UInt8(ascii: "{"):
-                depth += 1
-                if depth > deepest {
-                    deepest = depth
-                    if deepest > RequestLimits.maxNestingDepth { return deepest }
-                }
-            case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
-            default: break
-            }
-        }
-        return deepest
     }
 
     /// Field names from a hostile body are shown shortened.
