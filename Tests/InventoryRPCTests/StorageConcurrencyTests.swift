@@ -85,6 +85,30 @@ struct StorageConcurrencyTests {
         }
     }
 
+    @Test("64 holds racing with one idempotency key: one hold, every answer is that hold, never unavailable")
+    func idempotentStorm() throws {
+        try withTestDatabase { url in
+            let setup = try StoreFixture(url)
+            try setup.define("show", ["A1", "A2"])
+            let answers = try onThreads(Self.connections) { index, start in
+                let f = try StoreFixture(url)
+                start()
+                return try (0..<4).map { _ -> String in
+                    switch try f.hold("show", ["A1", "A2"], user: "alice", key: "retry-1") {
+                    case .created(let hold): return "created:\(hold.holdId)"
+                    case .replayed(let hold): return "replayed:\(hold.holdId)"
+                    case let other: return "unexpected:\(other)"
+                    }
+                }
+            }.flatMap { $0 }
+            #expect(answers.count == Self.connections * 4)
+            #expect(answers.filter { $0.hasPrefix("created:") }.count == 1)
+            #expect(Set(answers.map { $0.split(separator: ":").last! }).count == 1)
+            #expect(try setup.int("SELECT count(*) AS n FROM holds") == 1)
+            #expect(try setup.int("SELECT count(*) AS n FROM outbox") == 1)
+        }
+    }
+
     @Test("purchase racing the expiry sweep: exactly one of them wins, every time")
     func purchaseVersusExpiry() throws {
         try withTestDatabase { url in
@@ -93,13 +117,16 @@ struct StorageConcurrencyTests {
             try setup.define("show", (1...rounds).map { "S\($0)" })
             var holds: [Hold] = []
             for round in 1...rounds { holds.append(try #require(try setup.created("show", ["S\(round)"], ttl: 1))) }
-            // Make them due almost at once; the purchases start just before the database says they expire.
+            // Expiry is in whole seconds, so they all die at (nearly) one instant; the purchases start 30 ms
+            // before it by the database clock and run across it, while the sweeper sweeps from that instant on.
             let last = holds.map(\.expiresAt).max()!
-            try setup.connection.query("SELECT pg_sleep(greatest(0, extract(epoch FROM $1::timestamptz - now()) - 0.01))", [last])
             let ids = holds.map(\.holdId)
             let results = try onThreads(2) { index, start in
                 let f = try StoreFixture(url)
                 start()
+                try f.connection.query(
+                    "SELECT pg_sleep(greatest(0, extract(epoch FROM $1::timestamptz - clock_timestamp()) - $2::float8))",
+                    [last, index == 0 ? 0.03 : 0.0])
                 if index == 0 {
                     return try ids.map { id -> String in
                         switch try f.store.purchase(PurchaseRequest(holdId: id, orderId: "order-\(id)", userId: nil)) {
