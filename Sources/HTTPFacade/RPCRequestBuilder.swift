@@ -4,10 +4,6 @@ import Contracts
 ///
 /// Pure: everything it needs is in its arguments, so the idempotency rules are tested without a server.
 enum RPCRequestBuilder {
-    /// Header fields as `details.problems[].field` names them.
-    static let idempotencyHeaderField = "headers.Idempotency-Key"
-    static let idempotencySeedHeaderField = "headers.idempotencyKey"
-
     /// The RPC body for `route` (an RPC route), encoded with `ContractJSON`.
     static func body(
         for route: Route,
@@ -39,45 +35,14 @@ enum RPCRequestBuilder {
     }
 
     /// `POST /hold`: the key may come from the body, `Idempotency-Key` or the seed's `idempotencyKey`
-    /// header; all that are given must agree. The agreed key travels in the RPC body.
+    /// header; all that are given must agree (Contracts' `mergingIdempotencyKey`: problems at
+    /// `idempotencyKey`, rule `pattern` or `mismatch`). The agreed key travels in the RPC body.
     static func holdBody(headers: [String: String], body: [UInt8], limits: RequestLimits) -> Result<[UInt8], ErrorBody> {
-        let parsed: JSONValue
-        switch RequestDecoder.parse(body) {
-        case .success(let value): parsed = value
-        case .failure(let problem): return .failure(.validation([problem]))
-        }
-        var problems = RequestDecoder.problems(in: parsed, fields: HoldRequest.fields, limits: limits)
-        let draftHeader = headers[ContractHeaders.httpIdempotencyKey]
-        let seedHeader = headers[ContractHeaders.httpIdempotencyKeySeed]
-        if let draftHeader, let problem = Identifier.problem(draftHeader, field: idempotencyHeaderField) {
-            problems.append(problem)
-        }
-        if let seedHeader, let problem = Identifier.problem(seedHeader, field: idempotencySeedHeaderField) {
-            problems.append(problem)
-        }
-        if let draftHeader, let seedHeader, draftHeader != seedHeader {
-            problems.append(
-                ValidationProblem(
-                    field: idempotencySeedHeaderField,
-                    rule: .mismatch,
-                    message: "The Idempotency-Key and idempotencyKey headers differ"
-                )
-            )
-        }
-        let headerKey = draftHeader ?? seedHeader
-        guard case .object(var object) = parsed else { return .failure(.validation(problems)) }
-        if let headerKey, case .string(let bodyKey)? = object["idempotencyKey"], bodyKey != headerKey {
-            problems.append(
-                ValidationProblem(
-                    field: "idempotencyKey",
-                    rule: .mismatch,
-                    message: "The body's idempotencyKey and the idempotency key header differ"
-                )
-            )
-        }
-        guard problems.isEmpty else { return .failure(.validation(problems)) }
-        if let headerKey { object["idempotencyKey"] = .string(headerKey) }
-        return encoded(RequestDecoder.decode(HoldRequest.self, from: .object(object), limits: limits))
+        let headerKeys = [headers[ContractHeaders.httpIdempotencyKey], headers[ContractHeaders.httpIdempotencyKeySeed]]
+        return encoded(
+            RequestDecoder.decode(HoldRequest.self, from: body, limits: limits)
+                .flatMap { $0.mergingIdempotencyKey(headers: headerKeys) }
+        )
     }
 
     /// `PUT /showtimes/{showtimeId}/seats`: the showtime from the path, the seats from the body.
@@ -96,11 +61,26 @@ enum RPCRequestBuilder {
                 )
             }
         }
-        return .failure(.validation(problems))
+        return .failure(namingEmptyFields(.validation(problems)))
+    }
+
+    /// A body like `{"": 1}` makes Contracts report a problem at field "", which the error schema forbids
+    /// (`fieldPath` has `minLength: 1`); the facade names such a field `""` until Contracts does.
+    static func namingEmptyFields(_ error: ErrorBody) -> ErrorBody {
+        let problems = error.validationProblems
+        guard problems.contains(where: { $0.field.isEmpty }) else { return error }
+        return .validation(problems.map { problem in
+            var problem = problem
+            if problem.field.isEmpty {
+                problem.field = "\"\""
+                problem.message = "\"\"" + problem.message
+            }
+            return problem
+        })
     }
 
     private static func encoded<T: Encodable>(_ result: Result<T, ErrorBody>) -> Result<[UInt8], ErrorBody> {
-        result.flatMap { request in
+        result.mapError(namingEmptyFields).flatMap { request in
             do {
                 return .success(try ContractJSON.encode(request))
             } catch {

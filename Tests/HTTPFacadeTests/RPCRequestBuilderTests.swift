@@ -63,13 +63,13 @@ import Testing
     func differingHeaders() {
         let found = problems(build(.hold, body: hold, headers: ["idempotency-key": "a", "idempotencykey": "b"]))
         #expect(found.map(\.rule) == ["mismatch"])
-        #expect(found.map(\.field) == [RPCRequestBuilder.idempotencySeedHeaderField])
+        #expect(found.map(\.field) == ["idempotencyKey"])
     }
 
     @Test("a header key that is not an identifier is 400 naming the header")
     func badHeaderKey() {
         #expect(problems(build(.hold, body: hold, headers: ["idempotency-key": "has space"])).map(\.field) == [
-            RPCRequestBuilder.idempotencyHeaderField
+            "idempotencyKey"
         ])
         #expect(problems(build(.hold, body: hold, headers: ["idempotency-key": ""])).map(\.rule) == ["pattern"])
     }
@@ -89,6 +89,13 @@ import Testing
         let found = problems(build(.hold, body: body))
         #expect(found.first?.field == field)
         #expect(found.first?.rule == rule)
+    }
+
+    @Test("an empty property name is reported at a field the error schema accepts")
+    func emptyFieldName() {
+        let found = problems(build(.hold, body: #"{"": null}"#))
+        #expect(found.allSatisfy { !$0.field.isEmpty })
+        #expect(found.map(\.field).contains("\"\""))
     }
 
     @Test("path and query parameters are validated as identifiers")
