@@ -329,6 +329,64 @@ struct EndToEndTests {
         }
     }
 
+    @Test("http-facade on SIGTERM: prints its port line, answers what is in flight, refuses new work, exits 0 within 10 s")
+    func sigterm() async throws {
+        try await withStack(rpcTimeoutMilliseconds: 2000) { stack in
+            let showtime = try stack.showtime(seats: 3)
+            // A silent core keeps requests in flight until the RPC timeout.
+            stack.stopCore()
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: try Products.path("http-facade"))
+            process.environment = ProcessInfo.processInfo.environment.merging(stack.environment) { _, new in new }
+            let output = Pipe()
+            process.standardOutput = output
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+            let line = String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
+            let prefix = "Inventory service running on port "
+            #expect(line.hasPrefix(prefix), "\(line)")
+            let port = try #require(Int(line.dropFirst(prefix.count).prefix { $0.isNumber }))
+            let ready = Date().addingTimeInterval(10)
+            while (try? HTTPTestClient.request(port: port, "GET", "/healthz"))?.status != 200 && Date() < ready {
+                usleep(50_000)
+            }
+            // Wait (bounded) for the RPC client's connection: before it, holds are 503 at once.
+            let connected = Date().addingTimeInterval(10)
+            while Date() < connected {
+                let readiness = try HTTPTestClient.request(port: port, "GET", "/readyz")
+                if readiness.text.contains("did not answer") || readiness.text.contains("no core") { break }
+                usleep(100_000)
+            }
+
+            let body = Array(#"{"showtimeId":"\#(showtime)","seatIds":["s1"],"userId":"u"}"#.utf8)
+            var sockets: [Int32] = []
+            defer { for socket in sockets { close(socket) } }
+            for _ in 0..<5 {
+                let socket = try HTTPTestClient.open(port: port, timeout: .seconds(15))
+                try HTTPTestClient.send(socket, HTTPTestClient.requestBytes("POST", "/hold", headers: [], body: body))
+                sockets.append(socket)
+            }
+            usleep(300_000)
+            let signalled = ContinuousClock.now
+            kill(process.processIdentifier, SIGTERM)
+            usleep(100_000)
+            // New work is refused: the listening socket is closed (or, on an open connection, 503).
+            let late = try? HTTPTestClient.request(port: port, "GET", "/healthz")
+            #expect(late == nil || late?.status == 503, "\(late?.text ?? "")")
+            for socket in sockets {
+                let response = try HTTPTestClient.readResponse(socket)
+                #expect(response.status == 504 && response.errorCode == "UPSTREAM_TIMEOUT", "\(response.text)")
+            }
+            let exited = Date().addingTimeInterval(10)
+            while process.isRunning && Date() < exited { usleep(20_000) }
+            #expect(!process.isRunning, "still running 10 s after SIGTERM")
+            #expect(signalled.duration(to: .now) < .seconds(10))
+            process.waitUntilExit()
+            #expect(process.terminationReason == .exit && process.terminationStatus == 0)
+        }
+    }
+
     @Test("schemathesis fuzzes the OpenAPI document against the live facade: no 5xx, no schema break, >= 1,000 requests")
     func contractFuzzing() async throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
