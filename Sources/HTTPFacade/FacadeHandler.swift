@@ -118,14 +118,10 @@ final class FacadeHandler: Sendable {
                 finish(.error(error), nil)
                 return
             }
-            let timeout = settings.rpcTimeout
-            // The completion may run before `call` returns (no broker: at once, on this thread).
-            let correlation = Mutex<String?>(nil)
-            let id = rpc.call(operation, body: body, timeout: timeout) { [self] outcome in
-                let answer = self.answer(for: outcome, route: route, operation: operation)
-                finish(answer, correlation.withLock { $0 })
+            let correlationID = rpc.makeCorrelationID()
+            rpc.call(operation, body: body, timeout: settings.rpcTimeout, correlationID: correlationID) { [self] outcome in
+                finish(answer(for: outcome, route: route, operation: operation), correlationID)
             }
-            correlation.withLock { $0 = id }
         }
     }
 

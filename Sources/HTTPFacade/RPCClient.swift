@@ -92,20 +92,24 @@ final class RPCClient: @unchecked Sendable {
         _ = finished.wait(timeout: .now() + .milliseconds(Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)))
     }
 
-    /// Starts a call and returns its correlation id. `completion` runs exactly once: on the client's
-    /// thread with the reply, a timeout or a lost connection, or right here when there is no connection.
-    @discardableResult
+    /// A correlation id no other call of this process (or, by its random prefix, of another) has.
+    func makeCorrelationID() -> String {
+        "\(idPrefix)-\(nextID.wrappingAdd(1, ordering: .relaxed).newValue)"
+    }
+
+    /// Starts a call. `completion` runs exactly once: on the client's thread with the reply, a timeout or
+    /// a lost connection, or right here when there is no connection.
     func call(
         _ operation: RPCOperation,
         body: [UInt8],
         timeout: Duration,
+        correlationID: String? = nil,
         completion: @escaping @Sendable (RPCOutcome) -> Void
-    ) -> String {
-        let id = nextID.wrappingAdd(1, ordering: .relaxed).newValue
-        let correlationID = "\(idPrefix)-\(id)"
+    ) {
+        let correlationID = correlationID ?? makeCorrelationID()
         guard isConnected else {
             completion(.failed(.unavailable))
-            return correlationID
+            return
         }
         let call = Call(
             correlationID: correlationID,
@@ -121,10 +125,9 @@ final class RPCClient: @unchecked Sendable {
         }
         guard accepted else {
             completion(.failed(.unavailable))
-            return correlationID
+            return
         }
         wakeup.signal()
-        return correlationID
     }
 
     // MARK: For the loop
