@@ -17,6 +17,8 @@ provision_demo() {
     :
 }
 # -----------------------------------------------------------------------------------------------------
+# The demo showtime (showtime_123, seat_1 ... seat_100), idempotently: the seed's example requests work at once.
+"$bin/inventory-rpc" provision-demo
 
 pids=()
 stopping=false

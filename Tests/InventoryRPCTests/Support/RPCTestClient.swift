@@ -65,7 +65,7 @@ final class RPCTestClient: Sendable {
             let connection: AMQPConnection
             do {
                 connection = try AMQPConnection(
-                    configuration: try AMQPConfiguration(url: url), logger: Logger(label: "test.rpc-client"))
+                    configuration: try AMQPConfiguration(url: url), logger: testLogger)
                 try connection.consume(queue: "amq.rabbitmq.reply-to", noAck: true)
             } catch {
                 startError.withLock { $0 = error }
@@ -189,7 +189,7 @@ final class EventCollector: Sendable {
             let connection: AMQPConnection
             do {
                 connection = try AMQPConnection(
-                    configuration: try AMQPConfiguration(url: url), logger: Logger(label: "test.events"))
+                    configuration: try AMQPConfiguration(url: url), logger: testLogger)
                 try connection.declareExchange(EventType.exchange, type: .topic, durable: true)
                 let queue = try connection.declareQueue("", durable: false, exclusive: true, autoDelete: true)
                 try connection.bindQueue(queue, exchange: EventType.exchange, routingKey: "#")
