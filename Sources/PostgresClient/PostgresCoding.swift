@@ -189,8 +189,11 @@ public enum PostgresArrayLiteral {
     }
 
     static func decode(bytes: UnsafeBufferPointer<UInt8>) throws(PostgresError) -> [String?] {
-        let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\"), comma = UInt8(ascii: ",")
-        let open = UInt8(ascii: "{"), close = UInt8(ascii: "}")
+        let quote = UInt8(ascii: "\"")
+        let backslash = UInt8(ascii: "\\")
+        let comma = UInt8(ascii: ",")
+        let open = UInt8(ascii: "{")
+        let close = UInt8(ascii: "}")
         func isSpace(_ byte: UInt8) -> Bool {
             byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D || byte == 0x0B || byte == 0x0C
         }

@@ -70,7 +70,10 @@ public final class PostgresConnection {
             PQfinish(handle)
             self.logger.debug("connection failed", metadata: ["error": "\(message)"])
             throw PostgresError(
-                kind: .connectionFailed, message: message, isRetryable: !Self.isAuthenticationFailure(message))
+                kind: .connectionFailed,
+                message: message,
+                isRetryable: !Self.isAuthenticationFailure(message)
+            )
         }
         self.handle = handle
         self.backendPID = PQbackendPID(handle)
@@ -82,7 +85,9 @@ public final class PostgresConnection {
             { context, result in
                 guard let context, let result else { return }
                 Unmanaged<PostgresConnection>.fromOpaque(context).takeUnretainedValue().receiveNotice(result)
-            }, Unmanaged.passUnretained(self).toOpaque())
+            },
+            Unmanaged.passUnretained(self).toOpaque()
+        )
         self.logger.debug("connected", metadata: ["db.pid": "\(backendPID)"])
     }
 
@@ -119,8 +124,10 @@ public final class PostgresConnection {
     public func reset() throws(PostgresError) {
         guard let handle else {
             throw PostgresError(
-                kind: .connectionFailed, message: "connection was closed by its owner; open a new one",
-                isRetryable: false)
+                kind: .connectionFailed,
+                message: "connection was closed by its owner; open a new one",
+                isRetryable: false
+            )
         }
         inPipeline = false
         reportedLoss = false
@@ -128,7 +135,10 @@ public final class PostgresConnection {
         guard PQstatus(handle) == CONNECTION_OK else {
             let message = Self.redact(Self.connectionMessage(handle).message, secrets: secrets)
             throw PostgresError(
-                kind: .connectionFailed, message: message, isRetryable: !Self.isAuthenticationFailure(message))
+                kind: .connectionFailed,
+                message: message,
+                isRetryable: !Self.isAuthenticationFailure(message)
+            )
         }
         backendPID = PQbackendPID(handle)
         logger.info("reconnected", metadata: ["db.pid": "\(backendPID)"])
@@ -142,7 +152,10 @@ public final class PostgresConnection {
 
     /// Runs one statement with `$1`, `$2`... parameters (nil is NULL) and returns its rows.
     @discardableResult
-    public func query(_ sql: String, _ parameters: [(any PostgresEncodable)?] = []) throws(PostgresError)
+    public func query(
+        _ sql: String,
+        _ parameters: [(any PostgresEncodable)?] = []
+    ) throws(PostgresError)
         -> PostgresResult
     {
         let handle = try liveHandle()
@@ -167,7 +180,10 @@ public final class PostgresConnection {
 
     /// Runs a statement made with `prepare`.
     @discardableResult
-    public func execute(prepared name: String, _ parameters: [(any PostgresEncodable)?] = []) throws(PostgresError)
+    public func execute(
+        prepared name: String,
+        _ parameters: [(any PostgresEncodable)?] = []
+    ) throws(PostgresError)
         -> PostgresResult
     {
         let handle = try liveHandle()
@@ -195,8 +211,10 @@ public final class PostgresConnection {
         let handle = try liveHandle()
         guard PQtransactionStatus(handle) == PQTRANS_IDLE else {
             throw PostgresError(
-                kind: .query, message: "transaction() called inside a transaction block; nesting is not supported",
-                isRetryable: false)
+                kind: .query,
+                message: "transaction() called inside a transaction block; nesting is not supported",
+                isRetryable: false
+            )
         }
         try query("BEGIN")
         let value: T
@@ -216,11 +234,15 @@ public final class PostgresConnection {
             throw PostgresError(
                 kind: .query,
                 message: "the transaction was aborted by an earlier error that the body did not rethrow; rolled back",
-                sqlState: "25P02", isRetryable: false)
+                sqlState: "25P02",
+                isRetryable: false
+            )
         default:
             throw PostgresError(
-                kind: .query, message: "the transaction was ended inside the body; nothing to commit",
-                isRetryable: false)
+                kind: .query,
+                message: "the transaction was ended inside the body; nothing to commit",
+                isRetryable: false
+            )
         }
     }
 
@@ -278,8 +300,10 @@ public final class PostgresConnection {
                 let code = errno
                 if code == EINTR { continue }
                 throw PostgresError(
-                    kind: .protocolError, message: "poll() failed: \(String(cString: strerror(code)))",
-                    isRetryable: false)
+                    kind: .protocolError,
+                    message: "poll() failed: \(String(cString: strerror(code)))",
+                    isRetryable: false
+                )
             }
             if ready == 0 { continue }
             guard PQconsumeInput(handle) == 1 else { throw lost(handle) }
@@ -337,8 +361,13 @@ public final class PostgresConnection {
         var message = field(CLIBPQ_DIAG_MESSAGE_PRIMARY) ?? Self.clean(String(cString: PQresultErrorMessage(result)))
         if message.isEmpty { message = Self.connectionMessage(handle).message }
         return PostgresError(
-            kind: .query, message: message, sqlState: sqlState, detail: field(CLIBPQ_DIAG_MESSAGE_DETAIL),
-            constraint: field(CLIBPQ_DIAG_CONSTRAINT_NAME), hint: field(CLIBPQ_DIAG_MESSAGE_HINT))
+            kind: .query,
+            message: message,
+            sqlState: sqlState,
+            detail: field(CLIBPQ_DIAG_MESSAGE_DETAIL),
+            constraint: field(CLIBPQ_DIAG_CONSTRAINT_NAME),
+            hint: field(CLIBPQ_DIAG_MESSAGE_HINT)
+        )
     }
 
     /// The error for a call that got no result at all.
@@ -346,7 +375,10 @@ public final class PostgresConnection {
         if PQstatus(handle) != CONNECTION_OK { return lost(handle) }
         let message = Self.connectionMessage(handle).message
         return PostgresError(
-            kind: .protocolError, message: message.isEmpty ? "libpq returned no result" : message, isRetryable: false)
+            kind: .protocolError,
+            message: message.isEmpty ? "libpq returned no result" : message,
+            isRetryable: false
+        )
     }
 
     /// `connectionLost` in the best words available: the server's FATAL message (and SQLSTATE) if it sent one,
@@ -358,8 +390,11 @@ public final class PostgresConnection {
             logger.info("connection lost", metadata: ["db.pid": "\(backendPID)", "error": "\(message)"])
         }
         return PostgresError(
-            kind: .connectionLost, message: message.isEmpty ? "connection lost" : message, sqlState: sqlState,
-            isRetryable: true)
+            kind: .connectionLost,
+            message: message.isEmpty ? "connection lost" : message,
+            sqlState: sqlState,
+            isRetryable: true
+        )
     }
 
     /// Converts parameters to the C strings libpq wants, for the duration of `body`.
@@ -390,7 +425,11 @@ public final class PostgresConnection {
             let value = notify.pointee
             notifications.append(
                 PostgresNotification(
-                    channel: String(cString: value.relname), payload: String(cString: value.extra), pid: value.be_pid))
+                    channel: String(cString: value.relname),
+                    payload: String(cString: value.extra),
+                    pid: value.be_pid
+                )
+            )
             PQfreemem(notify)
         }
         return notifications
@@ -399,7 +438,10 @@ public final class PostgresConnection {
     private func escapeIdentifier(_ name: String, handle: OpaquePointer) throws(PostgresError) -> String {
         guard let escaped = PQescapeIdentifier(handle, name, name.utf8.count) else {
             throw PostgresError(
-                kind: .query, message: Self.connectionMessage(handle).message, isRetryable: false)
+                kind: .query,
+                message: Self.connectionMessage(handle).message,
+                isRetryable: false
+            )
         }
         defer { PQfreemem(escaped) }
         return String(cString: escaped)
@@ -467,7 +509,11 @@ public final class PostgresConnection {
         for row in 0..<rowCount { rows.append(PostgresRow(storage: storage, offset: row * columnCount)) }
         let affected = Int(String(cString: PQcmdTuples(result))) ?? 0
         return PostgresResult(
-            rows: rows, affectedRows: affected, commandTag: String(cString: PQcmdStatus(result)), columnNames: names)
+            rows: rows,
+            affectedRows: affected,
+            commandTag: String(cString: PQcmdStatus(result)),
+            columnNames: names
+        )
     }
 
     /// libpq's connection message (verbose) on one line, without LOCATION lines, and the SQLSTATE of the first
@@ -558,7 +604,10 @@ public final class PostgresConnection {
     }
 
     /// Checks the URL with libpq's own parser; returns what logs may show and any `options` it sets.
-    private static func parse(_ url: String, secrets: [String]) throws(PostgresError) -> (
+    private static func parse(
+        _ url: String,
+        secrets: [String]
+    ) throws(PostgresError) -> (
         target: String, options: String?, password: String?
     ) {
         var errorMessage: UnsafeMutablePointer<CChar>?
@@ -578,7 +627,8 @@ public final class PostgresConnection {
             option += 1
         }
         let host = values["host"] ?? values["hostaddr"] ?? "localhost"
-        let target = "\(values["user"].map { $0 + "@" } ?? "")\(host):\(values["port"] ?? "5432")/\(values["dbname"] ?? "")"
+        let target =
+            "\(values["user"].map { $0 + "@" } ?? "")\(host):\(values["port"] ?? "5432")/\(values["dbname"] ?? "")"
         return (target, values["options"], values["password"])
     }
 }
@@ -599,8 +649,10 @@ struct EncodedParameters {
             for byte in parameter.postgresText.utf8 {
                 guard byte != 0 else {
                     throw PostgresError(
-                        kind: .query, message: "parameter $\(position + 1) contains a NUL byte, which text cannot hold",
-                        isRetryable: false)
+                        kind: .query,
+                        message: "parameter $\(position + 1) contains a NUL byte, which text cannot hold",
+                        isRetryable: false
+                    )
                 }
                 buffer.append(CChar(bitPattern: byte))
             }

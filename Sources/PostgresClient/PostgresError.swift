@@ -30,8 +30,13 @@ public struct PostgresError: Error, CustomStringConvertible, Sendable {
     public var isRetryable: Bool
 
     public init(
-        kind: Kind, message: String, sqlState: String? = nil, detail: String? = nil, constraint: String? = nil,
-        hint: String? = nil, isRetryable: Bool? = nil
+        kind: Kind,
+        message: String,
+        sqlState: String? = nil,
+        detail: String? = nil,
+        constraint: String? = nil,
+        hint: String? = nil,
+        isRetryable: Bool? = nil
     ) {
         self.kind = kind
         self.message = message

@@ -31,7 +31,9 @@ extension PostgresConnection {
     ///
     /// Throws (and returns nothing) only when the connection breaks, or a parameter cannot be sent (before
     /// anything was sent); a break leaves unknown which statements ran.
-    public func pipeline(_ statements: [PostgresStatement]) throws(PostgresError)
+    public func pipeline(
+        _ statements: [PostgresStatement]
+    ) throws(PostgresError)
         -> [Result<PostgresResult, PostgresError>]
     {
         let handle = try liveHandle()
@@ -69,8 +71,12 @@ extension PostgresConnection {
                 outcomes.append(
                     .failure(
                         PostgresError(
-                            kind: .query, message: "not run: an earlier statement in the pipeline failed",
-                            isRetryable: firstFailure?.isRetryable ?? false)))
+                            kind: .query,
+                            message: "not run: an earlier statement in the pipeline failed",
+                            isRetryable: firstFailure?.isRetryable ?? false
+                        )
+                    )
+                )
             } else {
                 do {
                     outcomes.append(.success(try consume(result, handle: handle)))

@@ -40,7 +40,10 @@ public struct PostgresRow: Sendable {
     }
 
     /// Decodes a column that may be NULL. A missing column is still an error.
-    public func decodeIfPresent<T: PostgresDecodable>(_ column: String, as: T.Type = T.self) throws(PostgresError)
+    public func decodeIfPresent<T: PostgresDecodable>(
+        _ column: String,
+        as: T.Type = T.self
+    ) throws(PostgresError)
         -> T?
     {
         let position = try self.position(of: column)
@@ -69,7 +72,9 @@ public struct PostgresRow: Sendable {
 
     private func position(of column: String) throws(PostgresError) -> Int {
         guard let position = storage.columnIndex[column] else {
-            throw .decoding("no column \"\(column)\" in result (columns: \(storage.columnNames.joined(separator: ", ")))")
+            throw .decoding(
+                "no column \"\(column)\" in result (columns: \(storage.columnNames.joined(separator: ", ")))"
+            )
         }
         return position
     }

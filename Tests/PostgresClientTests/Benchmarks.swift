@@ -18,7 +18,8 @@ struct Benchmarks {
             INSERT INTO \(seats) SELECT 'S' || g, NULL FROM generate_series(1, \(Self.rounds)) g;
             CREATE TEMP TABLE \(holds) (hold_id text PRIMARY KEY, seat_ids text[] NOT NULL, expires_at timestamptz NOT NULL);
             ANALYZE \(seats);
-            """)
+            """
+        )
         return (holds, seats)
     }
 
@@ -35,44 +36,76 @@ struct Benchmarks {
             let update = "UPDATE %@ SET hold_id = $1 WHERE seat_id = ANY($2::text[]) AND hold_id IS NULL"
 
             var tables = try setUp(connection)
-            report("plain", clock.measure {
-                for i in 0..<Self.rounds {
-                    try? connection.transaction { connection in
-                        try connection.query(insert.replacingOccurrences(of: "%@", with: tables.holds), ["h\(i)", ["S\(i + 1)"], Date()])
-                        try connection.query(update.replacingOccurrences(of: "%@", with: tables.seats), ["h\(i)", ["S\(i + 1)"]])
+            report(
+                "plain",
+                clock.measure {
+                    for i in 0..<Self.rounds {
+                        try? connection.transaction { connection in
+                            try connection.query(
+                                insert.replacingOccurrences(of: "%@", with: tables.holds),
+                                ["h\(i)", ["S\(i + 1)"], Date()]
+                            )
+                            try connection.query(
+                                update.replacingOccurrences(of: "%@", with: tables.seats),
+                                ["h\(i)", ["S\(i + 1)"]]
+                            )
+                        }
                     }
                 }
-            })
+            )
 
             tables = try setUp(connection)
-            try connection.prepare("bench_insert_\(tables.holds)", insert.replacingOccurrences(of: "%@", with: tables.holds))
-            try connection.prepare("bench_update_\(tables.seats)", update.replacingOccurrences(of: "%@", with: tables.seats))
-            report("prepared", clock.measure {
-                for i in 0..<Self.rounds {
-                    try? connection.transaction { connection in
-                        try connection.execute(prepared: "bench_insert_\(tables.holds)", ["h\(i)", ["S\(i + 1)"], Date()])
-                        try connection.execute(prepared: "bench_update_\(tables.seats)", ["h\(i)", ["S\(i + 1)"]])
+            try connection.prepare(
+                "bench_insert_\(tables.holds)",
+                insert.replacingOccurrences(of: "%@", with: tables.holds)
+            )
+            try connection.prepare(
+                "bench_update_\(tables.seats)",
+                update.replacingOccurrences(of: "%@", with: tables.seats)
+            )
+            report(
+                "prepared",
+                clock.measure {
+                    for i in 0..<Self.rounds {
+                        try? connection.transaction { connection in
+                            try connection.execute(
+                                prepared: "bench_insert_\(tables.holds)",
+                                ["h\(i)", ["S\(i + 1)"], Date()]
+                            )
+                            try connection.execute(prepared: "bench_update_\(tables.seats)", ["h\(i)", ["S\(i + 1)"]])
+                        }
                     }
                 }
-            })
+            )
 
             tables = try setUp(connection)
-            try connection.prepare("bench_insert_\(tables.holds)", insert.replacingOccurrences(of: "%@", with: tables.holds))
-            try connection.prepare("bench_update_\(tables.seats)", update.replacingOccurrences(of: "%@", with: tables.seats))
+            try connection.prepare(
+                "bench_insert_\(tables.holds)",
+                insert.replacingOccurrences(of: "%@", with: tables.holds)
+            )
+            try connection.prepare(
+                "bench_update_\(tables.seats)",
+                update.replacingOccurrences(of: "%@", with: tables.seats)
+            )
             var failures = 0
-            report("pipelined", clock.measure {
-                for i in 0..<Self.rounds {
-                    let outcomes = try? connection.pipeline([
-                        .query("BEGIN"),
-                        .prepared("bench_insert_\(tables.holds)", ["h\(i)", ["S\(i + 1)"], Date()]),
-                        .prepared("bench_update_\(tables.seats)", ["h\(i)", ["S\(i + 1)"]]),
-                        .query("COMMIT"),
-                    ])
-                    if outcomes?.allSatisfy({ (try? $0.get()) != nil }) != true { failures += 1 }
+            report(
+                "pipelined",
+                clock.measure {
+                    for i in 0..<Self.rounds {
+                        let outcomes = try? connection.pipeline([
+                            .query("BEGIN"),
+                            .prepared("bench_insert_\(tables.holds)", ["h\(i)", ["S\(i + 1)"], Date()]),
+                            .prepared("bench_update_\(tables.seats)", ["h\(i)", ["S\(i + 1)"]]),
+                            .query("COMMIT"),
+                        ])
+                        if outcomes?.allSatisfy({ (try? $0.get()) != nil }) != true { failures += 1 }
+                    }
                 }
-            })
+            )
             #expect(failures == 0)
-            let held = try connection.query("SELECT count(*) AS n FROM \(tables.seats) WHERE hold_id IS NOT NULL").rows[0]
+            let held = try connection.query("SELECT count(*) AS n FROM \(tables.seats) WHERE hold_id IS NOT NULL").rows[
+                0
+            ]
             #expect(try held.decode("n", as: Int.self) == Self.rounds)
         }
     }

@@ -27,7 +27,10 @@ import Testing
         let clock = ContinuousClock()
         let start = clock.now
         do {
-            _ = try PostgresConnection(url: "postgresql://postgres:secret-pw@localhost:5999/inventory_db", logger: TestDatabase.logger)
+            _ = try PostgresConnection(
+                url: "postgresql://postgres:secret-pw@localhost:5999/inventory_db",
+                logger: TestDatabase.logger
+            )
             Issue.record("connected to a closed port")
         } catch {
             #expect(error.kind == .connectionFailed)
@@ -40,7 +43,10 @@ import Testing
 
     @Test("an unparsable URL fails without echoing its password")
     func badURL() throws {
-        for url in ["postgresql://postgres:hunter2%zz@localhost:5432/db", "postgresql://postgres:hunter2@localhost:notaport/db", "postgresql://postgres:hunter2@local host/db?bogus=1"] {
+        for url in [
+            "postgresql://postgres:hunter2%zz@localhost:5432/db", "postgresql://postgres:hunter2@localhost:notaport/db",
+            "postgresql://postgres:hunter2@local host/db?bogus=1",
+        ] {
             do {
                 _ = try PostgresConnection(url: url, logger: TestDatabase.logger)
                 Issue.record("connected with \(url)")
@@ -67,7 +73,8 @@ import Testing
 
     @Test("a URL's own settings are kept")
     func urlSettings() throws {
-        let url = TestDatabase.url + (TestDatabase.url.contains("?") ? "&" : "?") + "application_name=probe&connect_timeout=3"
+        let url =
+            TestDatabase.url + (TestDatabase.url.contains("?") ? "&" : "?") + "application_name=probe&connect_timeout=3"
         let connection = try PostgresConnection(url: url, logger: TestDatabase.logger)
         defer { connection.close() }
         #expect(try connection.query("SELECT current_setting('application_name') AS app").rows[0]["app"] == "probe")
@@ -76,7 +83,8 @@ import Testing
     /// Kills `connection`'s server process from another connection and waits (server-side) until it is gone.
     static func terminate(_ connection: PostgresConnection) throws {
         try TestDatabase.withConnection { killer in
-            let row = try killer.query("SELECT pg_terminate_backend($1::int, 5000) AS done", [connection.backendPID]).rows[0]
+            let row = try killer.query("SELECT pg_terminate_backend($1::int, 5000) AS done", [connection.backendPID])
+                .rows[0]
             #expect(try row.decode("done", as: Bool.self))
         }
     }
@@ -104,7 +112,9 @@ import Testing
             #expect(postgresError { try connection.query("SELECT 1") }?.kind == .connectionLost)
         }
         #expect(postgresError { try connection.execute(prepared: "probe", [1]) }?.kind == .connectionLost)
-        #expect(postgresError { _ = try connection.waitForNotifications(timeout: .seconds(5)) }?.kind == .connectionLost)
+        #expect(
+            postgresError { _ = try connection.waitForNotifications(timeout: .seconds(5)) }?.kind == .connectionLost
+        )
         #expect(start.duration(to: clock.now) < .milliseconds(500))
 
         try connection.reset()

@@ -51,9 +51,14 @@ struct CapturingLogHandler: LogHandler {
                 == "FATAL: terminating connection due to administrator command server closed the connection unexpectedly This probably means the server terminated abnormally before or while processing the request."
         )
         let plain = PostgresConnection.parseConnectionMessage(
-            "connection to server at \"localhost\" (::1), port 5999 failed: Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?\n")
+            "connection to server at \"localhost\" (::1), port 5999 failed: Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?\n"
+        )
         #expect(plain.sqlState == nil)
-        #expect(plain.message.hasSuffix("Connection refused Is the server running on that host and accepting TCP/IP connections?"))
+        #expect(
+            plain.message.hasSuffix(
+                "Connection refused Is the server running on that host and accepting TCP/IP connections?"
+            )
+        )
     }
 
     @Test("passwords are found in URLs, raw and percent-decoded, and scrubbed")
@@ -62,7 +67,10 @@ struct CapturingLogHandler: LogHandler {
         #expect(PostgresConnection.passwords(in: "postgresql://u:s3cret@h/db?sslmode=disable") == ["s3cret"])
         #expect(PostgresConnection.passwords(in: "postgresql://u@h/db").isEmpty)
         #expect(PostgresConnection.passwords(in: "postgresql://h/db?user=a@b").isEmpty)
-        #expect(PostgresConnection.redact("bad uri \"postgresql://u:s3cret@h\"", secrets: ["s3cret"]) == "bad uri \"postgresql://u:***@h\"")
+        #expect(
+            PostgresConnection.redact("bad uri \"postgresql://u:s3cret@h\"", secrets: ["s3cret"])
+                == "bad uri \"postgresql://u:***@h\""
+        )
     }
 
     @Test("timeouts round up to whole milliseconds for poll()")
@@ -83,7 +91,11 @@ struct CapturingLogHandler: LogHandler {
         try connection.query("DO $$ BEGIN RAISE WARNING 'careful: %', 42; END $$")
         connection.close()
         let entries = logs.all
-        #expect(entries.contains { $0.level == .debug && $0.message.contains(missing) && $0.message.contains("does not exist") })
+        #expect(
+            entries.contains {
+                $0.level == .debug && $0.message.contains(missing) && $0.message.contains("does not exist")
+            }
+        )
         #expect(entries.contains { $0.level == .info && $0.message.contains("careful: 42") })
         #expect(entries.contains { $0.message == "connected" && $0.metadata["db.target"] != nil })
         if let password = PostgresConnection.passwords(in: TestDatabase.url).first {

@@ -85,7 +85,9 @@ import Testing
     @Test("a parameter that cannot be sent fails the pipeline before anything runs")
     func badParameter() throws {
         try TestDatabase.withConnection { connection in
-            let error = postgresError { _ = try connection.pipeline([.query("SELECT 1"), .query("SELECT $1::text", ["a\u{0}"])]) }
+            let error = postgresError {
+                _ = try connection.pipeline([.query("SELECT 1"), .query("SELECT $1::text", ["a\u{0}"])])
+            }
             #expect(error?.kind == .query)
             let two = try connection.query("SELECT 2 AS two").rows[0].decode("two", as: Int.self)
             #expect(two == 2)
@@ -97,7 +99,9 @@ import Testing
         let connection = try TestDatabase.connect()
         defer { connection.close() }
         try ConnectionFailureTests.terminate(connection)
-        let error = postgresError { _ = try connection.pipeline([.query("BEGIN"), .query("SELECT 1"), .query("COMMIT")]) }
+        let error = postgresError {
+            _ = try connection.pipeline([.query("BEGIN"), .query("SELECT 1"), .query("COMMIT")])
+        }
         #expect(error?.kind == .connectionLost)
         #expect(error?.isRetryable == true)
         #expect(!connection.isOpen)

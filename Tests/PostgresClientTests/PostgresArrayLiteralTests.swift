@@ -7,8 +7,10 @@ import Testing
     func encodes() {
         #expect(PostgresArrayLiteral.encode([String]()) == "{}")
         #expect(PostgresArrayLiteral.encode(["a", "b c"]) == #"{"a","b c"}"#)
-        #expect(PostgresArrayLiteral.encode([#"x"y"#, #"back\slash"#, "", "NULL", "{,}"])
-            == #"{"x\"y","back\\slash","","NULL","{,}"}"#)
+        #expect(
+            PostgresArrayLiteral.encode([#"x"y"#, #"back\slash"#, "", "NULL", "{,}"])
+                == #"{"x\"y","back\\slash","","NULL","{,}"}"#
+        )
     }
 
     @Test("decodes PostgreSQL's output: quoted, unquoted, NULL and empty elements")

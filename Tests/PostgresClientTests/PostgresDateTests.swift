@@ -44,10 +44,13 @@ import Testing
         #expect(PostgresDate.parse("-infinity") == .distantPast)
     }
 
-    @Test("rejects text that is not a timestamp", arguments: [
-        "", "2026", "2026-13-01 00:00:00+00", "2025-02-29 00:00:00+00", "2026-01-01 12:05", "2026-01-01 12:05:00+",
-        "2026-01-01 12:05:00.+00", "2026-01-01 12:05:00+00 junk", "yesterday", "2026-01-01x", "2026-04-31",
-    ])
+    @Test(
+        "rejects text that is not a timestamp",
+        arguments: [
+            "", "2026", "2026-13-01 00:00:00+00", "2025-02-29 00:00:00+00", "2026-01-01 12:05", "2026-01-01 12:05:00+",
+            "2026-01-01 12:05:00.+00", "2026-01-01 12:05:00+00 junk", "yesterday", "2026-01-01x", "2026-04-31",
+        ]
+    )
     func rejectsGarbage(text: String) {
         #expect(PostgresDate.parse(text) == nil)
     }

@@ -28,10 +28,14 @@ import Testing
                 #expect(try row.decode("v", as: Int.self) == value)
             }
             for value in [Int64.max, Int64.min] {
-                #expect(try connection.query("SELECT $1::bigint AS v", [value]).rows[0].decode("v", as: Int64.self) == value)
+                #expect(
+                    try connection.query("SELECT $1::bigint AS v", [value]).rows[0].decode("v", as: Int64.self) == value
+                )
             }
             for value in [Int32.max, Int32.min, 0] {
-                #expect(try connection.query("SELECT $1::int AS v", [value]).rows[0].decode("v", as: Int32.self) == value)
+                #expect(
+                    try connection.query("SELECT $1::int AS v", [value]).rows[0].decode("v", as: Int32.self) == value
+                )
             }
             for value in [true, false] {
                 let row = try connection.query("SELECT $1::boolean AS v, NOT $1::boolean AS n", [value]).rows[0]
@@ -43,7 +47,9 @@ import Testing
                 let row = try connection.query("SELECT $1::float8 AS v", [value]).rows[0]
                 #expect(try row.decode("v", as: Double.self) == value)
             }
-            #expect(try connection.query("SELECT $1::float8 AS v", [Double.nan]).rows[0].decode("v", as: Double.self).isNaN)
+            #expect(
+                try connection.query("SELECT $1::float8 AS v", [Double.nan]).rows[0].decode("v", as: Double.self).isNaN
+            )
             let uuid = UUID()
             #expect(try connection.query("SELECT $1::uuid AS v", [uuid]).rows[0].decode("v", as: UUID.self) == uuid)
         }
@@ -57,7 +63,10 @@ import Testing
                 Date(timeIntervalSince1970: -1_000_000_000.5), Date(), Date(timeIntervalSince1970: 4_102_444_800),
             ]
             for date in dates {
-                let row = try connection.query("SELECT $1::timestamptz AS v, extract(epoch FROM $1::timestamptz) AS e", [date]).rows[0]
+                let row = try connection.query(
+                    "SELECT $1::timestamptz AS v, extract(epoch FROM $1::timestamptz) AS e",
+                    [date]
+                ).rows[0]
                 let back = try row.decode("v", as: Date.self)
                 #expect(abs(back.timeIntervalSince(date)) < 1e-6, "\(date) came back as \(back)")
                 #expect(abs(try row.decode("e", as: Double.self) - date.timeIntervalSince1970) < 1e-6)
@@ -83,16 +92,24 @@ import Testing
         try TestDatabase.withConnection { connection in
             let elements = Self.trickyStrings
             let result = try connection.query(
-                "SELECT $1::text[] AS v, cardinality($1::text[]) AS n, ($1::text[])[4] AS fourth", [elements])
+                "SELECT $1::text[] AS v, cardinality($1::text[]) AS n, ($1::text[])[4] AS fourth",
+                [elements]
+            )
             let row = result.rows[0]
             #expect(try row.decode("n", as: Int.self) == elements.count)
             #expect(try row.decode("fourth", as: String.self) == elements[3])
             #expect(try row.decode("v", as: [String].self) == elements)
             for (position, element) in elements.enumerated() {
-                let match = try connection.query("SELECT ($1::text[])[$2::int] = $3::text AS same", [elements, position + 1, element])
+                let match = try connection.query(
+                    "SELECT ($1::text[])[$2::int] = $3::text AS same",
+                    [elements, position + 1, element]
+                )
                 #expect(try match.rows[0].decode("same", as: Bool.self), "element \(position): \(element)")
             }
-            #expect(try connection.query("SELECT $1::text[] AS v", [[String]()]).rows[0].decode("v", as: [String].self) == [])
+            #expect(
+                try connection.query("SELECT $1::text[] AS v", [[String]()]).rows[0].decode("v", as: [String].self)
+                    == []
+            )
         }
     }
 
@@ -102,7 +119,11 @@ import Testing
             let row = try connection.query(
                 #"SELECT ARRAY['a', NULL, 'NULL', '', 'b"c', 'd\e', 'x,y', '{z}', ' sp ']::text[] AS v"#
             ).rows[0]
-            #expect(try row.decode("v", as: [String?].self) == ["a", nil, "NULL", "", #"b"c"#, #"d\e"#, "x,y", "{z}", " sp "])
+            #expect(
+                try row.decode("v", as: [String?].self) == [
+                    "a", nil, "NULL", "", #"b"c"#, #"d\e"#, "x,y", "{z}", " sp ",
+                ]
+            )
             #expect(throws: PostgresError.self) { try row.decode("v", as: [String].self) }
             let numbers = try connection.query("SELECT ARRAY[3, 1, 2] AS v, ARRAY[[1,2],[3,4]] AS m").rows[0]
             #expect(try numbers.decode("v", as: [Int].self) == [3, 1, 2])
@@ -116,7 +137,10 @@ import Testing
     func nulls() throws {
         try TestDatabase.withConnection { connection in
             let none: String? = nil
-            let row = try connection.query("SELECT $1::text AS v, $1::text IS NULL AS isnull, $2::int AS n", [none, nil]).rows[0]
+            let row = try connection.query(
+                "SELECT $1::text AS v, $1::text IS NULL AS isnull, $2::int AS n",
+                [none, nil]
+            ).rows[0]
             #expect(try row.decode("isnull", as: Bool.self))
             #expect(row["v"] == nil)
             #expect(try row.decodeIfPresent("v", as: String.self) == nil)
@@ -125,7 +149,10 @@ import Testing
             #expect(error?.kind == .decoding)
             #expect(postgresError { _ = try row.decodeIfPresent("missing", as: String.self) }?.kind == .decoding)
             let some: String? = "x"
-            #expect(try connection.query("SELECT $1::text AS v", [some]).rows[0].decodeIfPresent("v", as: String.self) == "x")
+            #expect(
+                try connection.query("SELECT $1::text AS v", [some]).rows[0].decodeIfPresent("v", as: String.self)
+                    == "x"
+            )
         }
     }
 
@@ -148,7 +175,10 @@ import Testing
         try TestDatabase.withConnection { connection in
             let table = TestDatabase.uniqueName("seats")
             try connection.query("CREATE TEMP TABLE \(table) (id int PRIMARY KEY, state text NOT NULL)")
-            #expect(try connection.query("INSERT INTO \(table) SELECT g, 'available' FROM generate_series(1, 5) g").affectedRows == 5)
+            #expect(
+                try connection.query("INSERT INTO \(table) SELECT g, 'available' FROM generate_series(1, 5) g")
+                    .affectedRows == 5
+            )
             let update = try connection.query("UPDATE \(table) SET state = $1 WHERE id <= $2", ["held", 3])
             #expect(update.affectedRows == 3)
             #expect(update.commandTag == "UPDATE 3")
@@ -183,9 +213,12 @@ import Testing
                 CREATE TEMP TABLE \(table) (id int PRIMARY KEY);
                 INSERT INTO \(table) VALUES (1), (2);
                 INSERT INTO \(table) VALUES (3);
-                """)
+                """
+            )
             #expect(try connection.query("SELECT count(*) AS n FROM \(table)").rows[0].decode("n", as: Int.self) == 3)
-            let error = postgresError { try connection.simpleQuery("INSERT INTO \(table) VALUES (4); INSERT INTO \(table) VALUES (1);") }
+            let error = postgresError {
+                try connection.simpleQuery("INSERT INTO \(table) VALUES (4); INSERT INTO \(table) VALUES (1);")
+            }
             #expect(error?.sqlState == "23505")
             // One implicit transaction: the insert before the failing one is undone as well.
             #expect(try connection.query("SELECT count(*) AS n FROM \(table)").rows[0].decode("n", as: Int.self) == 3)
@@ -220,6 +253,23 @@ import Testing
             let nul = postgresError { try connection.query("SELECT $1::text", ["a\u{0}b"]) }
             #expect(nul?.kind == .query)
             #expect(try connection.query("SELECT 1 AS one").rows[0].decode("one", as: Int.self) == 1)
+            #expect(connection.isOpen)
+        }
+    }
+
+    @Test("serialization failures and deadlocks are retryable, other server errors are not")
+    func retryableStates() throws {
+        try TestDatabase.withConnection { connection in
+            for (state, retryable) in [
+                ("40001", true), ("40P01", true), ("23505", false), ("P0001", false), ("22P02", false),
+            ] {
+                let error = postgresError {
+                    try connection.query("DO $$ BEGIN RAISE EXCEPTION 'raised' USING ERRCODE = '\(state)'; END $$")
+                }
+                #expect(error?.sqlState == state)
+                #expect(error?.kind == .query)
+                #expect(error?.isRetryable == retryable, "\(state)")
+            }
             #expect(connection.isOpen)
         }
     }
