@@ -89,7 +89,9 @@ final class RPCClient: @unchecked Sendable {
         guard first else { return }
         wakeup.signal()
         let (seconds, attoseconds) = timeout.components
-        _ = finished.wait(timeout: .now() + .milliseconds(Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)))
+        _ = finished.wait(
+            timeout: .now() + .milliseconds(Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000))
+        )
     }
 
     /// A correlation id no other call of this process (or, by its random prefix, of another) has.
@@ -266,8 +268,11 @@ private final class RPCConnectionLoop: @unchecked Sendable {
             perform(table.connectionLost())
             return
         }
-        let timeoutMilliseconds = max(1, Int64(call.timeout.components.seconds) * 1000
-            + call.timeout.components.attoseconds / 1_000_000_000_000_000)
+        let timeoutMilliseconds = max(
+            1,
+            Int64(call.timeout.components.seconds) * 1000
+                + call.timeout.components.attoseconds / 1_000_000_000_000_000
+        )
         let deadline = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)) + timeoutMilliseconds
         let properties = AMQPProperties(
             contentType: ContractHeaders.contentType,
@@ -289,7 +294,9 @@ private final class RPCConnectionLoop: @unchecked Sendable {
         }
     }
 
-    private func perform(_ actions: [RPCCallTable<RPCClient.Call, (body: [UInt8], replayed: Bool), ContinuousClock.Instant>.Action]) {
+    private func perform(
+        _ actions: [RPCCallTable<RPCClient.Call, (body: [UInt8], replayed: Bool), ContinuousClock.Instant>.Action]
+    ) {
         for action in actions {
             switch action {
             case .publish(_, let call):
@@ -313,8 +320,10 @@ private final class RPCConnectionLoop: @unchecked Sendable {
         let timeout = max(.zero, now.duration(to: until))
         guard let connection else {
             var descriptor = pollfd(fd: client.loopWakeup.fileDescriptor, events: Int16(POLLIN), revents: 0)
-            let milliseconds = Int32(clamping: timeout.components.seconds * 1000
-                + (timeout.components.attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000)
+            let milliseconds = Int32(
+                clamping: timeout.components.seconds * 1000
+                    + (timeout.components.attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
+            )
             if poll(&descriptor, 1, milliseconds) > 0 { client.loopWakeup.drain() }
             return
         }
