@@ -29,13 +29,16 @@ extension CoreServiceTests {
             }
         }
 
-        @Test("1,000 concurrent holds of 1-4 random seats over 50 seats: no seat in two live holds, every answer agrees with the database")
+        @Test(
+            "1,000 concurrent holds of 1-4 random seats over 50 seats: no seat in two live holds, every answer agrees with the database"
+        )
         func storm() async throws {
             try await withCore(workers: 8) { core in
                 let showtimeID = try await core.showtime(seats: 50)
                 let results = try await holdStorm(core, showtimeID: showtimeID, count: 1000, seatCount: 50)
                 let created = try await checkStorm(results, core: core, showtimeID: showtimeID)
                 #expect(created > 0)
+                try await checkEventsMatchOutbox(core)
             }
         }
 
@@ -51,6 +54,7 @@ extension CoreServiceTests {
                     }
                 }
                 try await checkStorm(results, core: core, showtimeID: showtimeID)
+                try await checkEventsMatchOutbox(core)
             }
         }
 
@@ -101,12 +105,17 @@ extension CoreServiceTests {
             }
         }
 
-        @Test("two `inventory-rpc serve` processes consuming together: same storm, same result; both stop cleanly on SIGTERM")
+        @Test(
+            "two `inventory-rpc serve` processes consuming together: same storm, same result; both stop cleanly on SIGTERM"
+        )
         func twoProcesses() async throws {
             try await withCore(workers: 4, processes: 2) { core in
                 let showtimeID = try await core.showtime(seats: 50)
                 // Both processes consume every queue (4 workers each).
-                let broker = try AMQPConnection(configuration: try AMQPConfiguration(url: core.rabbitmqURL), logger: testLogger)
+                let broker = try AMQPConnection(
+                    configuration: try AMQPConfiguration(url: core.rabbitmqURL),
+                    logger: testLogger
+                )
                 defer { broker.close() }
                 var consumers = 0
                 for _ in 0..<100 {
@@ -118,6 +127,7 @@ extension CoreServiceTests {
 
                 let results = try await holdStorm(core, showtimeID: showtimeID, count: 1000, seatCount: 50)
                 try await checkStorm(results, core: core, showtimeID: showtimeID)
+                try await checkEventsMatchOutbox(core)
 
                 for process in core.processes {
                     let output = process.output
@@ -130,6 +140,48 @@ extension CoreServiceTests {
                     #expect(process.terminate() == 0, "exit 0 on SIGTERM:\n\(process.output)")
                 }
                 #expect(ContinuousClock.now - started < .seconds(10))
+            }
+        }
+
+        @Test(
+            "SIGTERM to one of two serve processes in the middle of a storm: it finishes what it took and exits 0; the other answers the rest; same result"
+        )
+        func gracefulShutdownUnderLoad() async throws {
+            try await withCore(workers: 4, processes: 2) { core in
+                let showtimeID = try await core.showtime(seats: 50)
+                let leaving = core.processes[0]
+                let exit = Locked<Int32?>(nil)
+                let results = try await withThrowingTaskGroup(of: [StormResult].self) { group in
+                    group.addTask {
+                        // 1,000 holds over about 2 s.
+                        try await withThrowingTaskGroup(of: StormResult.self) { inner in
+                            for index in 0..<1000 {
+                                let seats = Array((1...50).shuffled().prefix(Int.random(in: 1...4))).map { "s\($0)" }
+                                inner.addTask {
+                                    try await Task.sleep(for: .milliseconds(2 * index))
+                                    return StormResult(
+                                        seats: seats,
+                                        answer: try await core.hold(showtimeID, seats, user: "u\(index % 41)")
+                                    )
+                                }
+                            }
+                            return try await inner.reduce(into: []) { $0.append($1) }
+                        }
+                    }
+                    group.addTask {
+                        try await Task.sleep(for: .milliseconds(700))
+                        let started = ContinuousClock.now
+                        let status = leaving.terminate()
+                        exit.withLock { $0 = status }
+                        #expect(ContinuousClock.now - started < .seconds(10))
+                        return []
+                    }
+                    return try await group.reduce(into: []) { $0 += $1 }
+                }
+                #expect(exit.withLock { $0 } == 0, "exit 0 on SIGTERM:\n\(leaving.output)")
+                #expect(results.count == 1000)
+                try await checkStorm(results, core: core, showtimeID: showtimeID)
+                try await checkEventsMatchOutbox(core)
             }
         }
     }

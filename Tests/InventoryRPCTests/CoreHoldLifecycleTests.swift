@@ -9,7 +9,9 @@ extension CoreServiceTests {
     /// Idempotency and expiry over AMQP.
     @Suite("Core idempotency and expiry")
     struct CoreHoldLifecycleTests {
-        @Test("50 concurrent holds with one key create one hold; each answer is that hold or IDEMPOTENCY_KEY_IN_USE; then it replays, and other seats are IDEMPOTENCY_KEY_REUSED")
+        @Test(
+            "50 concurrent holds with one key create one hold; each answer is that hold or IDEMPOTENCY_KEY_IN_USE; then it replays, and other seats are IDEMPOTENCY_KEY_REUSED"
+        )
         func concurrentIdempotency() async throws {
             try await withCore(workers: 8) { core in
                 let showtimeID = try await core.showtime(seats: 10)
@@ -20,7 +22,12 @@ extension CoreServiceTests {
                         group.addTask {
                             index.isMultiple(of: 2)
                                 ? try await core.hold(showtimeID, ["s1", "s2"], user: "carol", key: key)
-                                : try await core.hold(showtimeID, ["s1", "s2"], user: "carol", headers: ["idempotency-key": .string(key)])
+                                : try await core.hold(
+                                    showtimeID,
+                                    ["s1", "s2"],
+                                    user: "carol",
+                                    headers: ["idempotency-key": .string(key)]
+                                )
                         }
                     }
                     return try await group.reduce(into: []) { $0.append($1) }
@@ -49,14 +56,17 @@ extension CoreServiceTests {
                 let complete = await core.events.wait { $0.filter { $0.showtimeId == showtimeID }.count >= 2 }
                 #expect(complete)
                 #expect(core.events.unique.filter { $0.showtimeId == showtimeID }.count == 2)
+                try await checkEventsMatchOutbox(core)
             }
         }
 
-        @Test("HOLD_TTL_SECONDS=2: the seat is holdable right after 2 s, before any sweep; the sweep publishes one hold.expired; purchase after expiry is HOLD_EXPIRED")
+        @Test(
+            "HOLD_TTL_SECONDS=2: the seat is holdable right after 2 s, before any sweep; the sweep publishes one hold.expired; purchase after expiry is HOLD_EXPIRED"
+        )
         func expiry() async throws {
-            // Sweeps run at start and every 5 s: the hold (made right after start) expires at most 3 s later
-            // (expiresAt is rounded up to the second), before the second sweep.
-            try await withCore(holdTTL: 2, expiryInterval: 5) { core in
+            // Sweeps run at start and every 8 s: the hold (made right after start) expires at most 3 s later
+            // (expiresAt is rounded up to the second), well before the second sweep.
+            try await withCore(holdTTL: 2, expiryInterval: 8) { core in
                 let showtimeID = try await core.showtime(seats: 3)
                 let first = try await core.hold(showtimeID, ["s1", "s2"], user: "erin").decode(Hold.self).result.get()
                 #expect(try await core.hold(showtimeID, ["s1"], user: "frank").errorCode == .seatUnavailable)
@@ -71,13 +81,20 @@ extension CoreServiceTests {
                 #expect(status.first?["status"] == "active", "not swept yet")
                 let second = try await core.hold(showtimeID, ["s1"], user: "frank")
                 #expect(second.errorCode == nil, "the seat is free at expiresAt, swept or not")
-                let availability = try await core.client.call(.availability, AvailabilityRequest(showtimeId: showtimeID))
-                    .decode(Availability.self).result.get()
+                let availability = try await core.client.call(
+                    .availability,
+                    AvailabilityRequest(showtimeId: showtimeID)
+                )
+                .decode(Availability.self).result.get()
                 #expect(availability.availability.first { $0.seatId == "s2" }?.state == .available)
-                let got = try await core.client.call(.holdGet, HoldGetRequest(holdId: first.holdId)).decode(Hold.self).result.get()
+                let got = try await core.client.call(.holdGet, HoldGetRequest(holdId: first.holdId)).decode(Hold.self)
+                    .result.get()
                 #expect(got.status == .expired)
 
-                let purchase = try await core.client.call(.purchase, PurchaseRequest(holdId: first.holdId, orderId: "o-late"))
+                let purchase = try await core.client.call(
+                    .purchase,
+                    PurchaseRequest(holdId: first.holdId, orderId: "o-late")
+                )
                 #expect(purchase.errorCode == .holdExpired)
 
                 // The sweep marks it expired and publishes hold.expired exactly once.
@@ -91,6 +108,7 @@ extension CoreServiceTests {
                 #expect(order == [.holdCreated, .holdExpired])
                 let final = try core.query("SELECT status FROM holds WHERE hold_id = $1", [first.holdId])
                 #expect(final.first?["status"] == "expired")
+                try await checkEventsMatchOutbox(core)
             }
         }
     }

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import PostgresClient
 import RedisClient
+import ServiceSupport
 
 @testable import InventoryRPC
 
@@ -95,7 +96,8 @@ final class PrivateRedis: @unchecked Sendable {
     func start() throws {
         process = try ChildProcess(
             "/usr/bin/redis-server",
-            ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        )
         let deadline = Date().addingTimeInterval(5)
         while Date() < deadline {
             if let connection = try? RedisConnection(url: url, logger: testLogger) {
@@ -147,7 +149,9 @@ struct CoreHarness: Sendable {
     func showtime(seats: Int) async throws -> String {
         let showtimeID = "show-\(uniqueID())"
         let answer = try await client.call(
-            .seatsDefine, SeatsDefineRequest(showtimeId: showtimeID, seatIds: (1...seats).map { "s\($0)" }))
+            .seatsDefine,
+            SeatsDefineRequest(showtimeId: showtimeID, seatIds: (1...seats).map { "s\($0)" })
+        )
         guard case .ok = try answer.decode(SeatsDefined.self) else {
             throw FixtureError("seats.define failed: \(String(decoding: answer.body, as: UTF8.self))")
         }
@@ -155,12 +159,17 @@ struct CoreHarness: Sendable {
     }
 
     func hold(
-        _ showtimeID: String, _ seats: [String], user: String = "u1", key: String? = nil,
+        _ showtimeID: String,
+        _ seats: [String],
+        user: String = "u1",
+        key: String? = nil,
         headers: [String: AMQPFieldValue] = [:]
     ) async throws -> RPCAnswer {
         try await client.call(
-            .hold, HoldRequest(showtimeId: showtimeID, seatIds: seats, userId: user, idempotencyKey: key),
-            headers: headers)
+            .hold,
+            HoldRequest(showtimeId: showtimeID, seatIds: seats, userId: user, idempotencyKey: key),
+            headers: headers
+        )
     }
 
     /// Runs a query on the test database (blocking; short).
@@ -212,11 +221,25 @@ func withCore<T>(
         for server in servers { try await server.waitUntilStarted() }
     } else {
         let configuration = CoreConfiguration(
-            databaseURL: databaseURL, redisURL: redisURL, rabbitmqURL: vhost.url, holdTTLSeconds: holdTTL,
-            expiryIntervalSeconds: expiryInterval, workers: workers, prefetch: 8, opsPort: 0,
-            redisCommandTimeout: .milliseconds(200), outboxPollInterval: .milliseconds(500),
-            relayLeaderRetry: .milliseconds(500), printsStartupLines: false)
-        let service = CoreService(configuration: configuration, logger: testLogger)
+            databaseURL: databaseURL,
+            redisURL: redisURL,
+            rabbitmqURL: vhost.url,
+            holdTTLSeconds: holdTTL,
+            expiryIntervalSeconds: expiryInterval,
+            workers: workers,
+            prefetch: 8,
+            opsPort: 0,
+            redisCommandTimeout: .milliseconds(200),
+            outboxPollInterval: .milliseconds(500),
+            relayLeaderRetry: .milliseconds(500),
+            printsStartupLines: false
+        )
+        MetricsSetup.bootstrap()
+        let service = CoreService(
+            configuration: configuration,
+            logger: testLogger,
+            metricsExposition: { MetricsSetup.exposition() }
+        )
         core = service
         try service.start()
     }
@@ -225,8 +248,16 @@ func withCore<T>(
     let client = try RPCTestClient(url: vhost.url)
     defer { client.close() }
     let harness = CoreHarness(
-        core: core, processes: servers, client: client, events: events, databaseURL: databaseURL,
-        vhost: vhost.name, rabbitmqURL: vhost.url, redis: privateRedis, redisURL: redisURL)
+        core: core,
+        processes: servers,
+        client: client,
+        events: events,
+        databaseURL: databaseURL,
+        vhost: vhost.name,
+        rabbitmqURL: vhost.url,
+        redis: privateRedis,
+        redisURL: redisURL
+    )
     return try await body(harness)
 }
 
