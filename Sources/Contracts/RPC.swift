@@ -25,6 +25,8 @@ public enum ContractHeaders {
     public static let httpIdempotencyKey = "idempotency-key"
     /// HTTP request header, the seed's spelling; lowercased.
     public static let httpIdempotencyKeySeed = "idempotencykey"
+    /// AMQP header (a bool, `true`) on the reply to a `hold.request` that replayed an earlier hold.
+    public static let amqpIdempotentReplayed = "x-idempotent-replayed"
     /// HTTP response header on a replayed answer, with the value `true`.
     public static let idempotentReplayed = "Idempotent-Replayed"
     public static let contentType = "application/json"

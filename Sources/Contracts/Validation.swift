@@ -151,8 +151,10 @@ public enum RequestDecoder {
         }
         let known = Set(fields.map(\.name))
         for name in object.keys.filter({ !known.contains($0) }).sorted() {
+            // The error schema wants a non-empty field path: an empty property name is shown as `""`.
+            let field = name.isEmpty ? "\"\"" : name
             problems.append(ValidationProblem(
-                field: name, rule: .additionalProperties, message: "\(fieldLabel(name)) is not a field of this request"))
+                field: field, rule: .additionalProperties, message: "\(fieldLabel(field)) is not a field of this request"))
         }
         return problems
     }

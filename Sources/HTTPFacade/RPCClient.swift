@@ -348,7 +348,7 @@ private final class RPCConnectionLoop: @unchecked Sendable {
                 return
             }
             let replayed: Bool
-            switch message.properties.headers["x-idempotent-replayed"] {
+            switch message.properties.headers[ContractHeaders.amqpIdempotentReplayed] {
             case .bool(true)?: replayed = true
             case .string(let text)?: replayed = text.lowercased() == "true"
             case .int(let number)?: replayed = number != 0

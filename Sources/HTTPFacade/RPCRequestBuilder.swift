@@ -63,28 +63,11 @@ enum RPCRequestBuilder {
                 )
             }
         }
-        return .failure(namingEmptyFields(.validation(problems)))
-    }
-
-    /// A body like `{"": 1}` makes Contracts report a problem at field "", which the error schema forbids
-    /// (`fieldPath` has `minLength: 1`); the facade names such a field `""` until Contracts does.
-    static func namingEmptyFields(_ error: ErrorBody) -> ErrorBody {
-        let problems = error.validationProblems
-        guard problems.contains(where: { $0.field.isEmpty }) else { return error }
-        return .validation(
-            problems.map { problem in
-                var problem = problem
-                if problem.field.isEmpty {
-                    problem.field = "\"\""
-                    problem.message = "\"\"" + problem.message
-                }
-                return problem
-            }
-        )
+        return .failure(.validation(problems))
     }
 
     private static func encoded<T: Encodable>(_ result: Result<T, ErrorBody>) -> Result<[UInt8], ErrorBody> {
-        result.mapError(namingEmptyFields).flatMap { request in
+        result.flatMap { request in
             do {
                 return .success(try ContractJSON.encode(request))
             } catch {

@@ -196,7 +196,7 @@ final class RPCWorker {
         }
 
         var headers: [String: AMQPFieldValue] = [:]
-        if response.replayed { headers["x-idempotent-replayed"] = .bool(true) }
+        if response.replayed { headers[ContractHeaders.amqpIdempotentReplayed] = .bool(true) }
         let properties = AMQPProperties(
             contentType: "application/json",
             correlationID: message.properties.correlationID,

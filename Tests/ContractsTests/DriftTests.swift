@@ -157,6 +157,8 @@ struct DriftTests {
         #expect(events == Set(EventType.allCases.map(\.routingKey)))
         let headers = document.at("components/schemas/rpcRequestHeaders/properties")?.objectKeys ?? []
         #expect(headers.isSuperset(of: [ContractHeaders.deadline, ContractHeaders.amqpIdempotencyKey]))
+        let replyHeaders = document.at("components/schemas/rpcReplyHeaders/properties")?.objectKeys ?? []
+        #expect(replyHeaders.contains(ContractHeaders.amqpIdempotentReplayed))
     }
 
     @Test("the OpenAPI headers are the ones the Swift code uses")

@@ -30,6 +30,12 @@ struct ValidationTests {
         #expect(error.message.contains("7 problems"))
     }
 
+    @Test("an empty property name is named \"\" (the error schema forbids an empty field path)")
+    func emptyPropertyName() {
+        let found = problems(PingRequest.self, #"{"": null}"#)
+        #expect(found.map { "\($0.field) \($0.rule)" } == [#""" additionalProperties"#])
+    }
+
     @Test("a valid body decodes into the request")
     func decodes() throws {
         let body = #"{"showtimeId":"s1","seatIds":["A1","A2"],"userId":"u:1","idempotencyKey":"k-1"}"#
