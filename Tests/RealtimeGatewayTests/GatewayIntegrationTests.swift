@@ -2,6 +2,7 @@ import Contracts
 import Foundation
 import RealtimeGateway
 import ServiceSupport
+import Synchronization
 import Testing
 
 /// Against the real broker (a vhost of each test's own), through real WebSocket connections. Events are
@@ -227,6 +228,86 @@ struct GatewayIntegrationTests {
             )
 
             for client in [a, b] { await client.close() }
+        }
+    }
+}
+
+@Suite("Realtime gateway keep-alive and process", .serialized)
+struct GatewayProcessTests {
+    init() { MetricsSetup.bootstrap() }
+
+    @Test("a client that stops answering pings is disconnected")
+    func pingTimeout() async throws {
+        try await withGateway(seatMaps: ["s1": ["A1"]], configure: { $0.pingInterval = .seconds(1) }) { gateway, _ in
+            let live = try await TestClient.connect("live", url: gateway.url + "?showtimeId=s1")
+            let silent = try NeverReadingClient(port: gateway.port, showtimeId: "s1")
+            defer { silent.close() }
+            try await gateway.waitUntil("two connections") { gateway.gateway.metrics.snapshot().connections == 2 }
+            let start = ContinuousClock.now
+            // The silent client never reads, so never answers a ping: gone after one to two periods.
+            try await gateway.waitUntil("the silent client dropped", timeout: .seconds(10)) {
+                gateway.gateway.metrics.snapshot().connections == 1
+            }
+            print("REPORT ping: a client that answers no ping was disconnected after \(ms(start.duration(to: .now))) ms (ping every 1 s)")
+            // The WSClient answers pings by itself: still connected after several periods.
+            try await Task.sleep(for: .seconds(2.5))
+            #expect(!live.isClosed)
+            #expect(gateway.gateway.metrics.snapshot().connections == 1)
+        }
+    }
+
+    /// The built executable (next to the test bundle).
+    static var executable: URL? {
+        let candidates = [
+            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
+            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().deletingLastPathComponent(),
+            Bundle.main.bundleURL,
+        ].map { $0.appendingPathComponent("realtime-gateway") }
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) }
+    }
+
+    @Test("the executable serves, and stops on SIGTERM with exit status 0, closing its WebSockets")
+    func sigterm() async throws {
+        let executable = try #require(Self.executable, "build the realtime-gateway product first")
+        try await TestBroker.withVhost { vhost in
+            let process = Process()
+            process.executableURL = executable
+            var environment = ProcessInfo.processInfo.environment
+            environment["WS_PORT"] = "0"
+            environment["RABBITMQ_URL"] = TestBroker.url(vhost)
+            environment["LOG_LEVEL"] = "warning"
+            process.environment = environment
+            process.currentDirectoryURL = FileManager.default.temporaryDirectory
+            let output = Pipe()
+            process.standardOutput = output
+            let lines = Mutex<String>("")
+            output.fileHandleForReading.readabilityHandler = { handle in
+                let data = handle.availableData
+                lines.withLock { $0 += String(decoding: data, as: UTF8.self) }
+            }
+            let (exits, exitContinuation) = AsyncStream.makeStream(of: Int32.self)
+            process.terminationHandler = { exitContinuation.yield($0.terminationStatus) }
+            try process.run()
+            var port = 0
+            try await eventually("the listening line") {
+                let text = lines.withLock { $0 }
+                guard let range = text.range(of: "Realtime gateway listening on port ") else { return false }
+                port = Int(text[range.upperBound...].prefix { $0.isNumber }) ?? 0
+                return port > 0
+            }
+            let client = try await TestClient.connect("c", url: "ws://127.0.0.1:\(port)/?showtimeId=s1")
+            try await eventually("broker up") { (try? httpGet(port: port, path: "/readyz").status) == 200 }
+
+            let signalled = ContinuousClock.now
+            kill(process.processIdentifier, SIGTERM)
+            var iterator = exits.makeAsyncIterator()
+            let status = await iterator.next()
+            let took = signalled.duration(to: .now)
+            output.fileHandleForReading.readabilityHandler = nil
+            #expect(status == 0)
+            #expect(took < .seconds(10))
+            try await eventually("the client closed") { client.isClosed }
+            print("REPORT sigterm: exit status \(status ?? -1) \(ms(took)) ms after SIGTERM")
         }
     }
 }
