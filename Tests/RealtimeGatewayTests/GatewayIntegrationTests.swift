@@ -5,9 +5,15 @@ import ServiceSupport
 import Synchronization
 import Testing
 
+/// Everything that talks to the shared broker, database and core runs one test at a time, so the
+/// latencies measured are the gateway's, not those of another test's 1,000 connections.
+@Suite("Realtime gateway with the real services", .serialized)
+struct RealServices {}
+
 /// Against the real broker (a vhost of each test's own), through real WebSocket connections. Events are
 /// published by the test itself, as the core's outbox relay would publish them; snapshots come from a
 /// stand-in for the core's `availability.request` consumer. (GatewayEndToEndTests goes through the core.)
+extension RealServices {
 @Suite("Realtime gateway against the broker", .serialized)
 struct GatewayIntegrationTests {
     init() { MetricsSetup.bootstrap() }
@@ -232,6 +238,9 @@ struct GatewayIntegrationTests {
     }
 }
 
+}
+
+extension RealServices {
 @Suite("Realtime gateway keep-alive and process", .serialized)
 struct GatewayProcessTests {
     init() { MetricsSetup.bootstrap() }
@@ -310,4 +319,5 @@ struct GatewayProcessTests {
             print("REPORT sigterm: exit status \(status ?? -1) \(ms(took)) ms after SIGTERM")
         }
     }
+}
 }
