@@ -65,7 +65,10 @@ final class AvailabilityRPC: AvailabilitySource {
     func requestAvailability(showtimeId: String, completion: @escaping Completion) {
         // Queued even while the broker is away: the loop sends it once connected, or fails it at its deadline.
         let request = Request(
-            showtimeId: showtimeId, completion: completion, deadline: ContinuousClock.now.advanced(by: timeout))
+            showtimeId: showtimeId,
+            completion: completion,
+            deadline: ContinuousClock.now.advanced(by: timeout)
+        )
         queue.append(request)
         wakeup.signal()
     }
@@ -94,7 +97,9 @@ final class AvailabilityRPC: AvailabilitySource {
             let end = clock.now.advanced(by: delay)
             while clock.now < end {
                 if stop.wait(timeout: min(clock.now.duration(to: end), .milliseconds(100))) { return true }
-                for request in queue.takeExpired(now: clock.now) { request.completion(.failure(AvailabilityRPC.unavailable(reason))) }
+                for request in queue.takeExpired(now: clock.now) {
+                    request.completion(.failure(AvailabilityRPC.unavailable(reason)))
+                }
             }
             return stop.isTriggered
         }
@@ -113,7 +118,8 @@ final class AvailabilityRPC: AvailabilitySource {
                     let delay = backoff.nextDelay()
                     logger.warning(
                         "cannot reach the broker for availability requests; retrying",
-                        metadata: ["error": "\(error)", "retry.in": "\(delay)"])
+                        metadata: ["error": "\(error)", "retry.in": "\(delay)"]
+                    )
                     if waitDisconnected(delay, reason: "the gateway cannot reach the broker") { break }
                     continue
                 }
@@ -121,7 +127,8 @@ final class AvailabilityRPC: AvailabilitySource {
                 var inFlight: [String: Request] = [:]
                 do {
                     while !stop.isTriggered {
-                        let wait = inFlight.values.map { clock.now.duration(to: $0.deadline) }.min()
+                        let wait =
+                            inFlight.values.map { clock.now.duration(to: $0.deadline) }.min()
                             .map { max(.zero, min($0, .milliseconds(500))) } ?? .milliseconds(500)
                         let (readable, woken) = try connection.waitForInput(wakeup: wakeup, timeout: wait)
                         if woken { wakeup.drain() }
@@ -142,11 +149,17 @@ final class AvailabilityRPC: AvailabilitySource {
                                 .failure(
                                     ErrorBody(
                                         code: .upstreamTimeout,
-                                        message: "The core did not answer the availability request in time")))
+                                        message: "The core did not answer the availability request in time"
+                                    )
+                                )
+                            )
                         }
                     }
                 } catch {
-                    logger.warning("lost the broker connection of availability requests", metadata: ["error": "\(error)"])
+                    logger.warning(
+                        "lost the broker connection of availability requests",
+                        metadata: ["error": "\(error)"]
+                    )
                 }
                 connection.close()
                 // Requests sent on the lost connection cannot be answered any more; queued ones wait for the next.
@@ -154,21 +167,34 @@ final class AvailabilityRPC: AvailabilitySource {
                     request.completion(.failure(AvailabilityRPC.unavailable("lost the broker connection")))
                 }
             }
-            for request in queue.takeAll() { request.completion(.failure(AvailabilityRPC.unavailable("the gateway is stopping"))) }
+            for request in queue.takeAll() {
+                request.completion(.failure(AvailabilityRPC.unavailable("the gateway is stopping")))
+            }
         }
 
-        private func publish(_ request: Request, correlationID: String, on connection: AMQPConnection) throws(AMQPError) {
+        private func publish(_ request: Request, correlationID: String, on connection: AMQPConnection) throws(AMQPError)
+        {
             // A showtimeId is a validated identifier: a plain JSON string.
             let body = Array(#"{"showtimeId":"\#(request.showtimeId)"}"#.utf8)
             let left = ContinuousClock.now.duration(to: request.deadline)
-            let milliseconds = max(1, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)
+            let milliseconds = max(
+                1,
+                left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000
+            )
             let deadline = Int64(Date().timeIntervalSince1970 * 1000) + milliseconds
             try connection.publish(
-                exchange: RPCOperation.exchange, routingKey: RPCOperation.availability.routingKey, body: body,
+                exchange: RPCOperation.exchange,
+                routingKey: RPCOperation.availability.routingKey,
+                body: body,
                 properties: AMQPProperties(
-                    contentType: "application/json", correlationID: correlationID, replyTo: "amq.rabbitmq.reply-to",
-                    expiration: "\(milliseconds)", headers: ["x-deadline": .int(deadline)]),
-                mandatory: true)
+                    contentType: "application/json",
+                    correlationID: correlationID,
+                    replyTo: "amq.rabbitmq.reply-to",
+                    expiration: "\(milliseconds)",
+                    headers: ["x-deadline": .int(deadline)]
+                ),
+                mandatory: true
+            )
         }
 
         private func complete(_ event: AMQPEvent, _ inFlight: inout [String: Request]) {
@@ -181,9 +207,13 @@ final class AvailabilityRPC: AvailabilitySource {
                     let reply = try ContractJSON.decode(RPCReply<Availability>.self, from: message.body)
                     waiting.completion(reply.result)
                 } catch {
-                    logger.error("the core's availability reply does not match the contract", metadata: ["error": "\(error)"])
+                    logger.error(
+                        "the core's availability reply does not match the contract",
+                        metadata: ["error": "\(error)"]
+                    )
                     waiting.completion(
-                        .failure(ErrorBody(code: .internalError, message: "The core's reply could not be read")))
+                        .failure(ErrorBody(code: .internalError, message: "The core's reply could not be read"))
+                    )
                 }
             case .returned(let returned):
                 guard let id = returned.properties.correlationID, let waiting = inFlight.removeValue(forKey: id) else {

@@ -35,7 +35,9 @@ final class ClientConnection: Sendable {
     private let onDrop: @Sendable (ClientConnection, DropReason) -> Void
 
     init(
-        id: UInt64, capacity: Int, closeChannel: @escaping @Sendable () -> Void,
+        id: UInt64,
+        capacity: Int,
+        closeChannel: @escaping @Sendable () -> Void,
         onDrop: @escaping @Sendable (ClientConnection, DropReason) -> Void
     ) {
         self.id = id

@@ -28,8 +28,12 @@ final class EventConsumer: Sendable {
         self.logger = logger
         let stop = self.stop
         let body = Loop(
-            amqp: amqp, hub: hub, deduplicator: EventDeduplicator(capacity: deduplicationCapacity), stop: stop,
-            logger: logger)
+            amqp: amqp,
+            hub: hub,
+            deduplicator: EventDeduplicator(capacity: deduplicationCapacity),
+            stop: stop,
+            logger: logger
+        )
         thread = DedicatedThread(name: "gateway-events") { body.run() }
     }
 
@@ -67,7 +71,8 @@ final class EventConsumer: Sendable {
                     let delay = backoff.nextDelay()
                     logger.warning(
                         "cannot consume inventory events; retrying",
-                        metadata: ["error": "\(error)", "retry.in": "\(delay)"])
+                        metadata: ["error": "\(error)", "retry.in": "\(delay)"]
+                    )
                     if stop.wait(timeout: delay) { break }
                     continue
                 }
@@ -99,7 +104,10 @@ final class EventConsumer: Sendable {
                 metrics.eventsInvalid.increment()
                 logger.warning(
                     "ignored an event that does not match the contract",
-                    metadata: ["error": "\(error)", "body.prefix": "\(String(decoding: body.prefix(200), as: UTF8.self))"])
+                    metadata: [
+                        "error": "\(error)", "body.prefix": "\(String(decoding: body.prefix(200), as: UTF8.self))",
+                    ]
+                )
                 return
             }
             guard deduplicator.firstSighting(of: event.eventId) else {

@@ -68,8 +68,10 @@ public struct GatewayConfiguration: Sendable, Equatable {
             guard let (raw, source) = lookup(name) else { return fallback }
             guard let value = Int(raw), range.contains(value) else {
                 throw ConfigurationError(
-                    variable: name, source: source,
-                    message: "expected a whole number from \(range.lowerBound) to \(range.upperBound), got '\(raw)'")
+                    variable: name,
+                    source: source,
+                    message: "expected a whole number from \(range.lowerBound) to \(range.upperBound), got '\(raw)'"
+                )
             }
             return value
         }
@@ -80,10 +82,15 @@ public struct GatewayConfiguration: Sendable, Equatable {
         if let (host, _) = lookup("WS_HOST") { configuration.host = host }
         configuration.clientBufferSize = try integer("WS_CLIENT_BUFFER", 1...1_000_000, configuration.clientBufferSize)
         configuration.maxSubscriptionsPerClient = try integer(
-            "WS_MAX_SUBSCRIPTIONS", 1...10_000, configuration.maxSubscriptionsPerClient)
+            "WS_MAX_SUBSCRIPTIONS",
+            1...10_000,
+            configuration.maxSubscriptionsPerClient
+        )
         configuration.socketSendBuffer = try integer(
-            "WS_SOCKET_SEND_BUFFER", 4_096...16_777_216,
-            configuration.socketSendBuffer)
+            "WS_SOCKET_SEND_BUFFER",
+            4_096...16_777_216,
+            configuration.socketSendBuffer
+        )
         configuration.pingInterval = .seconds(try integer("WS_PING_INTERVAL_SECONDS", 1...3_600, 30))
         configuration.writeTimeout = .seconds(try integer("WS_WRITE_TIMEOUT_SECONDS", 1...3_600, 10))
         return configuration

@@ -63,11 +63,16 @@ public final class GatewayMetrics: Sendable {
 
     public func snapshot() -> Snapshot {
         Snapshot(
-            connections: connections.current, subscriptions: subscriptions.current,
-            eventsReceived: eventsReceived.current, eventsDuplicate: eventsDuplicate.current,
-            eventsInvalid: eventsInvalid.current, messagesFannedOut: messagesFannedOut.current,
+            connections: connections.current,
+            subscriptions: subscriptions.current,
+            eventsReceived: eventsReceived.current,
+            eventsDuplicate: eventsDuplicate.current,
+            eventsInvalid: eventsInvalid.current,
+            messagesFannedOut: messagesFannedOut.current,
             clientsDroppedBufferFull: droppedBufferFull.current,
-            clientsDroppedWriteStalled: droppedWriteStalled.current, resyncs: resyncs.current,
-            brokerConnected: brokerConnected.current == 1)
+            clientsDroppedWriteStalled: droppedWriteStalled.current,
+            resyncs: resyncs.current,
+            brokerConnected: brokerConnected.current == 1
+        )
     }
 }

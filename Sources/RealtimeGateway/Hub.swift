@@ -7,7 +7,9 @@ import Synchronization
 /// `completion` may run on any thread and must be called exactly once.
 public protocol AvailabilitySource: Sendable {
     func requestAvailability(
-        showtimeId: String, completion: @escaping @Sendable (Result<Availability, ErrorBody>) -> Void)
+        showtimeId: String,
+        completion: @escaping @Sendable (Result<Availability, ErrorBody>) -> Void
+    )
 }
 
 /// The fan-out registry: which clients follow which showtimes.
@@ -31,8 +33,11 @@ final class Hub: Sendable {
     private let logger: Logger
 
     init(
-        metrics: GatewayMetrics, availability: any AvailabilitySource, clientBufferSize: Int,
-        maxSubscriptionsPerClient: Int, logger: Logger
+        metrics: GatewayMetrics,
+        availability: any AvailabilitySource,
+        clientBufferSize: Int,
+        maxSubscriptionsPerClient: Int,
+        logger: Logger
     ) {
         self.metrics = metrics
         self.availability = availability
@@ -51,7 +56,10 @@ final class Hub: Sendable {
             case .bufferFull: metrics.droppedBufferFull.increment()
             case .writeStalled: metrics.droppedWriteStalled.increment()
             }
-            logger.info("dropped a client that does not keep up", metadata: ["client.id": "\(client.id)", "reason": "\(reason.rawValue)"])
+            logger.info(
+                "dropped a client that does not keep up",
+                metadata: ["client.id": "\(client.id)", "reason": "\(reason.rawValue)"]
+            )
         }
         registry.withLock { $0.clients[id] = client }
         metrics.connections.add(1)
@@ -83,7 +91,10 @@ final class Hub: Sendable {
     func subscribe(_ client: ClientConnection, to showtimeId: String) {
         let token = nextToken.add(1, ordering: .relaxed).oldValue
         let (outcome, isNew) = client.beginSubscription(
-            showtimeId, token: token, limit: maxSubscriptionsPerClient)
+            showtimeId,
+            token: token,
+            limit: maxSubscriptionsPerClient
+        )
         switch outcome {
         case .closed:
             return
@@ -93,8 +104,11 @@ final class Hub: Sendable {
                     ErrorBody(
                         code: .validationFailed,
                         message: "A connection may follow at most \(maxSubscriptionsPerClient) showtimes",
-                        details: ["field": "showtimeId", "limit": .number(Double(maxSubscriptionsPerClient))]),
-                    showtimeId: showtimeId))
+                        details: ["field": "showtimeId", "limit": .number(Double(maxSubscriptionsPerClient))]
+                    ),
+                    showtimeId: showtimeId
+                )
+            )
             return
         case .started:
             break
@@ -132,7 +146,8 @@ final class Hub: Sendable {
                 metrics.snapshotsFailed.increment()
                 logger.info(
                     "snapshot failed",
-                    metadata: ["showtime.id": "\(showtimeId)", "error.code": "\(error.code.rawValue)"])
+                    metadata: ["showtime.id": "\(showtimeId)", "error.code": "\(error.code.rawValue)"]
+                )
                 let text = ServerMessage.error(error, showtimeId: showtimeId)
                 // An unknown showtime ends the subscription; anything else (broker or core away, timeout)
                 // keeps the live events flowing, and the client may subscribe again for a snapshot.
@@ -173,7 +188,10 @@ final class Hub: Sendable {
         }
         guard !waiting.isEmpty else { return }
         metrics.resyncs.increment()
-        logger.info("resync after a gap in the event feed", metadata: ["showtimes": "\(waiting.count)", "reason": "\(reason)"])
+        logger.info(
+            "resync after a gap in the event feed",
+            metadata: ["showtimes": "\(waiting.count)", "reason": "\(reason)"]
+        )
         for (showtimeId, clients) in waiting {
             requestSnapshot(showtimeId, token: tokens[showtimeId]!, for: clients)
         }

@@ -42,7 +42,9 @@ public enum ClientRequest: Sendable, Hashable {
             if let problem = Identifier.problem(showtimeId, field: "showtimeId") {
                 return .failure(.validation([problem]))
             }
-            return .success(type == "subscribe" ? .subscribe(showtimeId: showtimeId) : .unsubscribe(showtimeId: showtimeId))
+            return .success(
+                type == "subscribe" ? .subscribe(showtimeId: showtimeId) : .unsubscribe(showtimeId: showtimeId)
+            )
         default:
             return invalid("type", .pattern, "type must be subscribe, unsubscribe or ping, not '\(type.prefix(64))'")
         }
@@ -103,16 +105,27 @@ public enum ServerMessage {
     public static func event(_ event: InventoryEvent) -> String {
         encode(
             Event(
-                type: event.type.rawValue, eventId: event.eventId, occurredAt: event.occurredAt,
-                showtimeId: event.showtimeId, holdId: event.holdId, seatIds: event.seatIds,
-                expiresAt: event.expiresAt, orderId: event.orderId))
+                type: event.type.rawValue,
+                eventId: event.eventId,
+                occurredAt: event.occurredAt,
+                showtimeId: event.showtimeId,
+                holdId: event.holdId,
+                seatIds: event.seatIds,
+                expiresAt: event.expiresAt,
+                orderId: event.orderId
+            )
+        )
     }
 
     public static func snapshot(_ availability: Availability, requestedAt: Date) -> String {
         encode(
             Snapshot(
-                showtimeId: availability.showtimeId, availability: availability.availability,
-                summary: availability.summary, requestedAt: requestedAt))
+                showtimeId: availability.showtimeId,
+                availability: availability.availability,
+                summary: availability.summary,
+                requestedAt: requestedAt
+            )
+        )
     }
 
     /// `{"type": "resync", "showtimeId", "reason"}`: events of this showtime may have been missed (the

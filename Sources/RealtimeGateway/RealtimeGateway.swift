@@ -1,8 +1,8 @@
 import AMQPClient
 import Contracts
 import Foundation
-import HummingbirdCore
 import Hummingbird
+import HummingbirdCore
 import HummingbirdWebSocket
 import Logging
 import NIOCore
@@ -29,7 +29,8 @@ public final class RealtimeGateway: Service, Sendable {
 
     /// - Parameter onListening: called with the bound port once the server accepts connections.
     public init(
-        configuration: GatewayConfiguration, logger: Logger,
+        configuration: GatewayConfiguration,
+        logger: Logger,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws(AMQPError) {
         self.configuration = configuration
@@ -43,10 +44,18 @@ public final class RealtimeGateway: Service, Sendable {
     public func run() async throws {
         let rpc = try AvailabilityRPC(amqp: amqp, timeout: configuration.rpcTimeout, logger: logger)
         let hub = Hub(
-            metrics: metrics, availability: rpc, clientBufferSize: configuration.clientBufferSize,
-            maxSubscriptionsPerClient: configuration.maxSubscriptionsPerClient, logger: logger)
+            metrics: metrics,
+            availability: rpc,
+            clientBufferSize: configuration.clientBufferSize,
+            maxSubscriptionsPerClient: configuration.maxSubscriptionsPerClient,
+            logger: logger
+        )
         let consumer = EventConsumer(
-            amqp: amqp, hub: hub, deduplicationCapacity: configuration.deduplicationCapacity, logger: logger)
+            amqp: amqp,
+            hub: hub,
+            deduplicationCapacity: configuration.deduplicationCapacity,
+            logger: logger
+        )
 
         let app = Application(
             router: Self.router(hub: hub, metrics: metrics),
@@ -54,14 +63,25 @@ public final class RealtimeGateway: Service, Sendable {
                 configuration: .init(
                     http1: .init(),
                     ws: .init(
-                        maxFrameSize: 16_384, autoPing: .enabled(timePeriod: configuration.pingInterval),
-                        closeTimeout: .seconds(5)))
+                        maxFrameSize: 16_384,
+                        autoPing: .enabled(timePeriod: configuration.pingInterval),
+                        closeTimeout: .seconds(5)
+                    )
+                )
             ) { [logger, configuration] request, channel, _ in
                 Self.shouldUpgrade(
-                    request, channel: channel, hub: hub, sendBuffer: configuration.socketSendBuffer, logger: logger)
+                    request,
+                    channel: channel,
+                    hub: hub,
+                    sendBuffer: configuration.socketSendBuffer,
+                    logger: logger
+                )
             },
             configuration: .init(
-                address: .hostname(configuration.host, port: configuration.port), serverName: nil, backlog: 1024),
+                address: .hostname(configuration.host, port: configuration.port),
+                serverName: nil,
+                backlog: 1024
+            ),
             onServerRunning: { [onListening, logger] channel in
                 let port = channel.localAddress?.port ?? 0
                 logger.info("realtime gateway listening", metadata: ["port": "\(port)"])
@@ -98,7 +118,8 @@ public final class RealtimeGateway: Service, Sendable {
         let router = Router()
         router.get("healthz") { _, _ -> Response in
             let state = metrics.snapshot()
-            let body = #"{"broker":"\#(state.brokerConnected ? "up" : "down")","connections":\#(state.connections),"status":"ok"}"#
+            let body =
+                #"{"broker":"\#(state.brokerConnected ? "up" : "down")","connections":\#(state.connections),"status":"ok"}"#
             return Self.json(.ok, body)
         }
         router.get("readyz") { _, _ -> Response in
@@ -110,7 +131,10 @@ public final class RealtimeGateway: Service, Sendable {
             var headers = HTTPFields()
             headers[.contentType] = MetricsSetup.contentType
             return Response(
-                status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: MetricsSetup.exposition())))
+                status: .ok,
+                headers: headers,
+                body: .init(byteBuffer: ByteBuffer(bytes: MetricsSetup.exposition()))
+            )
         }
         return router
     }
@@ -125,7 +149,11 @@ public final class RealtimeGateway: Service, Sendable {
 
     /// WebSockets on `/` (the seed's `ws://host:3011?showtimeId=...`) and `/ws`; other paths are HTTP.
     static func shouldUpgrade(
-        _ request: HTTPRequest, channel: any Channel, hub: Hub, sendBuffer: Int, logger: Logger
+        _ request: HTTPRequest,
+        channel: any Channel,
+        hub: Hub,
+        sendBuffer: Int,
+        logger: Logger
     ) -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> {
         let uri = URI(request.path ?? "/")
         guard uri.path == "/" || uri.path == "/ws" else { return .dontUpgrade }
@@ -135,18 +163,30 @@ public final class RealtimeGateway: Service, Sendable {
             .whenFailure { error in logger.debug("SO_SNDBUF not set", metadata: ["error": "\(error)"]) }
         let initial = uri.queryParameters["showtimeId"].map { showtimeId -> Result<String, ErrorBody> in
             let showtimeId = String(showtimeId)
-            if let problem = Identifier.problem(showtimeId, field: "showtimeId") { return .failure(.validation([problem])) }
+            if let problem = Identifier.problem(showtimeId, field: "showtimeId") {
+                return .failure(.validation([problem]))
+            }
             return .success(showtimeId)
         }
         return .upgrade([:]) { inbound, outbound, _ in
             await serve(
-                inbound: inbound, outbound: outbound, channel: channel, initial: initial, hub: hub, logger: logger)
+                inbound: inbound,
+                outbound: outbound,
+                channel: channel,
+                initial: initial,
+                hub: hub,
+                logger: logger
+            )
         }
     }
 
     static func serve(
-        inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, channel: any Channel,
-        initial: Result<String, ErrorBody>?, hub: Hub, logger: Logger
+        inbound: WebSocketInboundStream,
+        outbound: WebSocketOutboundWriter,
+        channel: any Channel,
+        initial: Result<String, ErrorBody>?,
+        hub: Hub,
+        logger: Logger
     ) async {
         let client = hub.connect { channel.close(promise: nil) }
         defer { hub.disconnect(client) }
@@ -183,7 +223,11 @@ public final class RealtimeGateway: Service, Sendable {
         guard case .text(let text) = message else {
             client.send(
                 ServerMessage.error(
-                    .validation([ValidationProblem(field: "$", rule: .type, message: "Send JSON text messages, not binary")])))
+                    .validation([
+                        ValidationProblem(field: "$", rule: .type, message: "Send JSON text messages, not binary")
+                    ])
+                )
+            )
             return
         }
         switch ClientRequest.parse(text) {

@@ -37,7 +37,8 @@ struct RealtimeGatewayCommand: ParsableCommand {
             // The gateway's own ServiceGroup takes no signals: the signal thread of ServiceSupport has them
             // all (they are blocked everywhere else), and turns the first into a graceful shutdown here.
             let group = ServiceGroup(
-                configuration: .init(services: [gateway], gracefulShutdownSignals: [], logger: logger))
+                configuration: .init(services: [gateway], gracefulShutdownSignals: [], logger: logger)
+            )
             shutdown.onTrigger {
                 Task { await group.triggerGracefulShutdown() }
             }

@@ -9,7 +9,7 @@ import ServiceLifecycle
 import Synchronization
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 // MARK: - Broker fixture: a vhost of the test's own
@@ -68,7 +68,13 @@ enum TestBroker {
     static func closeConnections(vhost: String, namePrefix: String) async throws -> Int {
         // The connection_name client property shows only inside client_properties.
         let listing = try await rabbitmqctl(
-            "list_connections", "-q", "--no-table-headers", "pid", "vhost", "client_properties")
+            "list_connections",
+            "-q",
+            "--no-table-headers",
+            "pid",
+            "vhost",
+            "client_properties"
+        )
         var closed = 0
         for line in listing.split(separator: "\n") {
             let fields = line.split(separator: "\t", maxSplits: 2).map(String.init)
@@ -87,7 +93,8 @@ struct TestFailure: Error, CustomStringConvertible {
 
 let quietLogger: Logger = {
     var logger = Logger(label: "realtime-gateway-tests")
-    logger.logLevel = ProcessInfo.processInfo.environment["GATEWAY_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .warning
+    logger.logLevel =
+        ProcessInfo.processInfo.environment["GATEWAY_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .warning
     return logger
 }()
 
@@ -115,8 +122,11 @@ final class EventPublisher: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         try connection.publish(
-            exchange: EventType.exchange, routingKey: routingKey, body: body,
-            properties: AMQPProperties(contentType: "application/json", messageID: messageID, persistent: true))
+            exchange: EventType.exchange,
+            routingKey: routingKey,
+            body: body,
+            properties: AMQPProperties(contentType: "application/json", messageID: messageID, persistent: true)
+        )
     }
 
     deinit { connection.close() }
@@ -136,7 +146,11 @@ final class FakeCore: Sendable {
         let connection = try AMQPConnection(configuration: configuration, logger: quietLogger)
         try connection.declareExchange(RPCOperation.exchange, type: .direct, durable: true)
         let queue = try connection.declareQueue(RPCOperation.availability.queueName, durable: false)
-        try connection.bindQueue(queue, exchange: RPCOperation.exchange, routingKey: RPCOperation.availability.routingKey)
+        try connection.bindQueue(
+            queue,
+            exchange: RPCOperation.exchange,
+            routingKey: RPCOperation.availability.routingKey
+        )
         try connection.consume(queue: queue, noAck: true)
         let box = UncheckedBox(connection)
         let thread = Thread { [self] in
@@ -156,14 +170,21 @@ final class FakeCore: Sendable {
                         Availability(
                             showtimeId: request.showtimeId,
                             availability: seats.map { SeatAvailability(seatId: $0, state: .available) },
-                            summary: AvailabilitySummary(available: seats.count, held: 0, purchased: 0)))
+                            summary: AvailabilitySummary(available: seats.count, held: 0, purchased: 0)
+                        )
+                    )
                 } else {
                     reply = .error(ErrorBody(code: .showtimeNotFound, message: "Showtime not found"))
                 }
                 _ = try? connection.publish(
-                    exchange: "", routingKey: replyTo, body: ContractJSON.encode(reply),
+                    exchange: "",
+                    routingKey: replyTo,
+                    body: ContractJSON.encode(reply),
                     properties: AMQPProperties(
-                        contentType: "application/json", correlationID: message.properties.correlationID))
+                        contentType: "application/json",
+                        correlationID: message.properties.correlationID
+                    )
+                )
             }
             connection.close()
             finished.signal()
@@ -203,7 +224,10 @@ final class RunningGateway: Sendable {
         self.task = task
     }
 
-    static func start(vhost: String, configure: (inout GatewayConfiguration) -> Void = { _ in }) async throws
+    static func start(
+        vhost: String,
+        configure: (inout GatewayConfiguration) -> Void = { _ in }
+    ) async throws
         -> RunningGateway
     {
         var configuration = GatewayConfiguration()
@@ -218,7 +242,8 @@ final class RunningGateway: Sendable {
             portContinuation.yield(port)
         }
         let group = ServiceGroup(
-            configuration: .init(services: [gateway], gracefulShutdownSignals: [], logger: quietLogger))
+            configuration: .init(services: [gateway], gracefulShutdownSignals: [], logger: quietLogger)
+        )
         let task = Task { try await group.run() }
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next() else { throw TestFailure("the gateway did not start") }
@@ -243,7 +268,8 @@ final class RunningGateway: Sendable {
 /// A gateway (and a stand-in core answering snapshots from `seatMaps`) in a fresh vhost for `body`;
 /// all stopped and removed afterwards, whether `body` succeeds or not.
 func withGateway<R>(
-    seatMaps: [String: [String]], configure: (inout GatewayConfiguration) -> Void = { _ in },
+    seatMaps: [String: [String]],
+    configure: (inout GatewayConfiguration) -> Void = { _ in },
     _ body: (RunningGateway, String) async throws -> R
 ) async throws -> R {
     try await TestBroker.withVhost { vhost in
@@ -320,9 +346,12 @@ final class TestClient: Sendable {
                             let object =
                                 (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:]
                             let item = Received(
-                                text: text, type: object["type"] as? String ?? "?",
-                                showtimeId: object["showtimeId"] as? String, eventId: object["eventId"] as? String,
-                                at: now)
+                                text: text,
+                                type: object["type"] as? String ?? "?",
+                                showtimeId: object["showtimeId"] as? String,
+                                eventId: object["eventId"] as? String,
+                                at: now
+                            )
                             state.received.withLock { $0.append(item) }
                         }
                         group.cancelAll()
@@ -339,7 +368,9 @@ final class TestClient: Sendable {
             client.state.connected.load(ordering: .sequentiallyConsistent)
                 || client.state.ended.load(ordering: .sequentiallyConsistent)
         }
-        guard client.state.connected.load(ordering: .sequentiallyConsistent) else { throw TestFailure("\(name) could not connect") }
+        guard client.state.connected.load(ordering: .sequentiallyConsistent) else {
+            throw TestFailure("\(name) could not connect")
+        }
         return client
     }
 
@@ -352,7 +383,10 @@ final class TestClient: Sendable {
     /// The first message (from `index` on) that `matches`, waiting up to `timeout`.
     @discardableResult
     func next(
-        after index: Int = 0, timeout: Duration = .seconds(10), _ what: String, where matches: (Received) -> Bool
+        after index: Int = 0,
+        timeout: Duration = .seconds(10),
+        _ what: String,
+        where matches: (Received) -> Bool
     ) async throws -> Received {
         var found: Received?
         try await eventually("\(name): \(what)", timeout: timeout) {
@@ -401,7 +435,9 @@ final class NeverReadingClient: Sendable {
 }
 
 extension Array where Element == UInt8 {
-    func ends(with suffix: [UInt8]) -> Bool { count >= suffix.count && Array(self[(count - suffix.count)...]) == suffix }
+    func ends(with suffix: [UInt8]) -> Bool {
+        count >= suffix.count && Array(self[(count - suffix.count)...]) == suffix
+    }
 }
 
 func connectLoopback(_ fd: Int32, port: Int) throws {
@@ -410,7 +446,9 @@ func connectLoopback(_ fd: Int32, port: Int) throws {
     address.sin_port = in_port_t(UInt16(port).bigEndian)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
     let result = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
     }
     guard result == 0 else { throw TestFailure("connect: \(String(cString: strerror(errno)))") }
 }
@@ -447,13 +485,23 @@ func httpGet(port: Int, path: String) throws -> (status: Int, body: String) {
 // MARK: - Events
 
 func makeEvent(
-    _ type: EventType, showtimeId: String, holdId: String = "h_\(UUID().uuidString.prefix(8))",
-    seats: [String] = ["A1", "A2"], eventId: String = UUID().uuidString
+    _ type: EventType,
+    showtimeId: String,
+    holdId: String = "h_\(UUID().uuidString.prefix(8))",
+    seats: [String] = ["A1", "A2"],
+    eventId: String = UUID().uuidString
 ) -> InventoryEvent {
     InventoryEvent(
-        eventId: eventId, type: type, occurredAt: Date(), showtimeId: showtimeId, holdId: holdId, userId: "u_1",
-        seatIds: seats, expiresAt: type == .holdCreated ? Date().addingTimeInterval(300) : nil,
-        orderId: type == .seatsPurchased ? "o_1" : nil)
+        eventId: eventId,
+        type: type,
+        occurredAt: Date(),
+        showtimeId: showtimeId,
+        holdId: holdId,
+        userId: "u_1",
+        seatIds: seats,
+        expiresAt: type == .holdCreated ? Date().addingTimeInterval(300) : nil,
+        orderId: type == .seatsPurchased ? "o_1" : nil
+    )
 }
 
 /// Milliseconds, with one decimal, for the report.

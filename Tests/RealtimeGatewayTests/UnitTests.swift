@@ -22,17 +22,26 @@ struct EventDeduplicatorTests {
 struct ClientRequestTests {
     @Test("subscribe, unsubscribe and ping parse")
     func valid() throws {
-        #expect(try ClientRequest.parse(#"{"type":"subscribe","showtimeId":"showtime_123"}"#).get() == .subscribe(showtimeId: "showtime_123"))
-        #expect(try ClientRequest.parse(#"{"type":"unsubscribe","showtimeId":"s:1"}"#).get() == .unsubscribe(showtimeId: "s:1"))
+        #expect(
+            try ClientRequest.parse(#"{"type":"subscribe","showtimeId":"showtime_123"}"#).get()
+                == .subscribe(showtimeId: "showtime_123")
+        )
+        #expect(
+            try ClientRequest.parse(#"{"type":"unsubscribe","showtimeId":"s:1"}"#).get()
+                == .unsubscribe(showtimeId: "s:1")
+        )
         #expect(try ClientRequest.parse(#"{"type":"ping"}"#).get() == .ping)
     }
 
-    @Test("each kind of bad message is a VALIDATION_FAILED naming the field", arguments: [
-        ("not json", "$"), ("[1,2]", "$"), ("{}", "type"), (#"{"type":5}"#, "type"), (#"{"type":"dance"}"#, "type"),
-        (#"{"type":"subscribe"}"#, "showtimeId"), (#"{"type":"subscribe","showtimeId":7}"#, "showtimeId"),
-        (#"{"type":"subscribe","showtimeId":"has space"}"#, "showtimeId"),
-        (#"{"type":"unsubscribe","showtimeId":""}"#, "showtimeId"),
-    ])
+    @Test(
+        "each kind of bad message is a VALIDATION_FAILED naming the field",
+        arguments: [
+            ("not json", "$"), ("[1,2]", "$"), ("{}", "type"), (#"{"type":5}"#, "type"), (#"{"type":"dance"}"#, "type"),
+            (#"{"type":"subscribe"}"#, "showtimeId"), (#"{"type":"subscribe","showtimeId":7}"#, "showtimeId"),
+            (#"{"type":"subscribe","showtimeId":"has space"}"#, "showtimeId"),
+            (#"{"type":"unsubscribe","showtimeId":""}"#, "showtimeId"),
+        ]
+    )
     func invalid(text: String, field: String) {
         guard case .failure(let error) = ClientRequest.parse(text) else {
             Issue.record("\(text) parsed")
@@ -55,10 +64,20 @@ struct ClientRequestTests {
     @Test("an event goes out without the user's id, with its id and time")
     func eventMessage() {
         let event = InventoryEvent(
-            eventId: "e1", type: .seatsPurchased, occurredAt: Date(timeIntervalSince1970: 1_767_269_100),
-            showtimeId: "s1", holdId: "h1", userId: "secret-user", seatIds: ["A1"], orderId: "o1")
+            eventId: "e1",
+            type: .seatsPurchased,
+            occurredAt: Date(timeIntervalSince1970: 1_767_269_100),
+            showtimeId: "s1",
+            holdId: "h1",
+            userId: "secret-user",
+            seatIds: ["A1"],
+            orderId: "o1"
+        )
         let text = ServerMessage.event(event)
-        #expect(text == #"{"eventId":"e1","holdId":"h1","occurredAt":"2026-01-01T12:05:00Z","orderId":"o1","seatIds":["A1"],"showtimeId":"s1","type":"seats.purchased"}"#)
+        #expect(
+            text
+                == #"{"eventId":"e1","holdId":"h1","occurredAt":"2026-01-01T12:05:00Z","orderId":"o1","seatIds":["A1"],"showtimeId":"s1","type":"seats.purchased"}"#
+        )
         #expect(!text.contains("secret-user"))
     }
 }
@@ -82,8 +101,10 @@ final class ManualAvailability: AvailabilitySource {
 
     static func seats(_ showtimeId: String) -> Availability {
         Availability(
-            showtimeId: showtimeId, availability: [SeatAvailability(seatId: "A1", state: .available)],
-            summary: AvailabilitySummary(available: 1, held: 0, purchased: 0))
+            showtimeId: showtimeId,
+            availability: [SeatAvailability(seatId: "A1", state: .available)],
+            summary: AvailabilitySummary(available: 1, held: 0, purchased: 0)
+        )
     }
 }
 
@@ -107,8 +128,12 @@ func types(_ texts: [String]) -> [String] {
 struct HubTests {
     func makeHub(buffer: Int = 16, availability: ManualAvailability = ManualAvailability()) -> Hub {
         Hub(
-            metrics: GatewayMetrics(), availability: availability, clientBufferSize: buffer,
-            maxSubscriptionsPerClient: 2, logger: quietLogger)
+            metrics: GatewayMetrics(),
+            availability: availability,
+            clientBufferSize: buffer,
+            maxSubscriptionsPerClient: 2,
+            logger: quietLogger
+        )
     }
 
     @Test("the snapshot comes first; events that arrive while it is on its way follow it, in order")
