@@ -14,7 +14,6 @@ import ServiceSupport
 final class EventConsumer: Sendable {
     private let amqp: AMQPConfiguration
     private let hub: Hub
-    private let deduplicationCapacity: Int
     private let stop = ShutdownSignal()
     private let logger: Logger
     private let thread: DedicatedThread
@@ -24,7 +23,6 @@ final class EventConsumer: Sendable {
         amqp.connectionName = (amqp.connectionName ?? "realtime-gateway") + " events"
         self.amqp = amqp
         self.hub = hub
-        self.deduplicationCapacity = deduplicationCapacity
         self.logger = logger
         let stop = self.stop
         let body = Loop(

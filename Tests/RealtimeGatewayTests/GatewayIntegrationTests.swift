@@ -134,6 +134,15 @@ extension RealServices {
                 #expect(metrics.body.contains("realtime_gateway_messages_fanned_out_total"))
                 #expect(try httpGet(port: gateway.port, path: "/nothing").status == 404)
 
+                // Over the 16 KiB frame limit: closed (1009), not answered; the gateway carries on.
+                let big = try await TestClient.connect("big", url: gateway.url)
+                big.send(#"{"type":"ping","pad":""# + String(repeating: "x", count: 20_000) + #""}"#)
+                try await eventually("the oversized client closed") { big.isClosed }
+                client.send(#"{"type":"ping"}"#)
+                let pongs = client.messages.filter { $0.type == "pong" }.count
+                try await client.next("another pong") { _ in client.messages.filter { $0.type == "pong" }.count > pongs
+                }
+
                 await client.close()
             }
         }
