@@ -23,6 +23,8 @@ final class ClientConnection: Sendable {
         var closed = false
         var dropReason: DropReason?
         var writeStartedAt: ContinuousClock.Instant?
+        /// The writer stopped reading the queue (its socket failed): closed, but not for being slow.
+        var writerGone = false
     }
 
     let id: UInt64
@@ -82,13 +84,18 @@ final class ClientConnection: Sendable {
         return queued
     }
 
-    /// Must be called with the lock held. False when the queue was full: the client is then closed.
+    /// Must be called with the lock held. False when the queue was full (or its reader is gone): the
+    /// client is then closed.
     private func enqueue(_ text: String, _ state: inout State) -> Bool {
         switch continuation.yield(text) {
         case .enqueued:
             return true
-        case .dropped, .terminated:
+        case .dropped:
             state.closed = true
+            return false
+        case .terminated:
+            state.closed = true
+            state.writerGone = true
             return false
         @unknown default:
             state.closed = true
@@ -209,16 +216,16 @@ final class ClientConnection: Sendable {
     /// Drops a client that cannot keep up: its queue ends and its channel closes at once (a close frame
     /// would only wait behind what the client does not read).
     func drop(_ reason: DropReason) {
-        let first = state.withLock { state -> Bool in
-            guard state.dropReason == nil else { return false }
+        let (first, slow) = state.withLock { state -> (Bool, Bool) in
+            guard state.dropReason == nil else { return (false, false) }
             state.dropReason = reason
             state.closed = true
-            return true
+            return (true, !state.writerGone)
         }
         guard first else { return }
         continuation.finish()
         closeChannel()
-        onDrop(self, reason)
+        if slow { onDrop(self, reason) }
     }
 
     /// The client went away (or the server is stopping): end the writer.

@@ -68,10 +68,11 @@ final class Hub: Sendable {
 
     func disconnect(_ client: ClientConnection) {
         client.finish()
+        let showtimeIds = client.showtimeIds  // read before taking the registry's lock: never both at once
         let removed = registry.withLock { registry -> Int? in
             guard registry.clients.removeValue(forKey: client.id) != nil else { return nil }
             var removed = 0
-            for showtimeId in client.showtimeIds {
+            for showtimeId in showtimeIds {
                 if registry.subscribers[showtimeId]?.removeValue(forKey: client.id) != nil { removed += 1 }
                 if registry.subscribers[showtimeId]?.isEmpty == true { registry.subscribers[showtimeId] = nil }
             }

@@ -91,6 +91,7 @@ public final class RealtimeGateway: Service, Sendable {
         )
 
         let writeTimeout = configuration.writeTimeout
+        var failure: (any Error)?
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
@@ -105,10 +106,14 @@ public final class RealtimeGateway: Service, Sendable {
             }
         } catch is CancellationError {
             // Stopping.
+        } catch {
+            // The server failed (a port in use, say): the AMQP threads stop all the same.
+            failure = error
         }
         for client in hub.clients { client.finish() }
         await consumer.shutdown()
         await rpc.shutdown()
+        if let failure { throw failure }
         logger.info("realtime gateway stopped")
     }
 
