@@ -40,13 +40,20 @@ struct StorageConcurrencyTests {
         }
     }
 
-    @Test("50 threads holding 1-4 random seats of 20: no seat in two live holds, and the database agrees with every answer")
+    @Test(
+        "50 threads holding 1-4 random seats of 20: no seat in two live holds, and the database agrees with every answer"
+    )
     func multiSeatStorm() throws {
         try withTestDatabase { url in
             let setup = try StoreFixture(url)
             let seatIDs = (1...20).map { "S\($0)" }
             try setup.define("show", seatIDs)
-            struct Answer: Sendable { var user: String; var seats: [String]; var holdID: String?; var unavailable: [String]? }
+            struct Answer: Sendable {
+                var user: String
+                var seats: [String]
+                var holdID: String?
+                var unavailable: [String]?
+            }
             let answers = try onThreads(50) { index, start in
                 let f = try StoreFixture(url)
                 var generator = SystemRandomNumberGenerator()
@@ -67,7 +74,9 @@ struct StorageConcurrencyTests {
             // The database agrees with every answer: each created hold has exactly its seats...
             let rows = try setup.connection.query("SELECT seat_id, hold_id FROM seat_states WHERE state = 'held'").rows
             var holder: [String: String] = [:]
-            for row in rows { holder[try row.decode("seat_id", as: String.self)] = try row.decode("hold_id", as: String.self) }
+            for row in rows {
+                holder[try row.decode("seat_id", as: String.self)] = try row.decode("hold_id", as: String.self)
+            }
             #expect(holder.count == heldSeats.count)
             for winner in winners {
                 for seat in winner.seats { #expect(holder[seat] == winner.holdID) }
@@ -81,7 +90,33 @@ struct StorageConcurrencyTests {
                 #expect(try setup.int("SELECT count(*) AS n FROM holds WHERE user_id = $1", [loser.user]) == 0)
             }
             #expect(try setup.int("SELECT count(*) AS n FROM holds") == winners.count)
-            #expect(try setup.int("SELECT count(*) AS n FROM outbox WHERE event_type = 'hold.created'") == winners.count)
+            #expect(
+                try setup.int("SELECT count(*) AS n FROM outbox WHERE event_type = 'hold.created'") == winners.count
+            )
+        }
+    }
+
+    @Test("64 holds racing with one idempotency key: one hold, every answer is that hold, never unavailable")
+    func idempotentStorm() throws {
+        try withTestDatabase { url in
+            let setup = try StoreFixture(url)
+            try setup.define("show", ["A1", "A2"])
+            let answers = try onThreads(Self.connections) { index, start in
+                let f = try StoreFixture(url)
+                start()
+                return try (0..<4).map { _ -> String in
+                    switch try f.hold("show", ["A1", "A2"], user: "alice", key: "retry-1") {
+                    case .created(let hold): return "created:\(hold.holdId)"
+                    case .replayed(let hold): return "replayed:\(hold.holdId)"
+                    case let other: return "unexpected:\(other)"
+                    }
+                }
+            }.flatMap { $0 }
+            #expect(answers.count == Self.connections * 4)
+            #expect(answers.filter { $0.hasPrefix("created:") }.count == 1)
+            #expect(Set(answers.map { $0.split(separator: ":").last! }).count == 1)
+            #expect(try setup.int("SELECT count(*) AS n FROM holds") == 1)
+            #expect(try setup.int("SELECT count(*) AS n FROM outbox") == 1)
         }
     }
 
@@ -93,13 +128,17 @@ struct StorageConcurrencyTests {
             try setup.define("show", (1...rounds).map { "S\($0)" })
             var holds: [Hold] = []
             for round in 1...rounds { holds.append(try #require(try setup.created("show", ["S\(round)"], ttl: 1))) }
-            // Make them due almost at once; the purchases start just before the database says they expire.
+            // Expiry is in whole seconds, so they all die at (nearly) one instant; the purchases start 30 ms
+            // before it by the database clock and run across it, while the sweeper sweeps from that instant on.
             let last = holds.map(\.expiresAt).max()!
-            try setup.connection.query("SELECT pg_sleep(greatest(0, extract(epoch FROM $1::timestamptz - now()) - 0.01))", [last])
             let ids = holds.map(\.holdId)
             let results = try onThreads(2) { index, start in
                 let f = try StoreFixture(url)
                 start()
+                try f.connection.query(
+                    "SELECT pg_sleep(greatest(0, extract(epoch FROM $1::timestamptz - clock_timestamp()) - $2::float8))",
+                    [last, index == 0 ? 0.03 : 0.0]
+                )
                 if index == 0 {
                     return try ids.map { id -> String in
                         switch try f.store.purchase(PurchaseRequest(holdId: id, orderId: "order-\(id)", userId: nil)) {
@@ -126,7 +165,11 @@ struct StorageConcurrencyTests {
             #expect(try setup.int("SELECT count(*) AS n FROM holds WHERE status = 'expired'") == expired.count)
             #expect(try setup.int("SELECT count(*) AS n FROM seat_states WHERE state = 'purchased'") == purchased.count)
             #expect(try setup.int("SELECT count(*) AS n FROM seat_states WHERE state = 'available'") == expired.count)
-            #expect(try setup.int("SELECT count(*) AS n FROM outbox WHERE event_type IN ('hold.expired', 'seats.purchased')") == rounds)
+            #expect(
+                try setup.int(
+                    "SELECT count(*) AS n FROM outbox WHERE event_type IN ('hold.expired', 'seats.purchased')"
+                ) == rounds
+            )
         }
     }
 
@@ -158,7 +201,10 @@ struct StorageConcurrencyTests {
             let all = swept.flatMap { $0 }
             #expect(all.count == count && Set(all).count == count)
             #expect(try setup.int("SELECT count(*) AS n FROM outbox WHERE event_type = 'hold.expired'") == count)
-            #expect(try setup.int("SELECT count(DISTINCT hold_id) AS n FROM outbox WHERE event_type = 'hold.expired'") == count)
+            #expect(
+                try setup.int("SELECT count(DISTINCT hold_id) AS n FROM outbox WHERE event_type = 'hold.expired'")
+                    == count
+            )
             #expect(try setup.int("SELECT count(*) AS n FROM seat_states WHERE state = 'available'") == count)
         }
     }

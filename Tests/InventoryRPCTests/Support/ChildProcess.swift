@@ -9,7 +9,8 @@ final class ChildProcess: @unchecked Sendable {
     let pid: pid_t
     private var status: Int32?
 
-    init(_ path: String, _ arguments: [String], environment: [String: String]? = nil, outputPath: String? = nil) throws {
+    init(_ path: String, _ arguments: [String], environment: [String: String]? = nil, outputPath: String? = nil) throws
+    {
         var fileActions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&fileActions)
         defer { posix_spawn_file_actions_destroy(&fileActions) }
@@ -31,10 +32,10 @@ final class ChildProcess: @unchecked Sendable {
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
 
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
+        defer { for pointer in argv { free(pointer) } }
         let environment = environment ?? ProcessInfo.processInfo.environment
         let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { envp.forEach { free($0) } }
+        defer { for pointer in envp { free(pointer) } }
         var pid: pid_t = 0
         let result = posix_spawn(&pid, path, &fileActions, &attributes, argv, envp)
         guard result == 0 else { throw FixtureError("posix_spawn \(path): \(String(cString: strerror(result)))") }
