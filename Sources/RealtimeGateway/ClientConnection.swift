@@ -23,6 +23,8 @@ final class ClientConnection: Sendable {
         var closed = false
         var dropReason: DropReason?
         var writeStartedAt: ContinuousClock.Instant?
+        /// Since when the socket has been seen refusing more data (NIO's channel not writable).
+        var unwritableSince: ContinuousClock.Instant?
         /// The writer stopped reading the queue (its socket failed): closed, but not for being slow.
         var writerGone = false
     }
@@ -34,18 +36,21 @@ final class ClientConnection: Sendable {
     private let continuation: AsyncStream<String>.Continuation
     private let state = Mutex(State())
     private let closeChannel: @Sendable () -> Void
+    private let isWritable: @Sendable () -> Bool
     private let onDrop: @Sendable (ClientConnection, DropReason) -> Void
 
     init(
         id: UInt64,
         capacity: Int,
         closeChannel: @escaping @Sendable () -> Void,
+        isWritable: @escaping @Sendable () -> Bool = { true },
         onDrop: @escaping @Sendable (ClientConnection, DropReason) -> Void
     ) {
         self.id = id
         self.capacity = capacity
         (outbound, continuation) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingOldest(capacity))
         self.closeChannel = closeChannel
+        self.isWritable = isWritable
         self.onDrop = onDrop
     }
 
@@ -208,9 +213,21 @@ final class ClientConnection: Sendable {
         state.withLock { $0.writeStartedAt = nil }
     }
 
-    /// When the write in progress started; nil when the writer is idle.
-    var writeStartedAt: ContinuousClock.Instant? {
-        state.withLock { $0.writeStartedAt }
+    /// Whether the client has stopped taking data for longer than `timeout`: its writer has waited that
+    /// long on one message, or its socket has refused more data at every look since then (the watchdog
+    /// looks twice a second; a client that reads at all is seen writable in between).
+    func isStalled(now: ContinuousClock.Instant, timeout: Duration) -> Bool {
+        let writable = isWritable()
+        return state.withLock { state in
+            if writable {
+                state.unwritableSince = nil
+            } else if state.unwritableSince == nil {
+                state.unwritableSince = now
+            }
+            if let started = state.writeStartedAt, started.duration(to: now) > timeout { return true }
+            if let since = state.unwritableSince, since.duration(to: now) > timeout { return true }
+            return false
+        }
     }
 
     /// Drops a client that cannot keep up: its queue ends and its channel closes at once (a close frame

@@ -48,9 +48,17 @@ final class Hub: Sendable {
 
     // MARK: Clients
 
-    func connect(closeChannel: @escaping @Sendable () -> Void) -> ClientConnection {
+    func connect(
+        closeChannel: @escaping @Sendable () -> Void,
+        isWritable: @escaping @Sendable () -> Bool = { true }
+    ) -> ClientConnection {
         let id = nextClientID.add(1, ordering: .relaxed).oldValue
-        let client = ClientConnection(id: id, capacity: clientBufferSize, closeChannel: closeChannel) {
+        let client = ClientConnection(
+            id: id,
+            capacity: clientBufferSize,
+            closeChannel: closeChannel,
+            isWritable: isWritable
+        ) {
             [metrics, logger] client, reason in
             switch reason {
             case .bufferFull: metrics.droppedBufferFull.increment()
@@ -198,12 +206,10 @@ final class Hub: Sendable {
         }
     }
 
-    /// Drops clients whose current write has waited longer than `timeout`: they stopped reading.
+    /// Drops clients that took no data for longer than `timeout`: they stopped reading.
     func dropStalledWriters(olderThan timeout: Duration, now: ContinuousClock.Instant) {
-        for client in clients {
-            if let started = client.writeStartedAt, started.duration(to: now) > timeout {
-                client.drop(.writeStalled)
-            }
+        for client in clients where client.isStalled(now: now, timeout: timeout) {
+            client.drop(.writeStalled)
         }
     }
 }

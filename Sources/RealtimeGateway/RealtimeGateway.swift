@@ -193,7 +193,8 @@ public final class RealtimeGateway: Service, Sendable {
         hub: Hub,
         logger: Logger
     ) async {
-        let client = hub.connect { channel.close(promise: nil) }
+        // `isWritable` is safe from any thread (an atomic in NIO's socket channels).
+        let client = hub.connect(closeChannel: { channel.close(promise: nil) }, isWritable: { channel.isWritable })
         defer { hub.disconnect(client) }
         switch initial {
         case .success(let showtimeId): hub.subscribe(client, to: showtimeId)
@@ -205,7 +206,9 @@ public final class RealtimeGateway: Service, Sendable {
                 for await text in client.outbound {
                     client.writeStarted(at: .now)
                     do {
-                        try await outbound.write(.text(text))
+                        // Fragmented into frames of at most 16 KiB: a 10,000-seat snapshot is about
+                        // 450 KB, more than many clients take in one frame.
+                        try await outbound.writeTextMessage(text)
                     } catch {
                         break
                     }

@@ -304,6 +304,28 @@ extension RealServices {
             }
         }
 
+        @Test("a client whose socket stops taking data is dropped after the write timeout, even with few messages")
+        func writeStall() async throws {
+            // One snapshot of 10,000 seats (about 450 KB) is more than a never-reading socket takes.
+            let seats = (1...10_000).map { "seat-\($0)" }
+            let configure: (inout GatewayConfiguration) -> Void = { $0.writeTimeout = .seconds(1) }
+            try await withGateway(seatMaps: ["big": seats], configure: configure) { gateway, _ in
+                let reader = try await TestClient.connect("reader", url: gateway.url + "?showtimeId=big")
+                let silent = try NeverReadingClient(port: gateway.port, showtimeId: "big")
+                defer { silent.close() }
+                let start = ContinuousClock.now
+                try await gateway.waitUntil("the stalled client dropped", timeout: .seconds(10)) {
+                    gateway.gateway.metrics.snapshot().clientsDroppedWriteStalled == 1
+                }
+                print(
+                    "REPORT write-stall: a client stuck on a 10,000-seat snapshot was dropped after \(ms(start.duration(to: .now))) ms (timeout 1 s)"
+                )
+                let snapshot = try await reader.next("the big snapshot") { $0.type == "snapshot" }
+                #expect(snapshot.text.contains(#""available":10000"#))
+                #expect(gateway.gateway.metrics.snapshot().connections == 1)
+            }
+        }
+
         /// The built executable (next to the test bundle).
         static var executable: URL? {
             let candidates = [

@@ -1,5 +1,6 @@
 import Contracts
 import Foundation
+import ServiceSupport
 import Synchronization
 import Testing
 
@@ -238,5 +239,54 @@ struct HubTests {
         for showtime in ["s1", "s2", "s3"] { hub.subscribe(client, to: showtime) }
         #expect(availability.count == 2)
         #expect(types(await drain(client)) == ["error"])
+    }
+}
+
+@Suite("Gateway configuration")
+struct GatewayConfigurationTests {
+    let service = ServiceConfiguration.defaults
+
+    @Test("defaults: port 3011, the shared broker URL and RPC timeout")
+    func defaults() async throws {
+        let configuration = try await GatewayConfiguration.load(
+            service: service,
+            environment: [:],
+            directory: "/nonexistent"
+        )
+        #expect(configuration.port == 3011)
+        #expect(configuration.rabbitMQURL == service.rabbitMQURL)
+        #expect(configuration.rpcTimeout == .milliseconds(5_000))
+        #expect(configuration.clientBufferSize == 256)
+    }
+
+    @Test("the gateway's own variables are read; a bad value names its variable")
+    func variables() async throws {
+        let configuration = try await GatewayConfiguration.load(
+            service: service,
+            environment: [
+                "WS_PORT": "4011", "WS_CLIENT_BUFFER": "8", "WS_PING_INTERVAL_SECONDS": "5", "WS_HOST": "127.0.0.1",
+            ],
+            directory: "/nonexistent"
+        )
+        #expect(configuration.port == 4011)
+        #expect(configuration.clientBufferSize == 8)
+        #expect(configuration.pingInterval == .seconds(5))
+        #expect(configuration.host == "127.0.0.1")
+        await #expect(throws: ConfigurationError.self) {
+            _ = try await GatewayConfiguration.load(
+                service: service,
+                environment: ["WS_PORT": "http"],
+                directory: "/nonexistent"
+            )
+        }
+        do {
+            _ = try await GatewayConfiguration.load(
+                service: service,
+                environment: ["WS_CLIENT_BUFFER": "0"],
+                directory: "/nonexistent"
+            )
+        } catch {
+            #expect(error.variable == "WS_CLIENT_BUFFER")
+        }
     }
 }
