@@ -249,7 +249,7 @@ extension RealServices {
                         if let answer {
                             line += " \(ms(answer.replied.duration(to: message.at))) ms after the reply,"
                             line += " \(ms(answer.sent.duration(to: message.at))) ms after the request"
-                            #expect(answer.sent.duration(to: message.at) < .seconds(1), "\(line)")
+                            #expect(answer.sent.duration(to: message.at) < .seconds(2), "\(line)")
                         }
                         if let eventId = message.eventId, let seen = observer.receipt(of: eventId) {
                             line += " (\(ms(seen.duration(to: message.at))) ms after a plain AMQP consumer got it)"
