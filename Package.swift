@@ -10,6 +10,7 @@ import PackageDescription
 //   ServiceSupport     configuration, logging, metrics, signals, back-off shared by the processes.
 //   InventoryRPC       the core (library); `inventory-rpc` is its command line.
 //   HTTPFacade         the REST facade (library); `http-facade` is its command line.
+//   RealtimeGateway    the WebSocket gateway (library, Hummingbird); `realtime-gateway` is its command line.
 
 let swiftSettings: [SwiftSetting] = [
     .swiftLanguageMode(.v6)
@@ -21,6 +22,7 @@ let package = Package(
     products: [
         .executable(name: "inventory-rpc", targets: ["inventory-rpc"]),
         .executable(name: "http-facade", targets: ["http-facade"]),
+        .executable(name: "realtime-gateway", targets: ["realtime-gateway"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -28,6 +30,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // The realtime gateway's WebSocket server (and, in its tests, client).
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket", from: "2.8.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // MARK: C libraries
@@ -121,6 +128,30 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The realtime gateway: AMQP on its own threads, WebSockets on Hummingbird's event loops.
+        .target(
+            name: "RealtimeGateway",
+            dependencies: [
+                "Contracts", "AMQPClient", "ServiceSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "realtime-gateway",
+            dependencies: [
+                "RealtimeGateway", "ServiceSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
 
         // MARK: Tests
         .testTarget(name: "AMQPClientTests", dependencies: ["AMQPClient"], swiftSettings: swiftSettings),
@@ -137,6 +168,16 @@ let package = Package(
         .testTarget(
             name: "HTTPFacadeTests",
             dependencies: ["HTTPFacade", "Contracts", "AMQPClient"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RealtimeGatewayTests",
+            dependencies: [
+                "RealtimeGateway", "Contracts", "AMQPClient", "ServiceSupport",
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]

@@ -1,0 +1,98 @@
+import Configuration
+import Foundation
+import ServiceSupport
+import SystemPackage
+
+/// The gateway's settings. Shared variables (`RABBITMQ_URL`, `RPC_TIMEOUT_MS`, `LOG_LEVEL`) come from
+/// `ServiceConfiguration`; the gateway's own are read the same way (environment, then `.env.local`,
+/// then `.env`; an empty value counts as unset; a value that does not parse names its variable).
+public struct GatewayConfiguration: Sendable, Equatable {
+    /// `WS_PORT` (3011): WebSockets, `/healthz`, `/readyz` and `/metrics` on one HTTP server.
+    public var port: Int = 3011
+    /// `WS_HOST` (0.0.0.0): the address to bind.
+    public var host: String = "0.0.0.0"
+    /// `RABBITMQ_URL`.
+    public var rabbitMQURL: String = ServiceConfiguration.defaults.rabbitMQURL
+    /// `RPC_TIMEOUT_MS`: how long a snapshot may take.
+    public var rpcTimeout: Duration = .milliseconds(5_000)
+    /// `WS_CLIENT_BUFFER` (256): messages queued for one client before it counts as too slow and is dropped.
+    public var clientBufferSize: Int = 256
+    /// `WS_MAX_SUBSCRIPTIONS` (32): showtimes one connection may follow.
+    public var maxSubscriptionsPerClient: Int = 32
+    /// `WS_PING_INTERVAL_SECONDS` (30): WebSocket pings; a client that has not answered one by the next
+    /// is disconnected.
+    public var pingInterval: Duration = .seconds(30)
+    /// `WS_WRITE_TIMEOUT_SECONDS` (10): a client whose socket takes no data for this long is disconnected.
+    public var writeTimeout: Duration = .seconds(10)
+    /// `WS_SOCKET_SEND_BUFFER` (65536): each client socket's kernel send buffer (SO_SNDBUF), so a client
+    /// that stops reading holds at most this much kernel memory, and its stall shows quickly.
+    public var socketSendBuffer: Int = 65_536
+    /// Event ids remembered for de-duplication.
+    public var deduplicationCapacity: Int = 65_536
+    /// The AMQP connections' name in the broker's tools (` events` / ` rpc` appended).
+    public var connectionName: String = "realtime-gateway"
+
+    public init() {}
+
+    /// The configuration of the process: `service` for the shared variables, plus the gateway's own.
+    public static func load(
+        service: ServiceConfiguration,
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        directory: String = FileManager.default.currentDirectoryPath
+    ) async throws(ConfigurationError) -> GatewayConfiguration {
+        var readers: [(name: String, reader: ConfigReader)] = [
+            ("environment", ConfigReader(provider: EnvironmentVariablesProvider(environmentVariables: environment)))
+        ]
+        for file in ServiceConfiguration.environmentFiles {
+            let path = FilePath(directory).appending(file)
+            do {
+                let provider = try await EnvironmentVariablesProvider(environmentFilePath: path, allowMissing: true)
+                readers.append((file, ConfigReader(provider: provider)))
+            } catch {
+                throw ConfigurationError(variable: file, source: path.string, message: "cannot read the file: \(error)")
+            }
+        }
+        func lookup(_ name: String) -> (value: String, source: String)? {
+            for (source, reader) in readers {
+                if let raw = reader.string(forKey: ConfigKey([name])) {
+                    var value = raw.trimmingCharacters(in: .whitespaces)
+                    if value.count >= 2, let first = value.first, first == "\"" || first == "'", value.last == first {
+                        value = String(value.dropFirst().dropLast())
+                    }
+                    if !value.isEmpty { return (value, source) }
+                }
+            }
+            return nil
+        }
+        func integer(_ name: String, _ range: ClosedRange<Int>, _ fallback: Int) throws(ConfigurationError) -> Int {
+            guard let (raw, source) = lookup(name) else { return fallback }
+            guard let value = Int(raw), range.contains(value) else {
+                throw ConfigurationError(
+                    variable: name,
+                    source: source,
+                    message: "expected a whole number from \(range.lowerBound) to \(range.upperBound), got '\(raw)'"
+                )
+            }
+            return value
+        }
+        var configuration = GatewayConfiguration()
+        configuration.rabbitMQURL = service.rabbitMQURL
+        configuration.rpcTimeout = service.rpcTimeout
+        configuration.port = try integer("WS_PORT", 0...65_535, configuration.port)
+        if let (host, _) = lookup("WS_HOST") { configuration.host = host }
+        configuration.clientBufferSize = try integer("WS_CLIENT_BUFFER", 1...1_000_000, configuration.clientBufferSize)
+        configuration.maxSubscriptionsPerClient = try integer(
+            "WS_MAX_SUBSCRIPTIONS",
+            1...10_000,
+            configuration.maxSubscriptionsPerClient
+        )
+        configuration.socketSendBuffer = try integer(
+            "WS_SOCKET_SEND_BUFFER",
+            4_096...16_777_216,
+            configuration.socketSendBuffer
+        )
+        configuration.pingInterval = .seconds(try integer("WS_PING_INTERVAL_SECONDS", 1...3_600, 30))
+        configuration.writeTimeout = .seconds(try integer("WS_WRITE_TIMEOUT_SECONDS", 1...3_600, 10))
+        return configuration
+    }
+}
