@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The README's run command: services up, build, migrate, then the core and the REST facade together,
-# their logs on this terminal. Ctrl-C (or SIGTERM to this script) stops both; the script exits 0 when
-# both stopped cleanly.
+# The README's run command: services up, build, migrate, then the core, the REST facade and the realtime
+# gateway together, their logs on this terminal. Ctrl-C (or SIGTERM to this script) stops all three; the
+# script exits 0 when all stopped cleanly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,19 +10,16 @@ swift build
 bin=$(swift build --show-bin-path)
 "$bin/inventory-rpc" migrate
 
-# --- DEMO PROVISIONING HOOK -------------------------------------------------------------------------
-# Later work fills this in: once the facade answers /readyz, define a demo showtime's seats
-# (PUT /showtimes/{id}/seats, idempotent), so that a newcomer's frontend has seats to show.
+# The demo showtime, so that the seed's example requests work at once.
 provision_demo() {
     # The demo showtime (showtime_123, seat_1 ... seat_100), idempotently: the seed's example requests work at once.
     "$bin/inventory-rpc" provision-demo
 }
-# -----------------------------------------------------------------------------------------------------
 
 pids=()
 stopping=false
 stop() {
-    if ! $stopping; then echo "run.sh: stopping the core and the facade" >&2; fi
+    if ! $stopping; then echo "run.sh: stopping the core, the facade and the gateway" >&2; fi
     stopping=true
     # A second Ctrl-C sends a second signal, which ends the processes at once.
     kill -TERM "${pids[@]}" 2>/dev/null || true
@@ -35,6 +32,8 @@ trap stop INT TERM HUP
 setsid "$bin/inventory-rpc" serve &
 pids+=($!)
 setsid "$bin/http-facade" &
+pids+=($!)
+setsid "$bin/realtime-gateway" &
 pids+=($!)
 
 provision_demo || echo "run.sh: demo provisioning failed; running without the demo showtime" >&2
@@ -50,7 +49,7 @@ while [ ${#exit_codes[@]} -lt ${#pids[@]} ]; do
     [ -n "${finished:-}" ] || continue
     exit_codes[$finished]=$code
     if ! $stopping; then
-        echo "run.sh: a process ended on its own (exit status $code); stopping the other" >&2
+        echo "run.sh: a process ended on its own (exit status $code); stopping the others" >&2
         unexpected=true
         stop
     fi
