@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Creates a scratch database for the hold benchmark: the schema (the migrations of
+# Sources/InventoryRPC/Storage/Migrations.swift, applied in order), one showtime `bench` with $SEATS seats,
+# then ANALYZE (after seeding: plans made on empty tables stay with prepared statements).
+#
+#   PGPASSWORD=postgres bench/pgbench/setup.sh inv_bench            # creates the database inv_bench
+#   pgbench -h localhost -U postgres -n -c 4 -j 2 -T 10 -f bench/pgbench/hold.sql inv_bench
+#   dropdb -h localhost -U postgres inv_bench
+set -euo pipefail
+db="${1:?usage: setup.sh DATABASE}"
+seats="${SEATS:-200000}"
+here="$(cd "$(dirname "$0")" && pwd)"
+migrations="$here/../../Sources/InventoryRPC/Storage/Migrations.swift"
+psql=(psql -h "${PGHOST:-localhost}" -U "${PGUSER:-postgres}" -v ON_ERROR_STOP=1 -q)
+
+createdb -h "${PGHOST:-localhost}" -U "${PGUSER:-postgres}" "$db"
+# Each migration's SQL sits between `sql: #"""` and `"""#`; run them in file order, one transaction each.
+awk '/sql: #"""/ { n++; file = sprintf("'"$(mktemp -d)"'/%03d.sql", n); inside = 1; next }
+     /"""#/ { inside = 0; close(file); print file; next }
+     inside { print > file }' "$migrations" | while read -r file; do
+    "${psql[@]}" -d "$db" -1 -f "$file"
+done
+"${psql[@]}" -d "$db" -c "SELECT * FROM inventory_define_seats('bench', ARRAY(SELECT 'S' || g FROM generate_series(1, $seats) g))"
+"${psql[@]}" -d "$db" -c "ANALYZE"
+echo "database $db ready: showtime 'bench' with $seats seats"
