@@ -1,0 +1,311 @@
+import Configuration
+import Foundation
+import Logging
+import SystemPackage
+
+/// Everything the two processes read from their environment.
+///
+/// Sources, first match wins: the process environment, then `.env.local`, then `.env` in the working
+/// directory; a variable set nowhere takes its default. An empty value counts as unset, as it does
+/// for most `.env` readers, so `PORT=` in the environment lets `.env` decide.
+public struct ServiceConfiguration: Sendable, Equatable {
+    /// `DATABASE_URL`: a `postgresql://` (or `postgres://`) URL.
+    public var databaseURL: String
+    /// `REDIS_URL`: a `redis://` URL.
+    public var redisURL: String
+    /// `RABBITMQ_URL`: an `amqp://` URL.
+    public var rabbitMQURL: String
+    /// `CORS_ORIGIN`: the origins the facade allows, from a comma-separated list (`*` allows any).
+    public var corsOrigins: [String]
+    /// `PORT`: the REST facade's port (0 picks a free one).
+    public var port: Int
+    /// `HOLD_TTL_SECONDS`: how long a hold lives.
+    public var holdTTLSeconds: Int
+    /// `EXPIRY_INTERVAL_SECONDS`: how often the expiry sweep runs.
+    public var expiryIntervalSeconds: Int
+    /// `MAX_SEATS_PER_HOLD`: the most seats one hold may take.
+    public var maxSeatsPerHold: Int
+    /// `RPC_TIMEOUT_MS`: how long the facade waits for the core's reply.
+    public var rpcTimeoutMilliseconds: Int
+    /// `LOG_LEVEL`: one of swift-log's levels (`trace` ... `critical`; `warn` is taken for `warning`).
+    public var logLevel: Logger.Level
+    /// `WORKERS`: the core's worker threads, each with its own connections.
+    public var workers: Int
+    /// `OPS_PORT`: the core's operations HTTP port (`/metrics`, `/healthz`, `/readyz`; 0 picks a free one).
+    public var opsPort: Int
+    /// `PREFETCH`: unacknowledged RPC requests the broker hands each core worker at once.
+    public var prefetch: Int
+
+    /// The defaults of INTERFACE.md's table and of the README's.
+    public static let defaults = ServiceConfiguration(
+        databaseURL: "postgresql://postgres:postgres@localhost:5432/inventory_db",
+        redisURL: "redis://localhost:6379",
+        rabbitMQURL: "amqp://guest:guest@localhost:5672",
+        corsOrigins: ["http://localhost:3000"],
+        port: 3005,
+        holdTTLSeconds: 300,
+        expiryIntervalSeconds: 30,
+        maxSeatsPerHold: 10,
+        rpcTimeoutMilliseconds: 5000,
+        logLevel: .info,
+        workers: 8,
+        opsPort: 3006,
+        prefetch: 16
+    )
+
+    public init(
+        databaseURL: String,
+        redisURL: String,
+        rabbitMQURL: String,
+        corsOrigins: [String],
+        port: Int,
+        holdTTLSeconds: Int,
+        expiryIntervalSeconds: Int,
+        maxSeatsPerHold: Int,
+        rpcTimeoutMilliseconds: Int,
+        logLevel: Logger.Level,
+        workers: Int,
+        opsPort: Int,
+        prefetch: Int
+    ) {
+        self.databaseURL = databaseURL
+        self.redisURL = redisURL
+        self.rabbitMQURL = rabbitMQURL
+        self.corsOrigins = corsOrigins
+        self.port = port
+        self.holdTTLSeconds = holdTTLSeconds
+        self.expiryIntervalSeconds = expiryIntervalSeconds
+        self.maxSeatsPerHold = maxSeatsPerHold
+        self.rpcTimeoutMilliseconds = rpcTimeoutMilliseconds
+        self.logLevel = logLevel
+        self.workers = workers
+        self.opsPort = opsPort
+        self.prefetch = prefetch
+    }
+
+    public var holdTTL: Duration { .seconds(holdTTLSeconds) }
+    public var expiryInterval: Duration { .seconds(expiryIntervalSeconds) }
+    public var rpcTimeout: Duration { .milliseconds(rpcTimeoutMilliseconds) }
+
+    /// Every value, URLs with their passwords masked: safe to log.
+    public var logMetadata: Logger.Metadata {
+        [
+            "DATABASE_URL": "\(Self.redacted(url: databaseURL))",
+            "REDIS_URL": "\(Self.redacted(url: redisURL))",
+            "RABBITMQ_URL": "\(Self.redacted(url: rabbitMQURL))",
+            "CORS_ORIGIN": "\(corsOrigins.joined(separator: ","))",
+            "PORT": "\(port)",
+            "HOLD_TTL_SECONDS": "\(holdTTLSeconds)",
+            "EXPIRY_INTERVAL_SECONDS": "\(expiryIntervalSeconds)",
+            "MAX_SEATS_PER_HOLD": "\(maxSeatsPerHold)",
+            "RPC_TIMEOUT_MS": "\(rpcTimeoutMilliseconds)",
+            "LOG_LEVEL": "\(logLevel)",
+            "WORKERS": "\(workers)",
+            "OPS_PORT": "\(opsPort)",
+            "PREFETCH": "\(prefetch)",
+        ]
+    }
+}
+
+/// A variable that did not parse, or an environment file that could not be read.
+public struct ConfigurationError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// The variable (or file) at fault.
+    public var variable: String
+    /// Where the value came from: `environment`, `.env.local` or `.env`.
+    public var source: String
+    public var message: String
+
+    public init(variable: String, source: String, message: String) {
+        self.variable = variable
+        self.source = source
+        self.message = message
+    }
+
+    /// One line, naming the variable; never contains a password.
+    public var description: String {
+        "invalid configuration: \(variable) (from \(source)): \(message)"
+    }
+}
+
+// MARK: - Loading
+
+extension ServiceConfiguration {
+    /// The files read after the environment, in order.
+    public static let environmentFiles = [".env.local", ".env"]
+
+    /// Reads the configuration from `environment`, then `.env.local`, then `.env` in `directory`.
+    /// Missing files are fine; a value that does not parse throws, naming the variable.
+    public static func load(
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        directory: String = FileManager.default.currentDirectoryPath
+    ) async throws(ConfigurationError) -> ServiceConfiguration {
+        var sources: [(name: String, reader: ConfigReader)] = [
+            ("environment", ConfigReader(provider: EnvironmentVariablesProvider(environmentVariables: environment)))
+        ]
+        for file in environmentFiles {
+            let path = FilePath(directory).appending(file)
+            do {
+                let provider = try await EnvironmentVariablesProvider(environmentFilePath: path, allowMissing: true)
+                sources.append((file, ConfigReader(provider: provider)))
+            } catch {
+                throw ConfigurationError(variable: file, source: path.string, message: "cannot read the file: \(error)")
+            }
+        }
+        return try Parser(sources: sources).parse()
+    }
+
+    /// ``load(environment:directory:)`` for a thread outside Swift concurrency, such as `main` before the
+    /// service starts its threads. Never call it from an async context.
+    public static func loadBlocking(
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        directory: String = FileManager.default.currentDirectoryPath
+    ) throws(ConfigurationError) -> ServiceConfiguration {
+        let result = BlockingResult<Result<ServiceConfiguration, ConfigurationError>>()
+        Task.detached {
+            do throws(ConfigurationError) {
+                result.set(.success(try await load(environment: environment, directory: directory)))
+            } catch {
+                result.set(.failure(error))
+            }
+        }
+        return try result.wait().get()
+    }
+
+    /// `scheme://user:password@host...` with the password replaced by `***`; anything else unchanged.
+    /// Takes the last `@` before any query as the end of the password, so that a password with an
+    /// unencoded `/` or `@` is still masked (masking too much is safe; too little is not).
+    public static func redacted(url: String) -> String {
+        guard let schemeEnd = url.range(of: "://") else { return url }
+        let rest = url[schemeEnd.upperBound...]
+        let beforeQuery = rest[..<(rest.firstIndex(where: { $0 == "?" || $0 == "#" }) ?? rest.endIndex)]
+        guard let at = beforeQuery.lastIndex(of: "@"),
+            let colon = beforeQuery[..<at].firstIndex(of: ":")
+        else { return url }
+        return String(url[...colon]) + "***" + String(url[at...])
+    }
+}
+
+/// Reads each variable from the first source that has a non-empty value and checks it.
+private struct Parser {
+    var sources: [(name: String, reader: ConfigReader)]
+
+    func parse() throws(ConfigurationError) -> ServiceConfiguration {
+        let defaults = ServiceConfiguration.defaults
+        return ServiceConfiguration(
+            // libpq takes a URL without a host: the local socket.
+            databaseURL: try url(
+                "DATABASE_URL",
+                schemes: ["postgresql", "postgres"],
+                requiresHost: false,
+                default: defaults.databaseURL
+            ),
+            redisURL: try url("REDIS_URL", schemes: ["redis"], default: defaults.redisURL),
+            rabbitMQURL: try url("RABBITMQ_URL", schemes: ["amqp"], default: defaults.rabbitMQURL),
+            corsOrigins: try origins("CORS_ORIGIN", default: defaults.corsOrigins),
+            port: try integer("PORT", in: 0...65_535, default: defaults.port),
+            holdTTLSeconds: try integer("HOLD_TTL_SECONDS", in: 1...86_400, default: defaults.holdTTLSeconds),
+            expiryIntervalSeconds: try integer(
+                "EXPIRY_INTERVAL_SECONDS",
+                in: 1...3_600,
+                default: defaults.expiryIntervalSeconds
+            ),
+            maxSeatsPerHold: try integer("MAX_SEATS_PER_HOLD", in: 1...10_000, default: defaults.maxSeatsPerHold),
+            rpcTimeoutMilliseconds: try integer(
+                "RPC_TIMEOUT_MS",
+                in: 1...600_000,
+                default: defaults.rpcTimeoutMilliseconds
+            ),
+            logLevel: try logLevel("LOG_LEVEL", default: defaults.logLevel),
+            workers: try integer("WORKERS", in: 1...256, default: defaults.workers),
+            opsPort: try integer("OPS_PORT", in: 0...65_535, default: defaults.opsPort),
+            prefetch: try integer("PREFETCH", in: 1...65_535, default: defaults.prefetch)
+        )
+    }
+
+    /// The raw value and where it came from, or nil when no source sets it.
+    private func lookup(_ name: String, isSecret: Bool = false) -> (value: String, source: String)? {
+        for source in sources {
+            if let raw = source.reader.string(forKey: ConfigKey([name]), isSecret: isSecret) {
+                let value = Self.unquoted(raw.trimmingCharacters(in: .whitespaces))
+                if !value.isEmpty { return (value, source.name) }
+            }
+        }
+        return nil
+    }
+
+    /// `.env` files often quote values; the environment file reader keeps the quotes.
+    private static func unquoted(_ value: String) -> String {
+        guard value.count >= 2, let first = value.first, first == "\"" || first == "'", value.last == first else {
+            return value
+        }
+        return String(value.dropFirst().dropLast())
+    }
+
+    private func integer(
+        _ name: String,
+        in range: ClosedRange<Int>,
+        default value: Int
+    ) throws(ConfigurationError)
+        -> Int
+    {
+        guard let (raw, source) = lookup(name) else { return value }
+        guard let parsed = Int(raw), range.contains(parsed) else {
+            throw ConfigurationError(
+                variable: name,
+                source: source,
+                message: "expected a whole number from \(range.lowerBound) to \(range.upperBound), got '\(raw)'"
+            )
+        }
+        return parsed
+    }
+
+    private func url(
+        _ name: String,
+        schemes: [String],
+        requiresHost: Bool = true,
+        default value: String
+    ) throws(ConfigurationError) -> String {
+        guard let (raw, source) = lookup(name, isSecret: true) else { return value }
+        let shown = ServiceConfiguration.redacted(url: raw)
+        func failure(_ problem: String) -> ConfigurationError {
+            ConfigurationError(variable: name, source: source, message: "\(problem), got '\(shown)'")
+        }
+        let expected = "expected a \(schemes[0]):// URL"
+        guard let schemeEnd = raw.range(of: "://"),
+            schemes.contains(raw[..<schemeEnd.lowerBound].lowercased())
+        else { throw failure(expected) }
+        guard let components = URLComponents(string: raw) else { throw failure("\(expected) that parses") }
+        if requiresHost, components.host?.isEmpty ?? true { throw failure("\(expected) with a host") }
+        if let port = components.port, !(1...65_535).contains(port) {
+            throw failure("\(expected) with a port from 1 to 65535")
+        }
+        return raw
+    }
+
+    private func origins(_ name: String, default value: [String]) throws(ConfigurationError) -> [String] {
+        guard let (raw, source) = lookup(name) else { return value }
+        let origins = raw.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        for origin in origins where origin != "*" {
+            let isHTTP = origin.hasPrefix("http://") || origin.hasPrefix("https://")
+            guard isHTTP, let host = URLComponents(string: origin)?.host, !host.isEmpty else {
+                throw ConfigurationError(
+                    variable: name,
+                    source: source,
+                    message: "expected '*' or http(s)://host[:port] origins separated by commas, got '\(origin)'"
+                )
+            }
+        }
+        guard !origins.isEmpty else {
+            throw ConfigurationError(variable: name, source: source, message: "expected at least one origin")
+        }
+        return origins
+    }
+
+    private func logLevel(_ name: String, default value: Logger.Level) throws(ConfigurationError) -> Logger.Level {
+        guard let (raw, source) = lookup(name) else { return value }
+        let lowered = raw.lowercased()
+        if let level = Logger.Level(rawValue: lowered == "warn" ? "warning" : lowered) { return level }
+        let names = Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")
+        throw ConfigurationError(variable: name, source: source, message: "expected one of \(names), got '\(raw)'")
+    }
+}

@@ -1,0 +1,6 @@
+import ServiceSupport
+
+// Before anything can start a thread: every thread started later inherits the blocked signals, and only
+// the signal thread takes them (C-LIBRARIES.md, "Signals"). libmicrohttpd's threads most of all.
+SignalHandling.blockTerminationSignals()
+HTTPFacadeCommand.main()

@@ -1,0 +1,219 @@
+import Foundation
+import Logging
+import Testing
+
+@testable import ServiceSupport
+
+/// A temporary working directory with the given `.env.local` / `.env` contents, removed afterwards.
+private func withDirectory<T>(
+    files: [String: String] = [:],
+    _ body: (String) async throws -> T
+) async throws -> T {
+    let directory = FileManager.default.temporaryDirectory
+        .appendingPathComponent("service-support-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    for (name, contents) in files {
+        try contents.write(toFile: directory + "/" + name, atomically: true, encoding: .utf8)
+    }
+    return try await body(directory)
+}
+
+private func load(
+    _ environment: [String: String] = [:],
+    files: [String: String] = [:]
+) async throws
+    -> ServiceConfiguration
+{
+    try await withDirectory(files: files) { directory in
+        try await ServiceConfiguration.load(environment: environment, directory: directory)
+    }
+}
+
+/// The error `load` throws for these sources.
+private func loadError(
+    _ environment: [String: String],
+    files: [String: String] = [:]
+) async throws
+    -> ConfigurationError?
+{
+    try await withDirectory(files: files) { directory -> ConfigurationError? in
+        do throws(ConfigurationError) {
+            _ = try await ServiceConfiguration.load(environment: environment, directory: directory)
+            return nil
+        } catch {
+            return error
+        }
+    }
+}
+
+@Suite("Service configuration")
+struct ServiceConfigurationTests {
+    @Test("with nothing set, every variable takes INTERFACE.md's default")
+    func defaults() async throws {
+        let configuration = try await load()
+        #expect(configuration.databaseURL == "postgresql://postgres:postgres@localhost:5432/inventory_db")
+        #expect(configuration.redisURL == "redis://localhost:6379")
+        #expect(configuration.rabbitMQURL == "amqp://guest:guest@localhost:5672")
+        #expect(configuration.corsOrigins == ["http://localhost:3000"])
+        #expect(configuration.port == 3005)
+        #expect(configuration.holdTTLSeconds == 300)
+        #expect(configuration.expiryIntervalSeconds == 30)
+        #expect(configuration.maxSeatsPerHold == 10)
+        #expect(configuration.rpcTimeoutMilliseconds == 5000)
+        #expect(configuration.logLevel == .info)
+        #expect(configuration.workers == 8)
+        #expect(configuration.opsPort == 3006)
+        #expect(configuration.prefetch == 16)
+        #expect(configuration == .defaults)
+        #expect(configuration.holdTTL == .seconds(300))
+        #expect(configuration.rpcTimeout == .milliseconds(5000))
+    }
+
+    @Test("every variable is read from the environment")
+    func everyVariable() async throws {
+        let configuration = try await load([
+            "DATABASE_URL": "postgres://app:pw@db.example:6543/other",
+            "REDIS_URL": "redis://:pw@cache:6380/2",
+            "RABBITMQ_URL": "amqp://u:p@broker:5673/vhost",
+            "CORS_ORIGIN": "http://a.example, https://b.example:8443",
+            "PORT": "8080",
+            "HOLD_TTL_SECONDS": "90",
+            "EXPIRY_INTERVAL_SECONDS": "5",
+            "MAX_SEATS_PER_HOLD": "4",
+            "RPC_TIMEOUT_MS": "250",
+            "LOG_LEVEL": "DEBUG",
+            "WORKERS": "2",
+            "OPS_PORT": "0",
+            "PREFETCH": "64",
+        ])
+        #expect(configuration.databaseURL == "postgres://app:pw@db.example:6543/other")
+        #expect(configuration.redisURL == "redis://:pw@cache:6380/2")
+        #expect(configuration.rabbitMQURL == "amqp://u:p@broker:5673/vhost")
+        #expect(configuration.corsOrigins == ["http://a.example", "https://b.example:8443"])
+        #expect(configuration.port == 8080)
+        #expect(configuration.holdTTLSeconds == 90)
+        #expect(configuration.expiryIntervalSeconds == 5)
+        #expect(configuration.maxSeatsPerHold == 4)
+        #expect(configuration.rpcTimeoutMilliseconds == 250)
+        #expect(configuration.logLevel == .debug)
+        #expect(configuration.workers == 2)
+        #expect(configuration.opsPort == 0)
+        #expect(configuration.prefetch == 64)
+    }
+
+    @Test("a database URL may leave out the host, as libpq allows (the local socket)")
+    func socketDatabaseURL() async throws {
+        let configuration = try await load(["DATABASE_URL": "postgresql:///inventory_db?host=/var/run/postgresql"])
+        #expect(configuration.databaseURL == "postgresql:///inventory_db?host=/var/run/postgresql")
+    }
+
+    @Test("the environment wins over .env.local, which wins over .env")
+    func precedence() async throws {
+        let files = [
+            ".env.local": "PORT=4001\nHOLD_TTL_SECONDS=120\n",
+            ".env": "PORT=4002\nHOLD_TTL_SECONDS=130\nMAX_SEATS_PER_HOLD=3\n",
+        ]
+        let configuration = try await load(["PORT": "4000"], files: files)
+        #expect(configuration.port == 4000)
+        #expect(configuration.holdTTLSeconds == 120)
+        #expect(configuration.maxSeatsPerHold == 3)
+        #expect(configuration.rpcTimeoutMilliseconds == 5000)
+    }
+
+    @Test("environment files: comments, blank lines and quoted values; empty values count as unset")
+    func fileSyntax() async throws {
+        let files = [
+            ".env.local": "# local overrides\n\nCORS_ORIGIN=\"http://x.example\"\nPORT=\n",
+            ".env": "PORT='4100'\n",
+        ]
+        let configuration = try await load(["LOG_LEVEL": ""], files: files)
+        #expect(configuration.corsOrigins == ["http://x.example"])
+        #expect(configuration.port == 4100)
+        #expect(configuration.logLevel == .info)
+    }
+
+    @Test(
+        "a value that does not parse is an error naming the variable",
+        arguments: [
+            ("PORT", "abc"), ("PORT", "70000"), ("OPS_PORT", "-1"), ("HOLD_TTL_SECONDS", "-1"),
+            ("HOLD_TTL_SECONDS", "0"), ("EXPIRY_INTERVAL_SECONDS", "1.5"), ("MAX_SEATS_PER_HOLD", "0"),
+            ("RPC_TIMEOUT_MS", "5s"), ("WORKERS", "0"), ("PREFETCH", "many"), ("LOG_LEVEL", "loud"),
+            ("DATABASE_URL", "mysql://root:hunter2@localhost/db"), ("DATABASE_URL", "localhost:5432"),
+            ("REDIS_URL", "http://localhost:6379"), ("RABBITMQ_URL", "amqps://guest:guest@localhost"),
+            ("RABBITMQ_URL", "amqp://"), ("CORS_ORIGIN", "localhost:3000"), ("CORS_ORIGIN", " , "),
+        ]
+    )
+    func badValue(variable: String, value: String) async throws {
+        let error = try #require(await loadError([variable: value]))
+        #expect(error.variable == variable)
+        #expect(error.source == "environment")
+        #expect(error.description.contains(variable))
+        #expect(!error.description.contains("\n"))
+        #expect(!error.description.contains("hunter2"))
+    }
+
+    @Test("an error names the file a bad value came from")
+    func badValueInFile() async throws {
+        let error = try #require(await loadError([:], files: [".env": "WORKERS=lots\n"]))
+        #expect(error.variable == "WORKERS")
+        #expect(error.source == ".env")
+        #expect(
+            error.description
+                == "invalid configuration: WORKERS (from .env): expected a whole number from 1 to 256, got 'lots'"
+        )
+    }
+
+    @Test("a bad value hidden by a higher source is never read")
+    func shadowedBadValue() async throws {
+        let configuration = try await load(["PORT": "3100"], files: [".env": "PORT=abc\n"])
+        #expect(configuration.port == 3100)
+    }
+
+    @Test("loadBlocking gives what load gives, from a thread outside Swift concurrency")
+    func blocking() async throws {
+        try await withDirectory(files: [".env": "PORT=3999\n"]) { directory in
+            let result = BlockingResult<Result<ServiceConfiguration, ConfigurationError>>()
+            let thread = Thread {
+                do throws(ConfigurationError) {
+                    result.set(.success(try ServiceConfiguration.loadBlocking(environment: [:], directory: directory)))
+                } catch {
+                    result.set(.failure(error))
+                }
+            }
+            thread.start()
+            let configuration = try await Task.detached { try result.wait().get() }.value
+            #expect(configuration.port == 3999)
+        }
+    }
+
+    @Test(
+        "redaction masks the password of a URL and nothing else",
+        arguments: [
+            (
+                "postgresql://postgres:postgres@localhost:5432/inventory_db",
+                "postgresql://postgres:***@localhost:5432/inventory_db"
+            ),
+            ("amqp://guest:guest@localhost:5672", "amqp://guest:***@localhost:5672"),
+            ("redis://:secret@cache:6379/0", "redis://:***@cache:6379/0"),
+            ("amqp://u:p@ss@host/v", "amqp://u:***@host/v"),
+            ("amqp://u:pa/ss@host/v", "amqp://u:***@host/v"),
+            ("redis://localhost:6379", "redis://localhost:6379"),
+            ("postgresql://user@localhost/db", "postgresql://user@localhost/db"),
+            ("http://host/path?x=a:b@c", "http://host/path?x=a:b@c"),
+            ("not a url", "not a url"),
+        ]
+    )
+    func redaction(url: String, expected: String) {
+        #expect(ServiceConfiguration.redacted(url: url) == expected)
+    }
+
+    @Test("log metadata never shows a password")
+    func metadataIsRedacted() {
+        let rendered = ServiceConfiguration.defaults.logMetadata.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        #expect(!rendered.contains("postgres:postgres@"))
+        #expect(!rendered.contains("guest:guest@"))
+        #expect(rendered.contains("DATABASE_URL=postgresql://postgres:***@localhost:5432/inventory_db"))
+        #expect(ServiceConfiguration.defaults.logMetadata.count == 13)
+    }
+}
