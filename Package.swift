@@ -154,7 +154,10 @@ let package = Package(
         ),
         .testTarget(
             name: "BenchTests",
-            dependencies: ["Bench", "Contracts", "AMQPClient", "PostgresClient"],
+            dependencies: [
+                "Bench", "Contracts", "AMQPClient", "PostgresClient", "InventoryRPC",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

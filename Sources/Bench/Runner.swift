@@ -142,7 +142,7 @@ public enum BenchRunner {
         let report = BenchReport(
             mode: options.transport.rawValue, shape: options.transport == .echo ? "null-rpc" : options.shape.rawValue,
             inFlight: options.inFlight, connections: connections,
-            durationSeconds: seconds, warmupSeconds: Double(options.warmup.components.seconds),
+            durationSeconds: seconds, warmupSeconds: Double(options.warmup.components.seconds) + Double(options.warmup.components.attoseconds) / 1e18,
             showtimes: options.showtimes, seatsPerShowtime: options.seatsPerShowtime,
             seatsPerHold: "\(options.seatsPerHold.lowerBound)-\(options.seatsPerHold.upperBound)",
             load: "start: \(loadAtStart); end: \(loadAtEnd)", operations: rows,
