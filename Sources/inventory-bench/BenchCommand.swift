@@ -1,5 +1,7 @@
 import ArgumentParser
+import AMQPClient
 import Bench
+import Contracts
 import Foundation
 import Logging
 
@@ -12,7 +14,7 @@ struct BenchCommand: ParsableCommand {
             Environment: RABBITMQ_URL (default amqp://guest:guest@localhost:5672), DATABASE_URL (for the
             verifier), FACADE_URL (http mode, default http://localhost:3005). See BENCHMARKS.md.
             """,
-        subcommands: [AMQP.self, HTTP.self, Echo.self, Verify.self]
+        subcommands: [AMQP.self, HTTP.self, Echo.self, Verify.self, Ping.self, StubCoreCommand.self]
     )
 }
 
@@ -45,7 +47,7 @@ struct LoadOptions: ParsableArguments {
     var seatsPerShowtime = 10_000
     @Option(help: "Seats per hold: N or A-B (adjacent seats, length drawn from the range).")
     var seatsPerHold = "1-4"
-    @Option(help: "uniform | hot | mix")
+    @Option(help: "uniform | hot | mix | availability")
     var shape: RushShape = .uniform
     @Option(help: "hot: how many seats everybody wants (of the first showtime).")
     var hotSeats = 10
@@ -173,6 +175,57 @@ extension BenchCommand {
                 print(summary.text())
             }
             if !summary.passed { throw ExitCode(1) }
+        }
+    }
+}
+
+extension BenchCommand {
+    struct StubCoreCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "stub-core",
+            abstract: "Serve the AMQP contract straight over the core's SQL functions (no Redis, sweep or confirms): "
+                + "a ceiling, and a stand-in while the core cannot serve. Runs until killed.")
+        @OptionGroup var connection: Connection
+        @Option(help: "Worker threads (each: one AMQP and one PostgreSQL connection).")
+        var workers = 4
+        @Option(help: "Hold TTL in seconds.")
+        var holdTTL = 300
+
+        func run() throws {
+            guard let url = connection.resolvedDatabase else { throw ValidationError("DATABASE_URL is not set") }
+            _ = try StubCore(
+                amqpURL: connection.resolvedAMQP, databaseURL: url, workers: workers, holdTTLSeconds: holdTTL,
+                logger: makeLogger())
+            print("stub-core serving")
+            fflush(nil)
+            while true { Thread.sleep(forTimeInterval: 3600) }
+        }
+    }
+}
+
+extension BenchCommand {
+    struct Ping: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Wait until the core answers ping.request (exit 1 if it does not within --wait seconds).")
+        @OptionGroup var connection: Connection
+        @Option(help: "Seconds to keep trying.")
+        var wait = 20.0
+
+        func run() throws {
+            let deadline = ContinuousClock.now + seconds(wait)
+            let configuration = try AMQPConfiguration(url: connection.resolvedAMQP)
+            while ContinuousClock.now < deadline {
+                if let caller = try? RPCCaller(configuration: configuration, logger: makeLogger()) {
+                    defer { caller.close() }
+                    if case .success = try? caller.call(.ping, PingRequest(), as: PingReply.self, timeout: .seconds(1)) {
+                        print("ping answered")
+                        return
+                    }
+                }
+                Thread.sleep(forTimeInterval: 0.3)
+            }
+            print("no answer to ping.request within \(wait) s")
+            throw ExitCode(1)
         }
     }
 }
