@@ -142,7 +142,7 @@ fi
 
 core_up=0
 if has core || has http; then
-    DATABASE_URL="$coreurl" RABBITMQ_URL="$amqp" HOLD_TTL_SECONDS=300 LOG_LEVEL=warning \
+    DATABASE_URL="$coreurl" RABBITMQ_URL="$amqp" HOLD_TTL_SECONDS=300 OPS_PORT=0 LOG_LEVEL=warning \
         "$bin/inventory-rpc" serve >"$OUT/core.log" 2>&1 &
     core=$!
     pids+=("$core")
