@@ -53,6 +53,8 @@ struct LoadOptions: ParsableArguments {
     var hotSeats = 10
     @Option(help: "hot: share of holds that go for the hot seats.")
     var hotFraction = 0.9
+    @Flag(help: "ANALYZE seat_states after provisioning (shows what stale planner statistics cost a new showtime).")
+    var analyze = false
     @Flag(help: "Skip the verification at the end.")
     var noVerify = false
     @Flag(help: "Print the report as JSON.")
@@ -79,13 +81,14 @@ func makeLogger() -> Logger {
 func seconds(_ value: Double) -> Duration { .milliseconds(Int64(value * 1000)) }
 
 func runLoad(_ transport: Transport, connection: Connection, load: LoadOptions, httpURL: String) throws {
-    let options = BenchOptions(
+    var options = BenchOptions(
         transport: transport, amqpURL: connection.resolvedAMQP, httpURL: httpURL,
         databaseURL: connection.resolvedDatabase, inFlight: load.inFlight, connections: load.connections,
         duration: seconds(load.duration), warmup: seconds(load.warmup), timeout: seconds(load.timeout),
         showtimes: load.showtimes, seatsPerShowtime: load.seatsPerShowtime, seatsPerHold: try load.seatsRange(),
         shape: load.shape, hotSeats: load.hotSeats, hotFraction: load.hotFraction,
         verify: !load.noVerify && transport != .echo)
+    options.analyzeAfterProvisioning = load.analyze
     if options.verify && options.databaseURL == nil {
         throw ValidationError("the verifier needs DATABASE_URL (or --database-url); --no-verify skips it")
     }
