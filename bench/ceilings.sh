@@ -5,7 +5,9 @@
 #   redis        redis-benchmark with the lock command's shape: SET lock:{...}:<random> v NX EX 300
 #   echo         a null AMQP RPC through the project's AMQP layer (inventory-bench echo)
 #   stub         the same SQL behind the same AMQP layer and nothing else (inventory-bench stub-core)
-#   core         inventory-bench against inventory-rpc serve: uniform holds, a hot rush, availability
+#   core         inventory-bench against inventory-rpc serve: uniform holds (as provisioned, then again with the
+#                planner's statistics fresh: --analyze), a hot rush, availability of 2,000 seats, the mix
+#   sweep        100,000 holds expiring at once (inventory-bench sweep), the core sweeping every 5 s
 #   http         inventory-bench against http-facade in front of the core (when it serves)
 # and the ratios the targets are stated in (BENCHMARKS.md): hold throughput / pgbench rate.
 #
@@ -28,7 +30,8 @@ PGHOST="${PGHOST:-localhost}" PGUSER="${PGUSER:-postgres}" PGPASSWORD="${PGPASSW
 export PGHOST PGUSER PGPASSWORD
 AMQP_BASE="${AMQP_BASE:-amqp://guest:guest@localhost:5672}"
 OUT="${OUT:-$root/.build/ceilings}"
-STEPS="${STEPS:-pgbench redis echo stub core http}"
+STEPS="${STEPS:-pgbench redis echo stub core http sweep}"
+SWEEP_HOLDS="${SWEEP_HOLDS:-100000}"
 mkdir -p "$OUT"
 
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
@@ -116,7 +119,7 @@ fi
 
 # The service: a migrated scratch database (the core's own migrations, applied as setup.sh does, then
 # `inventory-rpc migrate`, which finds nothing left to do once the core has landed).
-if has stub || has core || has http; then
+if has stub || has core || has http || has sweep; then
     SEATS=1 "$root/bench/pgbench/setup.sh" "$coredb" >/dev/null
     DATABASE_URL="$coreurl" "$bin/inventory-rpc" migrate >"$OUT/migrate.log" 2>&1 || true
 fi
@@ -141,8 +144,8 @@ if has stub; then
 fi
 
 core_up=0
-if has core || has http; then
-    DATABASE_URL="$coreurl" RABBITMQ_URL="$amqp" HOLD_TTL_SECONDS=300 OPS_PORT=0 LOG_LEVEL=warning \
+if has core || has http || has sweep; then
+    DATABASE_URL="$coreurl" RABBITMQ_URL="$amqp" HOLD_TTL_SECONDS=300 EXPIRY_INTERVAL_SECONDS=5 OPS_PORT=0 LOG_LEVEL=warning \
         "$bin/inventory-rpc" serve >"$OUT/core.log" 2>&1 &
     core=$!
     pids+=("$core")
@@ -152,6 +155,7 @@ fi
 if has core && (( core_up )); then
     common=(--amqp-url "$amqp" --connections "$CONNECTIONS" --duration "$DURATION" --warmup "$WARMUP")
     run_bench core-uniform "$core" amqp "${common[@]}" --in-flight "$IN_FLIGHT" --shape uniform
+    run_bench core-uniform-analyzed "$core" amqp "${common[@]}" --in-flight "$IN_FLIGHT" --shape uniform --analyze
     run_bench core-hot "$core" amqp "${common[@]}" --in-flight 1000 --shape hot --hot-seats 10 --showtimes 1 \
         --seats-per-showtime 100 --seats-per-hold 1-2 --timeout 10
     run_bench core-availability "$core" amqp "${common[@]}" --in-flight 8 --shape availability --showtimes 4 \
@@ -168,6 +172,12 @@ if has http && (( core_up )) && [[ -x "$bin/http-facade" ]]; then
     for _ in $(seq 1 50); do curl -sf "http://localhost:$port/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
     run_bench http-uniform "$facade" http --facade-url "http://localhost:$port" --amqp-url "$amqp" \
         --in-flight "$IN_FLIGHT" --connections "$CONNECTIONS" --duration "$DURATION" --warmup "$WARMUP" --shape uniform
+fi
+
+if has sweep && (( core_up )); then
+    say "sweep: $SWEEP_HOLDS holds expiring at once"
+    "$bin/inventory-bench" sweep --amqp-url "$amqp" --database-url "$coreurl" --holds "$SWEEP_HOLDS" --wait 150 --json \
+        >"$OUT/sweep.json" 2>"$OUT/sweep.err" || echo "   sweep: exit $?" >&2
 fi
 
 python3 - "$OUT" <<'EOF'
@@ -208,13 +218,22 @@ def bench_rows(name, label, ops):
 bench_rows("echo", "null AMQP RPC echo (ceiling)", {"echo"})
 bench_rows("stub-uniform", "stub-core: SQL behind AMQP only", {"hold"})
 bench_rows("core-uniform", "core, uniform", {"hold"})
+bench_rows("core-uniform-analyzed", "core, uniform, fresh statistics", {"hold"})
 bench_rows("core-hot", "core, hot rush (10 seats)", {"hold", "release"})
 bench_rows("core-availability", "core, availability 2,000 seats", {"availability"})
 bench_rows("core-mix", "core, mix", {"hold", "release", "purchase", "availability"})
 bench_rows("http-uniform", "facade (REST), uniform", {"hold"})
+sw = load("sweep")
+if sw:
+    rows.append({"measure": f"core, sweep of {sw['holds']} holds", "op": "expire",
+                 "opsPerSecond": round(sw["holds"] / sw["sweepDurationSeconds"], 1) if sw.get("sweepDurationSeconds") else 0,
+                 "p50Ms": None, "p99Ms": None,
+                 "note": f"sweep work {sw.get('sweepDurationSeconds')} s; all swept {sw.get('expiryToAllSweptSeconds')} s "
+                         f"and all events {sw.get('expiryToAllEventsSeconds')} s after expiresAt"})
 pgrate = pg["opsPerSecond"] if pg else None
 ratios = {}
 for name, key in [("stub-uniform", "stub hold / pgbench"), ("core-uniform", "AMQP hold / pgbench"),
+                  ("core-uniform-analyzed", "AMQP hold (fresh statistics) / pgbench"),
                   ("http-uniform", "REST hold / pgbench")]:
     report = load(name)
     if report and pgrate:

@@ -14,7 +14,7 @@ struct BenchCommand: ParsableCommand {
             Environment: RABBITMQ_URL (default amqp://guest:guest@localhost:5672), DATABASE_URL (for the
             verifier), FACADE_URL (http mode, default http://localhost:3005). See BENCHMARKS.md.
             """,
-        subcommands: [AMQP.self, HTTP.self, Echo.self, Verify.self, Ping.self, StubCoreCommand.self]
+        subcommands: [AMQP.self, HTTP.self, Echo.self, Verify.self, Sweep.self, Ping.self, StubCoreCommand.self]
     )
 }
 
@@ -229,6 +229,37 @@ extension BenchCommand {
             }
             print("no answer to ping.request within \(wait) s")
             throw ExitCode(1)
+        }
+    }
+}
+
+extension BenchCommand {
+    struct Sweep: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Plant N holds expiring at the same instant and time the running core's expiry sweep "
+                + "(rows marked, hold.expired events received).")
+        @OptionGroup var connection: Connection
+        @Option(help: "Holds expiring at once.")
+        var holds = 100_000
+        @Option(help: "Seconds from planting to their common expiresAt.")
+        var expiresIn = 5
+        @Option(help: "Seconds to wait for the sweep after expiresAt.")
+        var wait = 120
+        @Flag(help: "Print the report as JSON.")
+        var json = false
+
+        func run() throws {
+            guard let url = connection.resolvedDatabase else { throw ValidationError("DATABASE_URL is not set") }
+            let report = try SweepBench.run(
+                databaseURL: url, amqpURL: connection.resolvedAMQP, count: holds, expiresIn: .seconds(expiresIn),
+                wait: .seconds(wait), logger: makeLogger())
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            } else {
+                print(report.text())
+            }
         }
     }
 }
