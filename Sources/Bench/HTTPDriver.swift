@@ -189,16 +189,21 @@ final class HTTPLoadDriver {
     func run() -> RunStats {
         for client in clients.indices { send(client) }
         var issuing = true
+        var lastRetry = ContinuousClock.now
         var pollFDs = [pollfd](repeating: pollfd(), count: clients.count)
         while true {
             let now = ContinuousClock.now
             if issuing && now >= window.end { issuing = false }
             let busy = inFlight.indices.filter { inFlight[$0] != nil }
             if !issuing && (busy.isEmpty || now >= window.end + window.timeout) { break }
+            if issuing && busy.count < clients.count && now - lastRetry >= .milliseconds(100) {
+                // Users whose request could not be sent (connection refused or reset): try them again.
+                lastRetry = now
+                for client in clients.indices where inFlight[client] == nil { send(client) }
+                continue
+            }
             if busy.isEmpty {
-                // Every connection failed to send: wait a little before trying again.
                 Thread.sleep(forTimeInterval: 0.05)
-                if issuing { for client in clients.indices { send(client) } }
                 continue
             }
             for (slot, client) in busy.enumerated() {
