@@ -46,9 +46,20 @@ struct BenchRunTests {
     func runsAndVerifies() throws {
         try withCore { amqpURL, databaseURL in
             var options = BenchOptions(
-                transport: .amqp, amqpURL: amqpURL, databaseURL: databaseURL, inFlight: 16, connections: 2,
-                duration: .seconds(3), warmup: .milliseconds(500), timeout: .seconds(5), showtimes: 2,
-                seatsPerShowtime: 300, seatsPerHold: 1...3, shape: .mix, verify: true)
+                transport: .amqp,
+                amqpURL: amqpURL,
+                databaseURL: databaseURL,
+                inFlight: 16,
+                connections: 2,
+                duration: .seconds(3),
+                warmup: .milliseconds(500),
+                timeout: .seconds(5),
+                showtimes: 2,
+                seatsPerShowtime: 300,
+                seatsPerHold: 1...3,
+                shape: .mix,
+                verify: true
+            )
             let mix = try BenchRunner.run(options, logger: quietLogger)
             print(mix.report.text())
             let holds = try #require(mix.report.operations.first { $0.operation == "hold" })
@@ -78,8 +89,15 @@ struct BenchRunTests {
     func echo() throws {
         try withScratchVhost { amqpURL in
             let options = BenchOptions(
-                transport: .echo, amqpURL: amqpURL, inFlight: 16, connections: 2, duration: .seconds(1),
-                warmup: .milliseconds(200), verify: false, echoServers: 1)
+                transport: .echo,
+                amqpURL: amqpURL,
+                inFlight: 16,
+                connections: 2,
+                duration: .seconds(1),
+                warmup: .milliseconds(200),
+                verify: false,
+                echoServers: 1
+            )
             let outcome = try BenchRunner.run(options, logger: quietLogger)
             let echo = try #require(outcome.report.operations.first)
             #expect(echo.operation == "echo" && echo.won > 0 && echo.error == 0 && echo.timeout == 0)

@@ -8,8 +8,10 @@ let quietLogger = Logger(label: "bench.test") { _ in SwiftLogNoOpLogHandler() }
 
 enum Fixtures {
     static let adminDatabaseURL =
-        ProcessInfo.processInfo.environment["TEST_DATABASE_URL"] ?? "postgresql://postgres:postgres@localhost:5432/postgres"
-    static let brokerURL = ProcessInfo.processInfo.environment["TEST_RABBITMQ_URL"] ?? "amqp://guest:guest@localhost:5672"
+        ProcessInfo.processInfo.environment["TEST_DATABASE_URL"]
+        ?? "postgresql://postgres:postgres@localhost:5432/postgres"
+    static let brokerURL =
+        ProcessInfo.processInfo.environment["TEST_RABBITMQ_URL"] ?? "amqp://guest:guest@localhost:5672"
 
     static func databaseURL(_ name: String) -> String {
         guard var components = URLComponents(string: adminDatabaseURL) else { return adminDatabaseURL }
@@ -80,7 +82,9 @@ func productsDirectory() -> URL? {
     let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent()
     candidates.append(root.appendingPathComponent(".build/debug"))
-    return candidates.first { FileManager.default.isExecutableFile(atPath: $0.appendingPathComponent("inventory-rpc").path) }
+    return candidates.first {
+        FileManager.default.isExecutableFile(atPath: $0.appendingPathComponent("inventory-rpc").path)
+    }
 }
 
 /// `inventory-rpc serve` as a subprocess, stopped with SIGTERM.
