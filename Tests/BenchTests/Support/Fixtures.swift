@@ -112,3 +112,45 @@ final class CoreProcess {
         process.waitUntilExit()
     }
 }
+
+/// `http-facade` as a subprocess on a free port (it prints the port it bound), stopped with SIGTERM.
+final class FacadeProcess {
+    let process = Process()
+    let port: Int
+
+    init(amqpURL: String) throws {
+        guard let directory = productsDirectory() else { throw TestFailure("no http-facade build product") }
+        process.executableURL = directory.appendingPathComponent("http-facade")
+        var environment = ProcessInfo.processInfo.environment
+        environment["RABBITMQ_URL"] = amqpURL
+        environment["PORT"] = "0"
+        environment["LOG_LEVEL"] = "warning"
+        process.environment = environment
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // "Inventory service running on port N"
+        var seen = ""
+        let deadline = Date().addingTimeInterval(20)
+        var found: Int?
+        while found == nil && Date() < deadline && process.isRunning {
+            let data = pipe.fileHandleForReading.availableData
+            if data.isEmpty { break }
+            seen += String(decoding: data, as: UTF8.self)
+            if let range = seen.range(of: "running on port ") {
+                found = Int(seen[range.upperBound...].prefix { $0.isNumber })
+            }
+        }
+        guard let found else {
+            if process.isRunning { process.terminate() }
+            throw TestFailure("http-facade did not say its port: \(seen)")
+        }
+        port = found
+    }
+
+    func stop() {
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+    }
+}
