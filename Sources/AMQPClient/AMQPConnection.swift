@@ -34,7 +34,8 @@ import Logging
 ///
 /// Drain `nextEvent(timeout: .zero)` until it returns nil after a readable wake-up: one socket read may
 /// bring several frames, and `waitForInput` reports buffered ones as readable again right away.
-/// A thread that does long work between calls (longer than the heartbeat interval) loses the connection.
+/// A thread that stays out of the library longer than about two heartbeat intervals loses the connection
+/// (measured with a 1 s heartbeat: 2.5 s away survived, 3.5 s did not); the next call then throws.
 public final class AMQPConnection {
     public let configuration: AMQPConfiguration
     private let logger: Logger
