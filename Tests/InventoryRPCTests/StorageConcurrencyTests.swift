@@ -40,13 +40,20 @@ struct StorageConcurrencyTests {
         }
     }
 
-    @Test("50 threads holding 1-4 random seats of 20: no seat in two live holds, and the database agrees with every answer")
+    @Test(
+        "50 threads holding 1-4 random seats of 20: no seat in two live holds, and the database agrees with every answer"
+    )
     func multiSeatStorm() throws {
         try withTestDatabase { url in
             let setup = try StoreFixture(url)
             let seatIDs = (1...20).map { "S\($0)" }
             try setup.define("show", seatIDs)
-            struct Answer: Sendable { var user: String; var seats: [String]; var holdID: String?; var unavailable: [String]? }
+            struct Answer: Sendable {
+                var user: String
+                var seats: [String]
+                var holdID: String?
+                var unavailable: [String]?
+            }
             let answers = try onThreads(50) { index, start in
                 let f = try StoreFixture(url)
                 var generator = SystemRandomNumberGenerator()
@@ -67,7 +74,9 @@ struct StorageConcurrencyTests {
             // The database agrees with every answer: each created hold has exactly its seats...
             let rows = try setup.connection.query("SELECT seat_id, hold_id FROM seat_states WHERE state = 'held'").rows
             var holder: [String: String] = [:]
-            for row in rows { holder[try row.decode("seat_id", as: String.self)] = try row.decode("hold_id", as: String.self) }
+            for row in rows {
+                holder[try row.decode("seat_id", as: String.self)] = try row.decode("hold_id", as: String.self)
+            }
             #expect(holder.count == heldSeats.count)
             for winner in winners {
                 for seat in winner.seats { #expect(holder[seat] == winner.holdID) }
@@ -81,7 +90,9 @@ struct StorageConcurrencyTests {
                 #expect(try setup.int("SELECT count(*) AS n FROM holds WHERE user_id = $1", [loser.user]) == 0)
             }
             #expect(try setup.int("SELECT count(*) AS n FROM holds") == winners.count)
-            #expect(try setup.int("SELECT count(*) AS n FROM outbox WHERE event_type = 'hold.created'") == winners.count)
+            #expect(
+                try setup.int("SELECT count(*) AS n FROM outbox WHERE event_type = 'hold.created'") == winners.count
+            )
         }
     }
 
@@ -126,7 +137,8 @@ struct StorageConcurrencyTests {
                 start()
                 try f.connection.query(
                     "SELECT pg_sleep(greatest(0, extract(epoch FROM $1::timestamptz - clock_timestamp()) - $2::float8))",
-                    [last, index == 0 ? 0.03 : 0.0])
+                    [last, index == 0 ? 0.03 : 0.0]
+                )
                 if index == 0 {
                     return try ids.map { id -> String in
                         switch try f.store.purchase(PurchaseRequest(holdId: id, orderId: "order-\(id)", userId: nil)) {
@@ -153,7 +165,11 @@ struct StorageConcurrencyTests {
             #expect(try setup.int("SELECT count(*) AS n FROM holds WHERE status = 'expired'") == expired.count)
             #expect(try setup.int("SELECT count(*) AS n FROM seat_states WHERE state = 'purchased'") == purchased.count)
             #expect(try setup.int("SELECT count(*) AS n FROM seat_states WHERE state = 'available'") == expired.count)
-            #expect(try setup.int("SELECT count(*) AS n FROM outbox WHERE event_type IN ('hold.expired', 'seats.purchased')") == rounds)
+            #expect(
+                try setup.int(
+                    "SELECT count(*) AS n FROM outbox WHERE event_type IN ('hold.expired', 'seats.purchased')"
+                ) == rounds
+            )
         }
     }
 
@@ -185,7 +201,10 @@ struct StorageConcurrencyTests {
             let all = swept.flatMap { $0 }
             #expect(all.count == count && Set(all).count == count)
             #expect(try setup.int("SELECT count(*) AS n FROM outbox WHERE event_type = 'hold.expired'") == count)
-            #expect(try setup.int("SELECT count(DISTINCT hold_id) AS n FROM outbox WHERE event_type = 'hold.expired'") == count)
+            #expect(
+                try setup.int("SELECT count(DISTINCT hold_id) AS n FROM outbox WHERE event_type = 'hold.expired'")
+                    == count
+            )
             #expect(try setup.int("SELECT count(*) AS n FROM seat_states WHERE state = 'available'") == count)
         }
     }

@@ -33,7 +33,10 @@ struct StorageMigrationTests {
             #expect(applied.contains([]))
             let connection = try TestDatabase.connect(url)
             defer { connection.close() }
-            let count = try connection.query("SELECT count(*) AS n FROM schema_migrations").rows[0].decode("n", as: Int.self)
+            let count = try connection.query("SELECT count(*) AS n FROM schema_migrations").rows[0].decode(
+                "n",
+                as: Int.self
+            )
             #expect(count == Migrations.all.count)
         }
     }
@@ -43,7 +46,11 @@ struct StorageMigrationTests {
         try withTestDatabase(migrated: false) { url in
             let connection = try TestDatabase.connect(url)
             defer { connection.close() }
-            let broken = Migration(version: 1, name: "broken", sql: "CREATE TABLE t (id int); SELECT no_such_function();")
+            let broken = Migration(
+                version: 1,
+                name: "broken",
+                sql: "CREATE TABLE t (id int); SELECT no_such_function();"
+            )
             #expect(throws: PostgresError.self) {
                 try Migrator.migrate(connection, migrations: [broken], logger: TestDatabase.logger)
             }

@@ -29,12 +29,23 @@ struct StorageOutboxTests {
             _ = try f.store.purchase(PurchaseRequest(holdId: sold.holdId, orderId: "order-7", userId: nil))
             _ = try f.store.purchase(PurchaseRequest(holdId: sold.holdId, orderId: "order-7", userId: nil))
             let dead = try #require(try f.created("show", ["A1"], user: "dave", ttl: 1))
-            try f.connection.query("UPDATE holds SET expires_at = now() - interval '1 second' WHERE hold_id = $1", [dead.holdId])
+            try f.connection.query(
+                "UPDATE holds SET expires_at = now() - interval '1 second' WHERE hold_id = $1",
+                [dead.holdId]
+            )
             #expect(try f.store.expireDueHolds(batchSize: 10).map(\.holdID) == [dead.holdId])
 
             let events = try f.store.unpublishedEvents(limit: 100)
-            #expect(events.map(\.type) == ["hold.created", "hold.created", "hold.released", "seats.purchased", "hold.created", "hold.expired"])
-            #expect(events.map(\.holdID) == [released.holdId, sold.holdId, released.holdId, sold.holdId, dead.holdId, dead.holdId])
+            #expect(
+                events.map(\.type) == [
+                    "hold.created", "hold.created", "hold.released", "seats.purchased", "hold.created", "hold.expired",
+                ]
+            )
+            #expect(
+                events.map(\.holdID) == [
+                    released.holdId, sold.holdId, released.holdId, sold.holdId, dead.holdId, dead.holdId,
+                ]
+            )
             #expect(events.map(\.id) == events.map(\.id).sorted())
             #expect(Set(events.map(\.eventID)).count == events.count)
 
@@ -71,21 +82,36 @@ struct StorageOutboxTests {
         }
     }
 
-    @Test("a committed event wakes LISTEN inventory_outbox")
+    @Test("a write wakes LISTEN inventory_outbox after its commit; with nothing to publish, nothing is sent")
     func notify() throws {
         try withTestDatabase { url in
             let listener = try TestDatabase.connect(url)
             defer { listener.close() }
-            try listener.listen("inventory_outbox")
+            try listener.listen(InventoryStore.outboxChannel)
+            let relay = try InventoryStore(connection: listener)
+            func notifications(within timeout: Duration) throws -> [PostgresNotification] {
+                var received: [PostgresNotification] = []
+                let deadline = ContinuousClock.now + timeout
+                while received.isEmpty && ContinuousClock.now < deadline {
+                    received += try listener.waitForNotifications(timeout: .milliseconds(50))
+                }
+                return received
+            }
+
             let f = try StoreFixture(url)
             try f.define("show", ["A1"])
-            _ = try #require(try f.created("show", ["A1"]))
-            var notifications: [PostgresNotification] = []
-            let deadline = ContinuousClock.now + .seconds(5)
-            while notifications.isEmpty && ContinuousClock.now < deadline {
-                notifications += try listener.waitForNotifications(timeout: .milliseconds(200))
-            }
-            #expect(notifications.map(\.channel) == ["inventory_outbox"])
+            #expect(try notifications(within: .milliseconds(300)).isEmpty)
+            let hold = try #require(try f.created("show", ["A1"]))
+            #expect(try notifications(within: .seconds(5)).map(\.channel) == ["inventory_outbox"])
+            // Woken, the relay sees the committed event.
+            let events = try relay.unpublishedEvents(limit: 10)
+            #expect(events.map(\.holdID) == [hold.holdId])
+            try relay.markPublished(ids: events.map(\.id))
+            // A refused hold writes nothing; with nothing unpublished, nobody is woken.
+            #expect(try f.hold("show", ["A1"], user: "bob").unavailableSeats == ["A1"])
+            #expect(try notifications(within: .milliseconds(300)).isEmpty)
+            _ = try f.store.release(ReleaseRequest(holdId: hold.holdId, userId: nil)).get()
+            #expect(try notifications(within: .seconds(5)).count == 1)
         }
     }
 }
@@ -98,17 +124,22 @@ struct StorageRequestHashTests {
         #expect(SHA256.hex([]) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         #expect(
             SHA256.hex(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8))
-                == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+                == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+        )
         #expect(
             SHA256.hex(Array(repeating: UInt8(ascii: "a"), count: 1_000_000))
-                == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+                == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"
+        )
     }
 
     @Test("the hash is stable, ignores the key, and tells apart seats, order, user and showtime")
     func requestHash() {
         let base = HoldRequest(showtimeId: "show", seatIds: ["A1", "A2"], userId: "alice", idempotencyKey: "k")
         #expect(RequestHash.of(base) == RequestHash.of(base))
-        #expect(RequestHash.of(base) == RequestHash.of(HoldRequest(showtimeId: "show", seatIds: ["A1", "A2"], userId: "alice")))
+        #expect(
+            RequestHash.of(base)
+                == RequestHash.of(HoldRequest(showtimeId: "show", seatIds: ["A1", "A2"], userId: "alice"))
+        )
         let others = [
             HoldRequest(showtimeId: "show", seatIds: ["A2", "A1"], userId: "alice"),
             HoldRequest(showtimeId: "show", seatIds: ["A1"], userId: "alice"),

@@ -50,6 +50,12 @@ struct StorageStoreTests {
             #expect(try f.hold("show", ["A9", "A3", "Z"], user: "bob").unknown == ["A9", "Z"])
             #expect(try f.hold("nowhere", ["A1"], user: "bob").isShowtimeNotFound)
             #expect(try f.int("SELECT count(*) AS n FROM holds") == 1)
+            // Requests Contracts would refuse are a caller's bug: an error, never a wrong answer.
+            for bad in [[String](), ["A3", "A3"]] {
+                #expect(throws: PostgresError.self) { try f.hold("show", bad, user: "bob") }
+            }
+            #expect(throws: PostgresError.self) { try f.hold("show", ["A3"], user: "bob", ttl: 0) }
+            #expect(try f.int("SELECT count(*) AS n FROM holds") == 1)
         }
     }
 
@@ -58,12 +64,19 @@ struct StorageStoreTests {
         try withTestDatabase { url in
             let f = try StoreFixture(url)
             try f.define("show", ["A1", "A2", "A3"])
-            let request = HoldRequest(showtimeId: "show", seatIds: ["A1", "A2"], userId: "alice", idempotencyKey: "k-1")
+            let request = HoldRequest(
+                showtimeId: "show",
+                seatIds: ["A1", "A2"],
+                userId: "alice",
+                idempotencyKey: "k-1"
+            )
             #expect(try f.store.findIdempotentHold(userID: "alice", key: "k-1", request: request) == nil)
             let first = try #require(try f.hold("show", ["A1", "A2"], user: "alice", key: "k-1").createdHold)
             let replay = try #require(try f.hold("show", ["A1", "A2"], user: "alice", key: "k-1").replayedHold)
             #expect(replay == first)
-            #expect(try f.store.findIdempotentHold(userID: "alice", key: "k-1", request: request)?.replayedHold == first)
+            #expect(
+                try f.store.findIdempotentHold(userID: "alice", key: "k-1", request: request)?.replayedHold == first
+            )
             // Other seats, other order, other showtime: another request.
             #expect(try f.hold("show", ["A3"], user: "alice", key: "k-1").isKeyReused)
             #expect(try f.hold("show", ["A2", "A1"], user: "alice", key: "k-1").isKeyReused)
@@ -87,7 +100,9 @@ struct StorageStoreTests {
             let f = try StoreFixture(url)
             try f.define("show", ["A1", "A2"])
             let hold = try #require(try f.created("show", ["A1"], user: "alice"))
-            #expect(try f.store.release(ReleaseRequest(holdId: hold.holdId, userId: "mallory")).errorCode == .holdNotOwned)
+            #expect(
+                try f.store.release(ReleaseRequest(holdId: hold.holdId, userId: "mallory")).errorCode == .holdNotOwned
+            )
             let released = try f.store.release(ReleaseRequest(holdId: hold.holdId, userId: "alice")).get()
             #expect(released.status == .released && released.holdId == hold.holdId)
             #expect(try f.store.release(ReleaseRequest(holdId: hold.holdId, userId: nil)).value?.status == .released)
@@ -101,7 +116,9 @@ struct StorageStoreTests {
         }
     }
 
-    @Test("purchase: sells the seats once, repeats with the same order, refuses another order, a released hold, a stranger")
+    @Test(
+        "purchase: sells the seats once, repeats with the same order, refuses another order, a released hold, a stranger"
+    )
     func purchase() throws {
         try withTestDatabase { url in
             let f = try StoreFixture(url)
@@ -109,25 +126,34 @@ struct StorageStoreTests {
             let hold = try #require(try f.created("show", ["A1", "A2"], user: "alice"))
             #expect(
                 try f.store.purchase(PurchaseRequest(holdId: hold.holdId, orderId: "o-1", userId: "mallory")).errorCode
-                    == .holdNotOwned)
+                    == .holdNotOwned
+            )
             let sold = try f.store.purchase(PurchaseRequest(holdId: hold.holdId, orderId: "o-1", userId: "alice")).get()
             #expect(sold.status == .purchased && sold.orderId == "o-1" && sold.seatIds == ["A1", "A2"])
-            #expect(try f.store.purchase(PurchaseRequest(holdId: hold.holdId, orderId: "o-1", userId: nil)).value == sold)
+            #expect(
+                try f.store.purchase(PurchaseRequest(holdId: hold.holdId, orderId: "o-1", userId: nil)).value == sold
+            )
             #expect(
                 try f.store.purchase(PurchaseRequest(holdId: hold.holdId, orderId: "o-2", userId: nil)).errorCode
-                    == .holdNotActive)
+                    == .holdNotActive
+            )
             #expect(try f.store.hold(id: hold.holdId).value == sold)
-            #expect(try f.store.availability(showtimeID: "show").get().summary == AvailabilitySummary(available: 1, held: 0, purchased: 2))
+            #expect(
+                try f.store.availability(showtimeID: "show").get().summary
+                    == AvailabilitySummary(available: 1, held: 0, purchased: 2)
+            )
             #expect(try f.hold("show", ["A3", "A2"], user: "bob").unavailableSeats == ["A2"])
 
             let released = try #require(try f.created("show", ["A3"]))
             _ = try f.store.release(ReleaseRequest(holdId: released.holdId, userId: nil)).get()
             #expect(
                 try f.store.purchase(PurchaseRequest(holdId: released.holdId, orderId: "o-3", userId: nil)).errorCode
-                    == .holdNotActive)
+                    == .holdNotActive
+            )
             #expect(
                 try f.store.purchase(PurchaseRequest(holdId: "hold_nope", orderId: "o-3", userId: nil)).errorCode
-                    == .holdNotFound)
+                    == .holdNotFound
+            )
             #expect(try f.int("SELECT count(*) AS n FROM outbox WHERE event_type = 'seats.purchased'") == 1)
         }
     }
@@ -151,7 +177,10 @@ struct StorageStoreTests {
             try f.define("show", ["A1", "A2"])
             let dead = try #require(try f.created("show", ["A1", "A2"], user: "alice", ttl: 1))
             // Wait on the database clock, the one that decides.
-            try f.connection.query("SELECT pg_sleep(greatest(0, extract(epoch FROM $1::timestamptz - now()) + 0.05))", [dead.expiresAt])
+            try f.connection.query(
+                "SELECT pg_sleep(greatest(0, extract(epoch FROM $1::timestamptz - now()) + 0.05))",
+                [dead.expiresAt]
+            )
 
             let seats = try f.store.availability(showtimeID: "show").get()
             #expect(seats.summary == AvailabilitySummary(available: 2, held: 0, purchased: 0))
@@ -159,7 +188,8 @@ struct StorageStoreTests {
             #expect(try f.store.hold(id: dead.holdId).value?.status == .expired)
             #expect(
                 try f.store.purchase(PurchaseRequest(holdId: dead.holdId, orderId: "o-1", userId: nil)).errorCode
-                    == .holdExpired)
+                    == .holdExpired
+            )
             // Before any sweep, the seat is holdable again.
             let newer = try #require(try f.created("show", ["A2"], user: "bob"))
             #expect(try f.store.hold(id: dead.holdId).value?.status == .expired)
@@ -176,7 +206,8 @@ struct StorageStoreTests {
             #expect(try f.store.release(ReleaseRequest(holdId: dead.holdId, userId: nil)).value?.status == .expired)
             #expect(
                 try f.store.purchase(PurchaseRequest(holdId: dead.holdId, orderId: "o-1", userId: nil)).errorCode
-                    == .holdExpired)
+                    == .holdExpired
+            )
         }
     }
 
@@ -186,7 +217,10 @@ struct StorageStoreTests {
             let f = try StoreFixture(url)
             try f.define("show", ["A1"])
             let dead = try #require(try f.created("show", ["A1"], ttl: 1))
-            try f.connection.query("SELECT pg_sleep(greatest(0, extract(epoch FROM $1::timestamptz - now()) + 0.05))", [dead.expiresAt])
+            try f.connection.query(
+                "SELECT pg_sleep(greatest(0, extract(epoch FROM $1::timestamptz - now()) + 0.05))",
+                [dead.expiresAt]
+            )
             #expect(try f.store.release(ReleaseRequest(holdId: dead.holdId, userId: nil)).value?.status == .expired)
             #expect(try f.store.expireDueHolds(batchSize: 10) == [])
             #expect(try f.int("SELECT count(*) AS n FROM outbox WHERE event_type = 'hold.expired'") == 1)

@@ -4,7 +4,7 @@
 # then ANALYZE (after seeding: plans made on empty tables stay with prepared statements).
 #
 #   PGPASSWORD=postgres bench/pgbench/setup.sh inv_bench            # creates the database inv_bench
-#   pgbench -h localhost -U postgres -n -c 4 -j 2 -T 10 -f bench/pgbench/hold.sql inv_bench
+#   pgbench -h localhost -U postgres -n -M prepared -c 4 -j 2 -T 10 -f bench/pgbench/hold.sql inv_bench
 #   dropdb -h localhost -U postgres inv_bench
 set -euo pipefail
 db="${1:?usage: setup.sh DATABASE}"

@@ -3,7 +3,7 @@ import Foundation
 import PostgresClient
 
 /// The answer to a hold request, as the database decided it.
-public enum HoldOutcome: Sendable {
+public enum HoldOutcome: Sendable, Hashable {
     case created(Hold)
     /// The user's idempotency key was seen with this very request: the hold it made, as it now stands.
     case replayed(Hold)
@@ -57,10 +57,18 @@ public struct OutboxEvent: Sendable, Hashable {
 ///
 /// `throws` means the database could not answer (`PostgresError`: connection lost, server gone...);
 /// the caller answers `SERVICE_UNAVAILABLE` and reconnects (a new connection, a new store). Business
-/// outcomes are values, never errors. A deadlock or serialization failure is retried here, since
-/// every operation is a single statement that either committed as a whole or not at all.
+/// outcomes are values, never errors. A deadlock or serialization failure is retried here (up to 3
+/// attempts), since every operation is a single statement that either committed as a whole or not at all.
+///
+/// The writing operations run their own transaction and then wake the outbox relay (`outboxChannel`)
+/// after the commit, in the same round trip: call them outside any transaction block. The schema must be
+/// migrated (`Migrator`) before `init`, which prepares the statements.
 public final class InventoryStore {
     public let connection: PostgresConnection
+
+    /// The channel the outbox relay LISTENs on; notified (empty payload) after a write committed while
+    /// unpublished events exist.
+    public static let outboxChannel = "inventory_outbox"
 
     private enum Statement: String, CaseIterable {
         case hold = "inventory_store_hold"
@@ -73,6 +81,15 @@ public final class InventoryStore {
         case expireHolds = "inventory_store_expire_holds"
         case unpublishedEvents = "inventory_store_unpublished_events"
         case markPublished = "inventory_store_mark_published"
+        case notifyRelay = "inventory_store_notify_relay"
+
+        /// Operations that may write outbox rows: they commit, then wake the relay (see `run`).
+        var writesEvents: Bool {
+            switch self {
+            case .hold, .release, .purchase, .expireHolds: true
+            default: false
+            }
+        }
 
         var sql: String {
             switch self {
@@ -97,6 +114,11 @@ public final class InventoryStore {
                 return """
                     SELECT o.id, o.event_id::text AS event_id, o.hold_id, o.event_type, o.payload::text AS payload
                       FROM outbox o WHERE o.published_at IS NULL ORDER BY o.id LIMIT $1
+                    """
+            case .notifyRelay:
+                return """
+                    SELECT pg_notify('\(InventoryStore.outboxChannel)', '')
+                      FROM (SELECT 1 FROM outbox WHERE published_at IS NULL LIMIT 1) AS pending
                     """
             case .markPublished:
                 return "UPDATE outbox SET published_at = now() WHERE id = ANY ($1::bigint[]) AND published_at IS NULL"
@@ -138,8 +160,11 @@ public final class InventoryStore {
         let key = request.idempotencyKey
         let row = try single(
             .hold,
-            [holdID, request.showtimeId, request.seatIds, request.userId, key, key.map { _ in RequestHash.of(request) },
-             ttlSeconds]
+            [
+                holdID, request.showtimeId, request.seatIds, request.userId, key,
+                key.map { _ in RequestHash.of(request) },
+                ttlSeconds,
+            ]
         )
         switch try row.decode("outcome", as: String.self) {
         case "created": return .created(try Self.hold(from: row))
@@ -256,7 +281,9 @@ public final class InventoryStore {
         var attempt = 1
         while true {
             let outcome = Result { () throws(PostgresError) -> PostgresResult in
-                try connection.execute(prepared: statement.rawValue, parameters)
+                statement.writesEvents
+                    ? try executeThenNotify(statement, parameters)
+                    : try connection.execute(prepared: statement.rawValue, parameters)
             }
             switch outcome {
             case .success(let result):
@@ -266,6 +293,31 @@ public final class InventoryStore {
                 attempt += 1
             }
         }
+    }
+
+    /// One round trip, two transactions: the operation (BEGIN, the function, COMMIT), then the relay's wake-up
+    /// in a transaction of its own. NOTIFY inside the writing transaction would hold PostgreSQL's cluster-wide
+    /// notify lock through the commit flush and serialize every write (decision 0002, Benchmark); on its own,
+    /// after the commit, it costs nothing measurable, and the relay still hears of the event within
+    /// milliseconds. All four messages are sent before any answer is read, so the NOTIFY runs even if this
+    /// process dies right after sending; only a server crash between the two commits can skip it, and the
+    /// relay's fallback poll covers that.
+    private func executeThenNotify(
+        _ statement: Statement,
+        _ parameters: [(any PostgresEncodable)?]
+    ) throws(PostgresError) -> PostgresResult {
+        let outcomes = try connection.pipeline([
+            .query("BEGIN"),
+            .prepared(statement.rawValue, parameters),
+            .query("COMMIT"),
+            .prepared(Statement.notifyRelay.rawValue),
+        ])
+        // The operation's own error first (it decides whether a retry can help), then BEGIN's or COMMIT's.
+        for index in [1, 0, 2] {
+            if case .failure(let error) = outcomes[index] { throw error }
+        }
+        // A failed NOTIFY (the operation committed) only delays the relay until its next poll.
+        return try outcomes[1].get()
     }
 
     private func single(_ statement: Statement, _ parameters: [(any PostgresEncodable)?]) throws -> PostgresRow {
@@ -291,17 +343,25 @@ public final class InventoryStore {
         switch try row.decode("outcome", as: String.self) {
         case "ok": return .success(try Self.hold(from: row))
         case "not_found":
-            return .failure(ErrorBody(code: .holdNotFound, message: "Hold not found", details: ["holdId": .string(holdID)]))
+            return .failure(
+                ErrorBody(code: .holdNotFound, message: "Hold not found", details: ["holdId": .string(holdID)])
+            )
         case "not_owned":
             return .failure(
-                ErrorBody(code: .holdNotOwned, message: "The hold belongs to another user", details: ["holdId": .string(holdID)])
+                ErrorBody(
+                    code: .holdNotOwned,
+                    message: "The hold belongs to another user",
+                    details: ["holdId": .string(holdID)]
+                )
             )
         case "not_active":
             return .failure(
                 ErrorBody(code: .holdNotActive, message: "The hold is not active", details: ["holdId": .string(holdID)])
             )
         case "expired":
-            return .failure(ErrorBody(code: .holdExpired, message: "The hold has expired", details: ["holdId": .string(holdID)]))
+            return .failure(
+                ErrorBody(code: .holdExpired, message: "The hold has expired", details: ["holdId": .string(holdID)])
+            )
         case let other: throw Self.unexpected(statement.rawValue, other)
         }
     }
@@ -332,7 +392,11 @@ public final class InventoryStore {
         let raw = try row.decode(column, as: String.self)
         guard let value = T(rawValue: raw) else {
             throw PostgresError(
-                kind: .decoding, message: "unexpected \(column) '\(raw)'", sqlState: nil, detail: nil, constraint: nil,
+                kind: .decoding,
+                message: "unexpected \(column) '\(raw)'",
+                sqlState: nil,
+                detail: nil,
+                constraint: nil,
                 isRetryable: false
             )
         }
@@ -341,8 +405,12 @@ public final class InventoryStore {
 
     private static func unexpected(_ function: String, _ outcome: String) -> PostgresError {
         PostgresError(
-            kind: .decoding, message: "\(function) answered an unknown outcome '\(outcome)'", sqlState: nil, detail: nil,
-            constraint: nil, isRetryable: false
+            kind: .decoding,
+            message: "\(function) answered an unknown outcome '\(outcome)'",
+            sqlState: nil,
+            detail: nil,
+            constraint: nil,
+            isRetryable: false
         )
     }
 }

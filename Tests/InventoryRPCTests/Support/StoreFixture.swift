@@ -23,7 +23,11 @@ final class StoreFixture {
     }
 
     func hold(
-        _ showtimeID: String, _ seatIDs: [String], user: String = "user_1", key: String? = nil, ttl: Int = 300,
+        _ showtimeID: String,
+        _ seatIDs: [String],
+        user: String = "user_1",
+        key: String? = nil,
+        ttl: Int = 300,
         holdID: String = StoreFixture.newHoldID()
     ) throws -> HoldOutcome {
         try store.hold(

@@ -98,7 +98,13 @@ func onThreads<T: Sendable>(
         let thread = Thread {
             let started = Locked(false)
             let start: @Sendable () -> Void = {
-                guard started.withLock({ let first = !$0; $0 = true; return first }) else { return }
+                guard
+                    started.withLock({
+                        let first = !$0
+                        $0 = true
+                        return first
+                    })
+                else { return }
                 ready.signal()
                 go.wait()
             }
