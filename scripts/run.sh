@@ -10,8 +10,14 @@ swift build
 bin=$(swift build --show-bin-path)
 "$bin/inventory-rpc" migrate
 
-# The demo showtime (showtime_123, seat_1 ... seat_100), idempotently: the seed's example requests work at once.
-"$bin/inventory-rpc" provision-demo
+# --- DEMO PROVISIONING HOOK -------------------------------------------------------------------------
+# Later work fills this in: once the facade answers /readyz, define a demo showtime's seats
+# (PUT /showtimes/{id}/seats, idempotent), so that a newcomer's frontend has seats to show.
+provision_demo() {
+    # The demo showtime (showtime_123, seat_1 ... seat_100), idempotently: the seed's example requests work at once.
+    "$bin/inventory-rpc" provision-demo
+}
+# -----------------------------------------------------------------------------------------------------
 
 pids=()
 stopping=false
@@ -30,6 +36,8 @@ setsid "$bin/inventory-rpc" serve &
 pids+=($!)
 setsid "$bin/http-facade" &
 pids+=($!)
+
+provision_demo || echo "run.sh: demo provisioning failed; running without the demo showtime" >&2
 
 # Reap both. `wait -n` also returns when a signal interrupts it (the trap has run then), with no pid.
 declare -A exit_codes=()

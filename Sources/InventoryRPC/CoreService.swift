@@ -28,7 +28,9 @@ public final class CoreService: Sendable {
     ///   - shutdown: triggering it stops the core (SIGINT/SIGTERM in `serve`).
     ///   - metricsExposition: the Prometheus text `/metrics` serves (nil: an empty body).
     public init(
-        configuration: CoreConfiguration, logger: Logger, shutdown: ShutdownSignal = ShutdownSignal(),
+        configuration: CoreConfiguration,
+        logger: Logger,
+        shutdown: ShutdownSignal = ShutdownSignal(),
         metricsExposition: (@Sendable () -> [UInt8])? = nil
     ) {
         self.configuration = configuration
@@ -54,16 +56,22 @@ public final class CoreService: Sendable {
         guard waitForBroker() else { return false }
         announce(StartupMessages.rabbitMQConnected)
 
+        // The ops port first: if it cannot be bound (another instance on this host?) nothing has started yet.
+        try startOps()
         let context = CoreContext(
-            configuration: configuration, logger: logger, metrics: metrics, health: health, circuit: circuit,
-            stop: shutdown)
+            configuration: configuration,
+            logger: logger,
+            metrics: metrics,
+            health: health,
+            circuit: circuit,
+            stop: shutdown
+        )
         for index in 0..<max(1, configuration.workers) {
             threads.spawn(name: "rpc-worker-\(index)") { RPCWorker(index: index, context: context).run() }
         }
         threads.spawn(name: "outbox-relay") { OutboxRelay(context: context).run() }
         threads.spawn(name: "expiry-timer") { ExpiryTimer(context: context).run() }
         announce(StartupMessages.expiryWorkerStarted(intervalSeconds: configuration.expiryIntervalSeconds))
-        try startOps()
         announce(StartupMessages.holdTTL(seconds: configuration.holdTTLSeconds))
         return true
     }
@@ -132,7 +140,10 @@ public final class CoreService: Sendable {
     private func checkRedis() {
         do {
             let connection = try RedisConnection(
-                url: configuration.redisURL, commandTimeout: configuration.redisCommandTimeout, logger: logger)
+                url: configuration.redisURL,
+                commandTimeout: configuration.redisCommandTimeout,
+                logger: logger
+            )
             defer { connection.close() }
             try connection.command(["PING"])
             announce(StartupMessages.redisConnected)
@@ -146,8 +157,9 @@ public final class CoreService: Sendable {
         var warned = false
         while !shutdown.isTriggered {
             do {
-                let connection = try AMQPConnection(
-                    configuration: try AMQPConfiguration(url: configuration.rabbitmqURL), logger: logger)
+                var amqp = try AMQPConfiguration(url: configuration.rabbitmqURL)
+                amqp.connectionName = "inventory-rpc start-up"
+                let connection = try AMQPConnection(configuration: amqp, logger: logger)
                 defer { connection.close() }
                 try declareTopology(connection)
                 return true
@@ -166,24 +178,45 @@ public final class CoreService: Sendable {
         guard let port = configuration.opsPort else { return }
         let health = self.health
         let exposition = metricsExposition
-        let daemon = try HTTPDaemon(
-            configuration: HTTPServerConfiguration(port: port, bindAddress: "0.0.0.0", maxBodyBytes: 4096, threads: 1),
-            logger: logger
-        ) { request, responder in
-            responder.respond(Self.opsResponse(request, health: health, exposition: exposition))
+        let daemon: HTTPDaemon
+        do {
+            daemon = try makeOpsDaemon(port: port, health: health, exposition: exposition)
+        } catch {
+            throw OpsPortError(port: port, underlying: "\(error)")
         }
         ops.withLock { $0 = daemon }
         logger.info("ops HTTP port open", metadata: ["port": "\(daemon.port)"])
     }
 
-    static func opsResponse(_ request: HTTPRequest, health: CoreHealth, exposition: (@Sendable () -> [UInt8])?)
+    private func makeOpsDaemon(
+        port: Int,
+        health: CoreHealth,
+        exposition: (@Sendable () -> [UInt8])?
+    ) throws
+        -> HTTPDaemon
+    {
+        try HTTPDaemon(
+            configuration: HTTPServerConfiguration(port: port, bindAddress: "0.0.0.0", maxBodyBytes: 4096, threads: 1),
+            logger: logger
+        ) { request, responder in
+            responder.respond(Self.opsResponse(request, health: health, exposition: exposition))
+        }
+    }
+
+    static func opsResponse(
+        _ request: HTTPRequest,
+        health: CoreHealth,
+        exposition: (@Sendable () -> [UInt8])?
+    )
         -> HTTPResponse
     {
         let json = [("Content-Type", "application/json")]
         guard request.method == "GET" || request.method == "HEAD" else {
             return HTTPResponse(
-                status: 405, headers: json + [("Allow", "GET, HEAD")],
-                body: Array(#"{"error":{"code":"METHOD_NOT_ALLOWED","message":"Use GET"}}"#.utf8))
+                status: 405,
+                headers: json + [("Allow", "GET, HEAD")],
+                body: Array(#"{"error":{"code":"METHOD_NOT_ALLOWED","message":"Use GET"}}"#.utf8)
+            )
         }
         switch request.path {
         case "/healthz":
@@ -191,15 +224,30 @@ public final class CoreService: Sendable {
         case "/readyz":
             let database = health.isUp(.database)
             let broker = health.isUp(.broker)
-            let body = #"{"status":"\#(database && broker ? "ready" : "not ready")","database":\#(database),"broker":\#(broker)}"#
+            let body =
+                #"{"status":"\#(database && broker ? "ready" : "not ready")","database":\#(database),"broker":\#(broker)}"#
             return HTTPResponse(status: health.isReady ? 200 : 503, headers: json, body: Array(body.utf8))
         case "/metrics":
             return HTTPResponse(
-                status: 200, headers: [("Content-Type", MetricsSetup.contentType)], body: exposition?() ?? [])
+                status: 200,
+                headers: [("Content-Type", MetricsSetup.contentType)],
+                body: exposition?() ?? []
+            )
         default:
             return HTTPResponse(
-                status: 404, headers: json,
-                body: Array(#"{"error":{"code":"NOT_FOUND","message":"No such route"}}"#.utf8))
+                status: 404,
+                headers: json,
+                body: Array(#"{"error":{"code":"NOT_FOUND","message":"No such route"}}"#.utf8)
+            )
         }
+    }
+}
+
+/// The ops port could not be opened: the process stops before it starts anything.
+struct OpsPortError: Error, CustomStringConvertible {
+    var port: Int
+    var underlying: String
+    var description: String {
+        "cannot open the ops HTTP port \(port) (OPS_PORT; in use by another instance on this host?): \(underlying)"
     }
 }

@@ -1,6 +1,6 @@
 import Logging
-import ServiceSupport
 import PostgresClient
+import ServiceSupport
 
 /// One thread's PostgreSQL connection and the `InventoryStore` on it, reconnected with back-off.
 ///
@@ -43,7 +43,10 @@ final class DatabaseSession {
             return store
         } catch {
             if !lost {
-                logger.warning("database unreachable; retrying with back-off", metadata: ["thread": "\(owner)", "error": "\(error)"])
+                logger.warning(
+                    "database unreachable; retrying with back-off",
+                    metadata: ["thread": "\(owner)", "error": "\(error)"]
+                )
                 lost = true
             } else {
                 logger.debug("database still unreachable", metadata: ["thread": "\(owner)", "error": "\(error)"])
@@ -58,9 +61,16 @@ final class DatabaseSession {
     @discardableResult
     func handle(_ error: any Error) -> Bool {
         guard let error = error as? PostgresError else { return false }
-        let broken = error.isRetryable || !(connection?.isOpen ?? false)
+        let broken =
+            error.kind == .connectionLost || error.kind == .connectionFailed || !(connection?.isOpen ?? false)
         if broken { dropConnection(reason: "\(error)") }
         return broken
+    }
+
+    /// A deadlock or serialization failure: the transaction rolled back and the same work may succeed.
+    static func isTransient(_ error: any Error) -> Bool {
+        guard let error = error as? PostgresError else { return false }
+        return error.kind == .query && error.isRetryable
     }
 
     func close() {
@@ -71,7 +81,10 @@ final class DatabaseSession {
 
     private func dropConnection(reason: String) {
         if !lost {
-            logger.warning("database connection lost; reconnecting with back-off", metadata: ["thread": "\(owner)", "error": "\(reason)"])
+            logger.warning(
+                "database connection lost; reconnecting with back-off",
+                metadata: ["thread": "\(owner)", "error": "\(reason)"]
+            )
             lost = true
         }
         connection?.close()
