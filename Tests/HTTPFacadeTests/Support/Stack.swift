@@ -10,7 +10,11 @@ import Glibc
 
 /// Runs a program to completion; its output (stdout and stderr together) and status.
 @discardableResult
-func run(_ program: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
+func run(
+    _ program: String,
+    _ arguments: [String],
+    environment: [String: String] = [:]
+) throws -> (status: Int32, output: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: program)
     process.arguments = arguments
@@ -30,7 +34,9 @@ enum Products {
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         var directory = executable.deletingLastPathComponent()
         // swift test runs .../debug/<package>PackageTests.xctest; the products are in .../debug.
-        while directory.path != "/" && !FileManager.default.fileExists(atPath: directory.appendingPathComponent("inventory-rpc").path) {
+        while directory.path != "/"
+            && !FileManager.default.fileExists(atPath: directory.appendingPathComponent("inventory-rpc").path)
+        {
             directory = directory.deletingLastPathComponent()
         }
         return directory
@@ -123,7 +129,11 @@ final class Stack: @unchecked Sendable {
     /// `/readyz` says 200.
     func start() throws {
         try createVhost()
-        let created = try run("/usr/bin/createdb", ["-h", "localhost", "-U", "postgres", database], environment: Self.postgres)
+        let created = try run(
+            "/usr/bin/createdb",
+            ["-h", "localhost", "-U", "postgres", database],
+            environment: Self.postgres
+        )
         guard created.status == 0 else { throw TestFailure("createdb: \(created.output)") }
         let migrated = try run(try Products.path("inventory-rpc"), ["migrate"], environment: environment)
         guard migrated.status == 0 else { throw TestFailure("migrate: \(migrated.output)") }
@@ -216,7 +226,8 @@ final class Stack: @unchecked Sendable {
         stopCore()
         try? deleteVhost()
         _ = try? run(
-            "/usr/bin/dropdb", ["-h", "localhost", "-U", "postgres", "--if-exists", "--force", database],
+            "/usr/bin/dropdb",
+            ["-h", "localhost", "-U", "postgres", "--if-exists", "--force", database],
             environment: Self.postgres
         )
         try? FileManager.default.removeItem(atPath: coreLogPath)
