@@ -83,7 +83,7 @@ with_rss() {
 if has pgbench; then
     say "pgbench: bench/pgbench/hold.sql, $PG_CLIENTS clients, ${DURATION}s"
     SEATS=200000 "$root/bench/pgbench/setup.sh" "$pgdb" >/dev/null
-    pgbench -n -c "$PG_CLIENTS" -j 2 -T "$DURATION" -f "$root/bench/pgbench/hold.sql" "$pgdb" >"$OUT/pgbench.txt" 2>&1
+    pgbench -n -M prepared -c "$PG_CLIENTS" -j 2 -T "$DURATION" -f "$root/bench/pgbench/hold.sql" "$pgdb" >"$OUT/pgbench.txt" 2>&1
     python3 - "$OUT/pgbench.txt" >"$OUT/pgbench.json" <<'EOF'
 import json, re, sys
 text = open(sys.argv[1]).read()
