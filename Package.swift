@@ -23,6 +23,7 @@ let package = Package(
         .executable(name: "inventory-rpc", targets: ["inventory-rpc"]),
         .executable(name: "http-facade", targets: ["http-facade"]),
         .executable(name: "realtime-gateway", targets: ["realtime-gateway"]),
+        .executable(name: "inventory-bench", targets: ["inventory-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -35,6 +36,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket", from: "2.8.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // MARK: C libraries
@@ -153,6 +155,26 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: The benchmark (issue 6): load generator, verifier, AMQP echo
+        .target(
+            name: "Bench",
+            dependencies: [
+                "Contracts", "AMQPClient", "PostgresClient", "InventoryRPC",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "inventory-bench",
+            dependencies: [
+                "Bench", "AMQPClient", "Contracts",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Tests
         .testTarget(name: "AMQPClientTests", dependencies: ["AMQPClient"], swiftSettings: swiftSettings),
         .testTarget(name: "PostgresClientTests", dependencies: ["PostgresClient"], swiftSettings: swiftSettings),
@@ -163,6 +185,14 @@ let package = Package(
         .testTarget(
             name: "InventoryRPCTests",
             dependencies: ["InventoryRPC", "Contracts", "AMQPClient", "PostgresClient", "RedisClient"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BenchTests",
+            dependencies: [
+                "Bench", "Contracts", "AMQPClient", "PostgresClient", "InventoryRPC",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
