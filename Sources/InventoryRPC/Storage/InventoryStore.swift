@@ -229,11 +229,19 @@ public final class InventoryStore {
 
     public func defineSeats(_ request: SeatsDefineRequest) throws -> SeatsDefined {
         let row = try single(.defineSeats, [request.showtimeId, request.seatIds])
-        return SeatsDefined(
+        let defined = SeatsDefined(
             showtimeId: request.showtimeId,
             seatCount: try row.decode("seat_count", as: Int.self),
             added: try row.decode("added", as: Int.self)
         )
+        if defined.added > 0 {
+            // A showtime provisioned minutes before its rush is unknown to the planner until autovacuum
+            // analyzes: it estimates one row and scans every seat of the showtime on each hold and sweep
+            // step (2-3x slower holds, 100x slower sweeps; BENCHMARKS.md). Seat maps change rarely, so
+            // refreshing the statistics right away is cheap.
+            try connection.query("ANALYZE seat_states")
+        }
+        return defined
     }
 
     // MARK: Expiry
