@@ -150,7 +150,7 @@ postgres_up() {
         local cluster
         cluster=$(pg_cluster)
         # shellcheck disable=SC2086 # "VERSION NAME" splits into pg_ctlcluster's two arguments on purpose
-        as_root pg_ctlcluster $cluster start >/dev/null 2>&1 || true
+        as_root pg_ctlcluster $cluster start >/dev/null 2>&1 9>&- || true
         wait_for "$PG_WAIT" pg_answers ||
             fail "PostgreSQL $cluster did not answer on 127.0.0.1:$PG_PORT within ${PG_WAIT}s; see /var/log/postgresql/"
         mark_started "postgresql $cluster"
@@ -185,7 +185,7 @@ redis_up() {
     if ! redis_answers; then
         # A cache, not a store: no snapshots, nothing written beside the project.
         redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
-            --dir "$STATE_DIR" --pidfile "$STATE_DIR/redis.pid" --logfile "$STATE_DIR/redis.log" ||
+            --dir "$STATE_DIR" --pidfile "$STATE_DIR/redis.pid" --logfile "$STATE_DIR/redis.log" 9>&- ||
             fail "redis-server did not start; see $STATE_DIR/redis.log"
         wait_for "$REDIS_WAIT" redis_answers ||
             fail "Redis did not answer on 127.0.0.1:$REDIS_PORT within ${REDIS_WAIT}s; see $STATE_DIR/redis.log"
@@ -214,7 +214,7 @@ rabbitmq_up() {
         fi
         # The Debian wrapper switches to the rabbitmq user and keeps these variables.
         as_root env RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT="$AMQP_PORT" \
-            rabbitmq-server -detached >"$STATE_DIR/rabbitmq-start.log" 2>&1 || true
+            rabbitmq-server -detached >"$STATE_DIR/rabbitmq-start.log" 2>&1 9>&- || true
         if ! wait_for "$RABBIT_WAIT" rabbit_answers; then
             tail -n 20 /var/log/rabbitmq/*.log "$STATE_DIR/rabbitmq-start.log" >&2 2>/dev/null || true
             fail "RabbitMQ did not answer on 127.0.0.1:$AMQP_PORT within ${RABBIT_WAIT}s; see /var/log/rabbitmq/"
@@ -298,6 +298,8 @@ main() {
     mkdir -p "$STATE_DIR"
     chmod 1777 "$STATE_DIR" 2>/dev/null || true
     # One `up` or `down` at a time: CI and a developer, or two test runs, may call this together.
+    # The servers this starts must not inherit fd 9 (each start command closes it with `9>&-`): a
+    # daemon holding the lock would make every later run wait for it.
     exec 9>>"$STATE_DIR/lock"
     chmod 666 "$STATE_DIR/lock" 2>/dev/null || true
     flock -w 600 9 || fail "another services.sh is still running"
