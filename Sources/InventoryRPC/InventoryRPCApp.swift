@@ -1,33 +1,63 @@
-// PLACEHOLDER: the core's engineer replaces this file wholesale. The signatures below are what
-// `inventory-rpc` (Sources/inventory-rpc) calls; keep them, or change both sides together.
-//
-//   public enum InventoryRPCApp {
-//       /// `inventory-rpc migrate`: applies the schema migrations; safe to run twice or from two hosts.
-//       public static func migrate(configuration: ServiceConfiguration, logger: Logger) throws
-//       /// `inventory-rpc serve`: connects, prints INTERFACE.md's start-up lines, serves until
-//       /// `shutdown` is triggered (SIGINT/SIGTERM), finishes in-flight work and returns within 10 s.
-//       public static func serve(configuration: ServiceConfiguration, logger: Logger, shutdown: ShutdownSignal) throws
-//   }
-//
-// Called on the main thread after SIGINT/SIGTERM were blocked, configuration loaded, logging and metrics
-// bootstrapped. A thrown error is logged by the command line and ends the process with status 1.
-
+import Contracts
 import Logging
+import PostgresClient
 import ServiceSupport
 
+/// What the `inventory-rpc` command line calls, on the main thread, after SIGINT/SIGTERM were blocked,
+/// configuration loaded and logging and metrics bootstrapped. A thrown error is logged by the command line
+/// and ends the process with status 1.
 public enum InventoryRPCApp {
+    /// The demo showtime the README's run command provisions, so the seed's example requests work at once.
+    public static let demoShowtimeID = "showtime_123"
+    public static let demoSeatIDs = (1...100).map { "seat_\($0)" }
+
+    /// `inventory-rpc migrate`: applies the schema migrations; safe to run twice or from two hosts.
     public static func migrate(configuration: ServiceConfiguration, logger: Logger) throws {
-        logger.info("no migrations yet (placeholder)")
+        let connection = try PostgresConnection(url: configuration.databaseURL, logger: logger)
+        defer { connection.close() }
+        let applied = try Migrator.migrate(connection, logger: logger)
+        logger.info(
+            applied.isEmpty ? "schema up to date" : "migrations applied",
+            metadata: ["versions": "\(applied.map(String.init).joined(separator: ","))"])
     }
 
+    /// `inventory-rpc provision-demo` (and `serve --demo`): migrates, then defines `showtime_123` with
+    /// `seat_1` ... `seat_100`. Idempotent: seats that exist keep their state.
+    public static func provisionDemo(configuration: ServiceConfiguration, logger: Logger) throws {
+        try migrate(configuration: configuration, logger: logger)
+        let connection = try PostgresConnection(url: configuration.databaseURL, logger: logger)
+        defer { connection.close() }
+        let store = try InventoryStore(connection: connection)
+        let defined = try store.defineSeats(SeatsDefineRequest(showtimeId: demoShowtimeID, seatIds: demoSeatIDs))
+        logger.info(
+            "demo showtime provisioned",
+            metadata: [
+                "showtime.id": "\(defined.showtimeId)", "seats": "\(defined.seatCount)", "added": "\(defined.added)",
+            ])
+    }
+
+    /// `inventory-rpc serve`: connects, prints INTERFACE.md's start-up lines, serves until `shutdown` is
+    /// triggered (SIGINT/SIGTERM), finishes in-flight work and returns within 10 s.
     public static func serve(configuration: ServiceConfiguration, logger: Logger, shutdown: ShutdownSignal) throws {
-        StandardStreams.printLine(StartupMessages.databaseLoaded)
-        StandardStreams.printLine(StartupMessages.redisConnected)
-        StandardStreams.printLine(StartupMessages.rabbitMQConnected)
-        StandardStreams.printLine(
-            StartupMessages.expiryWorkerStarted(intervalSeconds: configuration.expiryIntervalSeconds)
-        )
-        StandardStreams.printLine(StartupMessages.holdTTL(seconds: configuration.holdTTLSeconds))
-        shutdown.wait()
+        let core = CoreService(
+            configuration: CoreConfiguration(configuration), logger: logger, shutdown: shutdown,
+            metricsExposition: { MetricsSetup.exposition() })
+        try core.run()
+    }
+}
+
+extension CoreConfiguration {
+    /// The core's part of the process configuration.
+    public init(_ configuration: ServiceConfiguration) {
+        self.init(
+            databaseURL: configuration.databaseURL,
+            redisURL: configuration.redisURL,
+            rabbitmqURL: configuration.rabbitMQURL,
+            holdTTLSeconds: configuration.holdTTLSeconds,
+            expiryIntervalSeconds: configuration.expiryIntervalSeconds,
+            maxSeatsPerHold: configuration.maxSeatsPerHold,
+            workers: configuration.workers,
+            prefetch: UInt16(clamping: configuration.prefetch),
+            opsPort: configuration.opsPort)
     }
 }

@@ -7,7 +7,7 @@ struct InventoryRPCCommand: ParsableCommand {
         commandName: "inventory-rpc",
         abstract: "The seat inventory core: AMQP RPC workers, the outbox relay and the hold expiry sweep.",
         discussion: "Configuration comes from the environment, then .env.local, then .env (see README.md).",
-        subcommands: [Migrate.self, Serve.self]
+        subcommands: [Migrate.self, Serve.self, ProvisionDemo.self]
     )
 }
 
@@ -32,13 +32,34 @@ extension InventoryRPCCommand {
             abstract: "Run the core until SIGINT or SIGTERM, then finish in-flight work and exit 0."
         )
 
+        @Flag(help: "First migrate and provision the demo showtime (showtime_123, seat_1 ... seat_100), idempotently.")
+        var demo = false
+
         func run() throws {
             let (configuration, logger) = ServiceProcess.prepare(label: "inventory-rpc")
             let shutdown = ServiceProcess.shutdownOnTermination(logger: logger)
             ServiceProcess.run(logger: logger) {
+                if demo { try InventoryRPCApp.provisionDemo(configuration: configuration, logger: logger) }
                 try InventoryRPCApp.serve(configuration: configuration, logger: logger, shutdown: shutdown)
             }
             logger.info("stopped")
+        }
+    }
+}
+
+extension InventoryRPCCommand {
+    struct ProvisionDemo: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "provision-demo",
+            abstract: "Migrate, then define the demo showtime showtime_123 with seat_1 ... seat_100 (idempotent)."
+        )
+
+        func run() throws {
+            let (configuration, logger) = ServiceProcess.prepare(label: "inventory-rpc")
+            ServiceProcess.exitOnTermination(logger: logger, what: "provisioning")
+            ServiceProcess.run(logger: logger) {
+                try InventoryRPCApp.provisionDemo(configuration: configuration, logger: logger)
+            }
         }
     }
 }

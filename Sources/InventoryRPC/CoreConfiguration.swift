@@ -1,0 +1,62 @@
+import Logging
+
+/// Everything the core's service layer needs to run, already parsed and validated.
+///
+/// `InventoryRPCApp` fills it from the process configuration (environment, `.env` files); tests build it
+/// directly so each fixture can point the core at its own vhost, database and Redis.
+public struct CoreConfiguration: Sendable {
+    public var databaseURL: String
+    public var redisURL: String
+    public var rabbitmqURL: String
+    public var holdTTLSeconds: Int
+    public var expiryIntervalSeconds: Int
+    public var maxSeatsPerHold: Int
+    /// RPC worker threads; each owns one broker, one database and one Redis connection.
+    public var workers: Int
+    /// Unacknowledged deliveries per consumer (one consumer per queue per worker).
+    public var prefetch: UInt16
+    /// Port of the ops HTTP server (`/healthz`, `/readyz`, `/metrics`); 0 picks a free one, nil turns it off.
+    public var opsPort: Int?
+    /// How long one Redis command may take before Redis counts as unreachable.
+    public var redisCommandTimeout: Duration
+    /// The outbox relay polls this often even without a NOTIFY (a safety net).
+    public var outboxPollInterval: Duration
+    /// How often a relay that is not the leader tries to become it.
+    public var relayLeaderRetry: Duration
+    /// Rows per expiry batch; the sweep repeats until a batch comes back short.
+    public var expiryBatchSize: Int
+    /// Print the seed's start-up lines to standard output.
+    public var printsStartupLines: Bool
+
+    public init(
+        databaseURL: String = "postgresql://postgres:postgres@localhost:5432/inventory_db",
+        redisURL: String = "redis://localhost:6379",
+        rabbitmqURL: String = "amqp://guest:guest@localhost:5672",
+        holdTTLSeconds: Int = 300,
+        expiryIntervalSeconds: Int = 30,
+        maxSeatsPerHold: Int = 10,
+        workers: Int = 8,
+        prefetch: UInt16 = 4,
+        opsPort: Int? = 3006,
+        redisCommandTimeout: Duration = .milliseconds(500),
+        outboxPollInterval: Duration = .seconds(1),
+        relayLeaderRetry: Duration = .seconds(2),
+        expiryBatchSize: Int = 1000,
+        printsStartupLines: Bool = true
+    ) {
+        self.databaseURL = databaseURL
+        self.redisURL = redisURL
+        self.rabbitmqURL = rabbitmqURL
+        self.holdTTLSeconds = holdTTLSeconds
+        self.expiryIntervalSeconds = expiryIntervalSeconds
+        self.maxSeatsPerHold = maxSeatsPerHold
+        self.workers = workers
+        self.prefetch = prefetch
+        self.opsPort = opsPort
+        self.redisCommandTimeout = redisCommandTimeout
+        self.outboxPollInterval = outboxPollInterval
+        self.relayLeaderRetry = relayLeaderRetry
+        self.expiryBatchSize = expiryBatchSize
+        self.printsStartupLines = printsStartupLines
+    }
+}

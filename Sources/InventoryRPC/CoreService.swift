@@ -1,0 +1,205 @@
+import AMQPClient
+import Foundation
+import HTTPServer
+import Logging
+import PostgresClient
+import RedisClient
+import ServiceSupport
+import Synchronization
+
+/// The core as one object: connects to its dependencies, prints the start-up lines, runs the RPC workers,
+/// the outbox relay, the expiry timer and the ops HTTP port on their own threads, and stops them in order.
+///
+/// `inventory-rpc serve` runs one per process; tests run one (or two) in-process against their own vhost,
+/// database and Redis.
+public final class CoreService: Sendable {
+    public let configuration: CoreConfiguration
+    private let logger: Logger
+    private let shutdown: ShutdownSignal
+    private let metricsExposition: (@Sendable () -> [UInt8])?
+    private let threads = ThreadGroup()
+    private let health = CoreHealth()
+    private let circuit: RedisCircuit
+    private let metrics = ServiceMetrics()
+    private let ops = Mutex<HTTPDaemon?>(nil)
+    private let stopped = Mutex(false)
+
+    /// - Parameters:
+    ///   - shutdown: triggering it stops the core (SIGINT/SIGTERM in `serve`).
+    ///   - metricsExposition: the Prometheus text `/metrics` serves (nil: an empty body).
+    public init(
+        configuration: CoreConfiguration, logger: Logger, shutdown: ShutdownSignal = ShutdownSignal(),
+        metricsExposition: (@Sendable () -> [UInt8])? = nil
+    ) {
+        self.configuration = configuration
+        self.logger = logger
+        self.shutdown = shutdown
+        self.metricsExposition = metricsExposition
+        self.circuit = RedisCircuit(logger: logger, metrics: metrics)
+    }
+
+    /// The bound ops port, once started (nil when turned off).
+    public var opsPort: Int? { ops.withLock { $0?.port } }
+
+    /// Whether at least one worker reaches both the database and the broker (`/readyz`).
+    public var isReady: Bool { health.isReady }
+
+    /// Connects to each dependency in turn (waiting with back-off while one is down, printing the seed's
+    /// line as each answers), then starts every thread. Returns false if shutdown came first.
+    @discardableResult
+    public func start() throws -> Bool {
+        guard waitForDatabase() else { return false }
+        announce(StartupMessages.databaseLoaded)
+        checkRedis()
+        guard waitForBroker() else { return false }
+        announce(StartupMessages.rabbitMQConnected)
+
+        let context = CoreContext(
+            configuration: configuration, logger: logger, metrics: metrics, health: health, circuit: circuit,
+            stop: shutdown)
+        for index in 0..<max(1, configuration.workers) {
+            threads.spawn(name: "rpc-worker-\(index)") { RPCWorker(index: index, context: context).run() }
+        }
+        threads.spawn(name: "outbox-relay") { OutboxRelay(context: context).run() }
+        threads.spawn(name: "expiry-timer") { ExpiryTimer(context: context).run() }
+        announce(StartupMessages.expiryWorkerStarted(intervalSeconds: configuration.expiryIntervalSeconds))
+        try startOps()
+        announce(StartupMessages.holdTTL(seconds: configuration.holdTTLSeconds))
+        return true
+    }
+
+    /// Blocks until the shutdown signal, then stops.
+    public func run() throws {
+        guard try start() else {
+            stop()
+            return
+        }
+        shutdown.wait()
+        stop()
+    }
+
+    /// Stops taking work, lets each worker answer what it already received, stops the relay and the timer,
+    /// closes every connection and the ops port. Returns within `timeout` (threads still busy then are
+    /// abandoned with a log line; their unacked messages go back to the broker when the process exits).
+    public func stop(timeout: Duration = .seconds(8)) {
+        let first = stopped.withLock { stopped -> Bool in
+            defer { stopped = true }
+            return !stopped
+        }
+        guard first else { return }
+        shutdown.trigger()
+        if !threads.join(timeout: timeout) {
+            logger.warning("threads still busy at shutdown", metadata: ["count": "\(threads.count)"])
+        }
+        let daemon = ops.withLock { daemon -> HTTPDaemon? in
+            defer { daemon = nil }
+            return daemon
+        }
+        daemon?.shutdown(timeout: .seconds(1))
+        logger.info("core stopped")
+    }
+
+    // MARK: Start-up
+
+    private func announce(_ line: String) {
+        if configuration.printsStartupLines {
+            StandardStreams.printLine(line)
+        } else {
+            logger.debug("\(line)")
+        }
+    }
+
+    private func waitForDatabase() -> Bool {
+        var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(5))
+        var warned = false
+        while !shutdown.isTriggered {
+            do {
+                let connection = try PostgresConnection(url: configuration.databaseURL, logger: logger)
+                connection.close()
+                return true
+            } catch {
+                if !warned {
+                    logger.warning("database unreachable; retrying with back-off", metadata: ["error": "\(error)"])
+                    warned = true
+                }
+                shutdown.wait(timeout: backoff.nextDelay())
+            }
+        }
+        return false
+    }
+
+    /// Redis is optional: without it holds run on the database alone, and the workers keep probing it.
+    private func checkRedis() {
+        do {
+            let connection = try RedisConnection(
+                url: configuration.redisURL, commandTimeout: configuration.redisCommandTimeout, logger: logger)
+            defer { connection.close() }
+            try connection.command(["PING"])
+            announce(StartupMessages.redisConnected)
+        } catch {
+            circuit.failed(error)
+        }
+    }
+
+    private func waitForBroker() -> Bool {
+        var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(5))
+        var warned = false
+        while !shutdown.isTriggered {
+            do {
+                let connection = try AMQPConnection(
+                    configuration: try AMQPConfiguration(url: configuration.rabbitmqURL), logger: logger)
+                defer { connection.close() }
+                try declareTopology(connection)
+                return true
+            } catch {
+                if !warned {
+                    logger.warning("broker unreachable; retrying with back-off", metadata: ["error": "\(error)"])
+                    warned = true
+                }
+                shutdown.wait(timeout: backoff.nextDelay())
+            }
+        }
+        return false
+    }
+
+    private func startOps() throws {
+        guard let port = configuration.opsPort else { return }
+        let health = self.health
+        let exposition = metricsExposition
+        let daemon = try HTTPDaemon(
+            configuration: HTTPServerConfiguration(port: port, bindAddress: "0.0.0.0", maxBodyBytes: 4096, threads: 1),
+            logger: logger
+        ) { request, responder in
+            responder.respond(Self.opsResponse(request, health: health, exposition: exposition))
+        }
+        ops.withLock { $0 = daemon }
+        logger.info("ops HTTP port open", metadata: ["port": "\(daemon.port)"])
+    }
+
+    static func opsResponse(_ request: HTTPRequest, health: CoreHealth, exposition: (@Sendable () -> [UInt8])?)
+        -> HTTPResponse
+    {
+        let json = [("Content-Type", "application/json")]
+        guard request.method == "GET" || request.method == "HEAD" else {
+            return HTTPResponse(
+                status: 405, headers: json + [("Allow", "GET, HEAD")],
+                body: Array(#"{"error":{"code":"METHOD_NOT_ALLOWED","message":"Use GET"}}"#.utf8))
+        }
+        switch request.path {
+        case "/healthz":
+            return HTTPResponse(status: 200, headers: json, body: Array(#"{"status":"ok"}"#.utf8))
+        case "/readyz":
+            let database = health.isUp(.database)
+            let broker = health.isUp(.broker)
+            let body = #"{"status":"\#(database && broker ? "ready" : "not ready")","database":\#(database),"broker":\#(broker)}"#
+            return HTTPResponse(status: health.isReady ? 200 : 503, headers: json, body: Array(body.utf8))
+        case "/metrics":
+            return HTTPResponse(
+                status: 200, headers: [("Content-Type", MetricsSetup.contentType)], body: exposition?() ?? [])
+        default:
+            return HTTPResponse(
+                status: 404, headers: json,
+                body: Array(#"{"error":{"code":"NOT_FOUND","message":"No such route"}}"#.utf8))
+        }
+    }
+}

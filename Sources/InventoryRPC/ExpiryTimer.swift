@@ -1,0 +1,58 @@
+import Logging
+import ServiceSupport
+
+/// The expiry sweep: every `EXPIRY_INTERVAL_SECONDS`, marks dead holds `expired` in batches (the SQL uses
+/// `FOR UPDATE SKIP LOCKED`, so several instances never expire one hold twice), then deletes their seat
+/// locks. A hold is dead at `expiresAt` whether or not this has run: the sweep only tidies up and
+/// publishes `hold.expired` (through the outbox, in the same transaction).
+final class ExpiryTimer {
+    private let context: CoreContext
+    private var logger: Logger
+    private let database: DatabaseSession
+    private let locks: SeatLocks
+
+    init(context: CoreContext) {
+        self.context = context
+        var logger = context.logger
+        logger[metadataKey: "thread"] = "expiry-timer"
+        self.logger = logger
+        database = DatabaseSession(
+            url: context.configuration.databaseURL, owner: "expiry-timer", health: CoreHealth(), logger: logger)
+        locks = SeatLocks(
+            url: context.configuration.redisURL, commandTimeout: context.configuration.redisCommandTimeout,
+            circuit: context.circuit, metrics: context.metrics, owner: "expiry-timer", logger: logger)
+    }
+
+    func run() {
+        let interval = Duration.seconds(max(1, context.configuration.expiryIntervalSeconds))
+        repeat {
+            sweep()
+        } while !context.stop.wait(timeout: interval)
+        database.close()
+        locks.close()
+    }
+
+    /// One sweep: batches until one comes back short. Returns how many holds it expired.
+    @discardableResult
+    func sweep() -> Int {
+        guard let store = database.currentStore() else { return 0 }
+        var total = 0
+        do {
+            while !context.stop.isTriggered {
+                let expired = try store.expireDueHolds(batchSize: context.configuration.expiryBatchSize)
+                for hold in expired {
+                    locks.release(showtimeID: hold.showtimeID, seatIDs: hold.seatIDs, holdID: hold.holdID)
+                }
+                total += expired.count
+                context.metrics.expired(expired.count)
+                if expired.count < context.configuration.expiryBatchSize { break }
+            }
+        } catch {
+            if !database.handle(error) {
+                logger.error("expiry sweep failed", metadata: ["error": "\(error)"])
+            }
+        }
+        if total > 0 { logger.info("expired holds", metadata: ["count": "\(total)"]) }
+        return total
+    }
+}

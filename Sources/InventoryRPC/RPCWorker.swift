@@ -1,0 +1,234 @@
+import AMQPClient
+import Contracts
+import Foundation
+import Logging
+import ServiceSupport
+
+/// Declares the RPC exchange, one durable queue per operation bound with its routing key, and the events
+/// exchange. Idempotent; every worker runs it on (re)connect so a broker that lost its state heals.
+func declareTopology(_ connection: AMQPConnection) throws(AMQPError) {
+    try connection.declareExchange(RPCOperation.exchange, type: .direct, durable: true)
+    for operation in RPCOperation.allCases {
+        try connection.declareQueue(operation.queueName, durable: true)
+        try connection.bindQueue(operation.queueName, exchange: RPCOperation.exchange, routingKey: operation.routingKey)
+    }
+    try connection.declareExchange(EventType.exchange, type: .topic, durable: true)
+}
+
+/// Things every thread of one core shares. All of it is `Sendable`.
+struct CoreContext: Sendable {
+    var configuration: CoreConfiguration
+    var logger: Logger
+    var metrics: ServiceMetrics
+    var health: CoreHealth
+    var circuit: RedisCircuit
+    var stop: ShutdownSignal
+}
+
+/// One RPC worker: a dedicated thread owning one broker, one database and one Redis connection, taking
+/// one message at a time from all seven queues.
+///
+/// Per message: no `reply_to` → ack and log; past `x-deadline` → ack and drop without acting; otherwise
+/// act, publish the reply, and only then ack. If the reply cannot be published the broker connection is
+/// gone, the message is still unacked and the broker redelivers it (at least once; a hold with an
+/// idempotency key replays).
+final class RPCWorker {
+    private let name: String
+    private let context: CoreContext
+    private var logger: Logger
+    private let handler: RequestHandler
+    private var connection: AMQPConnection?
+    private var operations: [String: RPCOperation] = [:]
+    private var brokerLost = false
+
+    init(index: Int, context: CoreContext) {
+        let name = "rpc-worker-\(index)"
+        self.name = name
+        self.context = context
+        var logger = context.logger
+        logger[metadataKey: "thread"] = "\(name)"
+        self.logger = logger
+        let database = DatabaseSession(
+            url: context.configuration.databaseURL, owner: name, health: context.health, logger: logger)
+        let locks = SeatLocks(
+            url: context.configuration.redisURL, commandTimeout: context.configuration.redisCommandTimeout,
+            circuit: context.circuit, metrics: context.metrics, owner: name, logger: logger)
+        self.handler = RequestHandler(
+            database: database, locks: locks, configuration: context.configuration, metrics: context.metrics)
+    }
+
+    /// The thread's body: returns after the stop signal, once in-flight messages are answered.
+    func run() {
+        var retry = Backoff(initial: .milliseconds(200), maximum: .seconds(5))
+        _ = handler.database.currentStore()
+        while !context.stop.isTriggered {
+            guard let connection = connectedBroker(retry: &retry) else { continue }
+            if handler.database.store == nil { _ = handler.database.currentStore() }
+            do {
+                if let event = try connection.nextEvent(timeout: .milliseconds(250)),
+                    case .delivery(let message) = event
+                {
+                    try process(message, on: connection)
+                }
+            } catch {
+                dropBroker(error)
+            }
+        }
+        drainAndClose()
+    }
+
+    private func connectedBroker(retry: inout Backoff) -> AMQPConnection? {
+        if let connection, connection.isOpen { return connection }
+        if connection != nil { dropBroker(ClosedConnection()) }
+        do {
+            let configuration = try AMQPConfiguration(url: context.configuration.rabbitmqURL)
+            let connection = try AMQPConnection(configuration: configuration, logger: logger)
+            try declareTopology(connection)
+            try connection.setPrefetch(context.configuration.prefetch)
+            var operations: [String: RPCOperation] = [:]
+            for operation in RPCOperation.allCases {
+                let tag = try connection.consume(queue: operation.queueName, noAck: false)
+                operations[tag] = operation
+            }
+            self.connection = connection
+            self.operations = operations
+            retry.reset()
+            context.health.reportUp(.broker, owner: name)
+            if brokerLost {
+                logger.info("broker reconnected; consuming again")
+                brokerLost = false
+            }
+            return connection
+        } catch {
+            if !brokerLost {
+                logger.warning("broker unreachable; retrying with back-off", metadata: ["error": "\(error)"])
+                brokerLost = true
+            } else {
+                logger.debug("broker still unreachable", metadata: ["error": "\(error)"])
+            }
+            context.health.reportDown(.broker, owner: name)
+            context.stop.wait(timeout: retry.nextDelay())
+            return nil
+        }
+    }
+
+    private func dropBroker(_ error: any Error) {
+        if !brokerLost {
+            logger.warning("broker connection lost; reconnecting with back-off", metadata: ["error": "\(error)"])
+            brokerLost = true
+        }
+        connection?.close()
+        connection = nil
+        operations = [:]
+        context.health.reportDown(.broker, owner: name)
+    }
+
+    private func process(_ message: AMQPMessage, on connection: AMQPConnection) throws(AMQPError) {
+        let started = ContinuousClock.now
+        var logger = self.logger
+        logger[metadataKey: "correlation_id"] = "\(message.properties.correlationID ?? "-")"
+        guard let operation = operations[message.consumerTag] ?? RPCOperation(rawValue: message.routingKey) else {
+            logger.warning("delivery from an unknown consumer; dropped", metadata: ["routing_key": "\(message.routingKey)"])
+            try connection.ack(deliveryTag: message.deliveryTag)
+            return
+        }
+        logger[metadataKey: "operation"] = "\(operation.routingKey)"
+
+        guard let replyTo = message.properties.replyTo, !replyTo.isEmpty else {
+            context.metrics.dropped(reason: "no_reply_to")
+            logger.warning("request without reply_to; acknowledged and dropped")
+            try connection.ack(deliveryTag: message.deliveryTag)
+            return
+        }
+
+        let response: RPCResponse
+        switch Deadline.check(message.properties.headers[ContractHeaders.deadline], now: epochMilliseconds()) {
+        case .passed(let deadline):
+            context.metrics.dropped(reason: "deadline")
+            logger.info("request past its deadline; dropped without acting", metadata: ["deadline": "\(deadline)"])
+            try connection.ack(deliveryTag: message.deliveryTag)
+            return
+        case .invalid:
+            response = RequestHandler.failure(.validation([
+                ValidationProblem(field: ContractHeaders.deadline, rule: .type, message: "x-deadline must be Unix epoch milliseconds")
+            ]))
+        case .none, .pending:
+            do {
+                response = try handler.handle(operation, body: message.body, headers: message.properties.headers, logger: logger)
+            } catch {
+                logger.error(
+                    "unexpected error; answered INTERNAL",
+                    metadata: [
+                        "routing_key": "\(message.routingKey)", "error": "\(error)",
+                        "body": "\(Self.truncated(message.body))",
+                    ])
+                response = RequestHandler.internalError()
+            }
+        }
+
+        var headers: [String: AMQPFieldValue] = [:]
+        if response.replayed { headers["x-idempotent-replayed"] = .bool(true) }
+        let properties = AMQPProperties(
+            contentType: "application/json", correlationID: message.properties.correlationID, headers: headers)
+        try connection.publish(exchange: "", routingKey: replyTo, body: response.body, properties: properties)
+        try connection.ack(deliveryTag: message.deliveryTag)
+        context.metrics.request(operation: operation.routingKey, outcome: response.outcome, duration: ContinuousClock.now - started)
+        if response.outcome == ErrorCode.internalError.rawValue || response.outcome == ErrorCode.serviceUnavailable.rawValue {
+            logger.debug("answered with an error", metadata: ["outcome": "\(response.outcome)"])
+        }
+    }
+
+    /// Shutdown: stop taking deliveries, answer what the broker already sent us, then close everything.
+    private func drainAndClose() {
+        if let connection, connection.isOpen {
+            for tag in operations.keys {
+                do { try connection.cancel(consumerTag: tag) } catch { break }
+            }
+            let deadline = ContinuousClock.now + .seconds(3)
+            while ContinuousClock.now < deadline {
+                do {
+                    guard let event = try connection.nextEvent(timeout: .milliseconds(100)) else { break }
+                    if case .delivery(let message) = event { try process(message, on: connection) }
+                } catch {
+                    break
+                }
+            }
+            connection.close()
+        }
+        connection = nil
+        handler.close()
+        context.health.reportDown(.broker, owner: name)
+        context.health.reportDown(.database, owner: name)
+    }
+
+    static func truncated(_ body: [UInt8], limit: Int = 512) -> String {
+        let text = String(decoding: body.prefix(limit), as: UTF8.self)
+        return body.count > limit ? text + "…(\(body.count) bytes)" : text
+    }
+}
+
+/// The `x-deadline` header: absolute Unix epoch milliseconds.
+enum Deadline: Equatable {
+    case none
+    case pending(Int64)
+    case passed(Int64)
+    case invalid
+
+    static func check(_ value: AMQPFieldValue?, now: Int64) -> Deadline {
+        guard let value else { return .none }
+        let deadline: Int64?
+        switch value {
+        case .int(let number): deadline = number
+        case .double(let number): deadline = number.isFinite && abs(number) < 9e15 ? Int64(number) : nil
+        case .string(let text): deadline = Int64(text.trimmingCharacters(in: .whitespaces))
+        case .bool: deadline = nil
+        }
+        guard let deadline else { return .invalid }
+        return deadline <= now ? .passed(deadline) : .pending(deadline)
+    }
+}
+
+/// A connection found closed without an error of its own.
+struct ClosedConnection: Error, CustomStringConvertible {
+    var description: String { "the connection was closed" }
+}
