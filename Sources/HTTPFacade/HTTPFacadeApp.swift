@@ -1,22 +1,82 @@
-// PLACEHOLDER: the facade's engineer replaces this file wholesale. The signature below is what
-// `http-facade` (Sources/http-facade) calls; keep it, or change both sides together.
-//
-//   public enum HTTPFacadeApp {
-//       /// `http-facade`: serves the REST routes of INTERFACE.md on `configuration.port`, prints
-//       /// "Inventory service running on port N", serves until `shutdown` is triggered (SIGINT/SIGTERM),
-//       /// answers what is in flight and returns within 10 s.
-//       public static func run(configuration: ServiceConfiguration, logger: Logger, shutdown: ShutdownSignal) throws
-//   }
-//
-// Called on the main thread after SIGINT/SIGTERM were blocked, configuration loaded, logging and metrics
-// bootstrapped. A thrown error is logged by the command line and ends the process with status 1.
-
+import AMQPClient
+import Contracts
+import HTTPServer
 import Logging
 import ServiceSupport
 
+/// `http-facade`: serves the REST routes of INTERFACE.md on `configuration.port`.
 public enum HTTPFacadeApp {
+    /// Prints "Inventory service running on port N", serves until `shutdown` is triggered (SIGINT/SIGTERM),
+    /// answers what is in flight and returns within 10 s.
+    ///
+    /// Called on the main thread after SIGINT/SIGTERM were blocked, configuration loaded, logging and
+    /// metrics bootstrapped. A thrown error is logged by the command line and ends the process with status 1.
     public static func run(configuration: ServiceConfiguration, logger: Logger, shutdown: ShutdownSignal) throws {
-        StandardStreams.printLine(StartupMessages.facadeRunning(port: configuration.port))
+        let facade = try Facade(configuration: configuration, logger: logger)
+        StandardStreams.printLine(StartupMessages.facadeRunning(port: facade.port))
         shutdown.wait()
+        facade.shutdown()
+    }
+}
+
+/// The running facade: the RPC client's thread and the HTTP daemon. Tests run it in-process.
+public final class Facade: Sendable {
+    private let daemon: HTTPDaemon
+    private let rpc: RPCClient
+    private let handler: FacadeHandler
+    private let logger: Logger
+
+    /// The port the daemon listens on (`PORT` 0 picks a free one).
+    public var port: Int { daemon.port }
+
+    /// Starts the RPC client (it connects in the background, answering 503 until it has) and the daemon.
+    public init(configuration: ServiceConfiguration, logger: Logger) throws {
+        self.logger = logger
+        var amqp = try AMQPConfiguration(url: configuration.rabbitMQURL)
+        // Connecting blocks the client's thread; callers never wait for it (they get 503 at once), but a
+        // short bound keeps a blackholed broker from delaying reconnects and shutdown.
+        amqp.connectTimeout = min(amqp.connectTimeout, .seconds(2))
+        amqp.connectionName = "http-facade"
+        rpc = try RPCClient(configuration: .init(amqp: amqp), logger: logger)
+        handler = FacadeHandler(
+            settings: .init(
+                cors: CORSPolicy(origins: configuration.corsOrigins),
+                limits: RequestLimits(maxSeatsPerHold: configuration.maxSeatsPerHold),
+                rpcTimeout: configuration.rpcTimeout
+            ),
+            rpc: rpc,
+            logger: logger
+        )
+        rpc.start()
+        var http = HTTPServerConfiguration(
+            port: configuration.port,
+            maxBodyBytes: RequestLimits.maxBodyBytes,
+            threads: 2,
+            // 1,000 slow requests in flight plus room for the others.
+            connectionLimit: 4_096
+        )
+        http.shutdownResponse = HTTPResponse(
+            status: 503,
+            headers: [("Content-Type", ContractHeaders.contentType)],
+            body: ErrorBody(code: .serviceUnavailable, message: "The service is shutting down").restBody()
+        )
+        let handler = self.handler
+        do {
+            daemon = try HTTPDaemon(configuration: http, logger: logger) { request, responder in
+                handler.handle(request, responder)
+            }
+        } catch {
+            rpc.stop()
+            throw error
+        }
+    }
+
+    /// No new work (503 with `Connection: close`), requests in flight answered (their RPCs finish or time
+    /// out within `RPC_TIMEOUT_MS`), then the daemon stops and, last, the RPC client. Within 10 s.
+    public func shutdown() {
+        handler.beginDraining()
+        daemon.shutdown(timeout: .seconds(8))
+        rpc.stop(timeout: .seconds(1))
+        logger.info("facade stopped")
     }
 }

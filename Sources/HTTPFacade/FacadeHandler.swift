@@ -1,0 +1,195 @@
+import Contracts
+import HTTPServer
+import Logging
+import ServiceSupport
+import Synchronization
+
+/// Answers one REST request: routing, CORS, validation, then one RPC whose reply becomes the answer.
+///
+/// Runs on a libmicrohttpd thread and never blocks it: a request that needs the core starts its call
+/// and returns; the RPC client's thread answers it later through the `HTTPResponder` (the connection
+/// stays suspended meanwhile, holding no thread).
+final class FacadeHandler: Sendable {
+    struct Settings: Sendable {
+        var cors: CORSPolicy
+        var limits: RequestLimits
+        var rpcTimeout: Duration
+    }
+
+    private let settings: Settings
+    private let rpc: RPCClient
+    private let readiness: Readiness
+    private let metrics = FacadeMetrics()
+    private let logger: Logger
+    private let draining = Atomic<Bool>(false)
+
+    init(settings: Settings, rpc: RPCClient, logger: Logger) {
+        self.settings = settings
+        self.rpc = rpc
+        self.logger = logger
+        self.readiness = Readiness(rpc: rpc, pingTimeout: min(settings.rpcTimeout, .seconds(2)))
+    }
+
+    /// From now on new requests are answered 503 with `Connection: close`.
+    func beginDraining() {
+        draining.store(true, ordering: .releasing)
+    }
+
+    func handle(_ request: HTTPRequest, _ responder: HTTPResponder) {
+        let started = ContinuousClock.now
+        let match = Router.match(method: request.method, path: request.path)
+        let origin = request.headers["origin"]
+        metrics.requestStarted()
+
+        let finish: @Sendable (RESTAnswer, String?) -> Void = { [self] answer, correlationID in
+            respond(
+                answer,
+                correlationID: correlationID,
+                request: request,
+                match: match,
+                origin: origin,
+                started: started,
+                responder: responder
+            )
+        }
+
+        if draining.load(ordering: .acquiring) {
+            var answer = RESTAnswer.error(.serviceUnavailable, "The service is shutting down")
+            answer.headers.append(("Connection", "close"))
+            finish(answer, nil)
+            return
+        }
+
+        switch match {
+        case .notFound:
+            finish(.error(.notFound, "No route \(request.path)", details: ["path": .string(request.path)]), nil)
+        case .methodNotAllowed(let route):
+            var answer = RESTAnswer.error(
+                .methodNotAllowed,
+                "\(route.template) does not accept \(request.method)",
+                details: ["method": .string(request.method), "allow": .string(route.allow)]
+            )
+            answer.headers.append(("Allow", route.allow))
+            finish(answer, nil)
+        case .preflight(let route):
+            var answer = RESTAnswer(status: 204, body: [], contentType: "")
+            answer.headers = settings.cors.preflightHeaders(origin: origin, route: route)
+            finish(answer, nil)
+        case .matched(_, _) where request.bodyTooLarge:
+            finish(
+                .error(
+                    .payloadTooLarge,
+                    "The body is over \(RequestLimits.maxBodyBytes) bytes",
+                    details: ["limit": .number(Double(RequestLimits.maxBodyBytes))]
+                ),
+                nil
+            )
+        case .matched(.healthz, _):
+            finish(RESTAnswer(status: 200, body: Array(#"{"status":"ok"}"#.utf8)), nil)
+        case .matched(.metrics, _):
+            finish(RESTAnswer(status: 200, body: MetricsSetup.exposition(), contentType: MetricsSetup.contentType), nil)
+        case .matched(.readyz, _):
+            readiness.check { verdict in
+                if verdict.ready {
+                    finish(RESTAnswer(status: 200, body: Array(#"{"status":"ok"}"#.utf8)), nil)
+                } else {
+                    finish(
+                        .error(.serviceUnavailable, "Not ready: \(verdict.reason)", details: ["reason": .string(verdict.reason)]),
+                        nil
+                    )
+                }
+            }
+        case .matched(let route, let parameter):
+            guard let operation = route.operation else {
+                finish(.error(.internalError, "Route without an operation"), nil)
+                return
+            }
+            let body: [UInt8]
+            switch RPCRequestBuilder.body(
+                for: route,
+                pathParameter: parameter,
+                query: request.query,
+                headers: request.headers,
+                body: request.body,
+                limits: settings.limits
+            ) {
+            case .success(let encoded): body = encoded
+            case .failure(let error):
+                finish(.error(error), nil)
+                return
+            }
+            let timeout = settings.rpcTimeout
+            // The completion may run before `call` returns (no broker: at once, on this thread).
+            let correlation = Mutex<String?>(nil)
+            let id = rpc.call(operation, body: body, timeout: timeout) { [self] outcome in
+                let answer = self.answer(for: outcome, route: route, operation: operation)
+                finish(answer, correlation.withLock { $0 })
+            }
+            correlation.withLock { $0 = id }
+        }
+    }
+
+    private func answer(for outcome: RPCOutcome, route: Route, operation: RPCOperation) -> RESTAnswer {
+        switch outcome {
+        case .reply(let body, let replayed):
+            switch ReplyTranslator.answer(route: route, replyBody: body, replayed: replayed) {
+            case .success(let answer):
+                return answer
+            case .failure(let problem):
+                logger.error(
+                    "reply from the core not passed on",
+                    metadata: ["rpc.operation": "\(operation.routingKey)", "error": "\(problem)"]
+                )
+                return .error(.internalError, "Internal error")
+            }
+        case .failed(.unavailable):
+            return .error(.serviceUnavailable, "The inventory service is unavailable: no connection to the message broker")
+        case .failed(.unroutable):
+            return .error(.serviceUnavailable, "The inventory service is unavailable: no core serves \(operation.routingKey)")
+        case .failed(.timedOut):
+            metrics.rpcTimedOut()
+            let milliseconds = settings.rpcTimeout.components.seconds * 1000
+                + settings.rpcTimeout.components.attoseconds / 1_000_000_000_000_000
+            return .error(
+                .upstreamTimeout,
+                "No reply from the inventory core within \(milliseconds) ms",
+                details: ["timeoutMs": .number(Double(milliseconds))]
+            )
+        }
+    }
+
+    private func respond(
+        _ answer: RESTAnswer,
+        correlationID: String?,
+        request: HTTPRequest,
+        match: RouteMatch,
+        origin: String?,
+        started: ContinuousClock.Instant,
+        responder: HTTPResponder
+    ) {
+        var headers: [(String, String)] = []
+        if !answer.contentType.isEmpty { headers.append(("Content-Type", answer.contentType)) }
+        if case .preflight = match {
+            headers += answer.headers
+        } else {
+            headers += settings.cors.responseHeaders(origin: origin)
+            headers += answer.headers
+        }
+        responder.respond(HTTPResponse(status: answer.status, headers: headers, body: answer.body))
+
+        let duration = started.duration(to: .now)
+        metrics.requestFinished(route: match.routeLabel, status: answer.status, duration: duration)
+        let (seconds, attoseconds) = duration.components
+        let milliseconds = Double(seconds) * 1000 + Double(attoseconds) / 1e15
+        logger.info(
+            "request",
+            metadata: [
+                "http.method": "\(request.method)",
+                "http.route": "\(match.routeLabel)",
+                "http.status": "\(answer.status)",
+                "duration_ms": "\((milliseconds * 1000).rounded() / 1000)",
+                "correlation_id": "\(correlationID ?? "-")",
+            ]
+        )
+    }
+}

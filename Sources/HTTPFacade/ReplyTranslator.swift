@@ -1,0 +1,73 @@
+import Contracts
+
+/// A REST answer before CORS and the other per-request headers are added.
+struct RESTAnswer: Sendable, Equatable {
+    var status: Int
+    var body: [UInt8]
+    var contentType: String = ContractHeaders.contentType
+    var headers: [(String, String)] = []
+
+    static func == (lhs: RESTAnswer, rhs: RESTAnswer) -> Bool {
+        lhs.status == rhs.status && lhs.body == rhs.body && lhs.contentType == rhs.contentType
+            && lhs.headers.map { "\($0.0): \($0.1)" } == rhs.headers.map { "\($0.0): \($0.1)" }
+    }
+
+    static func error(_ error: ErrorBody, headers: [(String, String)] = []) -> RESTAnswer {
+        RESTAnswer(status: error.code.httpStatus, body: error.restBody(), headers: headers)
+    }
+
+    static func error(_ code: ErrorCode, _ message: String, details: [String: JSONValue]? = nil) -> RESTAnswer {
+        .error(ErrorBody(code: code, message: message, details: details))
+    }
+}
+
+/// Turns the core's reply (`{"ok": true, "data": ...}` / `{"ok": false, "error": ...}`) into the REST
+/// answer: the `data` with the route's status, or `{"error": ...}` with the error table's status.
+///
+/// The reply is decoded into the route's contract type and encoded again, so a core that answered
+/// something off-contract shows up as a logged 500 here, never as a malformed body to the browser.
+enum ReplyTranslator {
+    static func answer(route: Route, replyBody: [UInt8], replayed: Bool) -> Result<RESTAnswer, ReplyProblem> {
+        switch route {
+        case .hold, .release, .purchase, .holdGet:
+            return translate(RPCReply<Hold>.self, route: route, replyBody: replyBody, replayed: replayed)
+        case .availability:
+            return translate(RPCReply<Availability>.self, route: route, replyBody: replyBody, replayed: replayed)
+        case .seatsDefine:
+            return translate(RPCReply<SeatsDefined>.self, route: route, replyBody: replyBody, replayed: replayed)
+        case .healthz, .readyz, .metrics:
+            return translate(RPCReply<PingReply>.self, route: route, replyBody: replyBody, replayed: replayed)
+        }
+    }
+
+    private static func translate<T: Codable & Sendable>(
+        _ type: RPCReply<T>.Type,
+        route: Route,
+        replyBody: [UInt8],
+        replayed: Bool
+    ) -> Result<RESTAnswer, ReplyProblem> {
+        let reply: RPCReply<T>
+        do {
+            reply = try ContractJSON.decode(type, from: replyBody)
+        } catch {
+            return .failure(ReplyProblem(description: "the core's reply does not fit the contract: \(error)"))
+        }
+        switch reply {
+        case .ok(let data):
+            do {
+                var answer = RESTAnswer(status: route.successStatus, body: try ContractJSON.encode(data))
+                if replayed { answer.headers.append((ContractHeaders.idempotentReplayed, "true")) }
+                return .success(answer)
+            } catch {
+                return .failure(ReplyProblem(description: "the reply's data could not be encoded: \(error)"))
+            }
+        case .error(let error):
+            return .success(.error(error))
+        }
+    }
+}
+
+/// A reply the facade cannot pass on (answered 500 INTERNAL and logged).
+struct ReplyProblem: Error, CustomStringConvertible, Sendable {
+    var description: String
+}
