@@ -21,6 +21,7 @@ let package = Package(
     products: [
         .executable(name: "inventory-rpc", targets: ["inventory-rpc"]),
         .executable(name: "http-facade", targets: ["http-facade"]),
+        .executable(name: "inventory-bench", targets: ["inventory-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -28,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // MARK: C libraries
@@ -122,6 +124,22 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: The benchmark (issue 6): load generator, verifier, AMQP echo
+        .target(
+            name: "Bench",
+            dependencies: [
+                "Contracts", "AMQPClient", "PostgresClient",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "inventory-bench",
+            dependencies: ["Bench", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Tests
         .testTarget(name: "AMQPClientTests", dependencies: ["AMQPClient"], swiftSettings: swiftSettings),
         .testTarget(name: "PostgresClientTests", dependencies: ["PostgresClient"], swiftSettings: swiftSettings),
@@ -132,6 +150,14 @@ let package = Package(
         .testTarget(
             name: "InventoryRPCTests",
             dependencies: ["InventoryRPC", "Contracts", "AMQPClient", "PostgresClient", "RedisClient"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BenchTests",
+            dependencies: [
+                "Bench", "Contracts", "AMQPClient", "PostgresClient", "InventoryRPC",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,0 +1,178 @@
+import ArgumentParser
+import Bench
+import Foundation
+import Logging
+
+@main
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inventory-bench",
+        abstract: "Ticket-rush load generator, oversell verifier and null-RPC ceiling for the seat inventory.",
+        discussion: """
+            Environment: RABBITMQ_URL (default amqp://guest:guest@localhost:5672), DATABASE_URL (for the
+            verifier), FACADE_URL (http mode, default http://localhost:3005). See BENCHMARKS.md.
+            """,
+        subcommands: [AMQP.self, HTTP.self, Echo.self, Verify.self]
+    )
+}
+
+struct Connection: ParsableArguments {
+    @Option(help: "The broker (default: $RABBITMQ_URL or amqp://guest:guest@localhost:5672).")
+    var amqpURL: String?
+    @Option(help: "The database, for the verifier (default: $DATABASE_URL).")
+    var databaseURL: String?
+
+    var resolvedAMQP: String {
+        amqpURL ?? ProcessInfo.processInfo.environment["RABBITMQ_URL"] ?? "amqp://guest:guest@localhost:5672"
+    }
+    var resolvedDatabase: String? { databaseURL ?? ProcessInfo.processInfo.environment["DATABASE_URL"] }
+}
+
+struct LoadOptions: ParsableArguments {
+    @Option(help: "Requests in flight (closed loop: one simulated user per request).")
+    var inFlight = 64
+    @Option(help: "Driver threads: each owns one AMQP connection (or its share of the HTTP sockets).")
+    var connections = 2
+    @Option(help: "Measured seconds.")
+    var duration = 10.0
+    @Option(help: "Warm-up seconds before measuring (requests started then are not counted).")
+    var warmup = 2.0
+    @Option(help: "Seconds before an unanswered request counts as a timeout.")
+    var timeout = 5.0
+    @Option(help: "Showtimes to provision (seats.define) for the run.")
+    var showtimes = 20
+    @Option(help: "Seats per showtime.")
+    var seatsPerShowtime = 10_000
+    @Option(help: "Seats per hold: N or A-B (adjacent seats, length drawn from the range).")
+    var seatsPerHold = "1-4"
+    @Option(help: "uniform | hot | mix")
+    var shape: RushShape = .uniform
+    @Option(help: "hot: how many seats everybody wants (of the first showtime).")
+    var hotSeats = 10
+    @Option(help: "hot: share of holds that go for the hot seats.")
+    var hotFraction = 0.9
+    @Flag(help: "Skip the verification at the end.")
+    var noVerify = false
+    @Flag(help: "Print the report as JSON.")
+    var json = false
+
+    func seatsRange() throws -> ClosedRange<Int> {
+        let parts = seatsPerHold.split(separator: "-").compactMap { Int($0) }
+        switch parts.count {
+        case 1 where parts[0] >= 1: return parts[0]...parts[0]
+        case 2 where parts[0] >= 1 && parts[1] >= parts[0]: return parts[0]...parts[1]
+        default: throw ValidationError("--seats-per-hold takes N or A-B, got \(seatsPerHold)")
+        }
+    }
+}
+
+extension RushShape: ExpressibleByArgument {}
+
+func makeLogger() -> Logger {
+    var logger = Logger(label: "inventory-bench") { StreamLogHandler.standardError(label: $0) }
+    logger.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .warning
+    return logger
+}
+
+func seconds(_ value: Double) -> Duration { .milliseconds(Int64(value * 1000)) }
+
+func runLoad(_ transport: Transport, connection: Connection, load: LoadOptions, httpURL: String) throws {
+    let options = BenchOptions(
+        transport: transport, amqpURL: connection.resolvedAMQP, httpURL: httpURL,
+        databaseURL: connection.resolvedDatabase, inFlight: load.inFlight, connections: load.connections,
+        duration: seconds(load.duration), warmup: seconds(load.warmup), timeout: seconds(load.timeout),
+        showtimes: load.showtimes, seatsPerShowtime: load.seatsPerShowtime, seatsPerHold: try load.seatsRange(),
+        shape: load.shape, hotSeats: load.hotSeats, hotFraction: load.hotFraction,
+        verify: !load.noVerify && transport != .echo)
+    if options.verify && options.databaseURL == nil {
+        throw ValidationError("the verifier needs DATABASE_URL (or --database-url); --no-verify skips it")
+    }
+    let outcome = try BenchRunner.run(options, logger: makeLogger()) { message in
+        if !load.json { print(message) }
+    }
+    if load.json {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        print(String(decoding: try encoder.encode(outcome.report), as: UTF8.self))
+    } else {
+        print(outcome.report.text())
+    }
+    if !outcome.passed { throw ExitCode(1) }
+}
+
+extension BenchCommand {
+    struct AMQP: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "amqp", abstract: "Drive the core over AMQP RPC (direct reply-to, correlation ids).")
+        @OptionGroup var connection: Connection
+        @OptionGroup var load: LoadOptions
+
+        func run() throws { try runLoad(.amqp, connection: connection, load: load, httpURL: "http://localhost:3005") }
+    }
+
+    struct HTTP: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "http", abstract: "Drive the REST facade (HTTP/1.1 keep-alive, one socket per request in flight).")
+        @OptionGroup var connection: Connection
+        @OptionGroup var load: LoadOptions
+        @Option(help: "The facade (default: $FACADE_URL or http://localhost:3005).")
+        var facadeURL: String?
+
+        func run() throws {
+            let url = facadeURL ?? ProcessInfo.processInfo.environment["FACADE_URL"] ?? "http://localhost:3005"
+            try runLoad(.http, connection: connection, load: load, httpURL: url)
+        }
+    }
+
+    struct Echo: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "echo",
+            abstract: "Null AMQP RPC through the project's AMQP layer: echo server threads plus the same client.")
+        @OptionGroup var connection: Connection
+        @OptionGroup var load: LoadOptions
+        @Option(help: "Echo server threads (competing consumers of one queue).")
+        var servers = 2
+
+        func run() throws {
+            var load = load
+            load.noVerify = true
+            let options = BenchOptions(
+                transport: .echo, amqpURL: connection.resolvedAMQP, inFlight: load.inFlight,
+                connections: load.connections, duration: seconds(load.duration), warmup: seconds(load.warmup),
+                timeout: seconds(load.timeout), verify: false, echoServers: servers)
+            let outcome = try BenchRunner.run(options, logger: makeLogger())
+            if load.json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try encoder.encode(outcome.report), as: UTF8.self))
+            } else {
+                print(outcome.report.text())
+            }
+        }
+    }
+
+    struct Verify: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check the database alone: no seat in two live holds, none sold twice, seat rows and outbox "
+                + "consistent with the holds. Exits 1 on any violation.")
+        @OptionGroup var connection: Connection
+        @Option(help: "Only showtimes whose id starts with this (default: all).")
+        var showtimePrefix = ""
+        @Flag(help: "Print the result as JSON.")
+        var json = false
+
+        func run() throws {
+            guard let url = connection.resolvedDatabase else { throw ValidationError("DATABASE_URL is not set") }
+            let summary = try Verifier.verify(
+                databaseURL: url, showtimePrefix: showtimePrefix, wonHolds: nil, collector: nil, logger: makeLogger())
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try encoder.encode(summary), as: UTF8.self))
+            } else {
+                print(summary.text())
+            }
+            if !summary.passed { throw ExitCode(1) }
+        }
+    }
+}
