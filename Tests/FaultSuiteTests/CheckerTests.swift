@@ -1,0 +1,6 @@
+import Testing
+
+@testable import FaultSuite
+
+@Suite("History checker")
+struct CheckerTests {}
