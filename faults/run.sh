@@ -40,7 +40,21 @@ while [ $# -gt 0 ]; do
 done
 gap_min=${gap%-*} gap_max=${gap#*-}
 
-offset=${FAULTS_PORT_OFFSET:-0}
+# Without FAULTS_PORT_OFFSET, the first offset (0, 10, ... 90) whose ports are all free: two runs at once
+# (two worktrees' test suites) each get their own stack.
+ports_free_at() {
+    local port
+    for port in $((5442 + $1)) $((6392 + $1)) $((5692 + $1)) $((25692 + $1)) $((3095 + $1)) $((3096 + $1)) $((3097 + $1)); do
+        ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || return 1
+    done
+}
+offset=${FAULTS_PORT_OFFSET:-}
+if [ -z "$offset" ]; then
+    for candidate in 0 10 20 30 40 50 60 70 80 90; do
+        if ports_free_at "$candidate"; then offset=$candidate; break; fi
+    done
+    [ -n "$offset" ] || { echo "run.sh: no free port range (FAULTS_PORT_OFFSET 0-90 all taken)" >&2; exit 1; }
+fi
 export FAULTS_PG_PORT=$((5442 + offset)) FAULTS_REDIS_PORT=$((6392 + offset)) FAULTS_AMQP_PORT=$((5692 + offset))
 export FAULTS_DIST_PORT=$((25692 + offset))
 readonly FACADE_PORT=$((3095 + offset)) OPS_PORT_BASE=$((3096 + offset))
@@ -183,43 +197,60 @@ fault_kill_core() {
     record_fault kill-core "$name" "$start" "$back" "kill -9 at a random moment under load"
 }
 
+# Local ports of a process's connections to our PostgreSQL (to find its backends in pg_stat_activity).
+db_ports_of() {
+    ss -Htnp "dport = :$FAULTS_PG_PORT" 2>/dev/null | grep "pid=$1," | awk '{ split($4, a, ":"); print a[length(a)] }' |
+        paste -sd, -
+}
+
+# Write pipelines (BEGIN; inventory_x(...); COMMIT; notify) of this process that the server finished after
+# `since`: with the process frozen since then, each is a commit whose answer nobody read.
+commits_since() { # pid since_ms
+    local ports
+    ports=$(db_ports_of "$1")
+    [ -n "$ports" ] || { echo 0; return; }
+    psql_ -tAc "SELECT count(*) FROM pg_stat_activity WHERE client_port IN ($ports) AND state = 'idle'
+        AND query LIKE '%pg_notify%' AND state_change > to_timestamp($2 / 1000.0)" 2>/dev/null || echo "?"
+}
+
 # Between the database commit and the reply: SIGSTOP freezes the core with its pipelines on the wire; the
 # server commits them; then kill -9. Every request a worker had sent to the database commits unanswered.
 fault_kill_core_after_commit() {
-    local name start back before after
+    local name start back pid committed
     name=$(random_core)
+    pid=${PIDS[$name]}
     start=$(now_ms)
-    before=$(psql_ -tAc "SELECT count(*) FROM holds" 2>/dev/null || echo 0)
-    kill -STOP "${PIDS[$name]}" 2>/dev/null || true
+    kill -STOP "$pid" 2>/dev/null || true
     sleep 0.3
-    after=$(psql_ -tAc "SELECT count(*) FROM holds" 2>/dev/null || echo 0)
+    committed=$(commits_since "$pid" "$start")
     kill9 "$name"
     sleep 0.2
     start_process "$name"
     back=$(now_ms)
     record_fault kill-core-after-commit "$name" "$start" "$back" \
-        "frozen 300 ms (holds committed meanwhile by any core: $((after - before))), then kill -9"
+        "frozen 300 ms, killed with $committed write transactions committed and unanswered"
 }
 
-# Between the commit and the event's publication: wait until the outbox has an unpublished row, freeze
-# the relay leader at once, then kill -9 it; its successor must publish what it left.
+# Between the commit and the event's publication: freeze the relay leader, wait until the outbox has a
+# row it has not published (the other core keeps committing), then kill -9 it; its successor (the other
+# core's relay, once the dead session's advisory lock is gone) must publish what it left, once.
 fault_kill_relay_unpublished() {
     local name start back waiting=0 rows=0
     name=$(relay_leader || random_core)
     start=$(now_ms)
-    while [ $waiting -lt 100 ]; do
+    kill -STOP "${PIDS[$name]}" 2>/dev/null || true
+    while [ $waiting -lt 60 ]; do
         rows=$(unpublished)
         [ "$rows" != 0 ] && [ "$rows" != "?" ] && break
         waiting=$((waiting + 1))
+        sleep 0.05
     done
-    kill -STOP "${PIDS[$name]}" 2>/dev/null || true
-    rows=$(unpublished)
     kill9 "$name"
     sleep 0.2
     start_process "$name"
     back=$(now_ms)
     record_fault kill-relay-unpublished "$name" "$start" "$back" \
-        "relay leader killed with $rows outbox rows committed and not marked published"
+        "relay leader frozen, killed with $rows outbox rows committed and not marked published"
 }
 
 fault_kill_facade() {
@@ -316,7 +347,7 @@ next_fault_kind() {
 # the exact time from the clients' history).
 wait_recovered() {
     local since=$1 deadline=$((SECONDS + 60))
-    until [ "$(psql_ -tAc "SELECT count(*) FROM holds WHERE created_at > to_timestamp($since / 1000.0)" 2>/dev/null)" \
+    until [ $SECONDS -ge $load_end ] || [ "$(psql_ -tAc "SELECT count(*) FROM holds WHERE created_at > to_timestamp($since / 1000.0)" 2>/dev/null)" \
         -gt 0 ] 2>/dev/null; do
         [ $SECONDS -lt $deadline ] || { log "no hold committed within 60 s of the last fault's return"; return 1; }
         sleep 0.1

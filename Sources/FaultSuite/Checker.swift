@@ -201,6 +201,12 @@ public enum HistoryChecker {
             input.snapshot, wonHolds: nil, events: input.events, undecodableEvents: input.undecodableEvents)
         for violation in summary.violations { report.anomaly(violation.kind.rawValue, violation.message) }
 
+        // After TTL + one sweep no hold may still be active (the sweep marks every dead hold expired).
+        for hold in input.snapshot.holds where hold.status == "active" {
+            report.anomaly(
+                "stuck-hold", "hold \(hold.holdID) still active after TTL + a sweep (expires \(hold.expiresAt / 1000) ms)")
+        }
+
         // Every hold a client was told it won is in the database, as it was told.
         let holdsByID = Dictionary(input.snapshot.holds.map { ($0.holdID, $0) }, uniquingKeysWith: { first, _ in first })
         var checkedWins = Set<String>()
@@ -239,9 +245,11 @@ public enum HistoryChecker {
         }
 
         checkClientIntervals(input.history, into: &report)
-        checkIdempotency(input, into: &report)
+        let createdMs = Dictionary(
+            input.snapshot.holds.map { ($0.holdID, $0.createdAt / 1000) }, uniquingKeysWith: { first, _ in first })
+        checkIdempotency(input.history, keyedHolds: input.keyedHolds, createdMs: createdMs, into: &report)
         checkFinalSeats(input.finalSeats, into: &report)
-        checkRecovery(input, into: &report)
+        checkRecovery(input.history, faults: input.faults, bound: input.recoveryBound, into: &report)
         return report
     }
 
@@ -300,20 +308,21 @@ public enum HistoryChecker {
         }
     }
 
-    static func checkIdempotency(_ input: CheckInput, into report: inout FaultReport) {
+    /// `keyedHolds`: (user, key) → hold id in the database; `createdMs`: hold id → its `created_at`.
+    static func checkIdempotency(
+        _ history: [Attempt], keyedHolds: [String: String], createdMs: [String: Int64], into report: inout FaultReport
+    ) {
         var byKey: [String: [Attempt]] = [:]
-        for attempt in input.history where attempt.op == "hold" {
+        for attempt in history where attempt.op == "hold" {
             guard let key = attempt.key else { continue }
             byKey[keyOf(user: attempt.userId, key: key), default: []].append(attempt)
         }
         report.idempotency.keys = byKey.count
-        let createdMs = Dictionary(
-            input.snapshot.holds.map { ($0.holdID, $0.createdAt / 1000) }, uniquingKeysWith: { first, _ in first })
         for (key, attempts) in byKey {
             let ordered = attempts.sorted { $0.attempt < $1.attempt }
             let readable = key.replacingOccurrences(of: "\u{1F}", with: " key ")
             let holdIDs = Set(ordered.filter { $0.result == "ok" }.compactMap(\.holdId))
-            let inDatabase = input.keyedHolds[key]
+            let inDatabase = keyedHolds[key]
             if ordered.count > 1 {
                 report.idempotency.retriedKeys += 1
                 if !holdIDs.isEmpty { report.idempotency.retriedKeysWithHold += 1 }
@@ -370,12 +379,14 @@ public enum HistoryChecker {
         }
     }
 
-    static func checkRecovery(_ input: CheckInput, into report: inout FaultReport) {
-        let wins = input.history.filter { $0.op == "hold" && $0.result == "ok" }.map(\.completeMs).sorted()
-        let lastInvoke = input.history.map(\.invokeMs).max() ?? 0
+    static func checkRecovery(
+        _ history: [Attempt], faults: [FaultRecord], bound: Int64, into report: inout FaultReport
+    ) {
+        let wins = history.filter { $0.op == "hold" && $0.result == "ok" }.map(\.completeMs).sorted()
+        let lastInvoke = history.map(\.invokeMs).max() ?? 0
         var samples: [String: [Int64]] = [:]
         var readyMax: [String: Int64] = [:]
-        for fault in input.faults {
+        for fault in faults {
             if fault.kind == "crash" {
                 report.anomaly("process-crash", "\(fault.target ?? "?") exited on its own: \(fault.detail ?? "")")
                 continue
@@ -395,10 +406,10 @@ public enum HistoryChecker {
                 let middle = (low + high) / 2
                 if wins[middle] < back { low = middle + 1 } else { high = middle }
             }
-            if low < wins.count, wins[low] - back <= input.recoveryBound {
+            if low < wins.count, wins[low] - back <= bound {
                 samples[fault.kind, default: []].append(wins[low] - back)
-            } else if lastInvoke - back > input.recoveryBound {
-                report.anomaly("no-recovery", "no successful hold within \(input.recoveryBound) ms after \(fault.kind) at \(back)")
+            } else if lastInvoke - back > bound {
+                report.anomaly("no-recovery", "no successful hold within \(bound) ms after \(fault.kind) at \(back)")
             }
         }
         for (kind, var entry) in report.recovery {
