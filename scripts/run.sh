@@ -14,7 +14,8 @@ bin=$(swift build --show-bin-path)
 # Later work fills this in: once the facade answers /readyz, define a demo showtime's seats
 # (PUT /showtimes/{id}/seats, idempotent), so that a newcomer's frontend has seats to show.
 provision_demo() {
-    :
+    # The demo showtime (showtime_123, seat_1 ... seat_100), idempotently: the seed's example requests work at once.
+    "$bin/inventory-rpc" provision-demo
 }
 # -----------------------------------------------------------------------------------------------------
 

@@ -1,7 +1,6 @@
 internal import CMicroHTTPD
 import Dispatch
 import Logging
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -18,7 +17,7 @@ public final class HTTPDaemon: @unchecked Sendable {
     private let core: DaemonCore
     private let daemon: OpaquePointer
     /// true once the daemon was stopped. Held for the whole of `shutdown`, so concurrent calls wait.
-    private let lifecycle = Mutex(false)
+    private let lifecycle = Locked(false)
 
     /// The bound port (configuration.port 0 picks a free one).
     public let port: Int
@@ -42,7 +41,8 @@ public final class HTTPDaemon: @unchecked Sendable {
         }
         let core = DaemonCore(configuration: configuration, logger: logger, handler: handler)
 
-        var flags = MHD_USE_POLL_INTERNAL_THREAD.rawValue | MHD_ALLOW_SUSPEND_RESUME.rawValue
+        var flags =
+            MHD_USE_POLL_INTERNAL_THREAD.rawValue | MHD_ALLOW_SUSPEND_RESUME.rawValue
             | MHD_USE_ERROR_LOG.rawValue
         if address.isIPv6 {
             flags |= MHD_USE_IPv6.rawValue
@@ -222,12 +222,12 @@ struct SharedState {
     var startupLog: [String]? = []
 }
 
-// @unchecked Sendable: mutable state is in `shared` (a Mutex); `logSink` is written once in init.
+// @unchecked Sendable: mutable state is in `shared` (behind a lock); `logSink` is written once in init.
 final class DaemonCore: @unchecked Sendable {
     let configuration: HTTPServerConfiguration
     let logger: Logger
     let handler: @Sendable (HTTPRequest, HTTPResponder) -> Void
-    let shared = Mutex(SharedState())
+    let shared = Locked(SharedState())
     /// Signalled whenever a count drops while draining; waiters re-check the counts.
     let drainSignal = DispatchSemaphore(value: 0)
     /// A body declared or arriving over `maxBodyBytes` is read and dropped up to this size (so the client
@@ -431,7 +431,10 @@ final class DaemonCore: @unchecked Sendable {
     private func queue(_ response: HTTPResponse, on connection: OpaquePointer, closing: Bool) -> MHD_Result {
         var response = response
         if !(100...599).contains(response.status) {
-            logger.info("HTTP handler answered an invalid status; sending 500", metadata: ["http.status": "\(response.status)"])
+            logger.info(
+                "HTTP handler answered an invalid status; sending 500",
+                metadata: ["http.status": "\(response.status)"]
+            )
             response = HTTPResponse(status: 500)
         }
         let created = response.body.withUnsafeBytes { bytes in
@@ -539,7 +542,8 @@ final class DaemonCore: @unchecked Sendable {
     func waitUntilDrained(untilSent: Bool = true, deadline: ContinuousClock.Instant?) -> Bool {
         while true {
             let drained = shared.withLock { state -> Bool in
-                guard state.suspended == 0 && state.inFlight == 0 && (!untilSent || state.open == 0) else {
+                // Without `untilSent` only what safety needs: nothing suspended.
+                guard state.suspended == 0 && (!untilSent || (state.inFlight == 0 && state.open == 0)) else {
                     return false
                 }
                 state.closed = true

@@ -28,7 +28,9 @@ public final class CoreService: Sendable {
     ///   - shutdown: triggering it stops the core (SIGINT/SIGTERM in `serve`).
     ///   - metricsExposition: the Prometheus text `/metrics` serves (nil: an empty body).
     public init(
-        configuration: CoreConfiguration, logger: Logger, shutdown: ShutdownSignal = ShutdownSignal(),
+        configuration: CoreConfiguration,
+        logger: Logger,
+        shutdown: ShutdownSignal = ShutdownSignal(),
         metricsExposition: (@Sendable () -> [UInt8])? = nil
     ) {
         self.configuration = configuration
@@ -55,8 +57,13 @@ public final class CoreService: Sendable {
         announce(StartupMessages.rabbitMQConnected)
 
         let context = CoreContext(
-            configuration: configuration, logger: logger, metrics: metrics, health: health, circuit: circuit,
-            stop: shutdown)
+            configuration: configuration,
+            logger: logger,
+            metrics: metrics,
+            health: health,
+            circuit: circuit,
+            stop: shutdown
+        )
         for index in 0..<max(1, configuration.workers) {
             threads.spawn(name: "rpc-worker-\(index)") { RPCWorker(index: index, context: context).run() }
         }
@@ -132,7 +139,10 @@ public final class CoreService: Sendable {
     private func checkRedis() {
         do {
             let connection = try RedisConnection(
-                url: configuration.redisURL, commandTimeout: configuration.redisCommandTimeout, logger: logger)
+                url: configuration.redisURL,
+                commandTimeout: configuration.redisCommandTimeout,
+                logger: logger
+            )
             defer { connection.close() }
             try connection.command(["PING"])
             announce(StartupMessages.redisConnected)
@@ -146,8 +156,9 @@ public final class CoreService: Sendable {
         var warned = false
         while !shutdown.isTriggered {
             do {
-                let connection = try AMQPConnection(
-                    configuration: try AMQPConfiguration(url: configuration.rabbitmqURL), logger: logger)
+                var amqp = try AMQPConfiguration(url: configuration.rabbitmqURL)
+                amqp.connectionName = "inventory-rpc start-up"
+                let connection = try AMQPConnection(configuration: amqp, logger: logger)
                 defer { connection.close() }
                 try declareTopology(connection)
                 return true
@@ -176,14 +187,20 @@ public final class CoreService: Sendable {
         logger.info("ops HTTP port open", metadata: ["port": "\(daemon.port)"])
     }
 
-    static func opsResponse(_ request: HTTPRequest, health: CoreHealth, exposition: (@Sendable () -> [UInt8])?)
+    static func opsResponse(
+        _ request: HTTPRequest,
+        health: CoreHealth,
+        exposition: (@Sendable () -> [UInt8])?
+    )
         -> HTTPResponse
     {
         let json = [("Content-Type", "application/json")]
         guard request.method == "GET" || request.method == "HEAD" else {
             return HTTPResponse(
-                status: 405, headers: json + [("Allow", "GET, HEAD")],
-                body: Array(#"{"error":{"code":"METHOD_NOT_ALLOWED","message":"Use GET"}}"#.utf8))
+                status: 405,
+                headers: json + [("Allow", "GET, HEAD")],
+                body: Array(#"{"error":{"code":"METHOD_NOT_ALLOWED","message":"Use GET"}}"#.utf8)
+            )
         }
         switch request.path {
         case "/healthz":
@@ -191,15 +208,21 @@ public final class CoreService: Sendable {
         case "/readyz":
             let database = health.isUp(.database)
             let broker = health.isUp(.broker)
-            let body = #"{"status":"\#(database && broker ? "ready" : "not ready")","database":\#(database),"broker":\#(broker)}"#
+            let body =
+                #"{"status":"\#(database && broker ? "ready" : "not ready")","database":\#(database),"broker":\#(broker)}"#
             return HTTPResponse(status: health.isReady ? 200 : 503, headers: json, body: Array(body.utf8))
         case "/metrics":
             return HTTPResponse(
-                status: 200, headers: [("Content-Type", MetricsSetup.contentType)], body: exposition?() ?? [])
+                status: 200,
+                headers: [("Content-Type", MetricsSetup.contentType)],
+                body: exposition?() ?? []
+            )
         default:
             return HTTPResponse(
-                status: 404, headers: json,
-                body: Array(#"{"error":{"code":"NOT_FOUND","message":"No such route"}}"#.utf8))
+                status: 404,
+                headers: json,
+                body: Array(#"{"error":{"code":"NOT_FOUND","message":"No such route"}}"#.utf8)
+            )
         }
     }
 }

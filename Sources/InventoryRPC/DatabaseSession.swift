@@ -1,6 +1,6 @@
 import Logging
-import ServiceSupport
 import PostgresClient
+import ServiceSupport
 
 /// One thread's PostgreSQL connection and the `InventoryStore` on it, reconnected with back-off.
 ///
@@ -43,7 +43,10 @@ final class DatabaseSession {
             return store
         } catch {
             if !lost {
-                logger.warning("database unreachable; retrying with back-off", metadata: ["thread": "\(owner)", "error": "\(error)"])
+                logger.warning(
+                    "database unreachable; retrying with back-off",
+                    metadata: ["thread": "\(owner)", "error": "\(error)"]
+                )
                 lost = true
             } else {
                 logger.debug("database still unreachable", metadata: ["thread": "\(owner)", "error": "\(error)"])
@@ -71,7 +74,10 @@ final class DatabaseSession {
 
     private func dropConnection(reason: String) {
         if !lost {
-            logger.warning("database connection lost; reconnecting with back-off", metadata: ["thread": "\(owner)", "error": "\(reason)"])
+            logger.warning(
+                "database connection lost; reconnecting with back-off",
+                metadata: ["thread": "\(owner)", "error": "\(reason)"]
+            )
             lost = true
         }
         connection?.close()

@@ -17,10 +17,19 @@ final class ExpiryTimer {
         logger[metadataKey: "thread"] = "expiry-timer"
         self.logger = logger
         database = DatabaseSession(
-            url: context.configuration.databaseURL, owner: "expiry-timer", health: CoreHealth(), logger: logger)
+            url: context.configuration.databaseURL,
+            owner: "expiry-timer",
+            health: CoreHealth(),
+            logger: logger
+        )
         locks = SeatLocks(
-            url: context.configuration.redisURL, commandTimeout: context.configuration.redisCommandTimeout,
-            circuit: context.circuit, metrics: context.metrics, owner: "expiry-timer", logger: logger)
+            url: context.configuration.redisURL,
+            commandTimeout: context.configuration.redisCommandTimeout,
+            circuit: context.circuit,
+            metrics: context.metrics,
+            owner: "expiry-timer",
+            logger: logger
+        )
     }
 
     func run() {

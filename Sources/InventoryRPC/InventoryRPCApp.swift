@@ -18,7 +18,8 @@ public enum InventoryRPCApp {
         let applied = try Migrator.migrate(connection, logger: logger)
         logger.info(
             applied.isEmpty ? "schema up to date" : "migrations applied",
-            metadata: ["versions": "\(applied.map(String.init).joined(separator: ","))"])
+            metadata: ["versions": "\(applied.map(String.init).joined(separator: ","))"]
+        )
     }
 
     /// `inventory-rpc provision-demo` (and `serve --demo`): migrates, then defines `showtime_123` with
@@ -33,15 +34,19 @@ public enum InventoryRPCApp {
             "demo showtime provisioned",
             metadata: [
                 "showtime.id": "\(defined.showtimeId)", "seats": "\(defined.seatCount)", "added": "\(defined.added)",
-            ])
+            ]
+        )
     }
 
     /// `inventory-rpc serve`: connects, prints INTERFACE.md's start-up lines, serves until `shutdown` is
     /// triggered (SIGINT/SIGTERM), finishes in-flight work and returns within 10 s.
     public static func serve(configuration: ServiceConfiguration, logger: Logger, shutdown: ShutdownSignal) throws {
         let core = CoreService(
-            configuration: CoreConfiguration(configuration), logger: logger, shutdown: shutdown,
-            metricsExposition: { MetricsSetup.exposition() })
+            configuration: CoreConfiguration(configuration),
+            logger: logger,
+            shutdown: shutdown,
+            metricsExposition: { MetricsSetup.exposition() }
+        )
         try core.run()
     }
 }
@@ -58,6 +63,7 @@ extension CoreConfiguration {
             maxSeatsPerHold: configuration.maxSeatsPerHold,
             workers: configuration.workers,
             prefetch: UInt16(clamping: configuration.prefetch),
-            opsPort: configuration.opsPort)
+            opsPort: configuration.opsPort
+        )
     }
 }

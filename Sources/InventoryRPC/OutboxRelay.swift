@@ -2,8 +2,8 @@ import AMQPClient
 import Contracts
 import Foundation
 import Logging
-import ServiceSupport
 import PostgresClient
+import ServiceSupport
 
 /// Publishes committed outbox rows to `inventory.events`, in id order, at least once.
 ///
@@ -97,7 +97,10 @@ final class OutboxRelay {
 
     private func dropDatabase(_ error: any Error) {
         if !databaseLost {
-            logger.warning("outbox relay lost the database; reconnecting with back-off", metadata: ["error": "\(error)"])
+            logger.warning(
+                "outbox relay lost the database; reconnecting with back-off",
+                metadata: ["error": "\(error)"]
+            )
             databaseLost = true
         }
         if leader { logger.info("outbox relay gave up the leadership") }
@@ -114,7 +117,8 @@ final class OutboxRelay {
         if let broker, broker.isOpen { return broker }
         if broker != nil { dropBroker(ClosedConnection()) }
         do {
-            let configuration = try AMQPConfiguration(url: context.configuration.rabbitmqURL)
+            var configuration = try AMQPConfiguration(url: context.configuration.rabbitmqURL)
+            configuration.connectionName = "inventory-rpc outbox-relay"
             let connection = try AMQPConnection(configuration: configuration, logger: logger)
             try connection.declareExchange(EventType.exchange, type: .topic, durable: true)
             try connection.enablePublisherConfirms()
@@ -157,10 +161,18 @@ final class OutboxRelay {
         var outstanding: [UInt64: Int] = [:]
         for (index, event) in events.enumerated() {
             let properties = AMQPProperties(
-                contentType: "application/json", messageID: event.eventID, persistent: true, type: event.type)
+                contentType: "application/json",
+                messageID: event.eventID,
+                persistent: true,
+                type: event.type
+            )
             let tag = try broker.publish(
-                exchange: EventType.exchange, routingKey: event.type, body: event.payload,
-                properties: properties, mandatory: true)
+                exchange: EventType.exchange,
+                routingKey: event.type,
+                body: event.payload,
+                properties: properties,
+                mandatory: true
+            )
             outstanding[tag] = index
         }
 

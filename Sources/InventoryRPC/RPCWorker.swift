@@ -49,12 +49,25 @@ final class RPCWorker {
         logger[metadataKey: "thread"] = "\(name)"
         self.logger = logger
         let database = DatabaseSession(
-            url: context.configuration.databaseURL, owner: name, health: context.health, logger: logger)
+            url: context.configuration.databaseURL,
+            owner: name,
+            health: context.health,
+            logger: logger
+        )
         let locks = SeatLocks(
-            url: context.configuration.redisURL, commandTimeout: context.configuration.redisCommandTimeout,
-            circuit: context.circuit, metrics: context.metrics, owner: name, logger: logger)
+            url: context.configuration.redisURL,
+            commandTimeout: context.configuration.redisCommandTimeout,
+            circuit: context.circuit,
+            metrics: context.metrics,
+            owner: name,
+            logger: logger
+        )
         self.handler = RequestHandler(
-            database: database, locks: locks, configuration: context.configuration, metrics: context.metrics)
+            database: database,
+            locks: locks,
+            configuration: context.configuration,
+            metrics: context.metrics
+        )
     }
 
     /// The thread's body: returns after the stop signal, once in-flight messages are answered.
@@ -81,7 +94,8 @@ final class RPCWorker {
         if let connection, connection.isOpen { return connection }
         if connection != nil { dropBroker(ClosedConnection()) }
         do {
-            let configuration = try AMQPConfiguration(url: context.configuration.rabbitmqURL)
+            var configuration = try AMQPConfiguration(url: context.configuration.rabbitmqURL)
+            configuration.connectionName = "inventory-rpc \(name)"
             let connection = try AMQPConnection(configuration: configuration, logger: logger)
             try declareTopology(connection)
             try connection.setPrefetch(context.configuration.prefetch)
@@ -128,7 +142,10 @@ final class RPCWorker {
         var logger = self.logger
         logger[metadataKey: "correlation_id"] = "\(message.properties.correlationID ?? "-")"
         guard let operation = operations[message.consumerTag] ?? RPCOperation(rawValue: message.routingKey) else {
-            logger.warning("delivery from an unknown consumer; dropped", metadata: ["routing_key": "\(message.routingKey)"])
+            logger.warning(
+                "delivery from an unknown consumer; dropped",
+                metadata: ["routing_key": "\(message.routingKey)"]
+            )
             try connection.ack(deliveryTag: message.deliveryTag)
             return
         }
@@ -149,19 +166,31 @@ final class RPCWorker {
             try connection.ack(deliveryTag: message.deliveryTag)
             return
         case .invalid:
-            response = RequestHandler.failure(.validation([
-                ValidationProblem(field: ContractHeaders.deadline, rule: .type, message: "x-deadline must be Unix epoch milliseconds")
-            ]))
+            response = RequestHandler.failure(
+                .validation([
+                    ValidationProblem(
+                        field: ContractHeaders.deadline,
+                        rule: .type,
+                        message: "x-deadline must be Unix epoch milliseconds"
+                    )
+                ])
+            )
         case .none, .pending:
             do {
-                response = try handler.handle(operation, body: message.body, headers: message.properties.headers, logger: logger)
+                response = try handler.handle(
+                    operation,
+                    body: message.body,
+                    headers: message.properties.headers,
+                    logger: logger
+                )
             } catch {
                 logger.error(
                     "unexpected error; answered INTERNAL",
                     metadata: [
                         "routing_key": "\(message.routingKey)", "error": "\(error)",
                         "body": "\(Self.truncated(message.body))",
-                    ])
+                    ]
+                )
                 response = RequestHandler.internalError()
             }
         }
@@ -169,11 +198,20 @@ final class RPCWorker {
         var headers: [String: AMQPFieldValue] = [:]
         if response.replayed { headers["x-idempotent-replayed"] = .bool(true) }
         let properties = AMQPProperties(
-            contentType: "application/json", correlationID: message.properties.correlationID, headers: headers)
+            contentType: "application/json",
+            correlationID: message.properties.correlationID,
+            headers: headers
+        )
         try connection.publish(exchange: "", routingKey: replyTo, body: response.body, properties: properties)
         try connection.ack(deliveryTag: message.deliveryTag)
-        context.metrics.request(operation: operation.routingKey, outcome: response.outcome, duration: ContinuousClock.now - started)
-        if response.outcome == ErrorCode.internalError.rawValue || response.outcome == ErrorCode.serviceUnavailable.rawValue {
+        context.metrics.request(
+            operation: operation.routingKey,
+            outcome: response.outcome,
+            duration: ContinuousClock.now - started
+        )
+        if response.outcome == ErrorCode.internalError.rawValue
+            || response.outcome == ErrorCode.serviceUnavailable.rawValue
+        {
             logger.debug("answered with an error", metadata: ["outcome": "\(response.outcome)"])
         }
     }

@@ -23,7 +23,7 @@ final class RequestHandler {
     private let configuration: CoreConfiguration
     private let metrics: ServiceMetrics
     private let limits: RequestLimits
-    /// Holds seen live in the database, until their `expiresAt`: lets Redis conflicts be answered without
+    /// Holds seen live in the database, for a moment (see `cacheUntil`): lets Redis conflicts be answered without
     /// asking the database again. Only ever answers "unavailable" for seats of a hold that committed.
     private var liveHolders: [String: Date] = [:]
 
@@ -41,7 +41,12 @@ final class RequestHandler {
     }
 
     /// Answers one request. Throws only for the unexpected (the worker answers `INTERNAL` and logs).
-    func handle(_ operation: RPCOperation, body: [UInt8], headers: [String: AMQPFieldValue], logger: Logger) throws
+    func handle(
+        _ operation: RPCOperation,
+        body: [UInt8],
+        headers: [String: AMQPFieldValue],
+        logger: Logger
+    ) throws
         -> RPCResponse
     {
         switch operation {
@@ -49,7 +54,9 @@ final class RequestHandler {
             return Self.ok(PingReply(status: "ok"))
         case .hold:
             let response = try hold(body: body, headers: headers, logger: logger)
-            metrics.hold(outcome: response.replayed ? "replayed" : (response.outcome == "ok" ? "created" : response.outcome))
+            metrics.hold(
+                outcome: response.replayed ? "replayed" : (response.outcome == "ok" ? "created" : response.outcome)
+            )
             return response
         case .release:
             return try withStore { store in
@@ -99,21 +106,29 @@ final class RequestHandler {
         }
         if let header = headers[ContractHeaders.amqpIdempotencyKey] {
             guard case .string(let headerKey) = header else {
-                return Self.failure(.validation([
-                    ValidationProblem(
-                        field: ContractHeaders.amqpIdempotencyKey, rule: .type,
-                        message: "The idempotency-key header must be a string")
-                ]))
+                return Self.failure(
+                    .validation([
+                        ValidationProblem(
+                            field: ContractHeaders.amqpIdempotencyKey,
+                            rule: .type,
+                            message: "The idempotency-key header must be a string"
+                        )
+                    ])
+                )
             }
             if let problem = Identifier.problem(headerKey, field: ContractHeaders.amqpIdempotencyKey) {
                 return Self.failure(.validation([problem]))
             }
             if let bodyKey = request.idempotencyKey, bodyKey != headerKey {
-                return Self.failure(.validation([
-                    ValidationProblem(
-                        field: "idempotencyKey", rule: .mismatch,
-                        message: "The body's idempotencyKey and the idempotency-key header differ")
-                ]))
+                return Self.failure(
+                    .validation([
+                        ValidationProblem(
+                            field: "idempotencyKey",
+                            rule: .mismatch,
+                            message: "The body's idempotencyKey and the idempotency-key header differ"
+                        )
+                    ])
+                )
             }
             request.idempotencyKey = headerKey
         }
@@ -134,18 +149,30 @@ final class RequestHandler {
                         break
                     case .taken:
                         // Another request with this key is in flight, or committed since the look-up above.
-                        if let earlier = try store.findIdempotentHold(userID: request.userId, key: key, request: request) {
+                        if let earlier = try store.findIdempotentHold(
+                            userID: request.userId,
+                            key: key,
+                            request: request
+                        ) {
                             return Self.reply(earlier)
                         }
-                        return Self.failure(ErrorBody(
-                            code: .idempotencyKeyInUse,
-                            message: "A request with this idempotency key is still being processed",
-                            details: ["idempotencyKey": .string(key)]))
+                        return Self.failure(
+                            ErrorBody(
+                                code: .idempotencyKeyInUse,
+                                message: "A request with this idempotency key is still being processed",
+                                details: ["idempotencyKey": .string(key)]
+                            )
+                        )
                     }
                 }
 
                 let ttl = Int64(configuration.holdTTLSeconds) * 1000
-                switch locks.acquire(showtimeID: request.showtimeId, seatIDs: request.seatIds, holdID: holdID, ttlMilliseconds: ttl) {
+                switch locks.acquire(
+                    showtimeID: request.showtimeId,
+                    seatIDs: request.seatIds,
+                    holdID: holdID,
+                    ttlMilliseconds: ttl
+                ) {
                 case .acquired:
                     locked = true
                 case .skipped:
@@ -155,26 +182,31 @@ final class RequestHandler {
                     if !unavailable.isEmpty {
                         // A duplicate whose first request committed meanwhile replays rather than losing to it.
                         if let key = request.idempotencyKey,
-                            let earlier = try store.findIdempotentHold(userID: request.userId, key: key, request: request)
+                            let earlier = try store.findIdempotentHold(
+                                userID: request.userId,
+                                key: key,
+                                request: request
+                            )
                         {
                             return Self.reply(earlier)
                         }
-                        if markerSet { locks.clearMarker(userID: request.userId, key: request.idempotencyKey!, holdID: holdID) }
+                        if markerSet {
+                            locks.clearMarker(userID: request.userId, key: request.idempotencyKey!, holdID: holdID)
+                        }
                         return Self.failure(.seatUnavailable(unavailable))
                     }
-                    // Every lock belongs to a hold that is not (or not yet) live: the database decides.
+                // Every lock belongs to a hold that is not (or not yet) live: the database decides.
                 }
 
                 let outcome = try store.hold(holdID: holdID, request: request, ttlSeconds: configuration.holdTTLSeconds)
-                switch outcome {
-                case .created(let hold):
-                    liveHolders[hold.holdId] = hold.expiresAt
-                case .replayed:
-                    if locked { locks.release(showtimeID: request.showtimeId, seatIDs: request.seatIds, holdID: holdID) }
-                default:
-                    if locked { locks.release(showtimeID: request.showtimeId, seatIDs: request.seatIds, holdID: holdID) }
-                    if markerSet { locks.clearMarker(userID: request.userId, key: request.idempotencyKey!, holdID: holdID) }
+                if case .created(let hold) = outcome {
+                    liveHolders[hold.holdId] = Self.cacheUntil(hold.expiresAt)
+                } else if locked {
+                    locks.release(showtimeID: request.showtimeId, seatIDs: request.seatIds, holdID: holdID)
                 }
+                // The marker only covers the time the database has not decided yet; from now on the database
+                // answers for the key (a replay or IDEMPOTENCY_KEY_REUSED).
+                if markerSet { locks.clearMarker(userID: request.userId, key: request.idempotencyKey!, holdID: holdID) }
                 return Self.reply(outcome)
             } catch {
                 if locked { locks.release(showtimeID: request.showtimeId, seatIDs: request.seatIds, holdID: holdID) }
@@ -185,7 +217,11 @@ final class RequestHandler {
     }
 
     /// The seats among `holders` whose holder is a live (or purchased) hold in the database, in request order.
-    private func confirmedUnavailable(_ holders: [SeatLocks.SeatHolder], requested: [String], store: InventoryStore) throws
+    private func confirmedUnavailable(
+        _ holders: [SeatLocks.SeatHolder],
+        requested: [String],
+        store: InventoryStore
+    ) throws
         -> [String]
     {
         let now = Date()
@@ -199,7 +235,7 @@ final class RequestHandler {
             guard case .success(let hold) = try store.hold(id: holdID) else { continue }
             switch hold.status {
             case .active where hold.expiresAt > now:
-                liveHolders[holdID] = hold.expiresAt
+                liveHolders[holdID] = Self.cacheUntil(hold.expiresAt)
                 live.insert(holdID)
             case .purchased:
                 live.insert(holdID)
@@ -209,6 +245,12 @@ final class RequestHandler {
         }
         let taken = Set(holders.filter { live.contains($0.holdID) }.map(\.seatID))
         return requested.filter { taken.contains($0) }
+    }
+
+    /// How long a hold seen live is trusted without asking again: briefly, so that a hold released on
+    /// another worker (whose lock could not be deleted because Redis was away) turns nobody away for long.
+    private static func cacheUntil(_ expiresAt: Date) -> Date {
+        min(expiresAt, Date().addingTimeInterval(2))
     }
 
     // MARK: Helpers
@@ -237,8 +279,12 @@ final class RequestHandler {
         RequestDecoder.decode(type, from: body, limits: limits)
     }
 
-    static let unavailable = failure(ErrorBody(
-        code: .serviceUnavailable, message: "The inventory database is unreachable; try again shortly"))
+    static let unavailable = failure(
+        ErrorBody(
+            code: .serviceUnavailable,
+            message: "The inventory database is unreachable; try again shortly"
+        )
+    )
 
     /// `hold_` and 32 hex digits from the system's CSPRNG: opaque and unguessable.
     static func makeHoldID() -> String {
@@ -268,9 +314,12 @@ final class RequestHandler {
         case .showtimeNotFound:
             return failure(ErrorBody(code: .showtimeNotFound, message: "The showtime has no seat map"))
         case .keyReused:
-            return failure(ErrorBody(
-                code: .idempotencyKeyReused,
-                message: "This idempotency key was used with a different request"))
+            return failure(
+                ErrorBody(
+                    code: .idempotencyKeyReused,
+                    message: "This idempotency key was used with a different request"
+                )
+            )
         }
     }
 

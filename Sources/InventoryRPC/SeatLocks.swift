@@ -66,8 +66,12 @@ final class SeatLocks {
     private var connection: RedisConnection?
 
     init(
-        url: String, commandTimeout: Duration, circuit: RedisCircuit,
-        metrics: ServiceMetrics, owner: String, logger: Logger
+        url: String,
+        commandTimeout: Duration,
+        circuit: RedisCircuit,
+        metrics: ServiceMetrics,
+        owner: String,
+        logger: Logger
     ) {
         self.url = url
         self.commandTimeout = commandTimeout
@@ -112,7 +116,9 @@ final class SeatLocks {
 
     func setMarker(userID: String, key: String, holdID: String, ttlMilliseconds: Int64 = 30_000) -> Marker {
         let reply = withRedis { connection throws(RedisError) in
-            try connection.command(["SET", Self.markerKey(userID: userID, key: key), holdID, "NX", "PX", String(ttlMilliseconds)])
+            try connection.command([
+                "SET", Self.markerKey(userID: userID, key: key), holdID, "NX", "PX", String(ttlMilliseconds),
+            ])
         }
         switch reply {
         case .none: return .skipped
@@ -123,7 +129,11 @@ final class SeatLocks {
 
     func clearMarker(userID: String, key: String, holdID: String) {
         _ = withRedis { connection throws(RedisError) in
-            try connection.run(Self.compareAndDeleteScript, keys: [Self.markerKey(userID: userID, key: key)], arguments: [holdID])
+            try connection.run(
+                Self.compareAndDeleteScript,
+                keys: [Self.markerKey(userID: userID, key: key)],
+                arguments: [holdID]
+            )
         }
     }
 

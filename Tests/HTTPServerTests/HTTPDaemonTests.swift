@@ -9,21 +9,21 @@ struct HTTPDaemonTests {
     @Test("a GET with a query and headers reaches the handler decoded")
     func getWithQueryAndHeaders() async throws {
         let seen = Captured<HTTPRequest>()
-        try await withDaemon(handler: { request, responder in
+        let daemon = try startDaemon(handler: { request, responder in
             seen.set(request)
             responder.respond(.text(200, "ok"))
-        }) { daemon in
-            let port = daemon.port
-            let response = try await blocking {
-                try TestConnection(port: port).request(
-                    "GET",
-                    "/search/a%20b?q=hello%20world&tag=a%26b&plus=a+b&empty=&flag&q=second",
-                    headers: [("X-Custom-Header", "Value"), ("Accept", "text/plain"), ("Accept", "application/json")]
-                )
-            }
-            #expect(response.status == 200)
-            #expect(response.text == "ok")
+        })
+        defer { daemon.shutdown(timeout: .seconds(2)) }
+        let port = daemon.port
+        let response = try await blocking {
+            try TestConnection(port: port).request(
+                "GET",
+                "/search/a%20b?q=hello%20world&tag=a%26b&plus=a+b&empty=&flag&q=second",
+                headers: [("X-Custom-Header", "Value"), ("Accept", "text/plain"), ("Accept", "application/json")]
+            )
         }
+        #expect(response.status == 200)
+        #expect(response.text == "ok")
         let request = try #require(seen.current)
         #expect(request.method == "GET")
         #expect(request.path == "/search/a b")
@@ -41,59 +41,63 @@ struct HTTPDaemonTests {
 
     @Test("a POST body arrives whole")
     func postBody() async throws {
-        try await withDaemon(handler: { request, responder in
+        let daemon = try startDaemon(handler: { request, responder in
             responder.respond(HTTPResponse(status: 200, body: request.body))
-        }) { daemon in
-            let port = daemon.port
-            let body = Array(#"{"showtimeId":"s1","seatIds":["A1","A2"]}"#.utf8)
-            let response = try await blocking {
-                try TestConnection(port: port).request(
-                    "POST",
-                    "/hold",
-                    headers: [("Content-Type", "application/json")],
-                    body: body
-                )
-            }
-            #expect(response.status == 200)
-            #expect(response.body == body)
+        })
+        defer { daemon.shutdown(timeout: .seconds(2)) }
+        let port = daemon.port
+        let body = Array(#"{"showtimeId":"s1","seatIds":["A1","A2"]}"#.utf8)
+        let response = try await blocking {
+            try TestConnection(port: port).request(
+                "POST",
+                "/hold",
+                headers: [("Content-Type", "application/json")],
+                body: body
+            )
         }
+        #expect(response.status == 200)
+        #expect(response.body == body)
     }
 
     @Test("a 60 KB body sent in many small writes arrives whole", arguments: [false, true])
     func largeBodyInChunks(chunkedEncoding: Bool) async throws {
         let calls = Captured<(count: Int, tooLarge: Bool)>()
-        try await withDaemon(handler: { request, responder in
+        let daemon = try startDaemon(handler: { request, responder in
             calls.set((request.body.count, request.bodyTooLarge))
             responder.respond(HTTPResponse(status: 200, body: request.body))
-        }) { daemon in
-            let port = daemon.port
-            let body = (0..<60_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 / 256) }
-            let response = try await blocking {
-                let connection = try TestConnection(port: port)
-                if chunkedEncoding {
-                    try connection.sendHead(method: "POST", target: "/upload", headers: [("Transfer-Encoding", "chunked")])
-                } else {
-                    try connection.sendHead(method: "POST", target: "/upload", bodyLength: body.count)
-                }
-                for start in stride(from: 0, to: body.count, by: 1_000) {
-                    let piece = Array(body[start..<min(start + 1_000, body.count)])
-                    if chunkedEncoding {
-                        try connection.send(String(piece.count, radix: 16) + "\r\n")
-                        try connection.send(piece + [13, 10])
-                    } else {
-                        try connection.send(piece)
-                    }
-                    // Let each write reach the server on its own, so the body arrives in many calls.
-                    usleep(500)
-                }
-                if chunkedEncoding {
-                    try connection.send("0\r\n\r\n")
-                }
-                return try connection.readResponse()
+        })
+        defer { daemon.shutdown(timeout: .seconds(2)) }
+        let port = daemon.port
+        let body = (0..<60_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 / 256) }
+        let response = try await blocking {
+            let connection = try TestConnection(port: port)
+            if chunkedEncoding {
+                try connection.sendHead(
+                    method: "POST",
+                    target: "/upload",
+                    headers: [("Transfer-Encoding", "chunked")]
+                )
+            } else {
+                try connection.sendHead(method: "POST", target: "/upload", bodyLength: body.count)
             }
-            #expect(response.status == 200)
-            #expect(response.body == body)
+            for start in stride(from: 0, to: body.count, by: 1_000) {
+                let piece = Array(body[start..<min(start + 1_000, body.count)])
+                if chunkedEncoding {
+                    try connection.send(String(piece.count, radix: 16) + "\r\n")
+                    try connection.send(piece + [13, 10])
+                } else {
+                    try connection.send(piece)
+                }
+                // Let each write reach the server on its own, so the body arrives in many calls.
+                usleep(500)
+            }
+            if chunkedEncoding {
+                try connection.send("0\r\n\r\n")
+            }
+            return try connection.readResponse()
         }
+        #expect(response.status == 200)
+        #expect(response.body == body)
         #expect(calls.current?.count == 60_000)
         #expect(calls.current?.tooLarge == false)
     }
@@ -104,45 +108,57 @@ struct HTTPDaemonTests {
     )
     func bodyOverLimit(framing: String) async throws {
         let seen = Captured<HTTPRequest>()
-        try await withDaemon(maxBodyBytes: 1_000, handler: { request, responder in
-            seen.set(request)
-            let answer = HTTPResponse.text(request.bodyTooLarge ? 413 : 200, request.bodyTooLarge ? "too large" : "fine")
-            if framing == "expect-continue-answered-later" {
-                DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(20)) { responder.respond(answer) }
-            } else {
-                responder.respond(answer)
-            }
-        }) { daemon in
-            let port = daemon.port
-            let body = [UInt8](repeating: 0x61, count: 5_000)
-            let response = try await blocking { () -> TestConnection.Response in
-                let connection = try TestConnection(port: port)
-                switch framing {
-                case "content-length":
-                    return try connection.request("POST", "/hold", body: body)
-                case "chunked":
-                    try connection.sendHead(method: "POST", target: "/hold", headers: [("Transfer-Encoding", "chunked")])
-                    for _ in 0..<5 {
-                        try connection.send("3e8\r\n")
-                        try connection.send(Array(body[..<1_000]) + [13, 10])
+        let daemon = try startDaemon(
+            maxBodyBytes: 1_000,
+            handler: { request, responder in
+                seen.set(request)
+                let answer = HTTPResponse.text(
+                    request.bodyTooLarge ? 413 : 200,
+                    request.bodyTooLarge ? "too large" : "fine"
+                )
+                if framing == "expect-continue-answered-later" {
+                    DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(20)) {
+                        responder.respond(answer)
                     }
-                    try connection.send("0\r\n\r\n")
-                    return try connection.readResponse()
-                default:
-                    // The server answers before the body: the client never sends it.
-                    try connection.sendHead(
-                        method: "POST",
-                        target: "/hold",
-                        headers: [("Expect", "100-continue")],
-                        bodyLength: body.count
-                    )
-                    return try connection.readResponse()
+                } else {
+                    responder.respond(answer)
                 }
             }
-            #expect(response.status == 413)
-            #expect(response.text == "too large")
-            #expect(daemon.inFlight == 0)
+        )
+        defer { daemon.shutdown(timeout: .seconds(2)) }
+        let port = daemon.port
+        let body = [UInt8](repeating: 0x61, count: 5_000)
+        let response = try await blocking { () -> TestConnection.Response in
+            let connection = try TestConnection(port: port)
+            switch framing {
+            case "content-length":
+                return try connection.request("POST", "/hold", body: body)
+            case "chunked":
+                try connection.sendHead(
+                    method: "POST",
+                    target: "/hold",
+                    headers: [("Transfer-Encoding", "chunked")]
+                )
+                for _ in 0..<5 {
+                    try connection.send("3e8\r\n")
+                    try connection.send(Array(body[..<1_000]) + [13, 10])
+                }
+                try connection.send("0\r\n\r\n")
+                return try connection.readResponse()
+            default:
+                // The server answers before the body: the client never sends it.
+                try connection.sendHead(
+                    method: "POST",
+                    target: "/hold",
+                    headers: [("Expect", "100-continue")],
+                    bodyLength: body.count
+                )
+                return try connection.readResponse()
+            }
         }
+        #expect(response.status == 413)
+        #expect(response.text == "too large")
+        #expect(daemon.inFlight == 0)
         let request = try #require(seen.current)
         #expect(request.bodyTooLarge)
         #expect(request.body.isEmpty)
@@ -150,21 +166,24 @@ struct HTTPDaemonTests {
 
     @Test("a body exactly at the limit is accepted")
     func bodyAtLimit() async throws {
-        try await withDaemon(maxBodyBytes: 1_000, handler: { request, responder in
-            responder.respond(.text(request.bodyTooLarge ? 413 : 200, "\(request.body.count)"))
-        }) { daemon in
-            let port = daemon.port
-            let response = try await blocking {
-                try TestConnection(port: port).request("PUT", "/x", body: [UInt8](repeating: 1, count: 1_000))
+        let daemon = try startDaemon(
+            maxBodyBytes: 1_000,
+            handler: { request, responder in
+                responder.respond(.text(request.bodyTooLarge ? 413 : 200, "\(request.body.count)"))
             }
-            #expect(response.status == 200)
-            #expect(response.text == "1000")
+        )
+        defer { daemon.shutdown(timeout: .seconds(2)) }
+        let port = daemon.port
+        let response = try await blocking {
+            try TestConnection(port: port).request("PUT", "/x", body: [UInt8](repeating: 1, count: 1_000))
         }
+        #expect(response.status == 200)
+        #expect(response.text == "1000")
     }
 
     @Test("status, headers and body of the response reach the client")
     func responseArrives() async throws {
-        try await withDaemon(handler: { _, responder in
+        let daemon = try startDaemon(handler: { _, responder in
             responder.respond(
                 HTTPResponse(
                     status: 201,
@@ -175,133 +194,136 @@ struct HTTPDaemonTests {
                     body: Array(#"{"holdId":"h1"}"#.utf8)
                 )
             )
-        }) { daemon in
-            let port = daemon.port
-            let response = try await blocking { try TestConnection(port: port).request("POST", "/hold", body: []) }
-            #expect(response.status == 201)
-            #expect(response.header("content-type") == "application/json")
-            #expect(response.header("allow") == "GET, POST")
-            #expect(response.headers.filter { $0.0 == "set-cookie" }.map(\.1) == ["a=1", "b=2"])
-            #expect(response.header("content-length") == "15")
-            #expect(response.text == #"{"holdId":"h1"}"#)
-        }
+        })
+        defer { daemon.shutdown(timeout: .seconds(2)) }
+        let port = daemon.port
+        let response = try await blocking { try TestConnection(port: port).request("POST", "/hold", body: []) }
+        #expect(response.status == 201)
+        #expect(response.header("content-type") == "application/json")
+        #expect(response.header("allow") == "GET, POST")
+        #expect(response.headers.filter { $0.0 == "set-cookie" }.map(\.1) == ["a=1", "b=2"])
+        #expect(response.header("content-length") == "15")
+        #expect(response.text == #"{"holdId":"h1"}"#)
     }
 
     @Test("an invalid status is sent as 500")
     func invalidStatus() async throws {
-        try await withDaemon(handler: { _, responder in responder.respond(HTTPResponse(status: 42)) }) { daemon in
-            let port = daemon.port
-            let response = try await blocking { try TestConnection(port: port).request("GET", "/") }
-            #expect(response.status == 500)
-        }
+        let daemon = try startDaemon(handler: { _, responder in responder.respond(HTTPResponse(status: 42)) })
+        defer { daemon.shutdown(timeout: .seconds(2)) }
+        let port = daemon.port
+        let response = try await blocking { try TestConnection(port: port).request("GET", "/") }
+        #expect(response.status == 500)
     }
 
     @Test("a handler that answers later from another thread is heard")
     func answerLater() async throws {
-        try await withDaemon(handler: { request, responder in
+        let daemon = try startDaemon(handler: { request, responder in
             DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(50)) {
                 responder.respond(.text(202, "later \(request.path)"))
             }
-        }) { daemon in
-            let port = daemon.port
-            let response = try await blocking { try TestConnection(port: port).request("GET", "/slowly") }
-            #expect(response.status == 202)
-            #expect(response.text == "later /slowly")
-            #expect(daemon.inFlight == 0)
-        }
+        })
+        defer { daemon.shutdown(timeout: .seconds(2)) }
+        let port = daemon.port
+        let response = try await blocking { try TestConnection(port: port).request("GET", "/slowly") }
+        #expect(response.status == 202)
+        #expect(response.text == "later /slowly")
+        #expect(daemon.inFlight == 0)
     }
 
     @Test("a second answer to the same request is ignored")
     func secondAnswerIgnored() async throws {
-        try await withDaemon(handler: { _, responder in
+        let daemon = try startDaemon(handler: { _, responder in
             responder.respond(.text(200, "first"))
             responder.respond(.text(500, "second"))
             DispatchQueue.global().async { responder.respond(.text(500, "third")) }
-        }) { daemon in
-            let port = daemon.port
-            let responses = try await blocking {
-                let connection = try TestConnection(port: port)
-                return try (0..<3).map { _ in try connection.request("GET", "/") }
-            }
-            #expect(responses.map(\.status) == [200, 200, 200])
-            #expect(responses.map(\.text) == ["first", "first", "first"])
+        })
+        defer { daemon.shutdown(timeout: .seconds(2)) }
+        let port = daemon.port
+        let responses = try await blocking {
+            let connection = try TestConnection(port: port)
+            return try (0..<3).map { _ in try connection.request("GET", "/") }
         }
+        #expect(responses.map(\.status) == [200, 200, 200])
+        #expect(responses.map(\.text) == ["first", "first", "first"])
     }
 
     @Test("one keep-alive connection carries many requests answered on either side of the suspension")
     func keepAliveMixedAnswers() async throws {
         // Half answered inside the handler, half from another thread at once: the second kind races the
         // handler's return, i.e. the suspend decision, on every request.
-        try await withDaemon(handler: { request, responder in
+        let daemon = try startDaemon(handler: { request, responder in
             let number = Int(request.query["n"] ?? "") ?? -1
             if number.isMultiple(of: 2) {
                 responder.respond(.text(200, "\(number)"))
             } else {
                 DispatchQueue.global().async { responder.respond(.text(200, "\(number)")) }
             }
-        }) { daemon in
-            let port = daemon.port
-            try await withThrowingTaskGroup(of: [String].self) { group in
-                for client in 0..<4 {
-                    group.addTask {
-                        try await blocking {
-                            let connection = try TestConnection(port: port)
-                            return try (0..<250).map { index in
-                                let n = client * 1_000 + index
-                                let response = try connection.request("GET", "/echo?n=\(n)")
-                                return response.status == 200 && response.text == "\(n)" ? "ok" : "bad \(n)"
-                            }
+        })
+        defer { daemon.shutdown(timeout: .seconds(2)) }
+        let port = daemon.port
+        try await withThrowingTaskGroup(of: [String].self) { group in
+            for client in 0..<4 {
+                group.addTask {
+                    try await blocking {
+                        let connection = try TestConnection(port: port)
+                        return try (0..<250).map { index in
+                            let n = client * 1_000 + index
+                            let response = try connection.request("GET", "/echo?n=\(n)")
+                            return response.status == 200 && response.text == "\(n)" ? "ok" : "bad \(n)"
                         }
                     }
                 }
-                var results: [String] = []
-                for try await batch in group {
-                    results += batch
-                }
-                #expect(results.count == 1_000)
-                #expect(results.allSatisfy { $0 == "ok" })
             }
-            #expect(daemon.inFlight == 0)
+            var results: [String] = []
+            for try await batch in group {
+                results += batch
+            }
+            #expect(results.count == 1_000)
+            #expect(results.allSatisfy { $0 == "ok" })
         }
+        #expect(daemon.inFlight == 0)
     }
 
     @Test("100 slow requests in flight on a 2-thread pool do not hold up a fast one")
     func slowRequestsDoNotBlockFastOne() async throws {
         let parked = Mutex<[HTTPResponder]>([])
-        try await withDaemon(threads: 2, handler: { request, responder in
-            if request.path == "/slow" {
-                parked.withLock { $0.append(responder) }
-            } else {
-                responder.respond(.text(200, "fast"))
-            }
-        }) { daemon in
-            let port = daemon.port
-            let slowConnections = try await blocking {
-                try (0..<100).map { _ in
-                    let connection = try TestConnection(port: port)
-                    try connection.sendHead(method: "GET", target: "/slow")
-                    return UncheckedBox(connection)
+        let daemon = try startDaemon(
+            threads: 2,
+            handler: { request, responder in
+                if request.path == "/slow" {
+                    parked.withLock { $0.append(responder) }
+                } else {
+                    responder.respond(.text(200, "fast"))
                 }
             }
-            #expect(try await eventually { daemon.inFlight == 100 })
-
-            let fast = try await blocking { try TestConnection(port: port).request("GET", "/fast") }
-            #expect(fast.status == 200)
-            #expect(fast.text == "fast")
-            // The fast request completed while every slow one was still pending.
-            #expect(daemon.inFlight == 100)
-            #expect(parked.withLock { $0.count } == 100)
-
-            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(300)) {
-                for responder in parked.withLock({ $0 }) {
-                    responder.respond(.text(200, "slow"))
-                }
+        )
+        defer { daemon.shutdown(timeout: .seconds(2)) }
+        let port = daemon.port
+        let slowConnections = try await blocking {
+            try (0..<100).map { _ in
+                let connection = try TestConnection(port: port)
+                try connection.sendHead(method: "GET", target: "/slow")
+                return UncheckedBox(connection)
             }
-            let slow = try await blocking { try slowConnections.map { try $0.value.readResponse() } }
-            #expect(slow.count == 100)
-            #expect(slow.allSatisfy { $0.status == 200 && $0.text == "slow" })
-            #expect(daemon.inFlight == 0)
         }
+        #expect(try await eventually { daemon.inFlight == 100 })
+
+        let fast = try await blocking { try TestConnection(port: port).request("GET", "/fast") }
+        #expect(fast.status == 200)
+        #expect(fast.text == "fast")
+        // The fast request completed while every slow one was still pending.
+        #expect(daemon.inFlight == 100)
+        #expect(parked.withLock { $0.count } == 100)
+
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(300)) {
+            for responder in parked.withLock({ $0 }) {
+                responder.respond(.text(200, "slow"))
+            }
+        }
+        let slow = try await blocking { try slowConnections.map { try $0.value.readResponse() } }
+        #expect(slow.count == 100)
+        #expect(slow.allSatisfy { $0.status == 200 && $0.text == "slow" })
+        #expect(daemon.inFlight == 0)
     }
 
     @Test("shutdown answers requests still unanswered at its deadline with 503, and later answers are ignored")
@@ -380,7 +402,9 @@ struct HTTPDaemonTests {
         ) { request, responder in
             handled.withLock { $0 += 1 }
             if request.query["later"] != nil {
-                DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(5)) { responder.respond(.text(200, "later")) }
+                DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(5)) {
+                    responder.respond(.text(200, "later"))
+                }
             } else {
                 responder.respond(.text(200, "now"))
             }
@@ -394,7 +418,9 @@ struct HTTPDaemonTests {
                         try await blocking {
                             var answered = 0
                             while stop.current != true {
-                                guard let connection = try? TestConnection(port: port, timeout: .seconds(5)) else { break }
+                                guard let connection = try? TestConnection(port: port, timeout: .seconds(5)) else {
+                                    break
+                                }
                                 for index in 0..<20 {
                                     let target = (client + index).isMultiple(of: 2) ? "/?later" : "/"
                                     guard let response = try? connection.request("GET", target) else { break }
@@ -418,30 +444,31 @@ struct HTTPDaemonTests {
 
     @Test("starting on a port already in use fails with the library's words")
     func portInUse() async throws {
-        try await withDaemon(handler: { _, responder in responder.respond(.text(200, "")) }) { daemon in
-            let configuration = HTTPServerConfiguration(port: daemon.port, bindAddress: "127.0.0.1")
-            do {
-                let second = try HTTPDaemon(configuration: configuration, logger: testLogger) { _, r in r.respond(.text(200, "")) }
-                second.shutdown(timeout: .zero)
-                Issue.record("a second daemon started on port \(daemon.port)")
-            } catch let error as HTTPServerError {
-                #expect(error.kind == .startFailed)
-                #expect(error.message.contains("in use"), "\(error)")
-                #expect(error.description.contains("\(daemon.port)"), "\(error)")
-            } catch {
-                Issue.record("unexpected error \(error)")
+        let daemon = try startDaemon(handler: { _, responder in responder.respond(.text(200, "")) })
+        defer { daemon.shutdown(timeout: .seconds(2)) }
+        let configuration = HTTPServerConfiguration(port: daemon.port, bindAddress: "127.0.0.1")
+        do {
+            let second = try HTTPDaemon(configuration: configuration, logger: testLogger) { _, r in
+                r.respond(.text(200, ""))
             }
+            second.shutdown(timeout: .zero)
+            Issue.record("a second daemon started on port \(daemon.port)")
+        } catch {
+            #expect(error.kind == .startFailed)
+            #expect(error.errno == EADDRINUSE)
+            #expect(error.message.contains("in use"), "\(error)")
+            #expect(error.description.contains("\(daemon.port)"), "\(error)")
         }
     }
 
     @Test("port 0 binds a free port and reports it")
     func ephemeralPort() async throws {
-        try await withDaemon(handler: { _, responder in responder.respond(.text(200, "here")) }) { daemon in
-            #expect((1...65_535).contains(daemon.port))
-            let port = daemon.port
-            let response = try await blocking { try TestConnection(port: port).request("GET", "/") }
-            #expect(response.text == "here")
-        }
+        let daemon = try startDaemon(handler: { _, responder in responder.respond(.text(200, "here")) })
+        defer { daemon.shutdown(timeout: .seconds(2)) }
+        #expect((1...65_535).contains(daemon.port))
+        let port = daemon.port
+        let response = try await blocking { try TestConnection(port: port).request("GET", "/") }
+        #expect(response.text == "here")
     }
 
     @Test("a bind address that is not an IP literal is a configuration error")
@@ -457,7 +484,9 @@ struct HTTPDaemonTests {
     @Test("an IPv6 loopback bind address works")
     func ipv6() throws {
         let configuration = HTTPServerConfiguration(port: 0, bindAddress: "::1")
-        let daemon = try HTTPDaemon(configuration: configuration, logger: testLogger) { _, r in r.respond(.text(200, "")) }
+        let daemon = try HTTPDaemon(configuration: configuration, logger: testLogger) { _, r in
+            r.respond(.text(200, ""))
+        }
         #expect(daemon.port > 0)
         daemon.shutdown(timeout: .seconds(1))
     }

@@ -70,7 +70,9 @@ final class TestConnection {
     func send(_ bytes: [UInt8]) throws {
         var sent = 0
         while sent < bytes.count {
-            let count = bytes[sent...].withUnsafeBytes { Glibc.send(socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            let count = bytes[sent...].withUnsafeBytes {
+                Glibc.send(socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
+            }
             guard count > 0 else { throw Failure(description: "send: \(String(cString: strerror(errno)))") }
             sent += count
         }
@@ -166,7 +168,8 @@ final class TestConnection {
 
     private static func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
         guard haystack.count >= needle.count else { return nil }
-        for start in 0...(haystack.count - needle.count) where haystack[start..<start + needle.count].elementsEqual(needle) {
+        for start in 0...(haystack.count - needle.count)
+        where haystack[start..<start + needle.count].elementsEqual(needle) {
             return start
         }
         return nil
@@ -183,24 +186,15 @@ func blocking<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async thr
     }
 }
 
-/// Starts a daemon on a free loopback port, runs `body`, and always shuts it down.
-func withDaemon<T>(
+/// Starts a daemon on a free loopback port. Callers `defer` its shutdown.
+func startDaemon(
     maxBodyBytes: Int = 65_536,
     threads: Int = 2,
-    handler: @escaping @Sendable (HTTPRequest, HTTPResponder) -> Void,
-    _ body: (HTTPDaemon) async throws -> T
-) async throws -> T {
+    handler: @escaping @Sendable (HTTPRequest, HTTPResponder) -> Void
+) throws -> HTTPDaemon {
     var configuration = HTTPServerConfiguration(port: 0, bindAddress: "127.0.0.1", maxBodyBytes: maxBodyBytes)
     configuration.threads = threads
-    let daemon = try HTTPDaemon(configuration: configuration, logger: testLogger, handler: handler)
-    do {
-        let result = try await body(daemon)
-        daemon.shutdown(timeout: .seconds(2))
-        return result
-    } catch {
-        daemon.shutdown(timeout: .zero)
-        throw error
-    }
+    return try HTTPDaemon(configuration: configuration, logger: testLogger, handler: handler)
 }
 
 let testLogger: Logger = {

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import PostgresClient
 import RedisClient
+import ServiceSupport
 
 @testable import InventoryRPC
 
@@ -62,20 +63,6 @@ struct FixtureError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-@discardableResult
-func runProcess(_ path: String, _ arguments: [String]) throws -> (status: Int32, text: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
-    process.arguments = arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-}
-
 func freePort() -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
@@ -97,7 +84,7 @@ func freePort() -> Int {
 final class PrivateRedis: @unchecked Sendable {
     // @unchecked: `process` is replaced only by start()/stop(), which tests call from one task at a time.
     let port: Int
-    private var process: Process?
+    private var process: ChildProcess?
 
     init() throws {
         port = freePort()
@@ -107,13 +94,10 @@ final class PrivateRedis: @unchecked Sendable {
     var url: String { "redis://127.0.0.1:\(port)" }
 
     func start() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
-        process.arguments = ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        self.process = process
+        process = try ChildProcess(
+            "/usr/bin/redis-server",
+            ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        )
         let deadline = Date().addingTimeInterval(5)
         while Date() < deadline {
             if let connection = try? RedisConnection(url: url, logger: testLogger) {
@@ -131,19 +115,28 @@ final class PrivateRedis: @unchecked Sendable {
         return try connection.command(arguments)
     }
 
+    /// Kills the server (no persistence: nothing to save).
     func stop() {
         guard let process else { return }
-        process.terminate()
-        process.waitUntilExit()
+        process.signal(SIGCONT)
+        process.signal(SIGKILL)
+        process.wait()
         self.process = nil
     }
+
+    /// Freezes the server (SIGSTOP): connections stay open, commands time out.
+    func pause() { process?.signal(SIGSTOP) }
+    func resume() { process?.signal(SIGCONT) }
 
     deinit { stop() }
 }
 
 /// One test's core and everything it talks to.
 struct CoreHarness: Sendable {
-    var core: CoreService
+    /// The in-process core (nil when the fixture runs `inventory-rpc serve` processes instead).
+    var core: CoreService?
+    /// The `inventory-rpc serve` processes, when the fixture runs those.
+    var processes: [ServeProcess] = []
     var client: RPCTestClient
     var events: EventCollector
     var databaseURL: String
@@ -156,7 +149,9 @@ struct CoreHarness: Sendable {
     func showtime(seats: Int) async throws -> String {
         let showtimeID = "show-\(uniqueID())"
         let answer = try await client.call(
-            .seatsDefine, SeatsDefineRequest(showtimeId: showtimeID, seatIds: (1...seats).map { "s\($0)" }))
+            .seatsDefine,
+            SeatsDefineRequest(showtimeId: showtimeID, seatIds: (1...seats).map { "s\($0)" })
+        )
         guard case .ok = try answer.decode(SeatsDefined.self) else {
             throw FixtureError("seats.define failed: \(String(decoding: answer.body, as: UTF8.self))")
         }
@@ -164,12 +159,17 @@ struct CoreHarness: Sendable {
     }
 
     func hold(
-        _ showtimeID: String, _ seats: [String], user: String = "u1", key: String? = nil,
+        _ showtimeID: String,
+        _ seats: [String],
+        user: String = "u1",
+        key: String? = nil,
         headers: [String: AMQPFieldValue] = [:]
     ) async throws -> RPCAnswer {
         try await client.call(
-            .hold, HoldRequest(showtimeId: showtimeID, seatIds: seats, userId: user, idempotencyKey: key),
-            headers: headers)
+            .hold,
+            HoldRequest(showtimeId: showtimeID, seatIds: seats, userId: user, idempotencyKey: key),
+            headers: headers
+        )
     }
 
     /// Runs a query on the test database (blocking; short).
@@ -180,13 +180,15 @@ struct CoreHarness: Sendable {
     }
 }
 
-/// Runs `body` against a core of its own: its own vhost, database and (optionally) Redis, started in this
-/// process on its own threads, stopped and removed afterwards.
+/// Runs `body` against a core of its own: its own vhost, database and (optionally) Redis. The core runs in
+/// this process on its own threads, or, with `processes > 0`, as that many `inventory-rpc serve` processes
+/// of the built binary. Everything is stopped and removed afterwards.
 func withCore<T>(
     holdTTL: Int = 300,
     expiryInterval: Int = 30,
     workers: Int = 4,
     redis: TestRedis = .shared,
+    processes: Int = 0,
     _ body: (CoreHarness) async throws -> T
 ) async throws -> T {
     let vhost = try TestVhost.create()
@@ -203,20 +205,107 @@ func withCore<T>(
     defer { privateRedis?.stop() }
     let redisURL = privateRedis?.url ?? "redis://localhost:6379"
 
-    let configuration = CoreConfiguration(
-        databaseURL: databaseURL, redisURL: redisURL, rabbitmqURL: vhost.url, holdTTLSeconds: holdTTL,
-        expiryIntervalSeconds: expiryInterval, workers: workers, prefetch: 8, opsPort: 0,
-        redisCommandTimeout: .milliseconds(200), outboxPollInterval: .milliseconds(500),
-        relayLeaderRetry: .milliseconds(500), printsStartupLines: false)
-    let core = CoreService(configuration: configuration, logger: testLogger)
-    try core.start()
-    defer { core.stop() }
+    var core: CoreService?
+    var servers: [ServeProcess] = []
+    defer {
+        core?.stop()
+        for server in servers { server.stop() }
+    }
+    if processes > 0 {
+        let environment = [
+            "DATABASE_URL": databaseURL, "REDIS_URL": redisURL, "RABBITMQ_URL": vhost.url,
+            "HOLD_TTL_SECONDS": "\(holdTTL)", "EXPIRY_INTERVAL_SECONDS": "\(expiryInterval)",
+            "WORKERS": "\(workers)", "OPS_PORT": "0", "PREFETCH": "8", "LOG_LEVEL": "warning",
+        ]
+        for _ in 0..<processes { servers.append(try ServeProcess(environment: environment)) }
+        for server in servers { try await server.waitUntilStarted() }
+    } else {
+        let configuration = CoreConfiguration(
+            databaseURL: databaseURL,
+            redisURL: redisURL,
+            rabbitmqURL: vhost.url,
+            holdTTLSeconds: holdTTL,
+            expiryIntervalSeconds: expiryInterval,
+            workers: workers,
+            prefetch: 8,
+            opsPort: 0,
+            redisCommandTimeout: .milliseconds(200),
+            outboxPollInterval: .milliseconds(500),
+            relayLeaderRetry: .milliseconds(500),
+            printsStartupLines: false
+        )
+        MetricsSetup.bootstrap()
+        let service = CoreService(
+            configuration: configuration,
+            logger: testLogger,
+            metricsExposition: { MetricsSetup.exposition() }
+        )
+        core = service
+        try service.start()
+    }
     let events = try EventCollector(url: vhost.url)
     defer { events.close() }
     let client = try RPCTestClient(url: vhost.url)
     defer { client.close() }
     let harness = CoreHarness(
-        core: core, client: client, events: events, databaseURL: databaseURL, vhost: vhost.name,
-        rabbitmqURL: vhost.url, redis: privateRedis, redisURL: redisURL)
+        core: core,
+        processes: servers,
+        client: client,
+        events: events,
+        databaseURL: databaseURL,
+        vhost: vhost.name,
+        rabbitmqURL: vhost.url,
+        redis: privateRedis,
+        redisURL: redisURL
+    )
     return try await body(harness)
+}
+
+/// `inventory-rpc serve`, the built binary beside the test bundle, as a child process.
+final class ServeProcess: Sendable {
+    let child: ChildProcess
+    let outputPath: String
+
+    static var binary: String {
+        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        return executable.deletingLastPathComponent().appendingPathComponent("inventory-rpc").path
+    }
+
+    init(environment: [String: String]) throws {
+        outputPath = NSTemporaryDirectory() + "inventory-rpc-\(uniqueID()).log"
+        var merged = ProcessInfo.processInfo.environment
+        merged.merge(environment) { $1 }
+        guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
+            throw FixtureError("\(Self.binary) is missing: run `swift build --build-tests` first")
+        }
+        child = try ChildProcess(Self.binary, ["serve"], environment: merged, outputPath: outputPath)
+    }
+
+    var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
+
+    /// Waits (bounded poll) for the last start-up line.
+    func waitUntilStarted(timeout: Duration = .seconds(30)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if output.contains("Hold TTL:") { return }
+            guard child.isRunning else { throw FixtureError("inventory-rpc exited at start:\n\(output)") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw FixtureError("inventory-rpc did not start in time:\n\(output)")
+    }
+
+    /// SIGTERM, then the exit status (nil if it did not exit within `timeout`; it is killed then).
+    @discardableResult
+    func terminate(timeout: Duration = .seconds(10)) -> Int32? {
+        child.signal(SIGTERM)
+        if let status = child.wait(timeout: timeout) { return status }
+        child.signal(SIGKILL)
+        child.wait()
+        return nil
+    }
+
+    func stop() {
+        if child.isRunning { terminate() }
+        unlink(outputPath)
+    }
 }

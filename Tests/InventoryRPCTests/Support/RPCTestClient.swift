@@ -65,7 +65,9 @@ final class RPCTestClient: Sendable {
             let connection: AMQPConnection
             do {
                 connection = try AMQPConnection(
-                    configuration: try AMQPConfiguration(url: url), logger: Logger(label: "test.rpc-client"))
+                    configuration: try AMQPConfiguration(url: url),
+                    logger: testLogger
+                )
                 try connection.consume(queue: "amq.rabbitmq.reply-to", noAck: true)
             } catch {
                 startError.withLock { $0 = error }
@@ -86,21 +88,36 @@ final class RPCTestClient: Sendable {
 
     /// Publishes a request to `inventory.rpc` and awaits its reply.
     func call(
-        _ operation: RPCOperation, body: [UInt8], headers: [String: AMQPFieldValue] = [:],
-        correlationID: String = UUID().uuidString, timeout: Duration = .seconds(30)
+        _ operation: RPCOperation,
+        body: [UInt8],
+        headers: [String: AMQPFieldValue] = [:],
+        correlationID: String = UUID().uuidString,
+        timeout: Duration = .seconds(30)
     ) async throws -> RPCAnswer {
         let properties = AMQPProperties(
-            contentType: "application/json", correlationID: correlationID, replyTo: "amq.rabbitmq.reply-to",
-            headers: headers)
+            contentType: "application/json",
+            correlationID: correlationID,
+            replyTo: "amq.rabbitmq.reply-to",
+            headers: headers
+        )
         return try await withCheckedThrowingContinuation { continuation in
-            enqueue(Outgoing(
-                exchange: RPCOperation.exchange, routingKey: operation.routingKey, body: body,
-                properties: properties, timeout: timeout, continuation: continuation))
+            enqueue(
+                Outgoing(
+                    exchange: RPCOperation.exchange,
+                    routingKey: operation.routingKey,
+                    body: body,
+                    properties: properties,
+                    timeout: timeout,
+                    continuation: continuation
+                )
+            )
         }
     }
 
     func call<T: Encodable>(
-        _ operation: RPCOperation, _ request: T, headers: [String: AMQPFieldValue] = [:],
+        _ operation: RPCOperation,
+        _ request: T,
+        headers: [String: AMQPFieldValue] = [:],
         timeout: Duration = .seconds(30)
     ) async throws -> RPCAnswer {
         try await call(operation, body: try ContractJSON.encode(request), headers: headers, timeout: timeout)
@@ -108,9 +125,16 @@ final class RPCTestClient: Sendable {
 
     /// Publishes without waiting for anything (for requests that must get no reply).
     func send(exchange: String = RPCOperation.exchange, routingKey: String, body: [UInt8], properties: AMQPProperties) {
-        enqueue(Outgoing(
-            exchange: exchange, routingKey: routingKey, body: body, properties: properties, timeout: .zero,
-            continuation: nil))
+        enqueue(
+            Outgoing(
+                exchange: exchange,
+                routingKey: routingKey,
+                body: body,
+                properties: properties,
+                timeout: .zero,
+                continuation: nil
+            )
+        )
     }
 
     func close() {
@@ -129,7 +153,10 @@ final class RPCTestClient: Sendable {
         func failAll(_ error: any Error) {
             for (_, entry) in waiting { entry.continuation.resume(throwing: error) }
             waiting = [:]
-            for outgoing in outbox.withLock({ queue in defer { queue = [] }; return queue }) {
+            for outgoing in outbox.withLock({ queue in
+                defer { queue = [] }
+                return queue
+            }) {
                 outgoing.continuation?.resume(throwing: error)
             }
         }
@@ -142,11 +169,17 @@ final class RPCTestClient: Sendable {
                 let (readable, woken) = try connection.waitForInput(wakeup: wakeup, timeout: .milliseconds(100))
                 if woken {
                     wakeup.drain()
-                    let batch = outbox.withLock { queue in defer { queue = [] }; return queue }
+                    let batch = outbox.withLock { queue in
+                        defer { queue = [] }
+                        return queue
+                    }
                     for outgoing in batch {
                         try connection.publish(
-                            exchange: outgoing.exchange, routingKey: outgoing.routingKey, body: outgoing.body,
-                            properties: outgoing.properties)
+                            exchange: outgoing.exchange,
+                            routingKey: outgoing.routingKey,
+                            body: outgoing.body,
+                            properties: outgoing.properties
+                        )
                         if let continuation = outgoing.continuation, let id = outgoing.properties.correlationID {
                             waiting[id] = Waiting(continuation: continuation, deadline: .now + outgoing.timeout)
                         }
@@ -157,7 +190,9 @@ final class RPCTestClient: Sendable {
                         guard case .delivery(let message) = event, let id = message.properties.correlationID,
                             let entry = waiting.removeValue(forKey: id)
                         else { continue }
-                        entry.continuation.resume(returning: RPCAnswer(properties: message.properties, body: message.body))
+                        entry.continuation.resume(
+                            returning: RPCAnswer(properties: message.properties, body: message.body)
+                        )
                     }
                 }
                 let now = ContinuousClock.now
@@ -189,7 +224,9 @@ final class EventCollector: Sendable {
             let connection: AMQPConnection
             do {
                 connection = try AMQPConnection(
-                    configuration: try AMQPConfiguration(url: url), logger: Logger(label: "test.events"))
+                    configuration: try AMQPConfiguration(url: url),
+                    logger: testLogger
+                )
                 try connection.declareExchange(EventType.exchange, type: .topic, durable: true)
                 let queue = try connection.declareQueue("", durable: false, exclusive: true, autoDelete: true)
                 try connection.bindQueue(queue, exchange: EventType.exchange, routingKey: "#")

@@ -13,7 +13,11 @@ struct StormResult: Sendable {
 
 /// Sends `count` holds of 1 to `maxSeats` random seats of `seatCount` seats (`s1`...), all at once.
 func holdStorm(
-    _ core: CoreHarness, showtimeID: String, count: Int, seatCount: Int, maxSeats: Int = 4,
+    _ core: CoreHarness,
+    showtimeID: String,
+    count: Int,
+    seatCount: Int,
+    maxSeats: Int = 4,
     during: (@Sendable () async throws -> Void)? = nil
 ) async throws -> [StormResult] {
     try await withThrowingTaskGroup(of: StormResult?.self) { group in
@@ -25,7 +29,12 @@ func holdStorm(
                 return StormResult(seats: seats, answer: answer)
             }
         }
-        if let during { group.addTask { try await during(); return nil } }
+        if let during {
+            group.addTask {
+                try await during()
+                return nil
+            }
+        }
         var results: [StormResult] = []
         for try await result in group { if let result { results.append(result) } }
         return results
@@ -39,11 +48,15 @@ func holdStorm(
 /// Returns how many holds were created.
 @discardableResult
 func checkStorm(
-    _ results: [StormResult], core: CoreHarness, showtimeID: String, sourceLocation: SourceLocation = #_sourceLocation
+    _ results: [StormResult],
+    core: CoreHarness,
+    showtimeID: String,
+    sourceLocation: SourceLocation = #_sourceLocation
 ) async throws -> Int {
     let rows = try core.query(
         "SELECT hold_id, array_to_string(seat_ids, ',') AS seats, status FROM holds WHERE showtime_id = $1",
-        [showtimeID])
+        [showtimeID]
+    )
     var live: [String: Set<String>] = [:]
     for row in rows where row["status"] == "active" {
         live[row["hold_id"]!] = Set(row["seats"]!.split(separator: ",").map(String.init))
@@ -56,7 +69,9 @@ func checkStorm(
         }
     }
     let seatRows = try core.query(
-        "SELECT seat_id, state, hold_id FROM seat_states WHERE showtime_id = $1 AND state <> 'available'", [showtimeID])
+        "SELECT seat_id, state, hold_id FROM seat_states WHERE showtime_id = $1 AND state <> 'available'",
+        [showtimeID]
+    )
     for row in seatRows {
         #expect(row["state"] == "held" && seatHolder[row["seat_id"]!] == row["hold_id"], sourceLocation: sourceLocation)
     }
@@ -68,7 +83,11 @@ func checkStorm(
         switch try result.answer.decode(Hold.self) {
         case .ok(let hold):
             #expect(answeredHolds.insert(hold.holdId).inserted, sourceLocation: sourceLocation)
-            #expect(live[hold.holdId] == Set(result.seats), "an ok answer is a live hold of its seats", sourceLocation: sourceLocation)
+            #expect(
+                live[hold.holdId] == Set(result.seats),
+                "an ok answer is a live hold of its seats",
+                sourceLocation: sourceLocation
+            )
         case .error(let error):
             #expect(error.code == .seatUnavailable, "unexpected answer \(error)", sourceLocation: sourceLocation)
             unavailable += 1
@@ -83,19 +102,77 @@ func checkStorm(
             #expect(!seats.isEmpty, sourceLocation: sourceLocation)
             for seat in seats {
                 #expect(result.seats.contains(seat), sourceLocation: sourceLocation)
-                #expect(seatHolder[seat] != nil, "seat \(seat) named unavailable but free at the end", sourceLocation: sourceLocation)
+                #expect(
+                    seatHolder[seat] != nil,
+                    "seat \(seat) named unavailable but free at the end",
+                    sourceLocation: sourceLocation
+                )
             }
         }
     }
-    #expect(Set(live.keys) == answeredHolds, "every live hold was answered ok, and only those", sourceLocation: sourceLocation)
+    #expect(
+        Set(live.keys) == answeredHolds,
+        "every live hold was answered ok, and only those",
+        sourceLocation: sourceLocation
+    )
     #expect(answeredHolds.count + unavailable == results.count, sourceLocation: sourceLocation)
 
     let published = await core.events.wait { events in
-        Set(events.filter { $0.type == .holdCreated && $0.showtimeId == showtimeID }.map(\.holdId)).isSuperset(of: answeredHolds)
+        Set(events.filter { $0.type == .holdCreated && $0.showtimeId == showtimeID }.map(\.holdId)).isSuperset(
+            of: answeredHolds
+        )
     }
     #expect(published, "every created hold's event was published", sourceLocation: sourceLocation)
     let created = core.events.unique.filter { $0.type == .holdCreated && $0.showtimeId == showtimeID }
     #expect(created.count == answeredHolds.count, "one hold.created per created hold", sourceLocation: sourceLocation)
     #expect(Set(created.map(\.holdId)) == answeredHolds, sourceLocation: sourceLocation)
     return answeredHolds.count
+}
+
+/// Rule 4 of INTERFACE.md, checked against the database: every committed outbox row arrived (at least
+/// once), no event arrived that is not a committed row, and per hold the events arrived (first copies) in
+/// the order they committed.
+func checkEventsMatchOutbox(
+    _ core: CoreHarness,
+    timeout: Duration = .seconds(20),
+    sourceLocation: SourceLocation = #_sourceLocation
+) async throws {
+    let rows = try core.query("SELECT event_id::text AS event_id, hold_id, event_type FROM outbox ORDER BY id")
+    let committed = rows.map { $0["event_id"]! }
+    let arrived = await core.events.wait(timeout: timeout) { Set($0.map(\.eventId)).isSuperset(of: committed) }
+    #expect(arrived, "every committed event was published", sourceLocation: sourceLocation)
+    let received = core.events.unique
+    #expect(
+        Set(received.map(\.eventId)) == Set(committed),
+        "no event that did not commit",
+        sourceLocation: sourceLocation
+    )
+    var expected: [String: [String]] = [:]
+    for row in rows { expected[row["hold_id"]!, default: []].append(row["event_id"]!) }
+    var actual: [String: [String]] = [:]
+    for event in received { actual[event.holdId, default: []].append(event.eventId) }
+    #expect(expected == actual, "per-hold order", sourceLocation: sourceLocation)
+    let unpublished = try core.query("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")
+    #expect(unpublished.first?["n"] == "0", "every row marked published", sourceLocation: sourceLocation)
+}
+
+/// The broker's ids of the AMQP connections the core opened in `vhost` (named "inventory-rpc ...").
+func coreBrokerConnections(vhost: String) throws -> [String] {
+    let listing = try runProcess(
+        "/usr/sbin/rabbitmqctl",
+        ["-q", "list_connections", "pid", "vhost", "client_properties"]
+    )
+    return listing.text.split(separator: "\n").compactMap { line -> String? in
+        let columns = line.split(separator: "\t", maxSplits: 2).map(String.init)
+        guard columns.count == 3, columns[1] == vhost, columns[2].contains("inventory-rpc") else { return nil }
+        return columns[0]
+    }
+}
+
+/// Closes those connections (all at once), as a broker that went away would.
+func closeBrokerConnections(_ pids: [String]) throws {
+    let closers = try pids.map { pid in
+        try ChildProcess("/usr/sbin/rabbitmqctl", ["-q", "close_connection", pid, "test: broker connection lost"])
+    }
+    for closer in closers { closer.wait() }
 }
