@@ -34,6 +34,9 @@ common=(
     --seed "$seed" --workers 2 --request-timeout 15 --continue-on-failure --no-color
 )
 
+# schemathesis keeps a cache (.schemathesis/) in its working directory: not in the repository.
+cd "$report_dir"
+
 echo "fuzz-facade: $base_url, seed $seed, $max_examples examples per operation and phase, reports in $report_dir"
 status=0
 schemathesis run "${common[@]}" --exclude-operation-id defineSeats --phases examples,coverage,fuzzing \

@@ -94,7 +94,11 @@ final class FacadeHandler: Sendable {
                     finish(RESTAnswer(status: 200, body: Array(#"{"status":"ok"}"#.utf8)), nil)
                 } else {
                     finish(
-                        .error(.serviceUnavailable, "Not ready: \(verdict.reason)", details: ["reason": .string(verdict.reason)]),
+                        .error(
+                            .serviceUnavailable,
+                            "Not ready: \(verdict.reason)",
+                            details: ["reason": .string(verdict.reason)]
+                        ),
                         nil
                     )
                 }
@@ -118,14 +122,11 @@ final class FacadeHandler: Sendable {
                 finish(.error(error), nil)
                 return
             }
-            let timeout = settings.rpcTimeout
-            // The completion may run before `call` returns (no broker: at once, on this thread).
-            let correlation = Mutex<String?>(nil)
-            let id = rpc.call(operation, body: body, timeout: timeout) { [self] outcome in
-                let answer = self.answer(for: outcome, route: route, operation: operation)
-                finish(answer, correlation.withLock { $0 })
+            let correlationID = rpc.makeCorrelationID()
+            rpc.call(operation, body: body, timeout: settings.rpcTimeout, correlationID: correlationID) {
+                [self] outcome in
+                finish(answer(for: outcome, route: route, operation: operation), correlationID)
             }
-            correlation.withLock { $0 = id }
         }
     }
 
@@ -143,12 +144,19 @@ final class FacadeHandler: Sendable {
                 return .error(.internalError, "Internal error")
             }
         case .failed(.unavailable):
-            return .error(.serviceUnavailable, "The inventory service is unavailable: no connection to the message broker")
+            return .error(
+                .serviceUnavailable,
+                "The inventory service is unavailable: no connection to the message broker"
+            )
         case .failed(.unroutable):
-            return .error(.serviceUnavailable, "The inventory service is unavailable: no core serves \(operation.routingKey)")
+            return .error(
+                .serviceUnavailable,
+                "The inventory service is unavailable: no core serves \(operation.routingKey)"
+            )
         case .failed(.timedOut):
             metrics.rpcTimedOut()
-            let milliseconds = settings.rpcTimeout.components.seconds * 1000
+            let milliseconds =
+                settings.rpcTimeout.components.seconds * 1000
                 + settings.rpcTimeout.components.attoseconds / 1_000_000_000_000_000
             return .error(
                 .upstreamTimeout,

@@ -65,13 +65,17 @@ struct RPCCallTable<Context, Reply, Instant: InstantProtocol> {
     }
 
     mutating func replyArrived(correlationID: String, reply: Reply) -> Action {
-        guard let call = pending.removeValue(forKey: correlationID) else { return .ignore(correlationID: correlationID) }
+        guard let call = pending.removeValue(forKey: correlationID) else {
+            return .ignore(correlationID: correlationID)
+        }
         return .deliver(call.context, reply)
     }
 
     /// The broker returned a `mandatory` request it could not route.
     mutating func requestReturned(correlationID: String) -> Action {
-        guard let call = pending.removeValue(forKey: correlationID) else { return .ignore(correlationID: correlationID) }
+        guard let call = pending.removeValue(forKey: correlationID) else {
+            return .ignore(correlationID: correlationID)
+        }
         return .fail(call.context, .unroutable)
     }
 

@@ -89,23 +89,29 @@ final class RPCClient: @unchecked Sendable {
         guard first else { return }
         wakeup.signal()
         let (seconds, attoseconds) = timeout.components
-        _ = finished.wait(timeout: .now() + .milliseconds(Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)))
+        _ = finished.wait(
+            timeout: .now() + .milliseconds(Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000))
+        )
     }
 
-    /// Starts a call and returns its correlation id. `completion` runs exactly once: on the client's
-    /// thread with the reply, a timeout or a lost connection, or right here when there is no connection.
-    @discardableResult
+    /// A correlation id no other call of this process (or, by its random prefix, of another) has.
+    func makeCorrelationID() -> String {
+        "\(idPrefix)-\(nextID.wrappingAdd(1, ordering: .relaxed).newValue)"
+    }
+
+    /// Starts a call. `completion` runs exactly once: on the client's thread with the reply, a timeout or
+    /// a lost connection, or right here when there is no connection.
     func call(
         _ operation: RPCOperation,
         body: [UInt8],
         timeout: Duration,
+        correlationID: String? = nil,
         completion: @escaping @Sendable (RPCOutcome) -> Void
-    ) -> String {
-        let id = nextID.wrappingAdd(1, ordering: .relaxed).newValue
-        let correlationID = "\(idPrefix)-\(id)"
+    ) {
+        let correlationID = correlationID ?? makeCorrelationID()
         guard isConnected else {
             completion(.failed(.unavailable))
-            return correlationID
+            return
         }
         let call = Call(
             correlationID: correlationID,
@@ -121,10 +127,9 @@ final class RPCClient: @unchecked Sendable {
         }
         guard accepted else {
             completion(.failed(.unavailable))
-            return correlationID
+            return
         }
         wakeup.signal()
-        return correlationID
     }
 
     // MARK: For the loop
@@ -263,8 +268,11 @@ private final class RPCConnectionLoop: @unchecked Sendable {
             perform(table.connectionLost())
             return
         }
-        let timeoutMilliseconds = max(1, Int64(call.timeout.components.seconds) * 1000
-            + call.timeout.components.attoseconds / 1_000_000_000_000_000)
+        let timeoutMilliseconds = max(
+            1,
+            Int64(call.timeout.components.seconds) * 1000
+                + call.timeout.components.attoseconds / 1_000_000_000_000_000
+        )
         let deadline = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)) + timeoutMilliseconds
         let properties = AMQPProperties(
             contentType: ContractHeaders.contentType,
@@ -286,7 +294,9 @@ private final class RPCConnectionLoop: @unchecked Sendable {
         }
     }
 
-    private func perform(_ actions: [RPCCallTable<RPCClient.Call, (body: [UInt8], replayed: Bool), ContinuousClock.Instant>.Action]) {
+    private func perform(
+        _ actions: [RPCCallTable<RPCClient.Call, (body: [UInt8], replayed: Bool), ContinuousClock.Instant>.Action]
+    ) {
         for action in actions {
             switch action {
             case .publish(_, let call):
@@ -310,8 +320,10 @@ private final class RPCConnectionLoop: @unchecked Sendable {
         let timeout = max(.zero, now.duration(to: until))
         guard let connection else {
             var descriptor = pollfd(fd: client.loopWakeup.fileDescriptor, events: Int16(POLLIN), revents: 0)
-            let milliseconds = Int32(clamping: timeout.components.seconds * 1000
-                + (timeout.components.attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000)
+            let milliseconds = Int32(
+                clamping: timeout.components.seconds * 1000
+                    + (timeout.components.attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
+            )
             if poll(&descriptor, 1, milliseconds) > 0 { client.loopWakeup.drain() }
             return
         }

@@ -37,7 +37,8 @@ enum RPCRequestBuilder {
     /// `POST /hold`: the key may come from the body, `Idempotency-Key` or the seed's `idempotencyKey`
     /// header; all that are given must agree (Contracts' `mergingIdempotencyKey`: problems at
     /// `idempotencyKey`, rule `pattern` or `mismatch`). The agreed key travels in the RPC body.
-    static func holdBody(headers: [String: String], body: [UInt8], limits: RequestLimits) -> Result<[UInt8], ErrorBody> {
+    static func holdBody(headers: [String: String], body: [UInt8], limits: RequestLimits) -> Result<[UInt8], ErrorBody>
+    {
         let headerKeys = [headers[ContractHeaders.httpIdempotencyKey], headers[ContractHeaders.httpIdempotencyKeySeed]]
         return encoded(
             RequestDecoder.decode(HoldRequest.self, from: body, limits: limits)
@@ -46,7 +47,8 @@ enum RPCRequestBuilder {
     }
 
     /// `PUT /showtimes/{showtimeId}/seats`: the showtime from the path, the seats from the body.
-    static func seatsDefineBody(showtimeID: String, body: [UInt8], limits: RequestLimits) -> Result<[UInt8], ErrorBody> {
+    static func seatsDefineBody(showtimeID: String, body: [UInt8], limits: RequestLimits) -> Result<[UInt8], ErrorBody>
+    {
         var problems: [ValidationProblem] = []
         if let problem = Identifier.problem(showtimeID, field: "showtimeId") { problems.append(problem) }
         switch RequestDecoder.parse(body) {
@@ -69,14 +71,16 @@ enum RPCRequestBuilder {
     static func namingEmptyFields(_ error: ErrorBody) -> ErrorBody {
         let problems = error.validationProblems
         guard problems.contains(where: { $0.field.isEmpty }) else { return error }
-        return .validation(problems.map { problem in
-            var problem = problem
-            if problem.field.isEmpty {
-                problem.field = "\"\""
-                problem.message = "\"\"" + problem.message
+        return .validation(
+            problems.map { problem in
+                var problem = problem
+                if problem.field.isEmpty {
+                    problem.field = "\"\""
+                    problem.message = "\"\"" + problem.message
+                }
+                return problem
             }
-            return problem
-        })
+        )
     }
 
     private static func encoded<T: Encodable>(_ result: Result<T, ErrorBody>) -> Result<[UInt8], ErrorBody> {

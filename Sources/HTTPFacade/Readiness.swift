@@ -34,7 +34,10 @@ final class Readiness: Sendable {
             return
         }
         let now = ContinuousClock.now
-        enum Next { case answer(Verdict), wait, ping }
+        enum Next {
+            case answer(Verdict)
+            case wait, ping
+        }
         let next = state.withLock { state -> Next in
             if let cached = state.cached, cached.at.duration(to: now) < cacheFor { return .answer(cached.verdict) }
             if state.waiters != nil {

@@ -34,7 +34,10 @@ import Testing
         #expect(value("Access-Control-Allow-Origin", in: headers) == "http://localhost:3000")
         #expect(value("Access-Control-Allow-Methods", in: headers) == "POST, OPTIONS")
         let allowed = value("Access-Control-Allow-Headers", in: headers)?.lowercased() ?? ""
-        #expect(allowed.contains("content-type") && allowed.contains("idempotency-key") && allowed.contains("idempotencykey"))
+        #expect(
+            allowed.contains("content-type") && allowed.contains("idempotency-key")
+                && allowed.contains("idempotencykey")
+        )
         #expect(value("Access-Control-Max-Age", in: headers) == "600")
         #expect(value("Allow", in: headers) == "POST, OPTIONS")
     }

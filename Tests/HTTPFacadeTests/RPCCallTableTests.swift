@@ -6,8 +6,10 @@ import Testing
 struct FakeInstant: InstantProtocol {
     var milliseconds: Int64
     func advanced(by duration: Duration) -> FakeInstant {
-        FakeInstant(milliseconds: milliseconds + duration.components.seconds * 1000
-            + duration.components.attoseconds / 1_000_000_000_000_000)
+        FakeInstant(
+            milliseconds: milliseconds + duration.components.seconds * 1000
+                + duration.components.attoseconds / 1_000_000_000_000_000
+        )
     }
     func duration(to other: FakeInstant) -> Duration { .milliseconds(other.milliseconds - milliseconds) }
     static func < (lhs: FakeInstant, rhs: FakeInstant) -> Bool { lhs.milliseconds < rhs.milliseconds }
@@ -39,9 +41,11 @@ struct FakeInstant: InstantProtocol {
     @Test("without a connection a call fails unavailable at once, nothing is published")
     func disconnected() {
         var table = Table()
-        #expect(describe([table.start(correlationID: "1", context: "a", deadline: at(500), now: at(0))]) == [
-            "fail a unavailable"
-        ])
+        #expect(
+            describe([table.start(correlationID: "1", context: "a", deadline: at(500), now: at(0))]) == [
+                "fail a unavailable"
+            ]
+        )
         #expect(table.pendingCount == 0)
         #expect(table.nextDeadline() == nil)
     }
@@ -49,7 +53,9 @@ struct FakeInstant: InstantProtocol {
     @Test("a reply is matched to its call by correlation id, in any order")
     func replies() {
         var table = connected()
-        #expect(describe([table.start(correlationID: "1", context: "a", deadline: at(500), now: at(0))]) == ["publish 1 a"])
+        #expect(
+            describe([table.start(correlationID: "1", context: "a", deadline: at(500), now: at(0))]) == ["publish 1 a"]
+        )
         _ = table.start(correlationID: "2", context: "b", deadline: at(600), now: at(10))
         #expect(describe([table.replyArrived(correlationID: "2", reply: "r2")]) == ["deliver b r2"])
         #expect(describe([table.replyArrived(correlationID: "1", reply: "r1")]) == ["deliver a r1"])
@@ -104,11 +110,15 @@ struct FakeInstant: InstantProtocol {
         #expect(Set(describe(table.connectionLost())) == ["fail a unavailable", "fail b unavailable"])
         #expect(!table.isConnected)
         #expect(describe([table.replyArrived(correlationID: "1", reply: "r")]) == ["ignore 1"])
-        #expect(describe([table.start(correlationID: "3", context: "c", deadline: at(900), now: at(1))]) == [
-            "fail c unavailable"
-        ])
+        #expect(
+            describe([table.start(correlationID: "3", context: "c", deadline: at(900), now: at(1))]) == [
+                "fail c unavailable"
+            ]
+        )
         table.connectionEstablished()
-        #expect(describe([table.start(correlationID: "4", context: "d", deadline: at(900), now: at(1))]) == ["publish 4 d"])
+        #expect(
+            describe([table.start(correlationID: "4", context: "d", deadline: at(900), now: at(1))]) == ["publish 4 d"]
+        )
     }
 
     @Test("a request the broker returns (no core queue) fails unroutable, once")
@@ -123,9 +133,11 @@ struct FakeInstant: InstantProtocol {
     @Test("a call already past its deadline is not published")
     func pastDeadline() {
         var table = connected()
-        #expect(describe([table.start(correlationID: "1", context: "a", deadline: at(5), now: at(5))]) == [
-            "fail a timedOut"
-        ])
+        #expect(
+            describe([table.start(correlationID: "1", context: "a", deadline: at(5), now: at(5))]) == [
+                "fail a timedOut"
+            ]
+        )
     }
 
     @Test("many calls: every one answered exactly once")
@@ -137,11 +149,20 @@ struct FakeInstant: InstantProtocol {
             for case .fail(let context, _) in actions { answered[context, default: 0] += 1 }
         }
         for index in 0..<5000 {
-            count([table.start(correlationID: "\(index)", context: "\(index)", deadline: at(Int64(index % 7) * 100 + 100), now: at(0))])
+            count([
+                table.start(
+                    correlationID: "\(index)",
+                    context: "\(index)",
+                    deadline: at(Int64(index % 7) * 100 + 100),
+                    now: at(0)
+                )
+            ])
             if index % 3 == 0 { count([table.replyArrived(correlationID: "\(index)", reply: "r")]) }
         }
         count(table.expire(now: at(350)))
-        for index in stride(from: 1, to: 5000, by: 3) { count([table.replyArrived(correlationID: "\(index)", reply: "r")]) }
+        for index in stride(from: 1, to: 5000, by: 3) {
+            count([table.replyArrived(correlationID: "\(index)", reply: "r")])
+        }
         count(table.expire(now: at(10_000)))
         #expect(answered.count == 5000)
         #expect(answered.values.allSatisfy { $0 == 1 })

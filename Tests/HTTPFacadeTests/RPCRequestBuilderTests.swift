@@ -16,7 +16,12 @@ import Testing
         headers: [String: String] = [:]
     ) -> Result<JSONValue, ErrorBody> {
         RPCRequestBuilder.body(
-            for: route, pathParameter: parameter, query: query, headers: headers, body: Array(body.utf8), limits: limits
+            for: route,
+            pathParameter: parameter,
+            query: query,
+            headers: headers,
+            body: Array(body.utf8),
+            limits: limits
         ).map { bytes in try! JSONDecoder().decode(JSONValue.self, from: Data(bytes)) }
     }
 
@@ -68,23 +73,28 @@ import Testing
 
     @Test("a header key that is not an identifier is 400 naming the header")
     func badHeaderKey() {
-        #expect(problems(build(.hold, body: hold, headers: ["idempotency-key": "has space"])).map(\.field) == [
-            "idempotencyKey"
-        ])
+        #expect(
+            problems(build(.hold, body: hold, headers: ["idempotency-key": "has space"])).map(\.field) == [
+                "idempotencyKey"
+            ]
+        )
         #expect(problems(build(.hold, body: hold, headers: ["idempotency-key": ""])).map(\.rule) == ["pattern"])
     }
 
-    @Test("bad input never becomes an RPC", arguments: [
-        ("not json", "$", "json"),
-        (#"[1,2]"#, "$", "type"),
-        (#"{"showtimeId":"s1","seatIds":[],"userId":"u1"}"#, "seatIds", "minItems"),
-        (#"{"showtimeId":"s1","seatIds":["a","a"],"userId":"u1"}"#, "seatIds", "uniqueItems"),
-        (#"{"showtimeId":"s1","seatIds":["a","b","c","d"],"userId":"u1"}"#, "seatIds", "maxItems"),
-        (#"{"showtimeId":"s 1","seatIds":["a"],"userId":"u1"}"#, "showtimeId", "pattern"),
-        (#"{"showtimeId":"s1","seatIds":"a","userId":"u1"}"#, "seatIds", "type"),
-        (#"{"showtimeId":"s1","seatIds":["a"]}"#, "userId", "required"),
-        (#"{"showtimeId":"s1","seatIds":[1],"userId":"u1"}"#, "seatIds[0]", "type"),
-    ])
+    @Test(
+        "bad input never becomes an RPC",
+        arguments: [
+            ("not json", "$", "json"),
+            (#"[1,2]"#, "$", "type"),
+            (#"{"showtimeId":"s1","seatIds":[],"userId":"u1"}"#, "seatIds", "minItems"),
+            (#"{"showtimeId":"s1","seatIds":["a","a"],"userId":"u1"}"#, "seatIds", "uniqueItems"),
+            (#"{"showtimeId":"s1","seatIds":["a","b","c","d"],"userId":"u1"}"#, "seatIds", "maxItems"),
+            (#"{"showtimeId":"s 1","seatIds":["a"],"userId":"u1"}"#, "showtimeId", "pattern"),
+            (#"{"showtimeId":"s1","seatIds":"a","userId":"u1"}"#, "seatIds", "type"),
+            (#"{"showtimeId":"s1","seatIds":["a"]}"#, "userId", "required"),
+            (#"{"showtimeId":"s1","seatIds":[1],"userId":"u1"}"#, "seatIds[0]", "type"),
+        ]
+    )
     func badHolds(body: String, field: String, rule: String) {
         let found = problems(build(.hold, body: body))
         #expect(found.first?.field == field)

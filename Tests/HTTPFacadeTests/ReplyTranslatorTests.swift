@@ -6,7 +6,8 @@ import Testing
 @Suite("Translating the core's replies") struct ReplyTranslatorTests {
     @Test("data becomes the body with the route's status; a replay adds Idempotent-Replayed")
     func success() throws {
-        let reply = #"{"ok":true,"data":{"holdId":"h1","showtimeId":"s","userId":"u","seatIds":["a"],"status":"active","expiresAt":"2026-01-01T12:05:00Z"}}"#
+        let reply =
+            #"{"ok":true,"data":{"holdId":"h1","showtimeId":"s","userId":"u","seatIds":["a"],"status":"active","expiresAt":"2026-01-01T12:05:00Z"}}"#
         let answer = try ReplyTranslator.answer(route: .hold, replyBody: Array(reply.utf8), replayed: true).get()
         #expect(answer.status == 201)
         #expect(answer.headers.map(\.0) == ["Idempotent-Replayed"])
@@ -26,9 +27,12 @@ import Testing
         #expect(body.error.details == ["seatIds": ["a"]])
     }
 
-    @Test("an off-contract reply is a problem, not a body", arguments: [
-        "", "{}", #"{"ok":true,"data":{"holdId":1}}"#, #"{"ok":false,"error":{"code":"NOPE","message":""}}"#,
-    ])
+    @Test(
+        "an off-contract reply is a problem, not a body",
+        arguments: [
+            "", "{}", #"{"ok":true,"data":{"holdId":1}}"#, #"{"ok":false,"error":{"code":"NOPE","message":""}}"#,
+        ]
+    )
     func offContract(reply: String) {
         #expect(throws: ReplyProblem.self) {
             try ReplyTranslator.answer(route: .purchase, replyBody: Array(reply.utf8), replayed: false).get()

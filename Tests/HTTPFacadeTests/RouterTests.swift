@@ -11,7 +11,8 @@ import Testing
         #expect(Router.match(method: "GET", path: "/holds/h_1") == .matched(.holdGet, pathParameter: "h_1"))
         #expect(Router.match(method: "GET", path: "/availability") == .matched(.availability, pathParameter: nil))
         #expect(
-            Router.match(method: "PUT", path: "/showtimes/show:1/seats") == .matched(.seatsDefine, pathParameter: "show:1")
+            Router.match(method: "PUT", path: "/showtimes/show:1/seats")
+                == .matched(.seatsDefine, pathParameter: "show:1")
         )
         #expect(Router.match(method: "GET", path: "/healthz") == .matched(.healthz, pathParameter: nil))
         #expect(Router.match(method: "GET", path: "/readyz") == .matched(.readyz, pathParameter: nil))
@@ -35,10 +36,13 @@ import Testing
         #expect(Router.match(method: "OPTIONS", path: "/nope") == .notFound)
     }
 
-    @Test("unknown paths are 404, including near misses", arguments: [
-        "/", "/hold/", "/holds", "/holds/a/b", "/showtimes/s", "/showtimes/s/seats/x", "/showtimes//seat", "/HOLD",
-        "//hold", "/availability/x", "/metrics/",
-    ])
+    @Test(
+        "unknown paths are 404, including near misses",
+        arguments: [
+            "/", "/hold/", "/holds", "/holds/a/b", "/showtimes/s", "/showtimes/s/seats/x", "/showtimes//seat", "/HOLD",
+            "//hold", "/availability/x", "/metrics/",
+        ]
+    )
     func unknownPaths(path: String) {
         #expect(Router.match(method: "GET", path: path) == .notFound)
         #expect(RouteMatch.notFound.routeLabel == "unmatched")
