@@ -129,7 +129,7 @@ let package = Package(
         .target(
             name: "Bench",
             dependencies: [
-                "Contracts", "AMQPClient", "PostgresClient",
+                "Contracts", "AMQPClient", "PostgresClient", "InventoryRPC",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -137,7 +137,11 @@ let package = Package(
         ),
         .executableTarget(
             name: "inventory-bench",
-            dependencies: ["Bench", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "Bench", "AMQPClient", "Contracts",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
 

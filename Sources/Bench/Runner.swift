@@ -2,6 +2,7 @@ import AMQPClient
 import Contracts
 import Foundation
 import Logging
+import PostgresClient
 
 public enum Transport: String, Sendable, Codable {
     case amqp, http, echo
@@ -26,6 +27,8 @@ public struct BenchOptions: Sendable {
     public var hotSeats: Int
     public var hotFraction: Double
     public var verify: Bool
+    /// ANALYZE seat_states after provisioning (needs `databaseURL`): the planner then knows the new showtimes.
+    public var analyzeAfterProvisioning = false
     /// Echo only: server threads.
     public var echoServers: Int
     public var runID: String
@@ -93,6 +96,12 @@ public enum BenchRunner {
             target = .core
             try provision(options, amqp: amqp, logger: logger)
             progress("provisioned \(options.showtimes) showtimes x \(options.seatsPerShowtime) seats (\(options.runID))")
+            if options.analyzeAfterProvisioning, let url = options.databaseURL {
+                let connection = try PostgresConnection(url: url, logger: logger)
+                defer { connection.close() }
+                try connection.simpleQuery("ANALYZE seat_states")
+                progress("ANALYZE seat_states done")
+            }
         }
 
         let workload = WorkloadConfiguration(

@@ -24,6 +24,8 @@ public enum RushShape: String, CaseIterable, Sendable, Codable {
     case hot
     /// A user's journey: availability polls between, hold, then purchase, release or abandon to expiry.
     case mix
+    /// Only availability reads of random showtimes (the seat map page everybody refreshes).
+    case availability
 }
 
 /// One request of the workload, independent of the transport.
@@ -235,6 +237,8 @@ public struct VirtualClient: Sendable {
                 return .availability(AvailabilityRequest(showtimeId: hold.showtimeId))
             }
             return .hold(hold)
+        case .availability:
+            return .availability(AvailabilityRequest(showtimeId: configuration.showtimeIDs.randomElement(using: &random)!))
         }
     }
 
@@ -242,7 +246,7 @@ public struct VirtualClient: Sendable {
     public mutating func received(_ reply: BenchReply, for request: BenchRequest) {
         guard case .hold = request, reply.outcome == .won, let hold = reply.hold else { return }
         switch configuration.shape {
-        case .uniform:
+        case .uniform, .availability:
             break
         case .hot:
             queue.append(.release(ReleaseRequest(holdId: hold.holdId, userId: userID)))

@@ -1,5 +1,7 @@
 import ArgumentParser
+import AMQPClient
 import Bench
+import Contracts
 import Foundation
 import Logging
 
@@ -12,7 +14,7 @@ struct BenchCommand: ParsableCommand {
             Environment: RABBITMQ_URL (default amqp://guest:guest@localhost:5672), DATABASE_URL (for the
             verifier), FACADE_URL (http mode, default http://localhost:3005). See BENCHMARKS.md.
             """,
-        subcommands: [AMQP.self, HTTP.self, Echo.self, Verify.self]
+        subcommands: [AMQP.self, HTTP.self, Echo.self, Verify.self, Sweep.self, Ping.self, StubCoreCommand.self]
     )
 }
 
@@ -45,12 +47,14 @@ struct LoadOptions: ParsableArguments {
     var seatsPerShowtime = 10_000
     @Option(help: "Seats per hold: N or A-B (adjacent seats, length drawn from the range).")
     var seatsPerHold = "1-4"
-    @Option(help: "uniform | hot | mix")
+    @Option(help: "uniform | hot | mix | availability")
     var shape: RushShape = .uniform
     @Option(help: "hot: how many seats everybody wants (of the first showtime).")
     var hotSeats = 10
     @Option(help: "hot: share of holds that go for the hot seats.")
     var hotFraction = 0.9
+    @Flag(help: "ANALYZE seat_states after provisioning (shows what stale planner statistics cost a new showtime).")
+    var analyze = false
     @Flag(help: "Skip the verification at the end.")
     var noVerify = false
     @Flag(help: "Print the report as JSON.")
@@ -77,13 +81,14 @@ func makeLogger() -> Logger {
 func seconds(_ value: Double) -> Duration { .milliseconds(Int64(value * 1000)) }
 
 func runLoad(_ transport: Transport, connection: Connection, load: LoadOptions, httpURL: String) throws {
-    let options = BenchOptions(
+    var options = BenchOptions(
         transport: transport, amqpURL: connection.resolvedAMQP, httpURL: httpURL,
         databaseURL: connection.resolvedDatabase, inFlight: load.inFlight, connections: load.connections,
         duration: seconds(load.duration), warmup: seconds(load.warmup), timeout: seconds(load.timeout),
         showtimes: load.showtimes, seatsPerShowtime: load.seatsPerShowtime, seatsPerHold: try load.seatsRange(),
         shape: load.shape, hotSeats: load.hotSeats, hotFraction: load.hotFraction,
         verify: !load.noVerify && transport != .echo)
+    options.analyzeAfterProvisioning = load.analyze
     if options.verify && options.databaseURL == nil {
         throw ValidationError("the verifier needs DATABASE_URL (or --database-url); --no-verify skips it")
     }
@@ -173,6 +178,88 @@ extension BenchCommand {
                 print(summary.text())
             }
             if !summary.passed { throw ExitCode(1) }
+        }
+    }
+}
+
+extension BenchCommand {
+    struct StubCoreCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "stub-core",
+            abstract: "Serve the AMQP contract straight over the core's SQL functions (no Redis, sweep or confirms): "
+                + "a ceiling, and a stand-in while the core cannot serve. Runs until killed.")
+        @OptionGroup var connection: Connection
+        @Option(help: "Worker threads (each: one AMQP and one PostgreSQL connection).")
+        var workers = 4
+        @Option(help: "Hold TTL in seconds.")
+        var holdTTL = 300
+
+        func run() throws {
+            guard let url = connection.resolvedDatabase else { throw ValidationError("DATABASE_URL is not set") }
+            _ = try StubCore(
+                amqpURL: connection.resolvedAMQP, databaseURL: url, workers: workers, holdTTLSeconds: holdTTL,
+                logger: makeLogger())
+            print("stub-core serving")
+            fflush(nil)
+            while true { Thread.sleep(forTimeInterval: 3600) }
+        }
+    }
+}
+
+extension BenchCommand {
+    struct Ping: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Wait until the core answers ping.request (exit 1 if it does not within --wait seconds).")
+        @OptionGroup var connection: Connection
+        @Option(help: "Seconds to keep trying.")
+        var wait = 20.0
+
+        func run() throws {
+            let deadline = ContinuousClock.now + seconds(wait)
+            let configuration = try AMQPConfiguration(url: connection.resolvedAMQP)
+            while ContinuousClock.now < deadline {
+                if let caller = try? RPCCaller(configuration: configuration, logger: makeLogger()) {
+                    defer { caller.close() }
+                    if case .success = try? caller.call(.ping, PingRequest(), as: PingReply.self, timeout: .seconds(1)) {
+                        print("ping answered")
+                        return
+                    }
+                }
+                Thread.sleep(forTimeInterval: 0.3)
+            }
+            print("no answer to ping.request within \(wait) s")
+            throw ExitCode(1)
+        }
+    }
+}
+
+extension BenchCommand {
+    struct Sweep: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Plant N holds expiring at the same instant and time the running core's expiry sweep "
+                + "(rows marked, hold.expired events received).")
+        @OptionGroup var connection: Connection
+        @Option(help: "Holds expiring at once.")
+        var holds = 100_000
+        @Option(help: "Seconds from planting to their common expiresAt.")
+        var expiresIn = 5
+        @Option(help: "Seconds to wait for the sweep after expiresAt.")
+        var wait = 120
+        @Flag(help: "Print the report as JSON.")
+        var json = false
+
+        func run() throws {
+            guard let url = connection.resolvedDatabase else { throw ValidationError("DATABASE_URL is not set") }
+            let report = try SweepBench.run(
+                databaseURL: url, amqpURL: connection.resolvedAMQP, count: holds, expiresIn: .seconds(expiresIn),
+                wait: .seconds(wait), logger: makeLogger())
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            } else {
+                print(report.text())
+            }
         }
     }
 }

@@ -92,7 +92,7 @@ final class CoreProcess {
         environment["RABBITMQ_URL"] = amqpURL
         environment["HOLD_TTL_SECONDS"] = "2"
         environment["EXPIRY_INTERVAL_SECONDS"] = "1"
-        environment["PORT"] = "0"
+        environment["OPS_PORT"] = "0"
         environment["LOG_LEVEL"] = "warning"
         process.environment = environment
         process.standardOutput = FileHandle.nullDevice

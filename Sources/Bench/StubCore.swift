@@ -6,16 +6,19 @@ import Logging
 import PostgresClient
 import Synchronization
 
-/// A storage-only stand-in for `inventory-rpc serve`, used only when the real core cannot serve yet (its
-/// branch has not landed on this one): the same AMQP contract over the same PostgreSQL functions
-/// (`InventoryStore`), without Redis, expiry sweep or confirms. It lets the bench's own test show the
-/// tool and the verifier working end to end; it is not a benchmark subject.
-final class StubCore: Sendable {
+/// A storage-only server: the AMQP contract over the core's own PostgreSQL functions (`InventoryStore`),
+/// one round trip per operation, without Redis locks, expiry sweep, publisher confirms, metrics or
+/// deadline checks. Two uses: a stand-in while the real core cannot serve (the bench's test says when it
+/// uses it), and a ceiling: "the same SQL through the same AMQP layer with nothing else", so the report
+/// shows what the core's extra work costs. Not a replacement for the core: it ignores the rules it skips.
+public final class StubCore: Sendable {
     private let stopping = Atomic<Bool>(false)
     private let done = DispatchSemaphore(value: 0)
     private let threads: Int
 
-    init(amqpURL: String, databaseURL: String, workers: Int = 2, logger: Logger) throws {
+    public init(
+        amqpURL: String, databaseURL: String, workers: Int = 4, holdTTLSeconds: Int = 300, logger: Logger
+    ) throws {
         let configuration = try AMQPConfiguration(url: amqpURL)
         let setup = try AMQPConnection(configuration: configuration, logger: logger)
         try setup.declareExchange(RPCOperation.exchange, type: .direct)
@@ -28,7 +31,9 @@ final class StubCore: Sendable {
         threads = workers + 1
         for index in 0..<workers {
             let thread = Thread { [self] in
-                worker(configuration: configuration, databaseURL: databaseURL, logger: logger, index: index)
+                worker(
+                    configuration: configuration, databaseURL: databaseURL, ttl: holdTTLSeconds, logger: logger,
+                    index: index)
                 done.signal()
             }
             thread.start()
@@ -40,12 +45,14 @@ final class StubCore: Sendable {
         relayThread.start()
     }
 
-    func stop() {
+    public func stop() {
         stopping.store(true, ordering: .releasing)
         for _ in 0..<threads { done.wait() }
     }
 
-    private func worker(configuration: AMQPConfiguration, databaseURL: String, logger: Logger, index: Int) {
+    private func worker(
+        configuration: AMQPConfiguration, databaseURL: String, ttl: Int, logger: Logger, index: Int
+    ) {
         do {
             let connection = try AMQPConnection(configuration: configuration, logger: logger)
             defer { connection.close() }
@@ -62,7 +69,7 @@ final class StubCore: Sendable {
                 switch RPCOperation(rawValue: message.routingKey) {
                 case .hold:
                     body = try answer(RequestDecoder.decode(HoldRequest.self, from: message.body, limits: limits)) {
-                        switch try store.hold(holdID: "h_\(UUID().uuidString)", request: $0, ttlSeconds: 300) {
+                        switch try store.hold(holdID: "h_\(UUID().uuidString)", request: $0, ttlSeconds: ttl) {
                         case .created(let hold), .replayed(let hold): .success(hold)
                         case .unavailable(let seats): .failure(ErrorBody.seatUnavailable(seats))
                         case .unknownSeats(let seats): .failure(ErrorBody.unknownSeats(seats))
