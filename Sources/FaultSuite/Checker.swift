@@ -18,8 +18,13 @@ public struct FaultRecord: Codable, Sendable, Hashable {
     public var detail: String?
 
     public init(
-        kind: String, target: String? = nil, startMs: Int64, returnMs: Int64? = nil, ready: [String: Int64]? = nil,
-        notReady: [String]? = nil, detail: String? = nil
+        kind: String,
+        target: String? = nil,
+        startMs: Int64,
+        returnMs: Int64? = nil,
+        ready: [String: Int64]? = nil,
+        notReady: [String]? = nil,
+        detail: String? = nil
     ) {
         self.kind = kind
         self.target = target
@@ -97,7 +102,8 @@ public struct FaultReport: Codable, Sendable {
             let total = results.values.reduce(0, +)
             lines.append(
                 "  \(op): \(total) — "
-                    + results.sorted(by: { $0.key < $1.key }).map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+                    + results.sorted(by: { $0.key < $1.key }).map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            )
         }
         lines.append("faults: \(faults.values.reduce(0, +)) injected")
         for (kind, count) in faults.sorted(by: { $0.key < $1.key }) {
@@ -116,12 +122,14 @@ public struct FaultReport: Codable, Sendable {
         lines.append(
             "events: \(events.committed) committed changes, \(events.receivedDistinct) distinct received in "
                 + "\(events.deliveries) deliveries (\(events.duplicates) duplicates, de-duplicated); lost \(events.lost), "
-                + "unexpected \(events.unexpected), unpublished at the end \(events.unpublishedAtEnd)")
+                + "unexpected \(events.unexpected), unpublished at the end \(events.unpublishedAtEnd)"
+        )
         lines.append(
             "idempotency: \(idempotency.keys) keys, \(idempotency.retriedKeys) retried (\(idempotency.retriedKeysWithHold) "
                 + "ended with a hold), \(idempotency.committedWithoutReply) committed during an attempt that got no reply, "
                 + "\(idempotency.disconnectedFirstAttempts) clients disconnected before the reply, "
-                + "\(idempotency.unresolvedKeys) keys unresolved when the clients stopped")
+                + "\(idempotency.unresolvedKeys) keys unresolved when the clients stopped"
+        )
         lines.append("database: \(holdsInDatabase) holds; \(seatsChecked) seats checked after TTL + a sweep")
         lines.append("anomalies:")
         for kind in Self.anomalyKinds {
@@ -166,9 +174,16 @@ public struct CheckInput: Sendable {
     public var recoveryBound: Int64
 
     public init(
-        history: [Attempt], historySkipped: Int = 0, faults: [FaultRecord], snapshot: DatabaseSnapshot,
-        keyedHolds: [String: String], events: [ReceivedEvent], undecodableEvents: [String] = [],
-        unpublishedAtEnd: Int = 0, finalSeats: [FinalSeat], recoveryBound: Int64 = 60_000
+        history: [Attempt],
+        historySkipped: Int = 0,
+        faults: [FaultRecord],
+        snapshot: DatabaseSnapshot,
+        keyedHolds: [String: String],
+        events: [ReceivedEvent],
+        undecodableEvents: [String] = [],
+        unpublishedAtEnd: Int = 0,
+        finalSeats: [FinalSeat],
+        recoveryBound: Int64 = 60_000
     ) {
         self.history = history
         self.historySkipped = historySkipped
@@ -198,29 +213,43 @@ public enum HistoryChecker {
 
         // 1. The database's own history (holds, seats, outbox) and the events, by the benchmark's verifier.
         let summary = Verifier.check(
-            input.snapshot, wonHolds: nil, events: input.events, undecodableEvents: input.undecodableEvents)
+            input.snapshot,
+            wonHolds: nil,
+            events: input.events,
+            undecodableEvents: input.undecodableEvents
+        )
         for violation in summary.violations { report.anomaly(violation.kind.rawValue, violation.message) }
 
         // After TTL + one sweep no hold may still be active (the sweep marks every dead hold expired).
         for hold in input.snapshot.holds where hold.status == "active" {
             report.anomaly(
-                "stuck-hold", "hold \(hold.holdID) still active after TTL + a sweep (expires \(hold.expiresAt / 1000) ms)")
+                "stuck-hold",
+                "hold \(hold.holdID) still active after TTL + a sweep (expires \(hold.expiresAt / 1000) ms)"
+            )
         }
 
         // Every hold a client was told it won is in the database, as it was told.
-        let holdsByID = Dictionary(input.snapshot.holds.map { ($0.holdID, $0) }, uniquingKeysWith: { first, _ in first })
+        let holdsByID = Dictionary(
+            input.snapshot.holds.map { ($0.holdID, $0) },
+            uniquingKeysWith: { first, _ in first }
+        )
         var checkedWins = Set<String>()
         for attempt in input.history where attempt.op == "hold" && attempt.result == "ok" {
             guard let holdID = attempt.holdId, checkedWins.insert(holdID).inserted else { continue }
             guard let hold = holdsByID[holdID] else {
-                report.anomaly("won-hold-missing", "hold \(holdID) answered to \(attempt.client) is not in the database")
+                report.anomaly(
+                    "won-hold-missing",
+                    "hold \(holdID) answered to \(attempt.client) is not in the database"
+                )
                 continue
             }
-            if hold.seatIDs != attempt.seatIds || hold.userID != attempt.userId || hold.showtimeID != attempt.showtimeId {
+            if hold.seatIDs != attempt.seatIds || hold.userID != attempt.userId || hold.showtimeID != attempt.showtimeId
+            {
                 report.anomaly(
                     "won-hold-missing",
                     "hold \(holdID) answered for \(attempt.showtimeId) \(attempt.seatIds) of \(attempt.userId); the database "
-                        + "has \(hold.showtimeID) \(hold.seatIDs) of \(hold.userID)")
+                        + "has \(hold.showtimeID) \(hold.seatIDs) of \(hold.userID)"
+                )
             }
         }
 
@@ -246,7 +275,9 @@ public enum HistoryChecker {
 
         checkClientIntervals(input.history, into: &report)
         let createdMs = Dictionary(
-            input.snapshot.holds.map { ($0.holdID, $0.createdAt / 1000) }, uniquingKeysWith: { first, _ in first })
+            input.snapshot.holds.map { ($0.holdID, $0.createdAt / 1000) },
+            uniquingKeysWith: { first, _ in first }
+        )
         checkIdempotency(input.history, keyedHolds: input.keyedHolds, createdMs: createdMs, into: &report)
         checkFinalSeats(input.finalSeats, into: &report)
         checkRecovery(input.history, faults: input.faults, bound: input.recoveryBound, into: &report)
@@ -288,8 +319,12 @@ public enum HistoryChecker {
                 ? .max : min(attempt.expiresAtMs ?? attempt.completeMs, releaseInvoked[holdID] ?? .max)
             guard end > attempt.completeMs else { continue }
             let interval = Interval(
-                holdID: holdID, showtimeID: attempt.showtimeId, seats: attempt.seatIds, start: attempt.completeMs,
-                end: end)
+                holdID: holdID,
+                showtimeID: attempt.showtimeId,
+                seats: attempt.seatIds,
+                start: attempt.completeMs,
+                end: end
+            )
             for seat in attempt.seatIds { bySeat["\(attempt.showtimeId)/\(seat)", default: []].append(interval) }
         }
         for (seat, intervals) in bySeat.sorted(by: { $0.key < $1.key }) where intervals.count > 1 {
@@ -301,7 +336,8 @@ public enum HistoryChecker {
                     report.anomaly(
                         "client-double-hold",
                         "seat \(seat): hold \(other.holdID) surely live [\(other.start), \(other.end == .max ? "sold" : String(other.end))) "
-                            + "and hold \(interval.holdID) surely live from \(interval.start)")
+                            + "and hold \(interval.holdID) surely live from \(interval.start)"
+                    )
                 }
                 open.append(interval)
             }
@@ -310,7 +346,10 @@ public enum HistoryChecker {
 
     /// `keyedHolds`: (user, key) → hold id in the database; `createdMs`: hold id → its `created_at`.
     static func checkIdempotency(
-        _ history: [Attempt], keyedHolds: [String: String], createdMs: [String: Int64], into report: inout FaultReport
+        _ history: [Attempt],
+        keyedHolds: [String: String],
+        createdMs: [String: Int64],
+        into report: inout FaultReport
     ) {
         var byKey: [String: [Attempt]] = [:]
         for attempt in history where attempt.op == "hold" {
@@ -330,12 +369,15 @@ public enum HistoryChecker {
             if ordered.first?.result == "disconnected" { report.idempotency.disconnectedFirstAttempts += 1 }
             if holdIDs.count > 1 {
                 report.anomaly(
-                    "idempotency-two-holds", "user \(readable) was answered with holds \(holdIDs.sorted().joined(separator: ", "))")
+                    "idempotency-two-holds",
+                    "user \(readable) was answered with holds \(holdIDs.sorted().joined(separator: ", "))"
+                )
             }
             if let answered = holdIDs.first, holdIDs.count == 1, inDatabase != answered {
                 report.anomaly(
                     "idempotency-mismatch",
-                    "user \(readable) was answered with hold \(answered); the database has \(inDatabase ?? "none")")
+                    "user \(readable) was answered with hold \(answered); the database has \(inDatabase ?? "none")"
+                )
             }
             // The hold's transaction began (created_at) inside an attempt that got no answer: that attempt
             // committed and its reply was lost; a retry with the key must have been given this very hold.
@@ -355,7 +397,8 @@ public enum HistoryChecker {
                 report.anomaly(
                     "idempotency-lost-reply",
                     "user \(readable): the final answer was \(last.code ?? "?"), yet hold \(inDatabase) was created "
-                        + "(\(ordered.count) attempts: \(ordered.map { $0.code ?? $0.result }.joined(separator: ", ")))")
+                        + "(\(ordered.count) attempts: \(ordered.map { $0.code ?? $0.result }.joined(separator: ", ")))"
+                )
             }
         }
     }
@@ -372,15 +415,22 @@ public enum HistoryChecker {
             if seat.state == "held" {
                 report.anomaly("stuck-seat", "seat \(name) still held by \(seat.holdID ?? "?") after TTL + a sweep")
             }
-            if let answered = seat.availabilityState, answered != (seat.state == "purchased" ? "purchased" : "available") {
+            if let answered = seat.availabilityState,
+                answered != (seat.state == "purchased" ? "purchased" : "available")
+            {
                 report.anomaly(
-                    "availability-disagrees", "seat \(name): availability says \(answered), the row is \(seat.state)")
+                    "availability-disagrees",
+                    "seat \(name): availability says \(answered), the row is \(seat.state)"
+                )
             }
         }
     }
 
     static func checkRecovery(
-        _ history: [Attempt], faults: [FaultRecord], bound: Int64, into report: inout FaultReport
+        _ history: [Attempt],
+        faults: [FaultRecord],
+        bound: Int64,
+        into report: inout FaultReport
     ) {
         let wins = history.filter { $0.op == "hold" && $0.result == "ok" }.map(\.completeMs).sorted()
         let lastInvoke = history.map(\.invokeMs).max() ?? 0

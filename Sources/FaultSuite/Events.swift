@@ -22,7 +22,12 @@ public enum EventQueue {
 
     /// Takes every message in the queue (acknowledging them) until none came for `idle`; writes each to
     /// `logPath` and returns them in arrival order (duplicates included: the checker counts them).
-    public static func drain(url: String, idle: Duration, logPath: String, logger: Logger) throws -> (
+    public static func drain(
+        url: String,
+        idle: Duration,
+        logPath: String,
+        logger: Logger
+    ) throws -> (
         events: [ReceivedEvent], undecodable: [String]
     ) {
         let connection = try AMQPConnection(configuration: try AMQPConfiguration(url: url), logger: logger)
@@ -41,15 +46,27 @@ public enum EventQueue {
             last = .now
             if let decoded = try? decoder.decode(InventoryEvent.self, from: Data(message.body)) {
                 let received = ReceivedEvent(
-                    eventID: decoded.eventId, type: decoded.type.rawValue, holdID: decoded.holdId,
-                    showtimeID: decoded.showtimeId, seatIDs: decoded.seatIds, sequence: events.count)
+                    eventID: decoded.eventId,
+                    type: decoded.type.rawValue,
+                    holdID: decoded.holdId,
+                    showtimeID: decoded.showtimeId,
+                    seatIDs: decoded.seatIds,
+                    sequence: events.count
+                )
                 events.append(received)
                 writer.write(
                     LoggedEvent(
-                        eventId: decoded.eventId, type: decoded.type.rawValue, holdId: decoded.holdId,
-                        messageId: message.properties.messageID, redelivered: message.redelivered))
+                        eventId: decoded.eventId,
+                        type: decoded.type.rawValue,
+                        holdId: decoded.holdId,
+                        messageId: message.properties.messageID,
+                        redelivered: message.redelivered
+                    )
+                )
             } else {
-                undecodable.append("\(message.routingKey): \(String(decoding: message.body.prefix(300), as: UTF8.self))")
+                undecodable.append(
+                    "\(message.routingKey): \(String(decoding: message.body.prefix(300), as: UTF8.self))"
+                )
             }
             try connection.ack(deliveryTag: message.deliveryTag)
         }

@@ -17,7 +17,11 @@ public struct GatherConfiguration: Sendable {
     public var showtimePrefix: String
 
     public init(
-        databaseURL: String, amqpURL: String, historyPath: String, faultsPath: String, eventsLogPath: String,
+        databaseURL: String,
+        amqpURL: String,
+        historyPath: String,
+        faultsPath: String,
+        eventsLogPath: String,
         showtimePrefix: String
     ) {
         self.databaseURL = databaseURL
@@ -48,7 +52,11 @@ public enum Gather {
         } while ContinuousClock.now < deadline
 
         let (events, undecodable) = try EventQueue.drain(
-            url: configuration.amqpURL, idle: .seconds(3), logPath: configuration.eventsLogPath, logger: logger)
+            url: configuration.amqpURL,
+            idle: .seconds(3),
+            logPath: configuration.eventsLogPath,
+            logger: logger
+        )
         let snapshot = try DatabaseSnapshot.read(database, showtimePrefix: configuration.showtimePrefix)
 
         var keyed: [String: String] = [:]
@@ -57,7 +65,9 @@ public enum Gather {
         ).rows {
             keyed[
                 HistoryChecker.keyOf(
-                    user: try row.decode("user_id", as: String.self), key: try row.decode("idempotency_key", as: String.self))
+                    user: try row.decode("user_id", as: String.self),
+                    key: try row.decode("idempotency_key", as: String.self)
+                )
             ] = try row.decode("hold_id", as: String.self)
         }
 
@@ -69,8 +79,12 @@ public enum Gather {
             seats.append(
                 FinalSeat(
                     showtimeID: try row.decode("showtime_id", as: String.self),
-                    seatID: try row.decode("seat_id", as: String.self), state: try row.decode("state", as: String.self),
-                    holdID: row["hold_id"], availabilityState: nil))
+                    seatID: try row.decode("seat_id", as: String.self),
+                    state: try row.decode("state", as: String.self),
+                    holdID: row["hold_id"],
+                    availabilityState: nil
+                )
+            )
         }
 
         // The core's own answer for every showtime: it must agree with the rows (nothing held, sold seats sold).
@@ -90,7 +104,15 @@ public enum Gather {
         }
 
         return CheckInput(
-            history: history, historySkipped: skipped, faults: faults, snapshot: snapshot, keyedHolds: keyed,
-            events: events, undecodableEvents: undecodable, unpublishedAtEnd: unpublished, finalSeats: seats)
+            history: history,
+            historySkipped: skipped,
+            faults: faults,
+            snapshot: snapshot,
+            keyedHolds: keyed,
+            events: events,
+            undecodableEvents: undecodable,
+            unpublishedAtEnd: unpublished,
+            finalSeats: seats
+        )
     }
 }

@@ -33,9 +33,22 @@ public struct Attempt: Codable, Sendable, Hashable {
     public var expiresAtMs: Int64?
 
     public init(
-        client: String, transport: String, op: String, userId: String, showtimeId: String, seatIds: [String],
-        key: String? = nil, holdId: String? = nil, orderId: String? = nil, attempt: Int, invokeMs: Int64,
-        completeMs: Int64, result: String, code: String? = nil, status: String? = nil, expiresAtMs: Int64? = nil
+        client: String,
+        transport: String,
+        op: String,
+        userId: String,
+        showtimeId: String,
+        seatIds: [String],
+        key: String? = nil,
+        holdId: String? = nil,
+        orderId: String? = nil,
+        attempt: Int,
+        invokeMs: Int64,
+        completeMs: Int64,
+        result: String,
+        code: String? = nil,
+        status: String? = nil,
+        expiresAtMs: Int64? = nil
     ) {
         self.client = client
         self.transport = transport

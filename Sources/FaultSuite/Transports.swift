@@ -4,7 +4,7 @@ import Foundation
 import Logging
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// How one request ended, as a client sees it.
@@ -81,10 +81,18 @@ final class AMQPTransport: ServiceTransport {
         do {
             let connection = try connected()
             let properties = AMQPProperties(
-                contentType: "application/json", correlationID: correlationID, replyTo: "amq.rabbitmq.reply-to",
-                expiration: String(timeoutMs), headers: [ContractHeaders.deadline: .int(epochMilliseconds() + timeoutMs)])
+                contentType: "application/json",
+                correlationID: correlationID,
+                replyTo: "amq.rabbitmq.reply-to",
+                expiration: String(timeoutMs),
+                headers: [ContractHeaders.deadline: .int(epochMilliseconds() + timeoutMs)]
+            )
             try connection.publish(
-                exchange: RPCOperation.exchange, routingKey: operation.routingKey, body: body, properties: properties)
+                exchange: RPCOperation.exchange,
+                routingKey: operation.routingKey,
+                body: body,
+                properties: properties
+            )
             if disconnectAfterSend {
                 connection.close()
                 self.connection = nil
@@ -230,7 +238,9 @@ final class HTTPTransport: ServiceTransport {
 
     private func decode(status: Int, body: [UInt8]) -> CallOutcome {
         if (200..<300).contains(status) {
-            guard let hold = try? decoder.decode(Hold.self, from: Data(body)) else { return .error("UNDECODABLE_REPLY") }
+            guard let hold = try? decoder.decode(Hold.self, from: Data(body)) else {
+                return .error("UNDECODABLE_REPLY")
+            }
             return .hold(hold)
         }
         guard let error = try? decoder.decode(RESTErrorBody.self, from: Data(body)) else {

@@ -30,10 +30,22 @@ public struct WorkloadConfiguration: Sendable {
     public var historyPath: String
 
     public init(
-        amqpURL: String, facadeHost: String?, facadePort: Int, amqpClients: Int, httpClients: Int, duration: Duration,
-        showtimePrefix: String, showtimeCount: Int, seatsPerShowtime: Int, showtimePeriod: Duration,
-        maxSeatsPerHold: Int = 3, requestTimeout: Duration = .seconds(3), retryBudget: Duration = .seconds(90),
-        disconnectRate: Double = 0.05, seed: UInt64, historyPath: String
+        amqpURL: String,
+        facadeHost: String?,
+        facadePort: Int,
+        amqpClients: Int,
+        httpClients: Int,
+        duration: Duration,
+        showtimePrefix: String,
+        showtimeCount: Int,
+        seatsPerShowtime: Int,
+        showtimePeriod: Duration,
+        maxSeatsPerHold: Int = 3,
+        requestTimeout: Duration = .seconds(3),
+        retryBudget: Duration = .seconds(90),
+        disconnectRate: Double = 0.05,
+        seed: UInt64,
+        historyPath: String
     ) {
         self.amqpURL = amqpURL
         self.facadeHost = facadeHost
@@ -100,8 +112,13 @@ public enum Workload {
             let box = UncheckedTransport(transport)
             let thread = Thread {
                 var client = Client(
-                    name: name, transport: box.transport, configuration: configuration, start: start, history: history,
-                    generator: SeededGenerator(seed: configuration.seed &* 1_000_003 &+ UInt64(index)))
+                    name: name,
+                    transport: box.transport,
+                    configuration: configuration,
+                    start: start,
+                    history: history,
+                    generator: SeededGenerator(seed: configuration.seed &* 1_000_003 &+ UInt64(index))
+                )
                 let summary = client.run()
                 box.transport.close()
                 total.withLock {
@@ -166,8 +183,13 @@ private struct Client {
                 let orderID = "o-\(key)"
                 let purchase = PurchaseRequest(holdId: hold.holdId, orderId: orderID, userId: userID)
                 if untilDefinitive(
-                    .purchase, purchase, showtime: showtime, seats: seats, holdID: hold.holdId, orderID: orderID) == nil
-                {
+                    .purchase,
+                    purchase,
+                    showtime: showtime,
+                    seats: seats,
+                    holdID: hold.holdId,
+                    orderID: orderID
+                ) == nil {
                     summary.unresolved += 1
                 }
             }  // else: abandoned, left to expire
@@ -196,8 +218,13 @@ private struct Client {
 
     /// Sends the request until the answer is definitive; nil when the retry budget ran out first.
     mutating func untilDefinitive<Request: Encodable>(
-        _ operation: RPCOperation, _ request: Request, showtime: String, seats: [String], key: String? = nil,
-        holdID: String? = nil, orderID: String? = nil
+        _ operation: RPCOperation,
+        _ request: Request,
+        showtime: String,
+        seats: [String],
+        key: String? = nil,
+        holdID: String? = nil,
+        orderID: String? = nil
     ) -> CallOutcome? {
         let body = (try? Array(encoder.encode(request))) ?? []
         let began = ContinuousClock.now
@@ -210,13 +237,28 @@ private struct Client {
                 && Double.random(in: 0..<1, using: &generator) < configuration.disconnectRate
             let invoked = epochMilliseconds()
             let outcome = transport.call(
-                operation, body: body, timeout: configuration.requestTimeout, disconnectAfterSend: disconnect)
+                operation,
+                body: body,
+                timeout: configuration.requestTimeout,
+                disconnectAfterSend: disconnect
+            )
             let completed = epochMilliseconds()
             summary.attempts += 1
             var record = Attempt(
-                client: name, transport: transport.name, op: operation == .hold ? "hold" : operation == .release ? "release" : "purchase",
-                userId: userID, showtimeId: showtime, seatIds: seats, key: key, holdId: holdID, orderId: orderID,
-                attempt: attempt, invokeMs: invoked, completeMs: completed, result: outcome.result)
+                client: name,
+                transport: transport.name,
+                op: operation == .hold ? "hold" : operation == .release ? "release" : "purchase",
+                userId: userID,
+                showtimeId: showtime,
+                seatIds: seats,
+                key: key,
+                holdId: holdID,
+                orderId: orderID,
+                attempt: attempt,
+                invokeMs: invoked,
+                completeMs: completed,
+                result: outcome.result
+            )
             switch outcome {
             case .hold(let hold):
                 record.holdId = hold.holdId

@@ -37,7 +37,8 @@ func makeLogger() -> Logger {
 extension FaultsCommand {
     struct Prepare: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Wait for the core to answer ping, declare the suite's durable event queue, define the seat maps.")
+            abstract: "Wait for the core to answer ping, declare the suite's durable event queue, define the seat maps."
+        )
         @OptionGroup var common: Common
 
         func run() throws {
@@ -51,7 +52,9 @@ extension FaultsCommand {
                     _ = try candidate.call(.ping, PingRequest(), as: PingReply.self, timeout: .seconds(2)).get()
                     caller = candidate
                 } catch {
-                    guard ContinuousClock.now < deadline else { throw FaultSuiteError("the core never answered ping: \(error)") }
+                    guard ContinuousClock.now < deadline else {
+                        throw FaultSuiteError("the core never answered ping: \(error)")
+                    }
                     Thread.sleep(forTimeInterval: 0.5)
                 }
             }
@@ -59,7 +62,8 @@ extension FaultsCommand {
             let seatIDs = (1...common.seats).map { "s\($0)" }
             for index in 0..<common.showtimes {
                 _ = try caller!.call(
-                    .seatsDefine, SeatsDefineRequest(showtimeId: "\(common.prefix)-\(index)", seatIds: seatIDs),
+                    .seatsDefine,
+                    SeatsDefineRequest(showtimeId: "\(common.prefix)-\(index)", seatIds: seatIDs),
                     as: SeatsDefined.self
                 ).get()
             }
@@ -69,7 +73,9 @@ extension FaultsCommand {
 
     struct Run: ParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "workload", abstract: "Run the contended workload, writing every request to a history file.")
+            commandName: "workload",
+            abstract: "Run the contended workload, writing every request to a history file."
+        )
         @OptionGroup var common: Common
         @Option(help: "The REST facade as host:port (no HTTP clients without it).")
         var facade: String?
@@ -98,21 +104,33 @@ extension FaultsCommand {
                 port = parsed
             }
             let configuration = WorkloadConfiguration(
-                amqpURL: common.amqpURL, facadeHost: host, facadePort: port, amqpClients: amqpClients,
-                httpClients: httpClients, duration: .milliseconds(Int64(duration * 1000)), showtimePrefix: common.prefix,
-                showtimeCount: common.showtimes, seatsPerShowtime: common.seats,
-                showtimePeriod: .milliseconds(Int64(period * 1000)), disconnectRate: disconnectRate, seed: seed,
-                historyPath: history)
+                amqpURL: common.amqpURL,
+                facadeHost: host,
+                facadePort: port,
+                amqpClients: amqpClients,
+                httpClients: httpClients,
+                duration: .milliseconds(Int64(duration * 1000)),
+                showtimePrefix: common.prefix,
+                showtimeCount: common.showtimes,
+                seatsPerShowtime: common.seats,
+                showtimePeriod: .milliseconds(Int64(period * 1000)),
+                disconnectRate: disconnectRate,
+                seed: seed,
+                historyPath: history
+            )
             let summary = try Workload.run(configuration, logger: makeLogger())
             print(
                 "workload: \(summary.logicalHolds) logical holds, \(summary.holdsWon) won, \(summary.attempts) requests, "
-                    + "\(summary.unresolved) unresolved")
+                    + "\(summary.unresolved) unresolved"
+            )
         }
     }
 
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Check a run's history; exit 0 when no anomaly was found (with --control: when double holds were).")
+            abstract:
+                "Check a run's history; exit 0 when no anomaly was found (with --control: when double holds were)."
+        )
         @OptionGroup var common: Common
         @Option(help: "The run's database.")
         var databaseURL: String
@@ -129,8 +147,15 @@ extension FaultsCommand {
             let logger = makeLogger()
             let input = try Gather.collect(
                 GatherConfiguration(
-                    databaseURL: databaseURL, amqpURL: common.amqpURL, historyPath: history, faultsPath: faults,
-                    eventsLogPath: eventsLog, showtimePrefix: common.prefix), logger: logger)
+                    databaseURL: databaseURL,
+                    amqpURL: common.amqpURL,
+                    historyPath: history,
+                    faultsPath: faults,
+                    eventsLogPath: eventsLog,
+                    showtimePrefix: common.prefix
+                ),
+                logger: logger
+            )
             let result = HistoryChecker.check(input)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -143,7 +168,8 @@ extension FaultsCommand {
                 print(
                     doubles > 0
                         ? "control: the checker found \(doubles) double holds, as it must with the unsafe claim"
-                        : "control: NO double hold found: the checker (or the control build) is not doing its job")
+                        : "control: NO double hold found: the checker (or the control build) is not doing its job"
+                )
                 if doubles == 0 { throw ExitCode(1) }
             } else if !result.passed {
                 throw ExitCode(1)

@@ -7,20 +7,50 @@ import Testing
 @Suite("History checker")
 struct CheckerTests {
     static func hold(
-        _ client: String, _ holdID: String, seats: [String], at complete: Int64, expires: Int64, key: String? = nil,
-        attempt: Int = 1, result: String = "ok", code: String? = nil
+        _ client: String,
+        _ holdID: String,
+        seats: [String],
+        at complete: Int64,
+        expires: Int64,
+        key: String? = nil,
+        attempt: Int = 1,
+        result: String = "ok",
+        code: String? = nil
     ) -> Attempt {
         Attempt(
-            client: client, transport: "amqp", op: "hold", userId: "u-\(client)", showtimeId: "flt-0", seatIds: seats,
-            key: key ?? "\(client)-\(holdID)", holdId: result == "ok" ? holdID : nil, attempt: attempt,
-            invokeMs: complete - 5, completeMs: complete, result: result, code: code,
-            status: result == "ok" ? "active" : nil, expiresAtMs: result == "ok" ? expires : nil)
+            client: client,
+            transport: "amqp",
+            op: "hold",
+            userId: "u-\(client)",
+            showtimeId: "flt-0",
+            seatIds: seats,
+            key: key ?? "\(client)-\(holdID)",
+            holdId: result == "ok" ? holdID : nil,
+            attempt: attempt,
+            invokeMs: complete - 5,
+            completeMs: complete,
+            result: result,
+            code: code,
+            status: result == "ok" ? "active" : nil,
+            expiresAtMs: result == "ok" ? expires : nil
+        )
     }
 
     static func release(_ client: String, _ holdID: String, at invoke: Int64) -> Attempt {
         Attempt(
-            client: client, transport: "amqp", op: "release", userId: "u-\(client)", showtimeId: "flt-0", seatIds: ["s1"],
-            holdId: holdID, attempt: 1, invokeMs: invoke, completeMs: invoke + 3, result: "ok", status: "released")
+            client: client,
+            transport: "amqp",
+            op: "release",
+            userId: "u-\(client)",
+            showtimeId: "flt-0",
+            seatIds: ["s1"],
+            holdId: holdID,
+            attempt: 1,
+            invokeMs: invoke,
+            completeMs: invoke + 3,
+            result: "ok",
+            status: "released"
+        )
     }
 
     @Test("two holds of one seat both surely live at one instant are a client-side double hold")
@@ -30,7 +60,9 @@ struct CheckerTests {
             [
                 Self.hold("a1", "h1", seats: ["s1", "s2"], at: 1_000, expires: 4_000),
                 Self.hold("a2", "h2", seats: ["s2"], at: 2_000, expires: 5_000),
-            ], into: &report)
+            ],
+            into: &report
+        )
         #expect(report.anomalies["client-double-hold"] == 1)
     }
 
@@ -44,7 +76,9 @@ struct CheckerTests {
                 Self.hold("a2", "h2", seats: ["s1"], at: 1_600, expires: 4_600),
                 Self.hold("a3", "h3", seats: ["s1"], at: 4_600, expires: 7_600),
                 Self.hold("a4", "h4", seats: ["s9"], at: 4_700, expires: 7_700),
-            ], into: &report)
+            ],
+            into: &report
+        )
         #expect(report.anomalies["client-double-hold", default: 0] == 0)
     }
 
@@ -54,8 +88,17 @@ struct CheckerTests {
             Self.hold("a1", "h1", seats: ["s1"], at: 1_000, expires: 4_000, key: "k1"),
             Self.hold("a1", "h2", seats: ["s1"], at: 1_100, expires: 4_100, key: "k1", attempt: 2),
             Self.hold("a2", "x", seats: ["s2"], at: 1_000, expires: 0, key: "k2", result: "timeout"),
-            Self.hold("a2", "x", seats: ["s2"], at: 2_000, expires: 0, key: "k2", attempt: 2, result: "error",
-                code: "SEAT_UNAVAILABLE"),
+            Self.hold(
+                "a2",
+                "x",
+                seats: ["s2"],
+                at: 2_000,
+                expires: 0,
+                key: "k2",
+                attempt: 2,
+                result: "error",
+                code: "SEAT_UNAVAILABLE"
+            ),
         ]
         var report = FaultReport()
         HistoryChecker.checkIdempotency(
@@ -63,7 +106,10 @@ struct CheckerTests {
             keyedHolds: [
                 HistoryChecker.keyOf(user: "u-a1", key: "k1"): "h1",
                 HistoryChecker.keyOf(user: "u-a2", key: "k2"): "h3",
-            ], createdMs: ["h3": 997], into: &report)
+            ],
+            createdMs: ["h3": 997],
+            into: &report
+        )
         #expect(report.anomalies["idempotency-two-holds"] == 1)
         #expect(report.anomalies["idempotency-lost-reply"] == 1)
         #expect(report.idempotency.retriedKeys == 2)
@@ -76,9 +122,23 @@ struct CheckerTests {
         HistoryChecker.checkFinalSeats(
             [
                 FinalSeat(showtimeID: "flt-0", seatID: "s1", state: "held", holdID: "h1", availabilityState: "held"),
-                FinalSeat(showtimeID: "flt-0", seatID: "s2", state: "available", holdID: nil, availabilityState: "held"),
-                FinalSeat(showtimeID: "flt-0", seatID: "s3", state: "purchased", holdID: "h2", availabilityState: "purchased"),
-            ], into: &report)
+                FinalSeat(
+                    showtimeID: "flt-0",
+                    seatID: "s2",
+                    state: "available",
+                    holdID: nil,
+                    availabilityState: "held"
+                ),
+                FinalSeat(
+                    showtimeID: "flt-0",
+                    seatID: "s3",
+                    state: "purchased",
+                    holdID: "h2",
+                    availabilityState: "purchased"
+                ),
+            ],
+            into: &report
+        )
         #expect(report.anomalies["stuck-seat"] == 1)
         #expect(report.anomalies["availability-disagrees"] == 2)
     }

@@ -27,12 +27,15 @@ struct FaultRunTests {
 
     @Test(
         "45 s of faults under contended load: no anomaly of any kind, every fault recovered",
-        .enabled(if: enabled), .timeLimit(.minutes(10)))
+        .enabled(if: enabled),
+        .timeLimit(.minutes(10))
+    )
     func shortRun() throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
         process.arguments = [
-            Self.repository.appendingPathComponent("faults/run.sh").path, "--duration", "45", "--bin", Self.binaries!.path,
+            Self.repository.appendingPathComponent("faults/run.sh").path, "--duration", "45", "--bin",
+            Self.binaries!.path,
         ]
         process.currentDirectoryURL = Self.repository
         let output = Pipe()
