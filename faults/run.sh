@@ -66,7 +66,9 @@ export FAULTS_DIR
 # shellcheck source=faults/stack.sh
 source "$ROOT/faults/stack.sh"
 
-[ -n "$out" ] || out=$ROOT/.build/faults/$(date +%Y%m%d-%H%M%S)-seed$seed$($control && echo -control || true)
+suffix=""
+if $control; then suffix=-control; fi
+[ -n "$out" ] || out=$ROOT/.build/faults/$(date +%Y%m%d-%H%M%S)-seed$seed$suffix
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 readonly HISTORY=$out/history.jsonl FAULTS_LOG=$out/faults.jsonl
@@ -213,22 +215,30 @@ commits_since() { # pid since_ms
         AND query LIKE '%pg_notify%' AND state_change > to_timestamp($2 / 1000.0)" 2>/dev/null || echo "?"
 }
 
-# Between the database commit and the reply: SIGSTOP freezes the core with its pipelines on the wire; the
-# server commits them; then kill -9. Every request a worker had sent to the database commits unanswered.
+# Between the database commit and the reply: SIGSTOP freezes the core with its pipelines on the wire and
+# the server commits them. If none of its backends finished a write after the freeze, SIGCONT and try again
+# a moment later (up to 20 times); then kill -9: each such write committed and its answer was never read.
 fault_kill_core_after_commit() {
-    local name start back pid committed
+    local name start back pid committed=0 frozen tries=0
     name=$(random_core)
     pid=${PIDS[$name]}
     start=$(now_ms)
-    kill -STOP "$pid" 2>/dev/null || true
-    sleep 0.3
-    committed=$(commits_since "$pid" "$start")
+    while :; do
+        frozen=$(now_ms)
+        kill -STOP "$pid" 2>/dev/null || true
+        sleep 0.1
+        committed=$(commits_since "$pid" "$frozen")
+        tries=$((tries + 1))
+        [ "$committed" = 0 ] && [ $tries -lt 20 ] || break
+        kill -CONT "$pid" 2>/dev/null || true
+        sleep "0.$((RANDOM % 2 + 1))"
+    done
     kill9 "$name"
     sleep 0.2
     start_process "$name"
     back=$(now_ms)
     record_fault kill-core-after-commit "$name" "$start" "$back" \
-        "frozen 300 ms, killed with $committed write transactions committed and unanswered"
+        "frozen (attempt $tries), killed with $committed write transactions committed and unanswered"
 }
 
 # Between the commit and the event's publication: freeze the relay leader, wait until the outbox has a
@@ -356,6 +366,7 @@ wait_recovered() {
 
 # MARK: Start, clean up
 
+# shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
