@@ -56,6 +56,8 @@ public final class CoreService: Sendable {
         guard waitForBroker() else { return false }
         announce(StartupMessages.rabbitMQConnected)
 
+        // The ops port first: if it cannot be bound (another instance on this host?) nothing has started yet.
+        try startOps()
         let context = CoreContext(
             configuration: configuration,
             logger: logger,
@@ -70,7 +72,6 @@ public final class CoreService: Sendable {
         threads.spawn(name: "outbox-relay") { OutboxRelay(context: context).run() }
         threads.spawn(name: "expiry-timer") { ExpiryTimer(context: context).run() }
         announce(StartupMessages.expiryWorkerStarted(intervalSeconds: configuration.expiryIntervalSeconds))
-        try startOps()
         announce(StartupMessages.holdTTL(seconds: configuration.holdTTLSeconds))
         return true
     }
@@ -177,14 +178,29 @@ public final class CoreService: Sendable {
         guard let port = configuration.opsPort else { return }
         let health = self.health
         let exposition = metricsExposition
-        let daemon = try HTTPDaemon(
+        let daemon: HTTPDaemon
+        do {
+            daemon = try makeOpsDaemon(port: port, health: health, exposition: exposition)
+        } catch {
+            throw OpsPortError(port: port, underlying: "\(error)")
+        }
+        ops.withLock { $0 = daemon }
+        logger.info("ops HTTP port open", metadata: ["port": "\(daemon.port)"])
+    }
+
+    private func makeOpsDaemon(
+        port: Int,
+        health: CoreHealth,
+        exposition: (@Sendable () -> [UInt8])?
+    ) throws
+        -> HTTPDaemon
+    {
+        try HTTPDaemon(
             configuration: HTTPServerConfiguration(port: port, bindAddress: "0.0.0.0", maxBodyBytes: 4096, threads: 1),
             logger: logger
         ) { request, responder in
             responder.respond(Self.opsResponse(request, health: health, exposition: exposition))
         }
-        ops.withLock { $0 = daemon }
-        logger.info("ops HTTP port open", metadata: ["port": "\(daemon.port)"])
     }
 
     static func opsResponse(
@@ -224,5 +240,14 @@ public final class CoreService: Sendable {
                 body: Array(#"{"error":{"code":"NOT_FOUND","message":"No such route"}}"#.utf8)
             )
         }
+    }
+}
+
+/// The ops port could not be opened: the process stops before it starts anything.
+struct OpsPortError: Error, CustomStringConvertible {
+    var port: Int
+    var underlying: String
+    var description: String {
+        "cannot open the ops HTTP port \(port) (OPS_PORT; in use by another instance on this host?): \(underlying)"
     }
 }

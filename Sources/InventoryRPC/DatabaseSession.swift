@@ -61,9 +61,16 @@ final class DatabaseSession {
     @discardableResult
     func handle(_ error: any Error) -> Bool {
         guard let error = error as? PostgresError else { return false }
-        let broken = error.isRetryable || !(connection?.isOpen ?? false)
+        let broken =
+            error.kind == .connectionLost || error.kind == .connectionFailed || !(connection?.isOpen ?? false)
         if broken { dropConnection(reason: "\(error)") }
         return broken
+    }
+
+    /// A deadlock or serialization failure: the transaction rolled back and the same work may succeed.
+    static func isTransient(_ error: any Error) -> Bool {
+        guard let error = error as? PostgresError else { return false }
+        return error.kind == .query && error.isRetryable
     }
 
     func close() {

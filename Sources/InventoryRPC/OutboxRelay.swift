@@ -220,13 +220,19 @@ final class OutboxRelay {
         return events.count
     }
 
-    /// Waits for a NOTIFY (or the poll interval), keeping the broker connection's heartbeats answered.
+    /// Waits for a NOTIFY (or the poll interval), in slices short enough to notice a shutdown at once and
+    /// to keep the broker connection's heartbeats answered.
     private func idle(broker: AMQPConnection) throws {
         guard let database else { return }
-        _ = try database.waitForNotifications(timeout: context.configuration.outboxPollInterval)
-        while let event = try broker.nextEvent(timeout: .zero) {
-            if case .returned(let message) = event {
-                logger.debug("late return of an event", metadata: ["event.type": "\(message.routingKey)"])
+        let deadline = ContinuousClock.now + context.configuration.outboxPollInterval
+        while !context.stop.isTriggered {
+            let slice = min(Duration.milliseconds(250), ContinuousClock.now.duration(to: deadline))
+            if slice <= .zero { return }
+            if !(try database.waitForNotifications(timeout: slice)).isEmpty { return }
+            while let event = try broker.nextEvent(timeout: .zero) {
+                if case .returned(let message) = event {
+                    logger.debug("late return of an event", metadata: ["event.type": "\(message.routingKey)"])
+                }
             }
         }
     }

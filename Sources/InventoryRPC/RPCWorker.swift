@@ -209,11 +209,6 @@ final class RPCWorker {
             outcome: response.outcome,
             duration: ContinuousClock.now - started
         )
-        if response.outcome == ErrorCode.internalError.rawValue
-            || response.outcome == ErrorCode.serviceUnavailable.rawValue
-        {
-            logger.debug("answered with an error", metadata: ["outcome": "\(response.outcome)"])
-        }
     }
 
     /// Shutdown: stop taking deliveries, answer what the broker already sent us, then close everything.

@@ -137,18 +137,25 @@ final class RequestHandler {
             let holdID = Self.makeHoldID()
             var markerSet = false
             var locked = false
+            // The marker only covers the time the database has not decided yet; however this request ends,
+            // from then on the database answers for the key (a replay or IDEMPOTENCY_KEY_REUSED).
+            defer {
+                if markerSet, let key = request.idempotencyKey {
+                    locks.clearMarker(userID: request.userId, key: key, holdID: holdID)
+                }
+            }
             do {
                 if let key = request.idempotencyKey {
                     if let earlier = try store.findIdempotentHold(userID: request.userId, key: key, request: request) {
                         return Self.reply(earlier)
                     }
-                    switch locks.setMarker(userID: request.userId, key: key, holdID: holdID) {
-                    case .set:
-                        markerSet = true
-                    case .skipped:
-                        break
-                    case .taken:
-                        // Another request with this key is in flight, or committed since the look-up above.
+                    // Marker taken: another request with this key is in flight (or committed since the
+                    // look-up above). It usually decides within milliseconds, so look again a few times over
+                    // ~300 ms: its hold committed → replay; its marker gone (it failed) → go on ourselves.
+                    // Only then IDEMPOTENCY_KEY_IN_USE.
+                    var marker = locks.setMarker(userID: request.userId, key: key, holdID: holdID)
+                    var pauses: ArraySlice<Double> = [0.02, 0.04, 0.08, 0.16]
+                    while marker == .taken {
                         if let earlier = try store.findIdempotentHold(
                             userID: request.userId,
                             key: key,
@@ -156,14 +163,19 @@ final class RequestHandler {
                         ) {
                             return Self.reply(earlier)
                         }
-                        return Self.failure(
-                            ErrorBody(
-                                code: .idempotencyKeyInUse,
-                                message: "A request with this idempotency key is still being processed",
-                                details: ["idempotencyKey": .string(key)]
+                        guard let pause = pauses.popFirst() else {
+                            return Self.failure(
+                                ErrorBody(
+                                    code: .idempotencyKeyInUse,
+                                    message: "A request with this idempotency key is still being processed",
+                                    details: ["idempotencyKey": .string(key)]
+                                )
                             )
-                        )
+                        }
+                        Thread.sleep(forTimeInterval: pause)
+                        marker = locks.setMarker(userID: request.userId, key: key, holdID: holdID)
                     }
+                    markerSet = marker == .set
                 }
 
                 let ttl = Int64(configuration.holdTTLSeconds) * 1000
@@ -190,9 +202,6 @@ final class RequestHandler {
                         {
                             return Self.reply(earlier)
                         }
-                        if markerSet {
-                            locks.clearMarker(userID: request.userId, key: request.idempotencyKey!, holdID: holdID)
-                        }
                         return Self.failure(.seatUnavailable(unavailable))
                     }
                 // Every lock belongs to a hold that is not (or not yet) live: the database decides.
@@ -204,13 +213,9 @@ final class RequestHandler {
                 } else if locked {
                     locks.release(showtimeID: request.showtimeId, seatIDs: request.seatIds, holdID: holdID)
                 }
-                // The marker only covers the time the database has not decided yet; from now on the database
-                // answers for the key (a replay or IDEMPOTENCY_KEY_REUSED).
-                if markerSet { locks.clearMarker(userID: request.userId, key: request.idempotencyKey!, holdID: holdID) }
                 return Self.reply(outcome)
             } catch {
                 if locked { locks.release(showtimeID: request.showtimeId, seatIDs: request.seatIds, holdID: holdID) }
-                if markerSet { locks.clearMarker(userID: request.userId, key: request.idempotencyKey!, holdID: holdID) }
                 throw error
             }
         }
@@ -265,13 +270,20 @@ final class RequestHandler {
     }
 
     /// Runs `body` with the database, answering `SERVICE_UNAVAILABLE` when it is down or the connection broke.
+    /// A deadlock or serialization failure (rolled back, nothing happened) is retried twice, then answered
+    /// `SERVICE_UNAVAILABLE` like any other "try again".
     private func withStore(_ body: (InventoryStore) throws -> RPCResponse) throws -> RPCResponse {
-        guard let store = database.currentStore() else { return Self.unavailable }
-        do {
-            return try body(store)
-        } catch {
-            if database.handle(error) { return Self.unavailable }
-            throw error
+        var attempt = 0
+        while true {
+            guard let store = database.currentStore() else { return Self.unavailable }
+            do {
+                return try body(store)
+            } catch {
+                if database.handle(error) { return Self.unavailable }
+                guard DatabaseSession.isTransient(error) else { throw error }
+                attempt += 1
+                if attempt == 3 { return Self.unavailable }
+            }
         }
     }
 

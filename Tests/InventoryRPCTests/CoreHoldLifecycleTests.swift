@@ -111,5 +111,29 @@ extension CoreServiceTests {
                 try await checkEventsMatchOutbox(core)
             }
         }
+        @Test("events leave within milliseconds: the relay wakes on NOTIFY, not at its next poll")
+        func eventsLeaveAtOnce() async throws {
+            try await withCore(outboxPollInterval: .seconds(60)) { core in
+                let showtimeID = try await core.showtime(seats: 10)
+                // The relay is the leader and idle (waiting for a NOTIFY, next poll in a minute).
+                try await Task.sleep(for: .milliseconds(500))
+                for seat in 1...5 {
+                    let hold = try await core.hold(showtimeID, ["s\(seat)"]).decode(Hold.self).result.get()
+                    let started = ContinuousClock.now
+                    let arrived = await core.events.wait(timeout: .seconds(5)) { events in
+                        events.contains { $0.holdId == hold.holdId }
+                    }
+                    #expect(arrived)
+                    #expect(
+                        ContinuousClock.now - started < .seconds(1),
+                        "hold.created within a second, not at the poll"
+                    )
+                }
+                // An idle core (relay waiting for NOTIFY with a minute to its next poll) stops at once.
+                let stopping = ContinuousClock.now
+                core.core?.stop()
+                #expect(ContinuousClock.now - stopping < .seconds(2))
+            }
+        }
     }
 }

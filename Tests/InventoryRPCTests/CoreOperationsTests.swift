@@ -202,37 +202,23 @@ extension CoreServiceTests {
             try await withCore { core in
                 let port = try #require(core.core?.opsPort)
                 _ = try await core.client.call(.ping, body: Array("{}".utf8))
-                let health = try runProcess(
-                    "/usr/bin/curl",
-                    ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(port)/healthz"]
-                )
-                #expect(health.text == "200")
+                #expect(try httpGet(port: port, path: "/healthz").status == 200)
                 // Workers connect on their own threads; readiness follows within a moment.
-                var ready = ""
+                var ready = 0
                 for _ in 0..<50 {
-                    ready = try runProcess(
-                        "/usr/bin/curl",
-                        ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(port)/readyz"]
-                    ).text
-                    if ready == "200" { break }
+                    ready = try httpGet(port: port, path: "/readyz").status
+                    if ready == 200 { break }
                     try await Task.sleep(for: .milliseconds(100))
                 }
-                #expect(ready == "200")
-                let metrics = try runProcess(
-                    "/usr/bin/curl",
-                    ["-s", "-w", "\n%{http_code}", "http://127.0.0.1:\(port)/metrics"]
-                )
-                #expect(metrics.text.hasSuffix("200"))
+                #expect(ready == 200)
+                let metrics = try httpGet(port: port, path: "/metrics")
+                #expect(metrics.status == 200)
                 for name in [
                     "inventory_rpc_requests_total", "inventory_rpc_duration_seconds", "inventory_outbox_lag_seconds",
                 ] {
-                    #expect(metrics.text.contains(name), "\(name) in /metrics")
+                    #expect(metrics.body.contains(name), "\(name) in /metrics")
                 }
-                let missing = try runProcess(
-                    "/usr/bin/curl",
-                    ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(port)/nope"]
-                )
-                #expect(missing.text == "404")
+                #expect(try httpGet(port: port, path: "/nope").status == 404)
             }
         }
     }

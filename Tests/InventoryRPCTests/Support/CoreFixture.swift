@@ -189,6 +189,7 @@ func withCore<T>(
     workers: Int = 4,
     redis: TestRedis = .shared,
     processes: Int = 0,
+    outboxPollInterval: Duration = .milliseconds(500),
     _ body: (CoreHarness) async throws -> T
 ) async throws -> T {
     let vhost = try TestVhost.create()
@@ -215,7 +216,7 @@ func withCore<T>(
         let environment = [
             "DATABASE_URL": databaseURL, "REDIS_URL": redisURL, "RABBITMQ_URL": vhost.url,
             "HOLD_TTL_SECONDS": "\(holdTTL)", "EXPIRY_INTERVAL_SECONDS": "\(expiryInterval)",
-            "WORKERS": "\(workers)", "OPS_PORT": "0", "PREFETCH": "8", "LOG_LEVEL": "warning",
+            "WORKERS": "\(workers)", "OPS_PORT": "0", "PREFETCH": "8", "LOG_LEVEL": "info",
         ]
         for _ in 0..<processes { servers.append(try ServeProcess(environment: environment)) }
         for server in servers { try await server.waitUntilStarted() }
@@ -230,7 +231,7 @@ func withCore<T>(
             prefetch: 8,
             opsPort: 0,
             redisCommandTimeout: .milliseconds(200),
-            outboxPollInterval: .milliseconds(500),
+            outboxPollInterval: outboxPollInterval,
             relayLeaderRetry: .milliseconds(500),
             printsStartupLines: false
         )
