@@ -83,7 +83,7 @@ with_rss() {
 if has pgbench; then
     say "pgbench: bench/pgbench/hold.sql, $PG_CLIENTS clients, ${DURATION}s"
     SEATS=200000 "$root/bench/pgbench/setup.sh" "$pgdb" >/dev/null
-    pgbench -n -c "$PG_CLIENTS" -j 2 -T "$DURATION" -f "$root/bench/pgbench/hold.sql" "$pgdb" >"$OUT/pgbench.txt" 2>&1
+    pgbench -n -M prepared -c "$PG_CLIENTS" -j 2 -T "$DURATION" -f "$root/bench/pgbench/hold.sql" "$pgdb" >"$OUT/pgbench.txt" 2>&1
     python3 - "$OUT/pgbench.txt" >"$OUT/pgbench.json" <<'EOF'
 import json, re, sys
 text = open(sys.argv[1]).read()
@@ -172,6 +172,9 @@ if has http && (( core_up )) && [[ -x "$bin/http-facade" ]]; then
     for _ in $(seq 1 50); do curl -sf "http://localhost:$port/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
     run_bench http-uniform "$facade" http --facade-url "http://localhost:$port" --amqp-url "$amqp" \
         --in-flight "$IN_FLIGHT" --connections "$CONNECTIONS" --duration "$DURATION" --warmup "$WARMUP" --shape uniform
+    run_bench http-uniform-analyzed "$facade" http --facade-url "http://localhost:$port" --amqp-url "$amqp" \
+        --in-flight "$IN_FLIGHT" --connections "$CONNECTIONS" --duration "$DURATION" --warmup "$WARMUP" --shape uniform \
+        --analyze
 fi
 
 if has sweep && (( core_up )); then
@@ -223,6 +226,7 @@ bench_rows("core-hot", "core, hot rush (10 seats)", {"hold", "release"})
 bench_rows("core-availability", "core, availability 2,000 seats", {"availability"})
 bench_rows("core-mix", "core, mix", {"hold", "release", "purchase", "availability"})
 bench_rows("http-uniform", "facade (REST), uniform", {"hold"})
+bench_rows("http-uniform-analyzed", "facade (REST), fresh statistics", {"hold"})
 sw = load("sweep")
 if sw:
     rows.append({"measure": f"core, sweep of {sw['holds']} holds", "op": "expire",
@@ -234,7 +238,8 @@ pgrate = pg["opsPerSecond"] if pg else None
 ratios = {}
 for name, key in [("stub-uniform", "stub hold / pgbench"), ("core-uniform", "AMQP hold / pgbench"),
                   ("core-uniform-analyzed", "AMQP hold (fresh statistics) / pgbench"),
-                  ("http-uniform", "REST hold / pgbench")]:
+                  ("http-uniform", "REST hold / pgbench"),
+                  ("http-uniform-analyzed", "REST hold (fresh statistics) / pgbench")]:
     report = load(name)
     if report and pgrate:
         hold = next((r for r in report["operations"] if r["operation"] == "hold"), None)

@@ -28,8 +28,12 @@ func rpcProperties(correlationID: String, timeout: Duration) -> AMQPProperties {
     let timeoutMs = Int64(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
     let deadline = Int64(Date().timeIntervalSince1970 * 1000) + timeoutMs
     return AMQPProperties(
-        contentType: ContractHeaders.contentType, correlationID: correlationID, replyTo: directReplyTo,
-        expiration: String(timeoutMs), headers: [ContractHeaders.deadline: .int(deadline)])
+        contentType: ContractHeaders.contentType,
+        correlationID: correlationID,
+        replyTo: directReplyTo,
+        expiration: String(timeoutMs),
+        headers: [ContractHeaders.deadline: .int(deadline)]
+    )
 }
 
 /// One driver thread: owns one AMQP connection (direct reply-to), keeps `clients` requests in flight on
@@ -54,7 +58,11 @@ final class AMQPLoadDriver {
     private let decoder = ContractJSON.decoder()
 
     init(
-        index: Int, configuration: AMQPConfiguration, target: RPCTarget, window: RunWindow, clients: [VirtualClient],
+        index: Int,
+        configuration: AMQPConfiguration,
+        target: RPCTarget,
+        window: RunWindow,
+        clients: [VirtualClient],
         logger: Logger
     ) {
         self.index = index
@@ -101,7 +109,8 @@ final class AMQPLoadDriver {
             if issuing && now >= window.end { issuing = false }
             if !issuing && (pending.isEmpty || now >= window.end + window.timeout) { break }
             if let event = try connection.nextEvent(timeout: .milliseconds(20)) {
-                guard case .delivery(let message) = event, let id = message.properties.correlationID.flatMap(UInt64.init),
+                guard case .delivery(let message) = event,
+                    let id = message.properties.correlationID.flatMap(UInt64.init),
                     let entry = pending.removeValue(forKey: id)
                 else { continue }  // a late answer to a request already counted as timed out
                 let reply = BenchReply.decodeRPC(message.body, operation: entry.request.operation, decoder: decoder)
@@ -136,7 +145,13 @@ final class AMQPLoadDriver {
     private func record(_ entry: Pending, _ reply: BenchReply, at now: ContinuousClock.Instant) {
         if case .hold(let request) = entry.request, reply.outcome == .won, let hold = reply.hold {
             stats.wonHolds.append(
-                WonHold(holdID: hold.holdId, showtimeID: request.showtimeId, seatIDs: hold.seatIds, userID: request.userId))
+                WonHold(
+                    holdID: hold.holdId,
+                    showtimeID: request.showtimeId,
+                    seatIDs: hold.seatIds,
+                    userID: request.userId
+                )
+            )
         }
         guard entry.sent >= window.measureStart && entry.sent < window.end else { return }
         stats.record(entry.request.operation, reply, microseconds: microseconds(from: entry.sent, to: now))
@@ -152,8 +167,11 @@ final class AMQPLoadDriver {
         let (exchange, routingKey) = target.route(request)
         pending[id] = Pending(client: client, request: request, sent: .now)
         try connection.publish(
-            exchange: exchange, routingKey: routingKey, body: body,
-            properties: rpcProperties(correlationID: String(id), timeout: window.timeout))
+            exchange: exchange,
+            routingKey: routingKey,
+            body: body,
+            properties: rpcProperties(correlationID: String(id), timeout: window.timeout)
+        )
     }
 }
 
@@ -170,13 +188,19 @@ public final class RPCCaller {
     }
 
     public func call<Request: Encodable, Reply: Codable & Sendable>(
-        _ operation: RPCOperation, _ request: Request, as: Reply.Type, timeout: Duration = .seconds(30)
+        _ operation: RPCOperation,
+        _ request: Request,
+        as: Reply.Type,
+        timeout: Duration = .seconds(30)
     ) throws -> Result<Reply, ErrorBody> {
         nextID += 1
         let correlationID = "call-\(nextID)"
         try connection.publish(
-            exchange: RPCOperation.exchange, routingKey: operation.routingKey, body: Array(try encoder.encode(request)),
-            properties: rpcProperties(correlationID: correlationID, timeout: timeout))
+            exchange: RPCOperation.exchange,
+            routingKey: operation.routingKey,
+            body: Array(try encoder.encode(request)),
+            properties: rpcProperties(correlationID: correlationID, timeout: timeout)
+        )
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             guard let event = try connection.nextEvent(timeout: .milliseconds(100)),

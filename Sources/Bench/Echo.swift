@@ -40,10 +40,14 @@ public final class EchoServer: Sendable {
                         else { continue }
                         if let replyTo = message.properties.replyTo {
                             try connection.publish(
-                                exchange: "", routingKey: replyTo, body: message.body,
+                                exchange: "",
+                                routingKey: replyTo,
+                                body: message.body,
                                 properties: AMQPProperties(
                                     contentType: ContractHeaders.contentType,
-                                    correlationID: message.properties.correlationID))
+                                    correlationID: message.properties.correlationID
+                                )
+                            )
                         }
                         try connection.ack(deliveryTag: message.deliveryTag)
                     }

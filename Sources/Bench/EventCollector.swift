@@ -79,8 +79,14 @@ public final class EventCollector: Sendable {
                     state.withLock { state in
                         state.events.append(
                             ReceivedEvent(
-                                eventID: decoded.eventId, type: decoded.type.rawValue, holdID: decoded.holdId,
-                                showtimeID: decoded.showtimeId, seatIDs: decoded.seatIds, sequence: state.received))
+                                eventID: decoded.eventId,
+                                type: decoded.type.rawValue,
+                                holdID: decoded.holdId,
+                                showtimeID: decoded.showtimeId,
+                                seatIDs: decoded.seatIds,
+                                sequence: state.received
+                            )
+                        )
                         state.received += 1
                     }
                 } else {

@@ -3,7 +3,7 @@ import Foundation
 import Logging
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// A minimal HTTP/1.1 keep-alive client over one blocking-write, poll-read POSIX socket: one request at a
@@ -111,7 +111,9 @@ final class HTTPClientConnection {
             while true {
                 guard let lineEnd = find([13, 10], in: buffer, from: position) else { return nil }
                 let sizeText = String(decoding: buffer[position..<lineEnd], as: UTF8.self)
-                guard let size = Int(sizeText.split(separator: ";")[0], radix: 16) else { throw BenchError("bad chunk") }
+                guard let size = Int(sizeText.split(separator: ";")[0], radix: 16) else {
+                    throw BenchError("bad chunk")
+                }
                 let dataStart = lineEnd + 2
                 if size == 0 {
                     guard let end = find([13, 10, 13, 10], in: buffer, from: lineEnd) else { return nil }
@@ -189,16 +191,21 @@ final class HTTPLoadDriver {
     func run() -> RunStats {
         for client in clients.indices { send(client) }
         var issuing = true
+        var lastRetry = ContinuousClock.now
         var pollFDs = [pollfd](repeating: pollfd(), count: clients.count)
         while true {
             let now = ContinuousClock.now
             if issuing && now >= window.end { issuing = false }
             let busy = inFlight.indices.filter { inFlight[$0] != nil }
             if !issuing && (busy.isEmpty || now >= window.end + window.timeout) { break }
+            if issuing && busy.count < clients.count && now - lastRetry >= .milliseconds(100) {
+                // Users whose request could not be sent (connection refused or reset): try them again.
+                lastRetry = now
+                for client in clients.indices where inFlight[client] == nil { send(client) }
+                continue
+            }
             if busy.isEmpty {
-                // Every connection failed to send: wait a little before trying again.
                 Thread.sleep(forTimeInterval: 0.05)
-                if issuing { for client in clients.indices { send(client) } }
                 continue
             }
             for (slot, client) in busy.enumerated() {
@@ -234,9 +241,16 @@ final class HTTPLoadDriver {
         guard let connection = connections[client], let entry = inFlight[client] else { return }
         do {
             guard let response = try connection.receive() else { return }
-            if response.close { connection.close(); connections[client] = nil }
+            if response.close {
+                connection.close()
+                connections[client] = nil
+            }
             let reply = BenchReply.decodeHTTP(
-                status: response.status, body: response.body, operation: entry.request.operation, decoder: decoder)
+                status: response.status,
+                body: response.body,
+                operation: entry.request.operation,
+                decoder: decoder
+            )
             finish(client, entry, reply, issuing: issuing)
         } catch {
             stats.transportErrors.append("\(error)")
@@ -247,7 +261,9 @@ final class HTTPLoadDriver {
     }
 
     private func finish(
-        _ client: Int, _ entry: (request: BenchRequest, sent: ContinuousClock.Instant), _ reply: BenchReply,
+        _ client: Int,
+        _ entry: (request: BenchRequest, sent: ContinuousClock.Instant),
+        _ reply: BenchReply,
         issuing: Bool
     ) {
         inFlight[client] = nil
@@ -262,12 +278,19 @@ final class HTTPLoadDriver {
     }
 
     private func record(
-        _ entry: (request: BenchRequest, sent: ContinuousClock.Instant), _ reply: BenchReply,
+        _ entry: (request: BenchRequest, sent: ContinuousClock.Instant),
+        _ reply: BenchReply,
         at now: ContinuousClock.Instant
     ) {
         if case .hold(let request) = entry.request, reply.outcome == .won, let hold = reply.hold {
             stats.wonHolds.append(
-                WonHold(holdID: hold.holdId, showtimeID: request.showtimeId, seatIDs: hold.seatIds, userID: request.userId))
+                WonHold(
+                    holdID: hold.holdId,
+                    showtimeID: request.showtimeId,
+                    seatIDs: hold.seatIds,
+                    userID: request.userId
+                )
+            )
         }
         guard entry.sent >= window.measureStart && entry.sent < window.end else { return }
         stats.record(entry.request.operation, reply, microseconds: microseconds(from: entry.sent, to: now))

@@ -34,12 +34,24 @@ public struct BenchOptions: Sendable {
     public var runID: String
 
     public init(
-        transport: Transport, amqpURL: String = "amqp://guest:guest@localhost:5672",
-        httpURL: String = "http://localhost:3005", databaseURL: String? = nil, inFlight: Int = 64,
-        connections: Int = 2, duration: Duration = .seconds(10), warmup: Duration = .seconds(2),
-        timeout: Duration = .seconds(5), showtimes: Int = 20, seatsPerShowtime: Int = 10_000,
-        seatsPerHold: ClosedRange<Int> = 1...4, shape: RushShape = .uniform, hotSeats: Int = 10,
-        hotFraction: Double = 0.9, verify: Bool = true, echoServers: Int = 2, runID: String? = nil
+        transport: Transport,
+        amqpURL: String = "amqp://guest:guest@localhost:5672",
+        httpURL: String = "http://localhost:3005",
+        databaseURL: String? = nil,
+        inFlight: Int = 64,
+        connections: Int = 2,
+        duration: Duration = .seconds(10),
+        warmup: Duration = .seconds(2),
+        timeout: Duration = .seconds(5),
+        showtimes: Int = 20,
+        seatsPerShowtime: Int = 10_000,
+        seatsPerHold: ClosedRange<Int> = 1...4,
+        shape: RushShape = .uniform,
+        hotSeats: Int = 10,
+        hotFraction: Double = 0.9,
+        verify: Bool = true,
+        echoServers: Int = 2,
+        runID: String? = nil
     ) {
         self.transport = transport
         self.amqpURL = amqpURL
@@ -71,7 +83,11 @@ public struct BenchOutcome: Sendable {
 }
 
 public enum BenchRunner {
-    public static func run(_ options: BenchOptions, logger: Logger, progress: (String) -> Void = { _ in })
+    public static func run(
+        _ options: BenchOptions,
+        logger: Logger,
+        progress: (String) -> Void = { _ in }
+    )
         throws -> BenchOutcome
     {
         let amqp = try AMQPConfiguration(url: options.amqpURL)
@@ -95,7 +111,9 @@ public enum BenchRunner {
         case .amqp, .http:
             target = .core
             try provision(options, amqp: amqp, logger: logger)
-            progress("provisioned \(options.showtimes) showtimes x \(options.seatsPerShowtime) seats (\(options.runID))")
+            progress(
+                "provisioned \(options.showtimes) showtimes x \(options.seatsPerShowtime) seats (\(options.runID))"
+            )
             if options.analyzeAfterProvisioning, let url = options.databaseURL {
                 let connection = try PostgresConnection(url: url, logger: logger)
                 defer { connection.close() }
@@ -105,9 +123,14 @@ public enum BenchRunner {
         }
 
         let workload = WorkloadConfiguration(
-            shape: options.shape, showtimeIDs: options.showtimeIDs, seatsPerShowtime: options.seatsPerShowtime,
-            seatsPerHold: options.seatsPerHold, hotSeats: options.hotSeats, hotFraction: options.hotFraction,
-            runID: options.runID)
+            shape: options.shape,
+            showtimeIDs: options.showtimeIDs,
+            seatsPerShowtime: options.seatsPerShowtime,
+            seatsPerHold: options.seatsPerHold,
+            hotSeats: options.hotSeats,
+            hotFraction: options.hotFraction,
+            runID: options.runID
+        )
         let window = RunWindow(warmup: options.warmup, duration: options.duration, timeout: options.timeout)
         let (httpHost, httpPort) = try hostAndPort(options.httpURL)
         progress("running: warm-up \(options.warmup), then \(options.duration) at \(options.inFlight) in flight")
@@ -115,17 +138,29 @@ public enum BenchRunner {
             let share = options.inFlight / connections + (index < options.inFlight % connections ? 1 : 0)
             let clients = (0..<share).map { client in
                 VirtualClient(
-                    userID: "\(options.runID)-u\(index)-\(client)", configuration: workload,
-                    seed: UInt64(index) << 32 | UInt64(client) &+ 0x5EED)
+                    userID: "\(options.runID)-u\(index)-\(client)",
+                    configuration: workload,
+                    seed: UInt64(index) << 32 | UInt64(client) &+ 0x5EED
+                )
             }
             switch options.transport {
             case .amqp, .echo:
                 return AMQPLoadDriver(
-                    index: index, configuration: amqp, target: target, window: window, clients: clients, logger: logger
+                    index: index,
+                    configuration: amqp,
+                    target: target,
+                    window: window,
+                    clients: clients,
+                    logger: logger
                 ).run()
             case .http:
                 return HTTPLoadDriver(
-                    index: index, host: httpHost, port: httpPort, window: window, clients: clients, logger: logger
+                    index: index,
+                    host: httpHost,
+                    port: httpPort,
+                    window: window,
+                    clients: clients,
+                    logger: logger
                 ).run()
             }
         }
@@ -140,8 +175,12 @@ public enum BenchRunner {
         if let collector, let databaseURL = options.databaseURL {
             progress("verifying \(stats.wonHolds.count) won holds against the database and the events")
             verification = try Verifier.verify(
-                databaseURL: databaseURL, showtimePrefix: options.runID + "-", wonHolds: stats.wonHolds,
-                collector: collector, logger: logger)
+                databaseURL: databaseURL,
+                showtimePrefix: options.runID + "-",
+                wonHolds: stats.wonHolds,
+                collector: collector,
+                logger: logger
+            )
         }
 
         let seconds = window.measuredSeconds
@@ -149,46 +188,70 @@ public enum BenchRunner {
             BenchReport.row($0.key.rawValue, $0.value, seconds: seconds)
         }
         let report = BenchReport(
-            mode: options.transport.rawValue, shape: options.transport == .echo ? "null-rpc" : options.shape.rawValue,
-            inFlight: options.inFlight, connections: connections,
-            durationSeconds: seconds, warmupSeconds: Double(options.warmup.components.seconds) + Double(options.warmup.components.attoseconds) / 1e18,
-            showtimes: options.showtimes, seatsPerShowtime: options.seatsPerShowtime,
+            mode: options.transport.rawValue,
+            shape: options.transport == .echo ? "null-rpc" : options.shape.rawValue,
+            inFlight: options.inFlight,
+            connections: connections,
+            durationSeconds: seconds,
+            warmupSeconds: Double(options.warmup.components.seconds) + Double(options.warmup.components.attoseconds)
+                / 1e18,
+            showtimes: options.showtimes,
+            seatsPerShowtime: options.seatsPerShowtime,
             seatsPerHold: "\(options.seatsPerHold.lowerBound)-\(options.seatsPerHold.upperBound)",
-            load: "start: \(loadAtStart); end: \(loadAtEnd)", operations: rows,
+            load: "start: \(loadAtStart); end: \(loadAtEnd)",
+            operations: rows,
             totalThroughputPerSecond: (rows.reduce(0) { $0 + $1.throughputPerSecond } * 10).rounded() / 10,
-            unanswered: stats.unanswered, transportErrors: stats.transportErrors.count, verification: verification)
+            unanswered: stats.unanswered,
+            transportErrors: stats.transportErrors.count,
+            verification: verification
+        )
         return BenchOutcome(report: report, stats: stats)
     }
 
     /// seats.define for every showtime, 10,000 seats a request (the contract's limit).
     static func provision(_ options: BenchOptions, amqp: AMQPConfiguration, logger: Logger) throws {
-        let chunk = RequestLimits.maxSeatsPerDefine
+        var chunk = RequestLimits.maxSeatsPerDefine
         switch options.transport {
         case .amqp, .echo:
             let caller = try RPCCaller(configuration: amqp, logger: logger)
             defer { caller.close() }
             for showtime in options.showtimeIDs {
                 for start in stride(from: 1, through: options.seatsPerShowtime, by: chunk) {
-                    let seats = (start...min(options.seatsPerShowtime, start + chunk - 1)).map(WorkloadConfiguration.seatID)
+                    let seats = (start...min(options.seatsPerShowtime, start + chunk - 1)).map(
+                        WorkloadConfiguration.seatID
+                    )
                     let result = try caller.call(
-                        .seatsDefine, SeatsDefineRequest(showtimeId: showtime, seatIds: seats), as: SeatsDefined.self)
+                        .seatsDefine,
+                        SeatsDefineRequest(showtimeId: showtime, seatIds: seats),
+                        as: SeatsDefined.self
+                    )
                     if case .failure(let error) = result {
                         throw BenchError("seats.define \(showtime): \(error.code.rawValue) \(error.message)")
                     }
                 }
             }
         case .http:
+            // The facade takes bodies up to 64 KiB: 4,000 seat ids of up to 8 characters stay well under.
+            chunk = 4_000
             let (host, port) = try hostAndPort(options.httpURL)
             let encoder = ContractJSON.encoder()
             for showtime in options.showtimeIDs {
                 for start in stride(from: 1, through: options.seatsPerShowtime, by: chunk) {
-                    let seats = (start...min(options.seatsPerShowtime, start + chunk - 1)).map(WorkloadConfiguration.seatID)
+                    let seats = (start...min(options.seatsPerShowtime, start + chunk - 1)).map(
+                        WorkloadConfiguration.seatID
+                    )
                     struct Body: Encodable { var seatIds: [String] }
                     let (status, body) = try httpCall(
-                        host: host, port: port, method: "PUT", path: "/showtimes/\(showtime)/seats",
-                        body: Array(try encoder.encode(Body(seatIds: seats))))
+                        host: host,
+                        port: port,
+                        method: "PUT",
+                        path: "/showtimes/\(showtime)/seats",
+                        body: Array(try encoder.encode(Body(seatIds: seats)))
+                    )
                     guard status == 200 else {
-                        throw BenchError("PUT /showtimes/\(showtime)/seats: \(status) \(String(decoding: body, as: UTF8.self))")
+                        throw BenchError(
+                            "PUT /showtimes/\(showtime)/seats: \(status) \(String(decoding: body, as: UTF8.self))"
+                        )
                     }
                 }
             }

@@ -94,12 +94,20 @@ public struct BenchReport: Codable, Sendable {
         let h = stats.latency
         let empty = h.totalCount == 0
         return Row(
-            operation: operation, count: stats.count,
+            operation: operation,
+            count: stats.count,
             throughputPerSecond: (Double(stats.count) / seconds * 10).rounded() / 10,
-            p50Ms: empty ? 0 : ms(h.valueAtPercentile(50)), p90Ms: empty ? 0 : ms(h.valueAtPercentile(90)),
-            p99Ms: empty ? 0 : ms(h.valueAtPercentile(99)), p999Ms: empty ? 0 : ms(h.valueAtPercentile(99.9)),
-            maxMs: empty ? 0 : ms(h.max), won: stats.outcomes[.won] ?? 0, conflict: stats.outcomes[.conflict] ?? 0,
-            error: stats.outcomes[.error] ?? 0, timeout: stats.outcomes[.timeout] ?? 0, errorCodes: stats.errorCodes)
+            p50Ms: empty ? 0 : ms(h.valueAtPercentile(50)),
+            p90Ms: empty ? 0 : ms(h.valueAtPercentile(90)),
+            p99Ms: empty ? 0 : ms(h.valueAtPercentile(99)),
+            p999Ms: empty ? 0 : ms(h.valueAtPercentile(99.9)),
+            maxMs: empty ? 0 : ms(h.max),
+            won: stats.outcomes[.won] ?? 0,
+            conflict: stats.outcomes[.conflict] ?? 0,
+            error: stats.outcomes[.error] ?? 0,
+            timeout: stats.outcomes[.timeout] ?? 0,
+            errorCodes: stats.errorCodes
+        )
     }
 
     public func text() -> String {
@@ -107,10 +115,13 @@ public struct BenchReport: Codable, Sendable {
         lines.append(
             "inventory-bench \(mode) shape=\(shape) in-flight=\(inFlight) connections=\(connections) "
                 + "duration=\(durationSeconds)s warmup=\(warmupSeconds)s showtimes=\(showtimes)x\(seatsPerShowtime) "
-                + "seats/hold=\(seatsPerHold)")
+                + "seats/hold=\(seatsPerHold)"
+        )
         lines.append("load: \(load)")
-        let header = ["operation", "count", "ops/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "won",
-                      "conflict", "error", "timeout"]
+        let header = [
+            "operation", "count", "ops/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "won",
+            "conflict", "error", "timeout",
+        ]
         var table = [header]
         for row in operations {
             table.append([
@@ -125,8 +136,14 @@ public struct BenchReport: Codable, Sendable {
             let codes = row.errorCodes.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
             lines.append("  \(row.operation) answers: \(codes)")
         }
-        lines.append(String(format: "total: %.1f ops/s; unanswered at the end: %d; transport errors: %d",
-                            totalThroughputPerSecond, unanswered, transportErrors))
+        lines.append(
+            String(
+                format: "total: %.1f ops/s; unanswered at the end: %d; transport errors: %d",
+                totalThroughputPerSecond,
+                unanswered,
+                transportErrors
+            )
+        )
         if let verification {
             lines.append(verification.text())
         }

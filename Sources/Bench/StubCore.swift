@@ -17,7 +17,11 @@ public final class StubCore: Sendable {
     private let threads: Int
 
     public init(
-        amqpURL: String, databaseURL: String, workers: Int = 4, holdTTLSeconds: Int = 300, logger: Logger
+        amqpURL: String,
+        databaseURL: String,
+        workers: Int = 4,
+        holdTTLSeconds: Int = 300,
+        logger: Logger
     ) throws {
         let configuration = try AMQPConfiguration(url: amqpURL)
         let setup = try AMQPConnection(configuration: configuration, logger: logger)
@@ -32,8 +36,12 @@ public final class StubCore: Sendable {
         for index in 0..<workers {
             let thread = Thread { [self] in
                 worker(
-                    configuration: configuration, databaseURL: databaseURL, ttl: holdTTLSeconds, logger: logger,
-                    index: index)
+                    configuration: configuration,
+                    databaseURL: databaseURL,
+                    ttl: holdTTLSeconds,
+                    logger: logger,
+                    index: index
+                )
                 done.signal()
             }
             thread.start()
@@ -51,7 +59,11 @@ public final class StubCore: Sendable {
     }
 
     private func worker(
-        configuration: AMQPConfiguration, databaseURL: String, ttl: Int, logger: Logger, index: Int
+        configuration: AMQPConfiguration,
+        databaseURL: String,
+        ttl: Int,
+        logger: Logger,
+        index: Int
     ) {
         do {
             let connection = try AMQPConnection(configuration: configuration, logger: logger)
@@ -86,7 +98,9 @@ public final class StubCore: Sendable {
                         try store.purchase($0)
                     }
                 case .availability:
-                    body = try answer(RequestDecoder.decode(AvailabilityRequest.self, from: message.body, limits: limits)) {
+                    body = try answer(
+                        RequestDecoder.decode(AvailabilityRequest.self, from: message.body, limits: limits)
+                    ) {
                         try store.availability(showtimeID: $0.showtimeId)
                     }
                 case .seatsDefine:
@@ -97,9 +111,14 @@ public final class StubCore: Sendable {
                 }
                 if let replyTo = message.properties.replyTo {
                     try connection.publish(
-                        exchange: "", routingKey: replyTo, body: body,
+                        exchange: "",
+                        routingKey: replyTo,
+                        body: body,
                         properties: AMQPProperties(
-                            contentType: "application/json", correlationID: message.properties.correlationID))
+                            contentType: "application/json",
+                            correlationID: message.properties.correlationID
+                        )
+                    )
                 }
                 try connection.ack(deliveryTag: message.deliveryTag)
             }
@@ -109,7 +128,8 @@ public final class StubCore: Sendable {
     }
 
     private func answer<Request, Reply: Codable & Sendable>(
-        _ decoded: Result<Request, ErrorBody>, _ body: (Request) throws -> Result<Reply, ErrorBody>
+        _ decoded: Result<Request, ErrorBody>,
+        _ body: (Request) throws -> Result<Reply, ErrorBody>
     ) throws -> [UInt8] {
         switch decoded {
         case .failure(let error): return try RPCReply<Reply>.error(error).body()
@@ -134,9 +154,15 @@ public final class StubCore: Sendable {
                 }
                 for event in events {
                     try connection.publish(
-                        exchange: EventType.exchange, routingKey: event.type, body: event.payload,
+                        exchange: EventType.exchange,
+                        routingKey: event.type,
+                        body: event.payload,
                         properties: AMQPProperties(
-                            contentType: "application/json", messageID: event.eventID, persistent: true))
+                            contentType: "application/json",
+                            messageID: event.eventID,
+                            persistent: true
+                        )
+                    )
                 }
                 try store.markPublished(ids: events.map(\.id))
             }

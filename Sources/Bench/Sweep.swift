@@ -32,19 +32,27 @@ public struct SweepReport: Codable, Sendable {
 /// events), then watches the running core's sweep mark them expired and publish `hold.expired`.
 public enum SweepBench {
     public static func run(
-        databaseURL: String, amqpURL: String, count: Int, expiresIn: Duration = .seconds(5), wait: Duration = .seconds(120),
+        databaseURL: String,
+        amqpURL: String,
+        count: Int,
+        expiresIn: Duration = .seconds(5),
+        wait: Duration = .seconds(120),
         logger: Logger
     ) throws -> SweepReport {
         let runID = "bench-sweep-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"
         let showtime = runID + "-st0"
         let collector = try EventCollector(
-            configuration: try AMQPConfiguration(url: amqpURL), showtimePrefix: runID + "-", logger: logger)
+            configuration: try AMQPConfiguration(url: amqpURL),
+            showtimePrefix: runID + "-",
+            logger: logger
+        )
         defer { collector.stop() }
         let connection = try PostgresConnection(url: databaseURL, logger: logger)
         defer { connection.close() }
         try connection.query(
             "SELECT * FROM inventory_define_seats($1, ARRAY(SELECT 's' || g FROM generate_series(1, $2::int) g))",
-            [showtime, count])
+            [showtime, count]
+        )
         let expiresMs = Int64(Date().timeIntervalSince1970 * 1000) + Int64(expiresIn.components.seconds * 1000)
         try connection.transaction { connection in
             try connection.query(
@@ -53,13 +61,17 @@ public enum SweepBench {
                 SELECT $1 || '-h' || g, $1, $1 || '-u' || g, ARRAY['s' || g], 'active',
                        to_timestamp($3::bigint / 1000.0), now(), now()
                   FROM generate_series(1, $2::int) g
-                """, [showtime, count, expiresMs])
+                """,
+                [showtime, count, expiresMs]
+            )
             try connection.query(
                 """
                 UPDATE seat_states SET state = 'held', hold_id = $1 || '-h' || substr(seat_id, 2),
                        hold_expires_at = to_timestamp($2::bigint / 1000.0), updated_at = now()
                  WHERE showtime_id = $1
-                """, [showtime, expiresMs])
+                """,
+                [showtime, expiresMs]
+            )
         }
         let expiresAt = Double(expiresMs) / 1000
         var swept: Double?
@@ -70,7 +82,8 @@ public enum SweepBench {
             let now = Date().timeIntervalSince1970
             if swept == nil {
                 let active = try connection.query(
-                    "SELECT count(*)::int AS n FROM holds WHERE showtime_id = $1 AND status = 'active'", [showtime]
+                    "SELECT count(*)::int AS n FROM holds WHERE showtime_id = $1 AND status = 'active'",
+                    [showtime]
                 ).rows[0].decode("n", as: Int.self)
                 if active == 0 { swept = now - expiresAt }
             }
@@ -82,12 +95,16 @@ public enum SweepBench {
             """
             SELECT extract(epoch FROM max(updated_at) - min(updated_at))::float8 AS span
               FROM holds WHERE showtime_id = $1 AND status = 'expired'
-            """, [showtime]
+            """,
+            [showtime]
         ).rows[0]
         return SweepReport(
-            holds: count, expiryToAllSweptSeconds: swept, sweepDurationSeconds: try row.decodeIfPresent("span", as: Double.self),
+            holds: count,
+            expiryToAllSweptSeconds: swept,
+            sweepDurationSeconds: try row.decodeIfPresent("span", as: Double.self),
             expiryToAllEventsSeconds: eventsDone,
             expiredEventsReceived: Set(collector.events.filter { $0.type == "hold.expired" }.map(\.eventID)).count,
-            load: loadAverage())
+            load: loadAverage()
+        )
     }
 }

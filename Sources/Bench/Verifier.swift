@@ -59,8 +59,15 @@ public struct DatabaseSnapshot: Sendable {
         public var orderID: String?
 
         public init(
-            holdID: String, showtimeID: String, userID: String, seatIDs: [String], status: String, createdAt: Int64,
-            expiresAt: Int64, updatedAt: Int64, orderID: String? = nil
+            holdID: String,
+            showtimeID: String,
+            userID: String,
+            seatIDs: [String],
+            status: String,
+            createdAt: Int64,
+            expiresAt: Int64,
+            updatedAt: Int64,
+            orderID: String? = nil
         ) {
             self.holdID = holdID
             self.showtimeID = showtimeID
@@ -97,7 +104,8 @@ public struct DatabaseSnapshot: Sendable {
     /// Reads the rows of the showtimes whose id starts with `showtimePrefix`, in one REPEATABLE READ
     /// transaction so the three tables agree with each other.
     public static func read(_ connection: PostgresConnection, showtimePrefix: String) throws -> DatabaseSnapshot {
-        let like = showtimePrefix.replacingOccurrences(of: "\\", with: "\\\\")
+        let like =
+            showtimePrefix.replacingOccurrences(of: "\\", with: "\\\\")
             .replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_") + "%"
         func micros(_ column: String) -> String { "(extract(epoch FROM \(column)) * 1000000)::bigint" }
         return try connection.transaction { connection in
@@ -110,7 +118,8 @@ public struct DatabaseSnapshot: Sendable {
                 SELECT hold_id, showtime_id, user_id, seat_ids, status, \(micros("created_at")) AS created,
                        \(micros("expires_at")) AS expires, \(micros("updated_at")) AS updated, order_id
                   FROM holds WHERE showtime_id LIKE $1
-                """, [like]
+                """,
+                [like]
             ).rows {
                 holds.append(
                     HoldRow(
@@ -121,21 +130,28 @@ public struct DatabaseSnapshot: Sendable {
                         status: try row.decode("status", as: String.self),
                         createdAt: try row.decode("created", as: Int64.self),
                         expiresAt: try row.decode("expires", as: Int64.self),
-                        updatedAt: try row.decode("updated", as: Int64.self), orderID: row["order_id"]))
+                        updatedAt: try row.decode("updated", as: Int64.self),
+                        orderID: row["order_id"]
+                    )
+                )
             }
             var outbox: [OutboxRow] = []
             for row in try connection.query(
                 """
                 SELECT o.id, o.event_id::text AS event_id, o.hold_id, o.event_type, o.published_at IS NOT NULL AS published
                   FROM outbox o JOIN holds h ON h.hold_id = o.hold_id WHERE h.showtime_id LIKE $1
-                """, [like]
+                """,
+                [like]
             ).rows {
                 outbox.append(
                     OutboxRow(
-                        id: try row.decode("id", as: Int64.self), eventID: try row.decode("event_id", as: String.self),
+                        id: try row.decode("id", as: Int64.self),
+                        eventID: try row.decode("event_id", as: String.self),
                         holdID: try row.decode("hold_id", as: String.self),
                         type: try row.decode("event_type", as: String.self),
-                        published: try row.decode("published", as: Bool.self)))
+                        published: try row.decode("published", as: Bool.self)
+                    )
+                )
             }
             var seats: [SeatRow] = []
             for row in try connection.query(
@@ -146,7 +162,10 @@ public struct DatabaseSnapshot: Sendable {
                     SeatRow(
                         showtimeID: try row.decode("showtime_id", as: String.self),
                         seatID: try row.decode("seat_id", as: String.self),
-                        state: try row.decode("state", as: String.self), holdID: row["hold_id"]))
+                        state: try row.decode("state", as: String.self),
+                        holdID: row["hold_id"]
+                    )
+                )
             }
             return DatabaseSnapshot(holds: holds, outbox: outbox, takenSeats: seats, now: now)
         }
@@ -159,7 +178,10 @@ public enum Verifier {
 
     /// The pure check. `events` nil: no event stream to compare (a standalone `verify`).
     public static func check(
-        _ snapshot: DatabaseSnapshot, wonHolds: [WonHold]?, events: [ReceivedEvent]?, undecodableEvents: [String] = []
+        _ snapshot: DatabaseSnapshot,
+        wonHolds: [WonHold]?,
+        events: [ReceivedEvent]?,
+        undecodableEvents: [String] = []
     ) -> VerificationSummary {
         var violations: [Violation] = []
         let holdsByID = Dictionary(snapshot.holds.map { ($0.holdID, $0) }, uniquingKeysWith: { first, _ in first })
@@ -191,7 +213,9 @@ public enum Verifier {
                     Violation(
                         kind: .soldTwice,
                         message: "seat \(seat) sold \(purchased.count) times: "
-                            + purchased.map { "\($0.holdID) (order \($0.orderID ?? "?"))" }.joined(separator: ", ")))
+                            + purchased.map { "\($0.holdID) (order \($0.orderID ?? "?"))" }.joined(separator: ", ")
+                    )
+                )
             }
             guard holds.count > 1 else { continue }
             let ordered: [DatabaseSnapshot.HoldRow]
@@ -206,7 +230,9 @@ public enum Verifier {
                         Violation(
                             kind: .heldAfterSale,
                             message: "seat \(seat) was sold to hold \(earlier.holdID) and then held by \(later.holdID) "
-                                + "(created \(format(later.createdAt)))"))
+                                + "(created \(format(later.createdAt)))"
+                        )
+                    )
                     continue
                 }
                 if let end = endSeq[earlier.holdID], let start = createdSeq[later.holdID], end < start { continue }
@@ -219,7 +245,9 @@ public enum Verifier {
                 violations.append(
                     Violation(
                         kind: .doubleHold,
-                        message: "seat \(seat) in two live holds: \(describe(earlier)) and \(describe(later))"))
+                        message: "seat \(seat) in two live holds: \(describe(earlier)) and \(describe(later))"
+                    )
+                )
             }
         }
 
@@ -230,7 +258,8 @@ public enum Verifier {
             seatHolder[key] = seat
             guard let holdID = seat.holdID, let hold = holdsByID[holdID] else {
                 violations.append(
-                    Violation(kind: .seatState, message: "seat \(key) is \(seat.state) without a known hold"))
+                    Violation(kind: .seatState, message: "seat \(key) is \(seat.state) without a known hold")
+                )
                 continue
             }
             let expected = seat.state == "purchased" ? "purchased" : "active"
@@ -239,7 +268,9 @@ public enum Verifier {
                     Violation(
                         kind: .seatState,
                         message: "seat \(key) is \(seat.state) by hold \(holdID), which is \(hold.status) "
-                            + "over seats \(hold.seatIDs.joined(separator: ","))"))
+                            + "over seats \(hold.seatIDs.joined(separator: ","))"
+                    )
+                )
             }
         }
         for hold in snapshot.holds
@@ -252,7 +283,9 @@ public enum Verifier {
                         Violation(
                             kind: .seatState,
                             message: "hold \(hold.holdID) is \(hold.status) but seat \(hold.showtimeID)/\(seat) is "
-                                + "\(row?.state ?? "available") by \(row?.holdID ?? "nobody")"))
+                                + "\(row?.state ?? "available") by \(row?.holdID ?? "nobody")"
+                        )
+                    )
                 }
             }
         }
@@ -267,8 +300,11 @@ public enum Verifier {
                 violations.append(
                     Violation(
                         kind: .outbox,
-                        message: "hold \(hold.holdID) is \(hold.status); its outbox rows are [\(types.joined(separator: ", "))], "
-                            + "expected [\(expected.joined(separator: ", "))]"))
+                        message:
+                            "hold \(hold.holdID) is \(hold.status); its outbox rows are [\(types.joined(separator: ", "))], "
+                            + "expected [\(expected.joined(separator: ", "))]"
+                    )
+                )
             }
         }
 
@@ -298,14 +334,18 @@ public enum Verifier {
                     violations.append(
                         Violation(
                             kind: .missingEvent,
-                            message: "hold \(hold.holdID) (\(hold.status)) committed but no \(type) event was received"))
+                            message: "hold \(hold.holdID) (\(hold.status)) committed but no \(type) event was received"
+                        )
+                    )
                 }
                 if let created = types["hold.created"] {
                     for (type, sequence) in types where type != "hold.created" && sequence < created {
                         violations.append(
                             Violation(
                                 kind: .eventOrder,
-                                message: "hold \(hold.holdID): \(type) arrived before hold.created"))
+                                message: "hold \(hold.holdID): \(type) arrived before hold.created"
+                            )
+                        )
                     }
                 }
             }
@@ -316,7 +356,9 @@ public enum Verifier {
                             Violation(
                                 kind: .uncommittedEvent,
                                 message: "event \(event.eventID) says \(event.type) of \(event.holdID); "
-                                    + "the outbox says \(row.type) of \(row.holdID)"))
+                                    + "the outbox says \(row.type) of \(row.holdID)"
+                            )
+                        )
                     }
                 } else if let hold = holdsByID[event.holdID] {
                     let committed = ["hold.created"] + (terminalEvent[hold.status].map { [$0] } ?? [])
@@ -325,14 +367,18 @@ public enum Verifier {
                             Violation(
                                 kind: .uncommittedEvent,
                                 message: "event \(event.eventID) \(event.type) of hold \(event.holdID), "
-                                    + "which is \(hold.status)"))
+                                    + "which is \(hold.status)"
+                            )
+                        )
                     }
                 } else {
                     violations.append(
                         Violation(
                             kind: .uncommittedEvent,
                             message: "event \(event.eventID) \(event.type) of hold \(event.holdID), "
-                                + "which is not in the database"))
+                                + "which is not in the database"
+                        )
+                    )
                 }
             }
         }
@@ -348,32 +394,47 @@ public enum Verifier {
                         Violation(
                             kind: .wonHoldMissing,
                             message: "hold \(won.holdID) (\(won.showtimeID): \(won.seatIDs.joined(separator: ","))) "
-                                + "was answered as won but is not in the database"))
+                                + "was answered as won but is not in the database"
+                        )
+                    )
                     continue
                 }
-                if hold.showtimeID != won.showtimeID || Set(hold.seatIDs) != Set(won.seatIDs) || hold.userID != won.userID {
+                if hold.showtimeID != won.showtimeID || Set(hold.seatIDs) != Set(won.seatIDs)
+                    || hold.userID != won.userID
+                {
                     violations.append(
                         Violation(
                             kind: .wonHoldMissing,
                             message: "hold \(won.holdID) was answered as \(won.showtimeID): "
                                 + "\(won.seatIDs.joined(separator: ",")) for \(won.userID); the database has "
-                                + "\(hold.showtimeID): \(hold.seatIDs.joined(separator: ",")) for \(hold.userID)"))
+                                + "\(hold.showtimeID): \(hold.seatIDs.joined(separator: ",")) for \(hold.userID)"
+                        )
+                    )
                 }
             }
         }
 
         return VerificationSummary(
-            holds: snapshot.holds.count, seatsTouched: holdsBySeat.count, outboxRows: snapshot.outbox.count,
-            eventsReceived: received, duplicateEvents: duplicates, wonHoldsChecked: wonHolds?.count,
-            violations: violations)
+            holds: snapshot.holds.count,
+            seatsTouched: holdsBySeat.count,
+            outboxRows: snapshot.outbox.count,
+            eventsReceived: received,
+            duplicateEvents: duplicates,
+            wonHoldsChecked: wonHolds?.count,
+            violations: violations
+        )
     }
 
     /// Reads the database and, with a collector, waits (up to `eventWait`) until every outbox row of the
     /// run has been received, then checks. Events that arrive for changes committed after the snapshot
     /// (a sweep running meanwhile) are judged against a second read.
     public static func verify(
-        databaseURL: String, showtimePrefix: String, wonHolds: [WonHold]?, collector: EventCollector?,
-        eventWait: Duration = .seconds(30), logger: Logger
+        databaseURL: String,
+        showtimePrefix: String,
+        wonHolds: [WonHold]?,
+        collector: EventCollector?,
+        eventWait: Duration = .seconds(30),
+        logger: Logger
     ) throws -> VerificationSummary {
         let connection = try PostgresConnection(url: databaseURL, logger: logger)
         defer { connection.close() }

@@ -136,7 +136,12 @@ public struct BenchReply: Sendable {
     private struct HTTPErrorEnvelope: Decodable { var error: ErrorBody }
 
     /// Decodes a REST answer: success bodies are the `data`, errors `{"error": {...}}`.
-    public static func decodeHTTP(status: Int, body: [UInt8], operation: BenchOperation, decoder: JSONDecoder)
+    public static func decodeHTTP(
+        status: Int,
+        body: [UInt8],
+        operation: BenchOperation,
+        decoder: JSONDecoder
+    )
         -> BenchReply
     {
         if (200..<300).contains(status) {
@@ -188,9 +193,16 @@ public struct WorkloadConfiguration: Sendable, Codable {
     public var runID: String
 
     public init(
-        shape: RushShape, showtimeIDs: [String], seatsPerShowtime: Int, seatsPerHold: ClosedRange<Int>,
-        hotSeats: Int = 10, hotFraction: Double = 0.9, purchaseShare: Double = 0.3, releaseShare: Double = 0.4,
-        pollProbability: Double = 0.5, runID: String
+        shape: RushShape,
+        showtimeIDs: [String],
+        seatsPerShowtime: Int,
+        seatsPerHold: ClosedRange<Int>,
+        hotSeats: Int = 10,
+        hotFraction: Double = 0.9,
+        purchaseShare: Double = 0.3,
+        releaseShare: Double = 0.4,
+        pollProbability: Double = 0.5,
+        runID: String
     ) {
         self.shape = shape
         self.showtimeIDs = showtimeIDs
@@ -229,7 +241,8 @@ public struct VirtualClient: Sendable {
             return .hold(randomHold())
         case .hot:
             return .hold(
-                Double.random(in: 0..<1, using: &random) < configuration.hotFraction ? hotHold() : randomHold())
+                Double.random(in: 0..<1, using: &random) < configuration.hotFraction ? hotHold() : randomHold()
+            )
         case .mix:
             let hold = randomHold()
             if Double.random(in: 0..<1, using: &random) < configuration.pollProbability {
@@ -238,7 +251,9 @@ public struct VirtualClient: Sendable {
             }
             return .hold(hold)
         case .availability:
-            return .availability(AvailabilityRequest(showtimeId: configuration.showtimeIDs.randomElement(using: &random)!))
+            return .availability(
+                AvailabilityRequest(showtimeId: configuration.showtimeIDs.randomElement(using: &random)!)
+            )
         }
     }
 
@@ -258,7 +273,8 @@ public struct VirtualClient: Sendable {
             if roll < configuration.purchaseShare {
                 orders += 1
                 queue.append(
-                    .purchase(PurchaseRequest(holdId: hold.holdId, orderId: "\(userID)-o\(orders)", userId: userID)))
+                    .purchase(PurchaseRequest(holdId: hold.holdId, orderId: "\(userID)-o\(orders)", userId: userID))
+                )
             } else if roll < configuration.purchaseShare + configuration.releaseShare {
                 queue.append(.release(ReleaseRequest(holdId: hold.holdId, userId: userID)))
             }  // else: abandoned, it expires
@@ -270,10 +286,16 @@ public struct VirtualClient: Sendable {
 
     private mutating func randomHold() -> HoldRequest {
         let showtime = configuration.showtimeIDs.randomElement(using: &random)!
-        let count = Swift.min(Int.random(in: configuration.seatsPerHold, using: &random), configuration.seatsPerShowtime)
+        let count = Swift.min(
+            Int.random(in: configuration.seatsPerHold, using: &random),
+            configuration.seatsPerShowtime
+        )
         let first = Int.random(in: 1...(configuration.seatsPerShowtime - count + 1), using: &random)
         return HoldRequest(
-            showtimeId: showtime, seatIds: (first..<first + count).map(WorkloadConfiguration.seatID), userId: userID)
+            showtimeId: showtime,
+            seatIds: (first..<first + count).map(WorkloadConfiguration.seatID),
+            userId: userID
+        )
     }
 
     private mutating func hotHold() -> HoldRequest {
@@ -282,7 +304,9 @@ public struct VirtualClient: Sendable {
         var seats = Set<Int>()
         while seats.count < count { seats.insert(Int.random(in: 1...hot, using: &random)) }
         return HoldRequest(
-            showtimeId: configuration.showtimeIDs[0], seatIds: seats.sorted().map(WorkloadConfiguration.seatID),
-            userId: userID)
+            showtimeId: configuration.showtimeIDs[0],
+            seatIds: seats.sorted().map(WorkloadConfiguration.seatID),
+            userId: userID
+        )
     }
 }

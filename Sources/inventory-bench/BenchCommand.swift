@@ -1,5 +1,5 @@
-import ArgumentParser
 import AMQPClient
+import ArgumentParser
 import Bench
 import Contracts
 import Foundation
@@ -74,7 +74,8 @@ extension RushShape: ExpressibleByArgument {}
 
 func makeLogger() -> Logger {
     var logger = Logger(label: "inventory-bench") { StreamLogHandler.standardError(label: $0) }
-    logger.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .warning
+    logger.logLevel =
+        ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .warning
     return logger
 }
 
@@ -82,12 +83,23 @@ func seconds(_ value: Double) -> Duration { .milliseconds(Int64(value * 1000)) }
 
 func runLoad(_ transport: Transport, connection: Connection, load: LoadOptions, httpURL: String) throws {
     var options = BenchOptions(
-        transport: transport, amqpURL: connection.resolvedAMQP, httpURL: httpURL,
-        databaseURL: connection.resolvedDatabase, inFlight: load.inFlight, connections: load.connections,
-        duration: seconds(load.duration), warmup: seconds(load.warmup), timeout: seconds(load.timeout),
-        showtimes: load.showtimes, seatsPerShowtime: load.seatsPerShowtime, seatsPerHold: try load.seatsRange(),
-        shape: load.shape, hotSeats: load.hotSeats, hotFraction: load.hotFraction,
-        verify: !load.noVerify && transport != .echo)
+        transport: transport,
+        amqpURL: connection.resolvedAMQP,
+        httpURL: httpURL,
+        databaseURL: connection.resolvedDatabase,
+        inFlight: load.inFlight,
+        connections: load.connections,
+        duration: seconds(load.duration),
+        warmup: seconds(load.warmup),
+        timeout: seconds(load.timeout),
+        showtimes: load.showtimes,
+        seatsPerShowtime: load.seatsPerShowtime,
+        seatsPerHold: try load.seatsRange(),
+        shape: load.shape,
+        hotSeats: load.hotSeats,
+        hotFraction: load.hotFraction,
+        verify: !load.noVerify && transport != .echo
+    )
     options.analyzeAfterProvisioning = load.analyze
     if options.verify && options.databaseURL == nil {
         throw ValidationError("the verifier needs DATABASE_URL (or --database-url); --no-verify skips it")
@@ -108,7 +120,9 @@ func runLoad(_ transport: Transport, connection: Connection, load: LoadOptions, 
 extension BenchCommand {
     struct AMQP: ParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "amqp", abstract: "Drive the core over AMQP RPC (direct reply-to, correlation ids).")
+            commandName: "amqp",
+            abstract: "Drive the core over AMQP RPC (direct reply-to, correlation ids)."
+        )
         @OptionGroup var connection: Connection
         @OptionGroup var load: LoadOptions
 
@@ -117,7 +131,9 @@ extension BenchCommand {
 
     struct HTTP: ParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "http", abstract: "Drive the REST facade (HTTP/1.1 keep-alive, one socket per request in flight).")
+            commandName: "http",
+            abstract: "Drive the REST facade (HTTP/1.1 keep-alive, one socket per request in flight)."
+        )
         @OptionGroup var connection: Connection
         @OptionGroup var load: LoadOptions
         @Option(help: "The facade (default: $FACADE_URL or http://localhost:3005).")
@@ -132,7 +148,8 @@ extension BenchCommand {
     struct Echo: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "echo",
-            abstract: "Null AMQP RPC through the project's AMQP layer: echo server threads plus the same client.")
+            abstract: "Null AMQP RPC through the project's AMQP layer: echo server threads plus the same client."
+        )
         @OptionGroup var connection: Connection
         @OptionGroup var load: LoadOptions
         @Option(help: "Echo server threads (competing consumers of one queue).")
@@ -142,9 +159,16 @@ extension BenchCommand {
             var load = load
             load.noVerify = true
             let options = BenchOptions(
-                transport: .echo, amqpURL: connection.resolvedAMQP, inFlight: load.inFlight,
-                connections: load.connections, duration: seconds(load.duration), warmup: seconds(load.warmup),
-                timeout: seconds(load.timeout), verify: false, echoServers: servers)
+                transport: .echo,
+                amqpURL: connection.resolvedAMQP,
+                inFlight: load.inFlight,
+                connections: load.connections,
+                duration: seconds(load.duration),
+                warmup: seconds(load.warmup),
+                timeout: seconds(load.timeout),
+                verify: false,
+                echoServers: servers
+            )
             let outcome = try BenchRunner.run(options, logger: makeLogger())
             if load.json {
                 let encoder = JSONEncoder()
@@ -159,7 +183,8 @@ extension BenchCommand {
     struct Verify: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Check the database alone: no seat in two live holds, none sold twice, seat rows and outbox "
-                + "consistent with the holds. Exits 1 on any violation.")
+                + "consistent with the holds. Exits 1 on any violation."
+        )
         @OptionGroup var connection: Connection
         @Option(help: "Only showtimes whose id starts with this (default: all).")
         var showtimePrefix = ""
@@ -169,7 +194,12 @@ extension BenchCommand {
         func run() throws {
             guard let url = connection.resolvedDatabase else { throw ValidationError("DATABASE_URL is not set") }
             let summary = try Verifier.verify(
-                databaseURL: url, showtimePrefix: showtimePrefix, wonHolds: nil, collector: nil, logger: makeLogger())
+                databaseURL: url,
+                showtimePrefix: showtimePrefix,
+                wonHolds: nil,
+                collector: nil,
+                logger: makeLogger()
+            )
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -187,7 +217,8 @@ extension BenchCommand {
         static let configuration = CommandConfiguration(
             commandName: "stub-core",
             abstract: "Serve the AMQP contract straight over the core's SQL functions (no Redis, sweep or confirms): "
-                + "a ceiling, and a stand-in while the core cannot serve. Runs until killed.")
+                + "a ceiling, and a stand-in while the core cannot serve. Runs until killed."
+        )
         @OptionGroup var connection: Connection
         @Option(help: "Worker threads (each: one AMQP and one PostgreSQL connection).")
         var workers = 4
@@ -197,8 +228,12 @@ extension BenchCommand {
         func run() throws {
             guard let url = connection.resolvedDatabase else { throw ValidationError("DATABASE_URL is not set") }
             _ = try StubCore(
-                amqpURL: connection.resolvedAMQP, databaseURL: url, workers: workers, holdTTLSeconds: holdTTL,
-                logger: makeLogger())
+                amqpURL: connection.resolvedAMQP,
+                databaseURL: url,
+                workers: workers,
+                holdTTLSeconds: holdTTL,
+                logger: makeLogger()
+            )
             print("stub-core serving")
             fflush(nil)
             while true { Thread.sleep(forTimeInterval: 3600) }
@@ -209,7 +244,8 @@ extension BenchCommand {
 extension BenchCommand {
     struct Ping: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Wait until the core answers ping.request (exit 1 if it does not within --wait seconds).")
+            abstract: "Wait until the core answers ping.request (exit 1 if it does not within --wait seconds)."
+        )
         @OptionGroup var connection: Connection
         @Option(help: "Seconds to keep trying.")
         var wait = 20.0
@@ -220,7 +256,8 @@ extension BenchCommand {
             while ContinuousClock.now < deadline {
                 if let caller = try? RPCCaller(configuration: configuration, logger: makeLogger()) {
                     defer { caller.close() }
-                    if case .success = try? caller.call(.ping, PingRequest(), as: PingReply.self, timeout: .seconds(1)) {
+                    if case .success = try? caller.call(.ping, PingRequest(), as: PingReply.self, timeout: .seconds(1))
+                    {
                         print("ping answered")
                         return
                     }
@@ -237,7 +274,8 @@ extension BenchCommand {
     struct Sweep: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Plant N holds expiring at the same instant and time the running core's expiry sweep "
-                + "(rows marked, hold.expired events received).")
+                + "(rows marked, hold.expired events received)."
+        )
         @OptionGroup var connection: Connection
         @Option(help: "Holds expiring at once.")
         var holds = 100_000
@@ -251,8 +289,13 @@ extension BenchCommand {
         func run() throws {
             guard let url = connection.resolvedDatabase else { throw ValidationError("DATABASE_URL is not set") }
             let report = try SweepBench.run(
-                databaseURL: url, amqpURL: connection.resolvedAMQP, count: holds, expiresIn: .seconds(expiresIn),
-                wait: .seconds(wait), logger: makeLogger())
+                databaseURL: url,
+                amqpURL: connection.resolvedAMQP,
+                count: holds,
+                expiresIn: .seconds(expiresIn),
+                wait: .seconds(wait),
+                logger: makeLogger()
+            )
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -7,21 +7,21 @@ import Testing
 
 @Suite("inventory-bench against a running core", .serialized)
 struct BenchRunTests {
-    /// Starts `inventory-rpc serve` on its own vhost and database and waits for it to answer a ping. Until the
-    /// core's branch has landed here the command is a placeholder that never answers; then the test uses
-    /// the storage-only `StubCore` instead, and says so.
+    /// Starts `inventory-rpc serve` on its own vhost and database and waits for it to answer a ping.
+    /// BENCH_TEST_STUB=1 runs the bench against the storage-only `StubCore` instead.
     private func withCore<T>(_ body: (_ amqpURL: String, _ databaseURL: String) throws -> T) throws -> T {
         try withScratchVhost { amqpURL in
             try withScratchDatabase { databaseURL in
-                let core = try CoreProcess(databaseURL: databaseURL, amqpURL: amqpURL)
-                defer { core.stop() }
-                if try answersPing(amqpURL, within: .seconds(15), while: { core.process.isRunning }) {
+                if ProcessInfo.processInfo.environment["BENCH_TEST_STUB"] == "1" {
+                    let stub = try StubCore(amqpURL: amqpURL, databaseURL: databaseURL, logger: quietLogger)
+                    defer { stub.stop() }
                     return try body(amqpURL, databaseURL)
                 }
-                core.stop()
-                print("inventory-rpc serve did not answer ping.request: using the storage-only StubCore")
-                let stub = try StubCore(amqpURL: amqpURL, databaseURL: databaseURL, logger: quietLogger)
-                defer { stub.stop() }
+                let core = try CoreProcess(databaseURL: databaseURL, amqpURL: amqpURL)
+                defer { core.stop() }
+                guard try answersPing(amqpURL, within: .seconds(20), while: { core.process.isRunning }) else {
+                    throw TestFailure("inventory-rpc serve did not answer ping.request within 20 s")
+                }
                 return try body(amqpURL, databaseURL)
             }
         }
@@ -46,9 +46,20 @@ struct BenchRunTests {
     func runsAndVerifies() throws {
         try withCore { amqpURL, databaseURL in
             var options = BenchOptions(
-                transport: .amqp, amqpURL: amqpURL, databaseURL: databaseURL, inFlight: 16, connections: 2,
-                duration: .seconds(3), warmup: .milliseconds(500), timeout: .seconds(5), showtimes: 2,
-                seatsPerShowtime: 300, seatsPerHold: 1...3, shape: .mix, verify: true)
+                transport: .amqp,
+                amqpURL: amqpURL,
+                databaseURL: databaseURL,
+                inFlight: 16,
+                connections: 2,
+                duration: .seconds(3),
+                warmup: .milliseconds(500),
+                timeout: .seconds(5),
+                showtimes: 2,
+                seatsPerShowtime: 300,
+                seatsPerHold: 1...3,
+                shape: .mix,
+                verify: true
+            )
             let mix = try BenchRunner.run(options, logger: quietLogger)
             print(mix.report.text())
             let holds = try #require(mix.report.operations.first { $0.operation == "hold" })
@@ -74,12 +85,50 @@ struct BenchRunTests {
         }
     }
 
+    @Test("a few seconds of the mix over REST through http-facade, verified")
+    func http() throws {
+        try withCore { amqpURL, databaseURL in
+            let facade = try FacadeProcess(amqpURL: amqpURL)
+            defer { facade.stop() }
+            let options = BenchOptions(
+                transport: .http,
+                amqpURL: amqpURL,
+                httpURL: "http://127.0.0.1:\(facade.port)",
+                databaseURL: databaseURL,
+                inFlight: 16,
+                connections: 2,
+                duration: .seconds(2),
+                warmup: .milliseconds(500),
+                timeout: .seconds(5),
+                showtimes: 2,
+                seatsPerShowtime: 5_000,
+                seatsPerHold: 1...3,
+                shape: .mix,
+                verify: true
+            )
+            let outcome = try BenchRunner.run(options, logger: quietLogger)
+            print(outcome.report.text())
+            let holds = try #require(outcome.report.operations.first { $0.operation == "hold" })
+            #expect(holds.won > 0)
+            #expect(outcome.report.operations.allSatisfy { $0.error == 0 && $0.timeout == 0 })
+            #expect(outcome.report.unanswered == 0 && outcome.report.transportErrors == 0)
+            #expect(outcome.passed, "\(outcome.report.verification?.text() ?? "")")
+        }
+    }
+
     @Test("the null RPC echo answers every request")
     func echo() throws {
         try withScratchVhost { amqpURL in
             let options = BenchOptions(
-                transport: .echo, amqpURL: amqpURL, inFlight: 16, connections: 2, duration: .seconds(1),
-                warmup: .milliseconds(200), verify: false, echoServers: 1)
+                transport: .echo,
+                amqpURL: amqpURL,
+                inFlight: 16,
+                connections: 2,
+                duration: .seconds(1),
+                warmup: .milliseconds(200),
+                verify: false,
+                echoServers: 1
+            )
             let outcome = try BenchRunner.run(options, logger: quietLogger)
             let echo = try #require(outcome.report.operations.first)
             #expect(echo.operation == "echo" && echo.won > 0 && echo.error == 0 && echo.timeout == 0)

@@ -23,7 +23,12 @@ struct VerifierTests {
             let (a, b) = try plant(connection)
 
             let clean = try Verifier.verify(
-                databaseURL: url, showtimePrefix: "st-", wonHolds: nil, collector: nil, logger: quietLogger)
+                databaseURL: url,
+                showtimePrefix: "st-",
+                wonHolds: nil,
+                collector: nil,
+                logger: quietLogger
+            )
             #expect(clean.passed, "\(clean.text())")
 
             // A second live hold claiming s2 while hold-a holds it: only a buggy core could write this row.
@@ -32,9 +37,16 @@ struct VerifierTests {
                 INSERT INTO holds (hold_id, showtime_id, user_id, seat_ids, status, expires_at, created_at, updated_at)
                 VALUES ($1, 'st-1', 'user-b', ARRAY['s2','s3'], 'active', now() + interval '300 seconds',
                         now() + interval '1 second', now() + interval '1 second')
-                """, [b])
+                """,
+                [b]
+            )
             let summary = try Verifier.verify(
-                databaseURL: url, showtimePrefix: "st-", wonHolds: nil, collector: nil, logger: quietLogger)
+                databaseURL: url,
+                showtimePrefix: "st-",
+                wonHolds: nil,
+                collector: nil,
+                logger: quietLogger
+            )
             #expect(!summary.passed)
             let doubles = summary.violations.filter { $0.kind == .doubleHold }
             #expect(doubles.count == 1, "\(summary.text())")
@@ -48,16 +60,31 @@ struct VerifierTests {
 
     @Test("a seat sold twice and a won hold missing from the database are violations")
     func soldTwiceAndMissingWonHold() throws {
-        func hold(_ id: String, _ status: String, created: Int64, seats: [String] = ["s1"]) -> DatabaseSnapshot.HoldRow {
+        func hold(_ id: String, _ status: String, created: Int64, seats: [String] = ["s1"]) -> DatabaseSnapshot.HoldRow
+        {
             DatabaseSnapshot.HoldRow(
-                holdID: id, showtimeID: "st", userID: "u", seatIDs: seats, status: status, createdAt: created,
-                expiresAt: created + 300_000_000, updatedAt: created + 1_000, orderID: status == "purchased" ? "o" : nil)
+                holdID: id,
+                showtimeID: "st",
+                userID: "u",
+                seatIDs: seats,
+                status: status,
+                createdAt: created,
+                expiresAt: created + 300_000_000,
+                updatedAt: created + 1_000,
+                orderID: status == "purchased" ? "o" : nil
+            )
         }
         let snapshot = DatabaseSnapshot(
-            holds: [hold("h1", "purchased", created: 1_000), hold("h2", "purchased", created: 2_000_000)], outbox: [],
-            takenSeats: [], now: 3_000_000)
+            holds: [hold("h1", "purchased", created: 1_000), hold("h2", "purchased", created: 2_000_000)],
+            outbox: [],
+            takenSeats: [],
+            now: 3_000_000
+        )
         let summary = Verifier.check(
-            snapshot, wonHolds: [WonHold(holdID: "h9", showtimeID: "st", seatIDs: ["s2"], userID: "u")], events: nil)
+            snapshot,
+            wonHolds: [WonHold(holdID: "h9", showtimeID: "st", seatIDs: ["s2"], userID: "u")],
+            events: nil
+        )
         #expect(summary.violations.contains { $0.kind == .soldTwice && $0.message.contains("st/s1") })
         #expect(summary.violations.contains { $0.kind == .heldAfterSale })
         #expect(summary.violations.contains { $0.kind == .wonHoldMissing && $0.message.contains("h9") })
@@ -68,22 +95,44 @@ struct VerifierTests {
         // h2's transaction started (created_at) before h1's release transaction, and waited for its locks:
         // timestamps overlap, the outbox ids show h1 ended (id 2) before h2 began (id 3).
         let h1 = DatabaseSnapshot.HoldRow(
-            holdID: "h1", showtimeID: "st", userID: "u", seatIDs: ["s1"], status: "released", createdAt: 1_000,
-            expiresAt: 300_000_000, updatedAt: 5_000)
+            holdID: "h1",
+            showtimeID: "st",
+            userID: "u",
+            seatIDs: ["s1"],
+            status: "released",
+            createdAt: 1_000,
+            expiresAt: 300_000_000,
+            updatedAt: 5_000
+        )
         let h2 = DatabaseSnapshot.HoldRow(
-            holdID: "h2", showtimeID: "st", userID: "u", seatIDs: ["s1"], status: "active", createdAt: 4_000,
-            expiresAt: 300_004_000, updatedAt: 4_000)
+            holdID: "h2",
+            showtimeID: "st",
+            userID: "u",
+            seatIDs: ["s1"],
+            status: "active",
+            createdAt: 4_000,
+            expiresAt: 300_004_000,
+            updatedAt: 4_000
+        )
         func row(_ id: Int64, _ hold: String, _ type: String) -> DatabaseSnapshot.OutboxRow {
             DatabaseSnapshot.OutboxRow(id: id, eventID: "e\(id)", holdID: hold, type: type, published: true)
         }
         let events = [row(1, "h1", "hold.created"), row(2, "h1", "hold.released"), row(3, "h2", "hold.created")]
         let snapshot = DatabaseSnapshot(
-            holds: [h1, h2], outbox: events,
-            takenSeats: [.init(showtimeID: "st", seatID: "s1", state: "held", holdID: "h2")], now: 10_000)
+            holds: [h1, h2],
+            outbox: events,
+            takenSeats: [.init(showtimeID: "st", seatID: "s1", state: "held", holdID: "h2")],
+            now: 10_000
+        )
         let received = events.enumerated().map { index, row in
             ReceivedEvent(
-                eventID: row.eventID, type: row.type, holdID: row.holdID, showtimeID: "st", seatIDs: ["s1"],
-                sequence: index)
+                eventID: row.eventID,
+                type: row.type,
+                holdID: row.holdID,
+                showtimeID: "st",
+                seatIDs: ["s1"],
+                sequence: index
+            )
         }
         #expect(Verifier.check(snapshot, wonHolds: nil, events: received).passed)
 
@@ -96,7 +145,15 @@ struct VerifierTests {
         var lost = received
         lost.removeLast()
         lost.append(
-            ReceivedEvent(eventID: "ghost", type: "hold.expired", holdID: "h1", showtimeID: "st", seatIDs: ["s1"], sequence: 9))
+            ReceivedEvent(
+                eventID: "ghost",
+                type: "hold.expired",
+                holdID: "h1",
+                showtimeID: "st",
+                seatIDs: ["s1"],
+                sequence: 9
+            )
+        )
         let summary = Verifier.check(snapshot, wonHolds: nil, events: lost)
         #expect(summary.violations.contains { $0.kind == .missingEvent && $0.message.contains("h2") })
         #expect(summary.violations.contains { $0.kind == .uncommittedEvent && $0.message.contains("ghost") })
