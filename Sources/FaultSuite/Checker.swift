@@ -65,6 +65,10 @@ public struct FaultReport: Codable, Sendable {
         public var committedWithoutReply = 0
         public var disconnectedFirstAttempts = 0
         public var unresolvedKeys = 0
+        /// Keys refused (e.g. `SEAT_UNAVAILABLE`) whose earlier, abandoned attempt was processed later and
+        /// created a hold: allowed by the contract (a refusal stores nothing), shown for the record.
+        public var lateDuplicateHolds = 0
+        public var lateDuplicateExamples: [String] = []
     }
 
     public var operations: [String: [String: Int]] = [:]
@@ -128,8 +132,10 @@ public struct FaultReport: Codable, Sendable {
             "idempotency: \(idempotency.keys) keys, \(idempotency.retriedKeys) retried (\(idempotency.retriedKeysWithHold) "
                 + "ended with a hold), \(idempotency.committedWithoutReply) committed during an attempt that got no reply, "
                 + "\(idempotency.disconnectedFirstAttempts) clients disconnected before the reply, "
-                + "\(idempotency.unresolvedKeys) keys unresolved when the clients stopped"
+                + "\(idempotency.unresolvedKeys) keys unresolved when the clients stopped, "
+                + "\(idempotency.lateDuplicateHolds) refused keys whose abandoned earlier attempt created a hold later"
         )
+        for example in idempotency.lateDuplicateExamples { lines.append("  late duplicate: \(example)") }
         lines.append("database: \(holdsInDatabase) holds; \(seatsChecked) seats checked after TTL + a sweep")
         lines.append("anomalies:")
         for kind in Self.anomalyKinds {
@@ -394,11 +400,28 @@ public enum HistoryChecker {
             if !definitive {
                 report.idempotency.unresolvedKeys += 1
             } else if last.result == "error", let inDatabase {
-                report.anomaly(
-                    "idempotency-lost-reply",
-                    "user \(readable): the final answer was \(last.code ?? "?"), yet hold \(inDatabase) was created "
-                        + "(\(ordered.count) attempts: \(ordered.map { $0.code ?? $0.result }.joined(separator: ", ")))"
-                )
+                // The key's final answer was a refusal, yet a hold exists for it. If the hold's transaction
+                // began after that answer, an earlier attempt (one the client hung up on, still within its
+                // deadline) reached a worker after its retry: a refused hold stores nothing, so the late
+                // duplicate may succeed (decision 0002). Counted, not an anomaly. If it began before, the
+                // core refused a duplicate of a hold that already existed: an anomaly.
+                let created = createdMs[inDatabase] ?? .max
+                let attempts = ordered.map { $0.code ?? $0.result }.joined(separator: ", ")
+                if created > last.completeMs {
+                    report.idempotency.lateDuplicateHolds += 1
+                    if report.idempotency.lateDuplicateExamples.count < 5 {
+                        report.idempotency.lateDuplicateExamples.append(
+                            "user \(readable): answered \(last.code ?? "?") at \(last.completeMs), hold \(inDatabase) "
+                                + "created at \(created) (\(attempts))"
+                        )
+                    }
+                } else {
+                    report.anomaly(
+                        "idempotency-lost-reply",
+                        "user \(readable): answered \(last.code ?? "?") at \(last.completeMs), yet hold \(inDatabase) was "
+                            + "created at \(created), before (\(ordered.count) attempts: \(attempts))"
+                    )
+                }
             }
         }
     }

@@ -59,6 +59,7 @@ public enum EventQueue {
                         eventId: decoded.eventId,
                         type: decoded.type.rawValue,
                         holdId: decoded.holdId,
+                        occurredAt: decoded.occurredAt,
                         messageId: message.properties.messageID,
                         redelivered: message.redelivered
                     )
@@ -77,6 +78,7 @@ public enum EventQueue {
         var eventId: String
         var type: String
         var holdId: String
+        var occurredAt: Date
         var messageId: String?
         var redelivered: Bool
     }

@@ -99,6 +99,19 @@ struct CheckerTests {
                 result: "error",
                 code: "SEAT_UNAVAILABLE"
             ),
+            // Hung up on, refused on retry, and the abandoned first attempt created the hold afterwards.
+            Self.hold("a3", "x", seats: ["s3"], at: 3_001, expires: 0, key: "k3", result: "disconnected"),
+            Self.hold(
+                "a3",
+                "x",
+                seats: ["s3"],
+                at: 3_010,
+                expires: 0,
+                key: "k3",
+                attempt: 2,
+                result: "error",
+                code: "SEAT_UNAVAILABLE"
+            ),
         ]
         var report = FaultReport()
         HistoryChecker.checkIdempotency(
@@ -106,14 +119,16 @@ struct CheckerTests {
             keyedHolds: [
                 HistoryChecker.keyOf(user: "u-a1", key: "k1"): "h1",
                 HistoryChecker.keyOf(user: "u-a2", key: "k2"): "h3",
+                HistoryChecker.keyOf(user: "u-a3", key: "k3"): "h4",
             ],
-            createdMs: ["h3": 997],
+            createdMs: ["h3": 997, "h4": 3_050],
             into: &report
         )
         #expect(report.anomalies["idempotency-two-holds"] == 1)
         #expect(report.anomalies["idempotency-lost-reply"] == 1)
-        #expect(report.idempotency.retriedKeys == 2)
+        #expect(report.idempotency.retriedKeys == 3)
         #expect(report.idempotency.committedWithoutReply == 1)
+        #expect(report.idempotency.lateDuplicateHolds == 1)
     }
 
     @Test("a seat still held after TTL + a sweep is stuck; availability must agree with the rows")
