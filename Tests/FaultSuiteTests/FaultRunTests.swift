@@ -35,11 +35,13 @@ struct FaultRunTests {
         .timeLimit(.minutes(10))
     )
     func shortRun() throws {
+        // The run's report and logs: kept when it fails (the path is in the output), removed when it passes.
+        let out = Self.repository.appendingPathComponent(".build/faults/test-\(getpid())")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
         process.arguments = [
             Self.repository.appendingPathComponent("faults/run.sh").path, "--duration", "45", "--bin",
-            Self.binaries!.path,
+            Self.binaries!.path, "--out", out.path,
         ]
         process.currentDirectoryURL = Self.repository
         let output = Pipe()
@@ -49,7 +51,8 @@ struct FaultRunTests {
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         if process.terminationStatus != 0 { print(text) }
-        #expect(process.terminationStatus == 0, "faults/run.sh failed:\n\(text.suffix(6_000))")
+        #expect(process.terminationStatus == 0, "faults/run.sh failed (logs in \(out.path)):\n\(text.suffix(6_000))")
         #expect(text.contains("PASS: no anomaly"))
+        if process.terminationStatus == 0 { try? FileManager.default.removeItem(at: out) }
     }
 }
