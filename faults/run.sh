@@ -62,6 +62,7 @@ readonly HOLD_TTL=3 EXPIRY_INTERVAL=1 SHOWTIME_PERIOD=5 SEATS=48
 
 FAULTS_DIR=$(mktemp -d /tmp/faults.XXXXXX)
 chmod 755 "$FAULTS_DIR"
+trap 'rm -rf "$FAULTS_DIR"' EXIT # until the full clean-up below takes over
 export FAULTS_DIR
 # shellcheck source=faults/stack.sh
 source "$ROOT/faults/stack.sh"
