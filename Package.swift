@@ -24,6 +24,7 @@ let package = Package(
         .executable(name: "http-facade", targets: ["http-facade"]),
         .executable(name: "realtime-gateway", targets: ["realtime-gateway"]),
         .executable(name: "inventory-bench", targets: ["inventory-bench"]),
+        .executable(name: "inventory-faults", targets: ["inventory-faults"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -175,6 +176,24 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: The fault suite (issue 7): workload clients, event drain, history checker (faults/run.sh drives it)
+        .target(
+            name: "FaultSuite",
+            dependencies: [
+                "Bench", "Contracts", "AMQPClient", "PostgresClient",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "inventory-faults",
+            dependencies: [
+                "FaultSuite", "Contracts", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Tests
         .testTarget(name: "AMQPClientTests", dependencies: ["AMQPClient"], swiftSettings: swiftSettings),
         .testTarget(name: "PostgresClientTests", dependencies: ["PostgresClient"], swiftSettings: swiftSettings),
@@ -193,6 +212,11 @@ let package = Package(
                 "Bench", "Contracts", "AMQPClient", "PostgresClient", "InventoryRPC",
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FaultSuiteTests",
+            dependencies: ["FaultSuite", "Bench"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,0 +1,497 @@
+import Bench
+import Foundation
+
+/// One fault the harness injected (a JSON line of `faults.jsonl`, written by faults/run.sh).
+public struct FaultRecord: Codable, Sendable, Hashable {
+    /// `kill-core`, `kill-core-after-commit`, `kill-relay-unpublished`, `kill-facade`, `rabbitmq-restart`,
+    /// `redis-flushall`, `redis-restart`, `redis-pause`, `postgres-restart`, `postgres-crash`; or `crash`
+    /// for a process that died without being killed.
+    public var kind: String
+    public var target: String?
+    public var startMs: Int64
+    /// When the dependency (or the restarted process) was back.
+    public var returnMs: Int64?
+    /// Milliseconds from `returnMs` until each process answered `/readyz` 200 again.
+    public var ready: [String: Int64]?
+    /// Processes that did not become ready within the harness's bound.
+    public var notReady: [String]?
+    public var detail: String?
+
+    public init(
+        kind: String,
+        target: String? = nil,
+        startMs: Int64,
+        returnMs: Int64? = nil,
+        ready: [String: Int64]? = nil,
+        notReady: [String]? = nil,
+        detail: String? = nil
+    ) {
+        self.kind = kind
+        self.target = target
+        self.startMs = startMs
+        self.returnMs = returnMs
+        self.ready = ready
+        self.notReady = notReady
+        self.detail = detail
+    }
+}
+
+/// What the checker found, by kind; `passed` means no anomaly of any kind.
+public struct FaultReport: Codable, Sendable {
+    public struct Recovery: Codable, Sendable {
+        public var count: Int
+        public var measured: Int
+        public var p50Ms: Int64?
+        public var maxMs: Int64?
+        public var processReadyMaxMs: Int64?
+    }
+
+    public struct Events: Codable, Sendable {
+        public var committed = 0
+        public var receivedDistinct = 0
+        public var deliveries = 0
+        public var duplicates = 0
+        public var lost = 0
+        public var unexpected = 0
+        public var unpublishedAtEnd = 0
+    }
+
+    public struct Idempotency: Codable, Sendable {
+        public var keys = 0
+        public var retriedKeys = 0
+        public var retriedKeysWithHold = 0
+        /// Keys whose hold was created during an attempt that got no answer (timeout, transport, dropped on
+        /// purpose): the change committed and the reply was lost, which a retry with the key recovered.
+        public var committedWithoutReply = 0
+        public var disconnectedFirstAttempts = 0
+        public var unresolvedKeys = 0
+        /// Keys refused (e.g. `SEAT_UNAVAILABLE`) whose earlier, abandoned attempt was processed later and
+        /// created a hold: allowed by the contract (a refusal stores nothing), shown for the record.
+        public var lateDuplicateHolds = 0
+        public var lateDuplicateExamples: [String] = []
+    }
+
+    public var operations: [String: [String: Int]] = [:]
+    public var faults: [String: Int] = [:]
+    public var anomalies: [String: Int] = [:]
+    public var examples: [String: [String]] = [:]
+    public var recovery: [String: Recovery] = [:]
+    public var events = Events()
+    public var idempotency = Idempotency()
+    public var holdsInDatabase = 0
+    public var seatsChecked = 0
+    public var historySkippedLines = 0
+    public var passed: Bool { anomalies.values.allSatisfy { $0 == 0 } }
+
+    mutating func anomaly(_ kind: String, _ example: String) {
+        anomalies[kind, default: 0] += 1
+        if examples[kind, default: []].count < 10 { examples[kind, default: []].append(example) }
+    }
+
+    /// Every kind of anomaly the checker looks for, so a clean report lists each with 0.
+    public static let anomalyKinds = [
+        "double-hold", "client-double-hold", "sold-twice", "held-after-sale", "seat-state", "won-hold-missing",
+        "outbox", "missing-event", "uncommitted-event", "event-order", "undecodable-event", "lost-event",
+        "unexpected-event", "unpublished-event", "idempotency-two-holds", "idempotency-mismatch",
+        "idempotency-lost-reply", "stuck-seat", "stuck-hold", "availability-disagrees", "no-recovery",
+        "no-reconnect", "process-crash",
+    ]
+
+    public func text() -> String {
+        var lines: [String] = []
+        let verdict = passed ? "PASS: no anomaly" : "FAIL: \(anomalies.values.reduce(0, +)) anomalies"
+        lines.append("fault run report: \(verdict)")
+        lines.append("operations (result counts per operation):")
+        for (op, results) in operations.sorted(by: { $0.key < $1.key }) {
+            let total = results.values.reduce(0, +)
+            lines.append(
+                "  \(op): \(total) — "
+                    + results.sorted(by: { $0.key < $1.key }).map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            )
+        }
+        lines.append("faults: \(faults.values.reduce(0, +)) injected")
+        for (kind, count) in faults.sorted(by: { $0.key < $1.key }) {
+            var line = "  \(kind): \(count)"
+            if let recovery = recovery[kind] {
+                line += "; first successful hold after the return: "
+                if let p50 = recovery.p50Ms, let max = recovery.maxMs {
+                    line += "p50 \(p50) ms, max \(max) ms (\(recovery.measured) measured)"
+                } else {
+                    line += "not measured"
+                }
+                if let ready = recovery.processReadyMaxMs { line += "; every process ready again within \(ready) ms" }
+            }
+            lines.append(line)
+        }
+        lines.append(
+            "events: \(events.committed) committed changes, \(events.receivedDistinct) distinct received in "
+                + "\(events.deliveries) deliveries (\(events.duplicates) duplicates, de-duplicated); lost \(events.lost), "
+                + "unexpected \(events.unexpected), unpublished at the end \(events.unpublishedAtEnd)"
+        )
+        lines.append(
+            "idempotency: \(idempotency.keys) keys, \(idempotency.retriedKeys) retried (\(idempotency.retriedKeysWithHold) "
+                + "ended with a hold), \(idempotency.committedWithoutReply) committed during an attempt that got no reply, "
+                + "\(idempotency.disconnectedFirstAttempts) clients disconnected before the reply, "
+                + "\(idempotency.unresolvedKeys) keys unresolved when the clients stopped, "
+                + "\(idempotency.lateDuplicateHolds) refused keys whose abandoned earlier attempt created a hold later"
+        )
+        for example in idempotency.lateDuplicateExamples { lines.append("  late duplicate: \(example)") }
+        lines.append("database: \(holdsInDatabase) holds; \(seatsChecked) seats checked after TTL + a sweep")
+        lines.append("anomalies:")
+        for kind in Self.anomalyKinds {
+            lines.append("  \(kind): \(anomalies[kind] ?? 0)")
+        }
+        for (kind, list) in examples.sorted(by: { $0.key < $1.key }) {
+            for example in list { lines.append("  [\(kind)] \(example)") }
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// The seat rows the stuck-seat check reads after TTL + one sweep, and the availability the core answers.
+public struct FinalSeat: Sendable, Hashable {
+    public var showtimeID: String
+    public var seatID: String
+    public var state: String
+    public var holdID: String?
+    public var availabilityState: String?
+
+    public init(showtimeID: String, seatID: String, state: String, holdID: String?, availabilityState: String?) {
+        self.showtimeID = showtimeID
+        self.seatID = seatID
+        self.state = state
+        self.holdID = holdID
+        self.availabilityState = availabilityState
+    }
+}
+
+public struct CheckInput: Sendable {
+    public var history: [Attempt]
+    public var historySkipped: Int
+    public var faults: [FaultRecord]
+    public var snapshot: DatabaseSnapshot
+    /// (user, idempotency key) → hold id, from the holds table.
+    public var keyedHolds: [String: String]
+    public var events: [ReceivedEvent]
+    public var undecodableEvents: [String]
+    public var unpublishedAtEnd: Int
+    public var finalSeats: [FinalSeat]
+    /// How long after a dependency's return a first successful hold may take before it counts as none.
+    public var recoveryBound: Int64
+
+    public init(
+        history: [Attempt],
+        historySkipped: Int = 0,
+        faults: [FaultRecord],
+        snapshot: DatabaseSnapshot,
+        keyedHolds: [String: String],
+        events: [ReceivedEvent],
+        undecodableEvents: [String] = [],
+        unpublishedAtEnd: Int = 0,
+        finalSeats: [FinalSeat],
+        recoveryBound: Int64 = 60_000
+    ) {
+        self.history = history
+        self.historySkipped = historySkipped
+        self.faults = faults
+        self.snapshot = snapshot
+        self.keyedHolds = keyedHolds
+        self.events = events
+        self.undecodableEvents = undecodableEvents
+        self.unpublishedAtEnd = unpublishedAtEnd
+        self.finalSeats = finalSeats
+        self.recoveryBound = recoveryBound
+    }
+}
+
+public enum HistoryChecker {
+    static func keyOf(user: String, key: String) -> String { "\(user)\u{1F}\(key)" }
+
+    public static func check(_ input: CheckInput) -> FaultReport {
+        var report = FaultReport()
+        report.historySkippedLines = input.historySkipped
+        report.holdsInDatabase = input.snapshot.holds.count
+        for attempt in input.history {
+            let result = attempt.result == "error" ? "error \(attempt.code ?? "?")" : attempt.result
+            report.operations[attempt.op, default: [:]][result, default: 0] += 1
+        }
+        for kind in FaultReport.anomalyKinds { report.anomalies[kind] = 0 }
+
+        // 1. The database's own history (holds, seats, outbox) and the events, by the benchmark's verifier.
+        let summary = Verifier.check(
+            input.snapshot,
+            wonHolds: nil,
+            events: input.events,
+            undecodableEvents: input.undecodableEvents
+        )
+        for violation in summary.violations { report.anomaly(violation.kind.rawValue, violation.message) }
+
+        // After TTL + one sweep no hold may still be active (the sweep marks every dead hold expired).
+        for hold in input.snapshot.holds where hold.status == "active" {
+            report.anomaly(
+                "stuck-hold",
+                "hold \(hold.holdID) still active after TTL + a sweep (expires \(hold.expiresAt / 1000) ms)"
+            )
+        }
+
+        // Every hold a client was told it won is in the database, as it was told.
+        let holdsByID = Dictionary(
+            input.snapshot.holds.map { ($0.holdID, $0) },
+            uniquingKeysWith: { first, _ in first }
+        )
+        var checkedWins = Set<String>()
+        for attempt in input.history where attempt.op == "hold" && attempt.result == "ok" {
+            guard let holdID = attempt.holdId, checkedWins.insert(holdID).inserted else { continue }
+            guard let hold = holdsByID[holdID] else {
+                report.anomaly(
+                    "won-hold-missing",
+                    "hold \(holdID) answered to \(attempt.client) is not in the database"
+                )
+                continue
+            }
+            if hold.seatIDs != attempt.seatIds || hold.userID != attempt.userId || hold.showtimeID != attempt.showtimeId
+            {
+                report.anomaly(
+                    "won-hold-missing",
+                    "hold \(holdID) answered for \(attempt.showtimeId) \(attempt.seatIds) of \(attempt.userId); the database "
+                        + "has \(hold.showtimeID) \(hold.seatIDs) of \(hold.userID)"
+                )
+            }
+        }
+
+        // 2. Events by id: every committed change delivered at least once, nothing else; duplicates counted.
+        let committed = Set(input.snapshot.outbox.map(\.eventID))
+        let received = Set(input.events.map(\.eventID))
+        report.events.committed = committed.count
+        report.events.receivedDistinct = received.count
+        report.events.deliveries = input.events.count
+        report.events.duplicates = input.events.count - received.count
+        for lost in committed.subtracting(received).sorted() {
+            report.events.lost += 1
+            report.anomaly("lost-event", "event \(lost) committed in the outbox, never delivered")
+        }
+        for unexpected in received.subtracting(committed).sorted() {
+            report.events.unexpected += 1
+            report.anomaly("unexpected-event", "event \(unexpected) delivered, not in the outbox")
+        }
+        report.events.unpublishedAtEnd = input.unpublishedAtEnd
+        if input.unpublishedAtEnd > 0 {
+            report.anomaly("unpublished-event", "\(input.unpublishedAtEnd) outbox rows still unpublished at the end")
+        }
+
+        checkClientIntervals(input.history, into: &report)
+        let createdMs = Dictionary(
+            input.snapshot.holds.map { ($0.holdID, $0.createdAt / 1000) },
+            uniquingKeysWith: { first, _ in first }
+        )
+        checkIdempotency(input.history, keyedHolds: input.keyedHolds, createdMs: createdMs, into: &report)
+        checkFinalSeats(input.finalSeats, into: &report)
+        checkRecovery(input.history, faults: input.faults, bound: input.recoveryBound, into: &report)
+        return report
+    }
+
+    /// The clients' own proof of a double hold, independent of the database: a hold is surely live from
+    /// its first `active` reply until the earliest of its `expiresAt` and its first release attempt (a
+    /// purchased hold keeps its seats for ever). Two holds on one seat surely live at one instant are a
+    /// double hold whatever the database says.
+    static func checkClientIntervals(_ history: [Attempt], into report: inout FaultReport) {
+        struct Interval {
+            var holdID: String
+            var showtimeID: String
+            var seats: [String]
+            var start: Int64
+            var end: Int64
+        }
+        var starts: [String: Attempt] = [:]
+        var releaseInvoked: [String: Int64] = [:]
+        var purchased = Set<String>()
+        for attempt in history {
+            guard let holdID = attempt.holdId else { continue }
+            switch attempt.op {
+            case "hold" where attempt.result == "ok" && attempt.status == "active":
+                if let existing = starts[holdID], existing.completeMs <= attempt.completeMs { continue }
+                starts[holdID] = attempt
+            case "release":
+                releaseInvoked[holdID] = min(releaseInvoked[holdID] ?? .max, attempt.invokeMs)
+            case "purchase" where attempt.result == "ok" && attempt.status == "purchased":
+                purchased.insert(holdID)
+            default: break
+            }
+        }
+        var bySeat: [String: [Interval]] = [:]
+        for (holdID, attempt) in starts {
+            let end: Int64 =
+                purchased.contains(holdID)
+                ? .max : min(attempt.expiresAtMs ?? attempt.completeMs, releaseInvoked[holdID] ?? .max)
+            guard end > attempt.completeMs else { continue }
+            let interval = Interval(
+                holdID: holdID,
+                showtimeID: attempt.showtimeId,
+                seats: attempt.seatIds,
+                start: attempt.completeMs,
+                end: end
+            )
+            for seat in attempt.seatIds { bySeat["\(attempt.showtimeId)/\(seat)", default: []].append(interval) }
+        }
+        for (seat, intervals) in bySeat.sorted(by: { $0.key < $1.key }) where intervals.count > 1 {
+            let ordered = intervals.sorted { $0.start < $1.start }
+            var open: [Interval] = []
+            for interval in ordered {
+                open.removeAll { $0.end <= interval.start }
+                for other in open {
+                    report.anomaly(
+                        "client-double-hold",
+                        "seat \(seat): hold \(other.holdID) surely live [\(other.start), \(other.end == .max ? "sold" : String(other.end))) "
+                            + "and hold \(interval.holdID) surely live from \(interval.start)"
+                    )
+                }
+                open.append(interval)
+            }
+        }
+    }
+
+    /// `keyedHolds`: (user, key) → hold id in the database; `createdMs`: hold id → its `created_at`.
+    static func checkIdempotency(
+        _ history: [Attempt],
+        keyedHolds: [String: String],
+        createdMs: [String: Int64],
+        into report: inout FaultReport
+    ) {
+        var byKey: [String: [Attempt]] = [:]
+        for attempt in history where attempt.op == "hold" {
+            guard let key = attempt.key else { continue }
+            byKey[keyOf(user: attempt.userId, key: key), default: []].append(attempt)
+        }
+        report.idempotency.keys = byKey.count
+        for (key, attempts) in byKey {
+            let ordered = attempts.sorted { $0.attempt < $1.attempt }
+            let readable = key.replacingOccurrences(of: "\u{1F}", with: " key ")
+            let holdIDs = Set(ordered.filter { $0.result == "ok" }.compactMap(\.holdId))
+            let inDatabase = keyedHolds[key]
+            if ordered.count > 1 {
+                report.idempotency.retriedKeys += 1
+                if !holdIDs.isEmpty { report.idempotency.retriedKeysWithHold += 1 }
+            }
+            if ordered.first?.result == "disconnected" { report.idempotency.disconnectedFirstAttempts += 1 }
+            if holdIDs.count > 1 {
+                report.anomaly(
+                    "idempotency-two-holds",
+                    "user \(readable) was answered with holds \(holdIDs.sorted().joined(separator: ", "))"
+                )
+            }
+            if let answered = holdIDs.first, holdIDs.count == 1, inDatabase != answered {
+                report.anomaly(
+                    "idempotency-mismatch",
+                    "user \(readable) was answered with hold \(answered); the database has \(inDatabase ?? "none")"
+                )
+            }
+            // The hold's transaction began (created_at) inside an attempt that got no answer: that attempt
+            // committed and its reply was lost; a retry with the key must have been given this very hold.
+            if let inDatabase, let created = createdMs[inDatabase],
+                ordered.contains(where: {
+                    ["timeout", "transport", "disconnected"].contains($0.result) && $0.invokeMs <= created
+                        && created <= $0.completeMs
+                })
+            {
+                report.idempotency.committedWithoutReply += 1
+            }
+            guard let last = ordered.last else { continue }
+            let definitive = last.result == "ok" || (last.result == "error" && !retryable(last.code))
+            if !definitive {
+                report.idempotency.unresolvedKeys += 1
+            } else if last.result == "error", let inDatabase {
+                // The key's final answer was a refusal, yet a hold exists for it. If the hold's transaction
+                // began after that answer, an earlier attempt (one the client hung up on, still within its
+                // deadline) reached a worker after its retry: a refused hold stores nothing, so the late
+                // duplicate may succeed (decision 0002). Counted, not an anomaly. If it began before, the
+                // core refused a duplicate of a hold that already existed: an anomaly.
+                let created = createdMs[inDatabase] ?? .max
+                let attempts = ordered.map { $0.code ?? $0.result }.joined(separator: ", ")
+                if created > last.completeMs {
+                    report.idempotency.lateDuplicateHolds += 1
+                    if report.idempotency.lateDuplicateExamples.count < 5 {
+                        report.idempotency.lateDuplicateExamples.append(
+                            "user \(readable): answered \(last.code ?? "?") at \(last.completeMs), hold \(inDatabase) "
+                                + "created at \(created) (\(attempts))"
+                        )
+                    }
+                } else {
+                    report.anomaly(
+                        "idempotency-lost-reply",
+                        "user \(readable): answered \(last.code ?? "?") at \(last.completeMs), yet hold \(inDatabase) was "
+                            + "created at \(created), before (\(ordered.count) attempts: \(attempts))"
+                    )
+                }
+            }
+        }
+    }
+
+    static func retryable(_ code: String?) -> Bool {
+        ["IDEMPOTENCY_KEY_IN_USE", "SERVICE_UNAVAILABLE", "UPSTREAM_TIMEOUT", "INTERNAL"].contains(code ?? "")
+    }
+
+    /// After TTL + one sweep: no seat is held, and the core's availability agrees with the rows.
+    static func checkFinalSeats(_ seats: [FinalSeat], into report: inout FaultReport) {
+        report.seatsChecked = seats.count
+        for seat in seats {
+            let name = "\(seat.showtimeID)/\(seat.seatID)"
+            if seat.state == "held" {
+                report.anomaly("stuck-seat", "seat \(name) still held by \(seat.holdID ?? "?") after TTL + a sweep")
+            }
+            if let answered = seat.availabilityState,
+                answered != (seat.state == "purchased" ? "purchased" : "available")
+            {
+                report.anomaly(
+                    "availability-disagrees",
+                    "seat \(name): availability says \(answered), the row is \(seat.state)"
+                )
+            }
+        }
+    }
+
+    static func checkRecovery(
+        _ history: [Attempt],
+        faults: [FaultRecord],
+        bound: Int64,
+        into report: inout FaultReport
+    ) {
+        let wins = history.filter { $0.op == "hold" && $0.result == "ok" }.map(\.completeMs).sorted()
+        let lastInvoke = history.map(\.invokeMs).max() ?? 0
+        var samples: [String: [Int64]] = [:]
+        var readyMax: [String: Int64] = [:]
+        for fault in faults {
+            if fault.kind == "crash" {
+                report.anomaly("process-crash", "\(fault.target ?? "?") exited on its own: \(fault.detail ?? "")")
+                continue
+            }
+            report.faults[fault.kind, default: 0] += 1
+            var entry = report.recovery[fault.kind] ?? FaultReport.Recovery(count: 0, measured: 0)
+            entry.count += 1
+            report.recovery[fault.kind] = entry
+            for name in fault.notReady ?? [] {
+                report.anomaly("no-reconnect", "\(name) not ready again after \(fault.kind) at \(fault.startMs)")
+            }
+            if let ready = fault.ready?.values.max() { readyMax[fault.kind] = max(readyMax[fault.kind] ?? 0, ready) }
+            guard let back = fault.returnMs else { continue }
+            var low = 0
+            var high = wins.count
+            while low < high {
+                let middle = (low + high) / 2
+                if wins[middle] < back { low = middle + 1 } else { high = middle }
+            }
+            if low < wins.count, wins[low] - back <= bound {
+                samples[fault.kind, default: []].append(wins[low] - back)
+            } else if lastInvoke - back > bound {
+                report.anomaly("no-recovery", "no successful hold within \(bound) ms after \(fault.kind) at \(back)")
+            }
+        }
+        for (kind, var entry) in report.recovery {
+            let sorted = (samples[kind] ?? []).sorted()
+            entry.measured = sorted.count
+            entry.p50Ms = sorted.isEmpty ? nil : sorted[sorted.count / 2]
+            entry.maxMs = sorted.last
+            entry.processReadyMaxMs = readyMax[kind]
+            report.recovery[kind] = entry
+        }
+    }
+}

@@ -1,0 +1,118 @@
+import AMQPClient
+import Bench
+import Contracts
+import Foundation
+import Logging
+import PostgresClient
+
+/// Collects what the checker needs once a run's load has ended and TTL + one sweep have passed: the
+/// client history and fault log, the outbox drained to the broker, the events from the suite's own queue,
+/// the database's rows, and the core's availability answers.
+public struct GatherConfiguration: Sendable {
+    public var databaseURL: String
+    public var amqpURL: String
+    public var historyPath: String
+    public var faultsPath: String
+    public var eventsLogPath: String
+    public var showtimePrefix: String
+
+    public init(
+        databaseURL: String,
+        amqpURL: String,
+        historyPath: String,
+        faultsPath: String,
+        eventsLogPath: String,
+        showtimePrefix: String
+    ) {
+        self.databaseURL = databaseURL
+        self.amqpURL = amqpURL
+        self.historyPath = historyPath
+        self.faultsPath = faultsPath
+        self.eventsLogPath = eventsLogPath
+        self.showtimePrefix = showtimePrefix
+    }
+}
+
+public enum Gather {
+    public static func collect(_ configuration: GatherConfiguration, logger: Logger) throws -> CheckInput {
+        let (history, skipped) = try readJSONLines(configuration.historyPath, as: Attempt.self)
+        let (faults, _) = try readJSONLines(configuration.faultsPath, as: FaultRecord.self)
+        let database = try PostgresConnection(url: configuration.databaseURL, logger: logger)
+        defer { database.close() }
+
+        // The relay publishes what committed; give it time to empty the outbox (it may be catching up after
+        // the last fault), then count what is left: that is what a consumer would never see.
+        var unpublished = 0
+        let deadline = ContinuousClock.now + .seconds(60)
+        repeat {
+            unpublished = try database.query("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL").rows[0]
+                .decode("n", as: Int.self)
+            if unpublished == 0 { break }
+            Thread.sleep(forTimeInterval: 0.5)
+        } while ContinuousClock.now < deadline
+
+        let (events, undecodable) = try EventQueue.drain(
+            url: configuration.amqpURL,
+            idle: .seconds(3),
+            logPath: configuration.eventsLogPath,
+            logger: logger
+        )
+        let snapshot = try DatabaseSnapshot.read(database, showtimePrefix: configuration.showtimePrefix)
+
+        var keyed: [String: String] = [:]
+        for row in try database.query(
+            "SELECT user_id, idempotency_key, hold_id FROM holds WHERE idempotency_key IS NOT NULL"
+        ).rows {
+            keyed[
+                HistoryChecker.keyOf(
+                    user: try row.decode("user_id", as: String.self),
+                    key: try row.decode("idempotency_key", as: String.self)
+                )
+            ] = try row.decode("hold_id", as: String.self)
+        }
+
+        var seats: [FinalSeat] = []
+        for row in try database.query(
+            "SELECT showtime_id, seat_id, state, hold_id FROM seat_states WHERE starts_with(showtime_id, $1) ORDER BY showtime_id, position",
+            [configuration.showtimePrefix]
+        ).rows {
+            seats.append(
+                FinalSeat(
+                    showtimeID: try row.decode("showtime_id", as: String.self),
+                    seatID: try row.decode("seat_id", as: String.self),
+                    state: try row.decode("state", as: String.self),
+                    holdID: row["hold_id"],
+                    availabilityState: nil
+                )
+            )
+        }
+
+        // The core's own answer for every showtime: it must agree with the rows (nothing held, sold seats sold).
+        let caller = try RPCCaller(configuration: try AMQPConfiguration(url: configuration.amqpURL), logger: logger)
+        defer { caller.close() }
+        var answered: [String: String] = [:]
+        for showtime in Set(seats.map(\.showtimeID)).sorted() {
+            switch try caller.call(.availability, AvailabilityRequest(showtimeId: showtime), as: Availability.self) {
+            case .success(let availability):
+                for seat in availability.availability { answered["\(showtime)/\(seat.seatId)"] = seat.state.rawValue }
+            case .failure(let error):
+                throw FaultSuiteError("availability of \(showtime) answered \(error.code.rawValue): \(error.message)")
+            }
+        }
+        for index in seats.indices {
+            seats[index].availabilityState = answered["\(seats[index].showtimeID)/\(seats[index].seatID)"] ?? "missing"
+        }
+
+        return CheckInput(
+            history: history,
+            historySkipped: skipped,
+            faults: faults,
+            snapshot: snapshot,
+            keyedHolds: keyed,
+            events: events,
+            undecodableEvents: undecodable,
+            unpublishedAtEnd: unpublished,
+            finalSeats: seats
+        )
+    }
+}

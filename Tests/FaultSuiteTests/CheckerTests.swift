@@ -1,0 +1,182 @@
+import Testing
+
+@testable import FaultSuite
+
+/// The checks that do not need a database: each is shown to catch what it guards against, and to stay
+/// quiet on a correct history.
+@Suite("History checker")
+struct CheckerTests {
+    static func hold(
+        _ client: String,
+        _ holdID: String,
+        seats: [String],
+        at complete: Int64,
+        expires: Int64,
+        key: String? = nil,
+        attempt: Int = 1,
+        result: String = "ok",
+        code: String? = nil
+    ) -> Attempt {
+        Attempt(
+            client: client,
+            transport: "amqp",
+            op: "hold",
+            userId: "u-\(client)",
+            showtimeId: "flt-0",
+            seatIds: seats,
+            key: key ?? "\(client)-\(holdID)",
+            holdId: result == "ok" ? holdID : nil,
+            attempt: attempt,
+            invokeMs: complete - 5,
+            completeMs: complete,
+            result: result,
+            code: code,
+            status: result == "ok" ? "active" : nil,
+            expiresAtMs: result == "ok" ? expires : nil
+        )
+    }
+
+    static func release(_ client: String, _ holdID: String, at invoke: Int64) -> Attempt {
+        Attempt(
+            client: client,
+            transport: "amqp",
+            op: "release",
+            userId: "u-\(client)",
+            showtimeId: "flt-0",
+            seatIds: ["s1"],
+            holdId: holdID,
+            attempt: 1,
+            invokeMs: invoke,
+            completeMs: invoke + 3,
+            result: "ok",
+            status: "released"
+        )
+    }
+
+    @Test("two holds of one seat both surely live at one instant are a client-side double hold")
+    func overlappingHolds() {
+        var report = FaultReport()
+        HistoryChecker.checkClientIntervals(
+            [
+                Self.hold("a1", "h1", seats: ["s1", "s2"], at: 1_000, expires: 4_000),
+                Self.hold("a2", "h2", seats: ["s2"], at: 2_000, expires: 5_000),
+            ],
+            into: &report
+        )
+        #expect(report.anomalies["client-double-hold"] == 1)
+    }
+
+    @Test("a hold after the previous one's release or expiry, or on another seat, is not a double hold")
+    func sequentialHolds() {
+        var report = FaultReport()
+        HistoryChecker.checkClientIntervals(
+            [
+                Self.hold("a1", "h1", seats: ["s1"], at: 1_000, expires: 4_000),
+                Self.release("a1", "h1", at: 1_500),
+                Self.hold("a2", "h2", seats: ["s1"], at: 1_600, expires: 4_600),
+                Self.hold("a3", "h3", seats: ["s1"], at: 4_600, expires: 7_600),
+                Self.hold("a4", "h4", seats: ["s9"], at: 4_700, expires: 7_700),
+            ],
+            into: &report
+        )
+        #expect(report.anomalies["client-double-hold", default: 0] == 0)
+    }
+
+    @Test("a retried key answered with two hold ids, or a hold created for a key whose final answer was an error")
+    func idempotency() {
+        let history = [
+            Self.hold("a1", "h1", seats: ["s1"], at: 1_000, expires: 4_000, key: "k1"),
+            Self.hold("a1", "h2", seats: ["s1"], at: 1_100, expires: 4_100, key: "k1", attempt: 2),
+            Self.hold("a2", "x", seats: ["s2"], at: 1_000, expires: 0, key: "k2", result: "timeout"),
+            Self.hold(
+                "a2",
+                "x",
+                seats: ["s2"],
+                at: 2_000,
+                expires: 0,
+                key: "k2",
+                attempt: 2,
+                result: "error",
+                code: "SEAT_UNAVAILABLE"
+            ),
+            // Hung up on, refused on retry, and the abandoned first attempt created the hold afterwards.
+            Self.hold("a3", "x", seats: ["s3"], at: 3_001, expires: 0, key: "k3", result: "disconnected"),
+            Self.hold(
+                "a3",
+                "x",
+                seats: ["s3"],
+                at: 3_010,
+                expires: 0,
+                key: "k3",
+                attempt: 2,
+                result: "error",
+                code: "SEAT_UNAVAILABLE"
+            ),
+        ]
+        var report = FaultReport()
+        HistoryChecker.checkIdempotency(
+            history,
+            keyedHolds: [
+                HistoryChecker.keyOf(user: "u-a1", key: "k1"): "h1",
+                HistoryChecker.keyOf(user: "u-a2", key: "k2"): "h3",
+                HistoryChecker.keyOf(user: "u-a3", key: "k3"): "h4",
+            ],
+            createdMs: ["h3": 997, "h4": 3_050],
+            into: &report
+        )
+        #expect(report.anomalies["idempotency-two-holds"] == 1)
+        #expect(report.anomalies["idempotency-lost-reply"] == 1)
+        #expect(report.idempotency.retriedKeys == 3)
+        #expect(report.idempotency.committedWithoutReply == 1)
+        #expect(report.idempotency.lateDuplicateHolds == 1)
+    }
+
+    @Test("a seat still held after TTL + a sweep is stuck; availability must agree with the rows")
+    func finalSeats() {
+        var report = FaultReport()
+        HistoryChecker.checkFinalSeats(
+            [
+                FinalSeat(showtimeID: "flt-0", seatID: "s1", state: "held", holdID: "h1", availabilityState: "held"),
+                FinalSeat(
+                    showtimeID: "flt-0",
+                    seatID: "s2",
+                    state: "available",
+                    holdID: nil,
+                    availabilityState: "held"
+                ),
+                FinalSeat(
+                    showtimeID: "flt-0",
+                    seatID: "s3",
+                    state: "purchased",
+                    holdID: "h2",
+                    availabilityState: "purchased"
+                ),
+            ],
+            into: &report
+        )
+        #expect(report.anomalies["stuck-seat"] == 1)
+        #expect(report.anomalies["availability-disagrees"] == 2)
+    }
+
+    @Test("recovery is the time from the dependency's return to the first successful hold")
+    func recovery() {
+        let history = [
+            Self.hold("a1", "h1", seats: ["s1"], at: 1_000, expires: 4_000),
+            Self.hold("a1", "h2", seats: ["s2"], at: 10_250, expires: 14_000),
+            Self.hold("a1", "x", seats: ["s3"], at: 200_000, expires: 0, result: "error", code: "SEAT_UNAVAILABLE"),
+        ]
+        let faults = [
+            FaultRecord(kind: "redis-restart", startMs: 9_000, returnMs: 10_000, ready: ["core1": 40]),
+            FaultRecord(kind: "postgres-restart", startMs: 11_000, returnMs: 12_000, notReady: ["core2"]),
+            FaultRecord(kind: "crash", target: "core1", startMs: 13_000),
+        ]
+        var report = FaultReport()
+        HistoryChecker.checkRecovery(history, faults: faults, bound: 60_000, into: &report)
+        #expect(report.recovery["redis-restart"]?.p50Ms == 250)
+        #expect(report.recovery["redis-restart"]?.processReadyMaxMs == 40)
+        #expect(report.anomalies["no-recovery"] == 1)
+        #expect(report.anomalies["no-reconnect"] == 1)
+        #expect(report.anomalies["process-crash"] == 1)
+        #expect(report.faults == ["redis-restart": 1, "postgres-restart": 1])
+    }
+}

@@ -1,0 +1,474 @@
+#!/usr/bin/env bash
+# The fault suite (issue 7): a contended workload against two `inventory-rpc serve` processes and the REST
+# facade, on a PRIVATE PostgreSQL / Redis / RabbitMQ that this script starts, breaks at random moments,
+# and stops; then the history checker. Exit 0 when no anomaly of any kind was found.
+#
+#   faults/run.sh [--duration SECONDS] [--seed N] [--control] [--gap MIN-MAX] [--out DIR]
+#                 [--amqp-clients N] [--http-clients N] [--no-faults] [--bin DIR]
+#
+#   --duration   seconds of load with faults (default 60); the checks add about half a minute
+#   --seed       seeds the fault order, the pauses between faults and the clients' choices
+#   --control    the control run: builds the core with -DINVENTORY_CONTROL_UNSAFE_CLAIM (scratch path
+#                .build-control), turns the seat guard trigger off in the private database, and exits 0
+#                only if the checker DOES find double holds
+#   --gap        seconds between one fault's recovery and the next fault (default 1-4)
+#   --bin        use the binaries in DIR instead of building (the Swift test passes its own)
+#
+# Never touches the shared services on 5432 / 6379 / 5672. Ports: FAULTS_PORT_OFFSET (default 0) shifts
+# all of PostgreSQL 5442, Redis 6392, RabbitMQ 5692 (distribution 25692), facade 3095, core ops 3096-3097.
+# RELIABILITY.md explains the faults, the checks and the results.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+readonly ROOT=$PWD
+
+duration=60 seed=$(((RANDOM << 15) | RANDOM)) control=false gap=1-4 out="" amqp_clients=16 http_clients=6
+inject=true bin=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --duration) duration=$2; shift 2 ;;
+    --seed) seed=$2; shift 2 ;;
+    --control) control=true; shift ;;
+    --gap) gap=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --amqp-clients) amqp_clients=$2; shift 2 ;;
+    --http-clients) http_clients=$2; shift 2 ;;
+    --no-faults) inject=false; shift ;;
+    --bin) bin=$2; shift 2 ;;
+    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+gap_min=${gap%-*} gap_max=${gap#*-}
+
+# Without FAULTS_PORT_OFFSET, the first offset (0, 10, ... 90) whose ports are all free: two runs at once
+# (two worktrees' test suites) each get their own stack.
+ports_free_at() {
+    local port
+    for port in $((5442 + $1)) $((6392 + $1)) $((5692 + $1)) $((25692 + $1)) $((3095 + $1)) $((3096 + $1)) $((3097 + $1)); do
+        ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || return 1
+    done
+}
+offset=${FAULTS_PORT_OFFSET:-}
+if [ -z "$offset" ]; then
+    for candidate in 0 10 20 30 40 50 60 70 80 90; do
+        if ports_free_at "$candidate"; then offset=$candidate; break; fi
+    done
+    [ -n "$offset" ] || { echo "run.sh: no free port range (FAULTS_PORT_OFFSET 0-90 all taken)" >&2; exit 1; }
+fi
+export FAULTS_PG_PORT=$((5442 + offset)) FAULTS_REDIS_PORT=$((6392 + offset)) FAULTS_AMQP_PORT=$((5692 + offset))
+export FAULTS_DIST_PORT=$((25692 + offset))
+readonly FACADE_PORT=$((3095 + offset)) OPS_PORT_BASE=$((3096 + offset))
+readonly HOLD_TTL=3 EXPIRY_INTERVAL=1 SHOWTIME_PERIOD=5 SEATS=48
+
+FAULTS_DIR=$(mktemp -d /tmp/faults.XXXXXX)
+chmod 755 "$FAULTS_DIR"
+trap 'rm -rf "$FAULTS_DIR"' EXIT # until the full clean-up below takes over
+export FAULTS_DIR
+# shellcheck source=faults/stack.sh
+source "$ROOT/faults/stack.sh"
+
+suffix=""
+if $control; then suffix=-control; fi
+[ -n "$out" ] || out=$ROOT/.build/faults/$(date +%Y%m%d-%H%M%S)-seed$seed$suffix
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+readonly HISTORY=$out/history.jsonl FAULTS_LOG=$out/faults.jsonl
+: >"$FAULTS_LOG"
+RANDOM=$seed
+
+readonly DATABASE_URL="postgresql://postgres@127.0.0.1:$FAULTS_PG_PORT/inventory_faults"
+readonly REDIS_URL="redis://127.0.0.1:$FAULTS_REDIS_PORT"
+readonly RABBITMQ_URL="amqp://guest:guest@127.0.0.1:$FAULTS_AMQP_PORT"
+
+# MARK: Processes of the service (ours: started, killed and restarted only by this script)
+
+declare -A PIDS=() OPS=()
+CORES=(core1 core2)
+OPS[core1]=$OPS_PORT_BASE
+OPS[core2]=$((OPS_PORT_BASE + 1))
+OPS[facade]=$FACADE_PORT
+workload_pid=""
+
+start_process() {
+    local name=$1
+    # From $out: the services read .env files in their working directory, and the repository's are not ours.
+    if [ "$name" = facade ]; then
+        (cd "$out" && exec setsid env RABBITMQ_URL="$RABBITMQ_URL" PORT="$FACADE_PORT" RPC_TIMEOUT_MS=2500 \
+            LOG_LEVEL=info CORS_ORIGIN='*' "$bin/http-facade" >>"$out/facade.log" 2>&1) &
+    else
+        (cd "$out" && exec setsid env DATABASE_URL="$DATABASE_URL" REDIS_URL="$REDIS_URL" RABBITMQ_URL="$RABBITMQ_URL" \
+            HOLD_TTL_SECONDS=$HOLD_TTL EXPIRY_INTERVAL_SECONDS=$EXPIRY_INTERVAL OPS_PORT="${OPS[$name]}" WORKERS=4 \
+            LOG_LEVEL=info "$bin/inventory-rpc" serve >>"$out/$name.log" 2>&1) &
+    fi
+    PIDS[$name]=$!
+}
+
+alive() { # pid: running (not a zombie)
+    local state
+    state=$(ps -o stat= -p "$1" 2>/dev/null || true)
+    [ -n "$state" ] && [ "${state:0:1}" != Z ]
+}
+
+kill9() {
+    local name=$1 pid=${PIDS[$1]}
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+ready() { curl -sf -m 1 -o /dev/null "http://127.0.0.1:${OPS[$1]}/readyz"; }
+
+all_names() { echo "${CORES[@]}" facade; }
+
+# A process that died without being killed by us is an anomaly: record it, restart it, go on.
+check_crashes() {
+    local name
+    for name in $(all_names); do
+        if ! alive "${PIDS[$name]}"; then
+            local code=0
+            wait "${PIDS[$name]}" 2>/dev/null || code=$?
+            log "$name exited on its own (status $code); restarting it"
+            printf '{"kind":"crash","target":"%s","startMs":%s,"detail":"exit status %s; see %s.log"}\n' \
+                "$name" "$(now_ms)" "$code" "$name" >>"$FAULTS_LOG"
+            start_process "$name"
+        fi
+    done
+}
+
+# Waits (up to 60 s) until every process answers /readyz; prints `"name":ms,...` and the not-ready list.
+READY_JSON="" NOT_READY_JSON=""
+wait_all_ready() {
+    local since=$1 name pending deadline=$((SECONDS + 60))
+    declare -A at=()
+    while :; do
+        pending=0
+        for name in $(all_names); do
+            [ -n "${at[$name]:-}" ] && continue
+            if ready "$name"; then at[$name]=$(($(now_ms) - since)); else pending=1; fi
+        done
+        [ $pending = 0 ] || [ $SECONDS -ge $deadline ] && break
+        sleep 0.05
+    done
+    READY_JSON="" NOT_READY_JSON=""
+    for name in $(all_names); do
+        if [ -n "${at[$name]:-}" ]; then
+            READY_JSON+="${READY_JSON:+,}\"$name\":${at[$name]}"
+        else
+            NOT_READY_JSON+="${NOT_READY_JSON:+,}\"$name\""
+        fi
+    done
+}
+
+record_fault() { # kind target start return detail
+    wait_all_ready "$4"
+    printf '{"kind":"%s","target":"%s","startMs":%s,"returnMs":%s,"ready":{%s},"notReady":[%s],"detail":"%s"}\n' \
+        "$1" "$2" "$3" "$4" "$READY_JSON" "$NOT_READY_JSON" "$5" >>"$FAULTS_LOG"
+    [ -z "$NOT_READY_JSON" ] || log "NOT READY after $1: $NOT_READY_JSON"
+}
+
+# The core whose relay holds the outbox leadership (a session advisory lock): its backend's client port,
+# then the process on our side of that connection.
+relay_leader() {
+    local port pid name
+    port=$(psql_ -tAc "SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+        WHERE l.locktype = 'advisory' AND l.granted AND l.classid = x'696E765F'::int AND l.objid = x'6F757462'::int
+        LIMIT 1" 2>/dev/null || true)
+    [ -n "$port" ] || return 1
+    pid=$(ss -Htnp "sport = :$port" 2>/dev/null | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n 1)
+    for name in "${CORES[@]}"; do
+        if [ "${PIDS[$name]}" = "$pid" ]; then
+            echo "$name"
+            return 0
+        fi
+    done
+    return 1
+}
+
+unpublished() { psql_ -tAc 'SELECT count(*) FROM outbox WHERE published_at IS NULL' 2>/dev/null || echo "?"; }
+
+# MARK: Faults
+
+random_core() { echo "${CORES[RANDOM % ${#CORES[@]}]}"; }
+
+fault_kill_core() {
+    local name start back
+    name=$(random_core)
+    start=$(now_ms)
+    kill9 "$name"
+    sleep "0.$((RANDOM % 8 + 2))"
+    start_process "$name"
+    back=$(now_ms)
+    record_fault kill-core "$name" "$start" "$back" "kill -9 at a random moment under load"
+}
+
+# Local ports of a process's connections to our PostgreSQL (to find its backends in pg_stat_activity).
+db_ports_of() {
+    ss -Htnp "dport = :$FAULTS_PG_PORT" 2>/dev/null | grep "pid=$1," | awk '{ split($4, a, ":"); print a[length(a)] }' |
+        paste -sd, -
+}
+
+# Write pipelines (BEGIN; inventory_x(...); COMMIT; notify) of this process that the server finished after
+# `since`: with the process frozen since then, each is a commit whose answer nobody read.
+commits_since() { # pid since_ms
+    local ports
+    ports=$(db_ports_of "$1")
+    [ -n "$ports" ] || { echo 0; return; }
+    psql_ -tAc "SELECT count(*) FROM pg_stat_activity WHERE client_port IN ($ports) AND state = 'idle'
+        AND query LIKE '%pg_notify%' AND state_change > to_timestamp($2 / 1000.0)" 2>/dev/null || echo "?"
+}
+
+# Between the database commit and the reply: SIGSTOP freezes the core with its pipelines on the wire and
+# the server commits them. If none of its backends finished a write after the freeze, SIGCONT and try again
+# a moment later (up to 20 times); then kill -9: each such write committed and its answer was never read.
+fault_kill_core_after_commit() {
+    local name start back pid committed=0 frozen tries=0
+    name=$(random_core)
+    pid=${PIDS[$name]}
+    start=$(now_ms)
+    while :; do
+        frozen=$(now_ms)
+        kill -STOP "$pid" 2>/dev/null || true
+        sleep 0.1
+        committed=$(commits_since "$pid" "$frozen")
+        tries=$((tries + 1))
+        [ "$committed" = 0 ] && [ $tries -lt 20 ] || break
+        kill -CONT "$pid" 2>/dev/null || true
+        sleep "0.$((RANDOM % 2 + 1))"
+    done
+    kill9 "$name"
+    sleep 0.2
+    start_process "$name"
+    back=$(now_ms)
+    record_fault kill-core-after-commit "$name" "$start" "$back" \
+        "frozen (attempt $tries), killed with $committed write transactions committed and unanswered"
+}
+
+# Between the commit and the event's publication: freeze the relay leader, wait until the outbox has a
+# row it has not published (the other core keeps committing), then kill -9 it; its successor (the other
+# core's relay, once the dead session's advisory lock is gone) must publish what it left, once.
+fault_kill_relay_unpublished() {
+    local name start back waiting=0 rows=0
+    name=$(relay_leader || random_core)
+    start=$(now_ms)
+    kill -STOP "${PIDS[$name]}" 2>/dev/null || true
+    while [ $waiting -lt 60 ]; do
+        rows=$(unpublished)
+        [ "$rows" != 0 ] && [ "$rows" != "?" ] && break
+        waiting=$((waiting + 1))
+        sleep 0.05
+    done
+    kill9 "$name"
+    sleep 0.2
+    start_process "$name"
+    back=$(now_ms)
+    record_fault kill-relay-unpublished "$name" "$start" "$back" \
+        "relay leader frozen, killed with $rows outbox rows committed and not marked published"
+}
+
+fault_kill_facade() {
+    local start back
+    start=$(now_ms)
+    kill9 facade
+    sleep 0.3
+    start_process facade
+    back=$(now_ms)
+    record_fault kill-facade facade "$start" "$back" "kill -9 of the REST facade"
+}
+
+fault_rabbitmq_restart() {
+    local start back
+    start=$(now_ms)
+    rabbit_stop
+    rabbit_start || log "RabbitMQ did not come back in time"
+    back=$(now_ms)
+    record_fault rabbitmq-restart rabbitmq "$start" "$back" "rabbitmqctl stop, rabbitmq-server -detached"
+}
+
+fault_redis_flushall() {
+    local start
+    start=$(now_ms)
+    redis_cli flushall >/dev/null
+    record_fault redis-flushall redis "$start" "$(now_ms)" "FLUSHALL: every seat lock gone"
+}
+
+fault_redis_restart() {
+    local start back
+    start=$(now_ms)
+    redis_stop
+    sleep 1
+    redis_start
+    back=$(now_ms)
+    record_fault redis-restart redis "$start" "$back" "shutdown nosave, 1 s down, started empty"
+}
+
+fault_redis_pause() {
+    local start back pid
+    pid=$(redis_pid)
+    start=$(now_ms)
+    kill -STOP "$pid"
+    sleep $((HOLD_TTL + 1)).5
+    kill -CONT "$pid"
+    back=$(now_ms)
+    record_fault redis-pause redis "$start" "$back" "SIGSTOP for $((HOLD_TTL + 1)).5 s (past the lock TTL), SIGCONT"
+}
+
+fault_postgres_restart() {
+    local start back mode=$1
+    start=$(now_ms)
+    pg_stop "$mode"
+    pg_start || log "PostgreSQL did not come back in time"
+    back=$(now_ms)
+    record_fault "postgres-$([ "$mode" = fast ] && echo restart || echo crash)" postgresql "$start" "$back" \
+        "pg_ctl stop -m $mode, start"
+}
+
+inject_fault() {
+    case "$1" in
+    kill-core) fault_kill_core ;;
+    kill-core-after-commit) fault_kill_core_after_commit ;;
+    kill-relay-unpublished) fault_kill_relay_unpublished ;;
+    kill-facade) fault_kill_facade ;;
+    rabbitmq-restart) fault_rabbitmq_restart ;;
+    redis-flushall) fault_redis_flushall ;;
+    redis-restart) fault_redis_restart ;;
+    redis-pause) fault_redis_pause ;;
+    postgres-restart) fault_postgres_restart fast ;;
+    postgres-crash) fault_postgres_restart immediate ;;
+    esac
+}
+
+# Every kind once per round, in a fresh seeded order each round; the cheap ones twice.
+ROUND=()
+next_fault_kind() {
+    if [ ${#ROUND[@]} = 0 ]; then
+        local kinds=(kill-core kill-core kill-core-after-commit kill-core-after-commit kill-relay-unpublished
+            kill-relay-unpublished kill-facade rabbitmq-restart redis-flushall redis-flushall redis-restart redis-pause
+            postgres-restart postgres-crash)
+        local i j tmp
+        for ((i = ${#kinds[@]} - 1; i > 0; i--)); do
+            j=$((RANDOM % (i + 1)))
+            tmp=${kinds[i]} kinds[i]=${kinds[j]} kinds[j]=$tmp
+        done
+        ROUND=("${kinds[@]}")
+    fi
+    NEXT_KIND=${ROUND[0]}
+    ROUND=("${ROUND[@]:1}")
+}
+
+# The service works again: a hold committed after the dependency returned (bounded; the checker measures
+# the exact time from the clients' history).
+wait_recovered() {
+    local since=$1 deadline=$((SECONDS + 60))
+    until [ $SECONDS -ge $load_end ] || [ "$(psql_ -tAc "SELECT count(*) FROM holds WHERE created_at > to_timestamp($since / 1000.0)" 2>/dev/null)" \
+        -gt 0 ] 2>/dev/null; do
+        [ $SECONDS -lt $deadline ] || { log "no hold committed within 60 s of the last fault's return"; return 1; }
+        sleep 0.1
+    done
+}
+
+# MARK: Start, clean up
+
+# shellcheck disable=SC2317 # called by the EXIT trap
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    if [ -n "$workload_pid" ] && alive "$workload_pid"; then kill -TERM "$workload_pid" 2>/dev/null || true; fi
+    local name
+    for name in "${!PIDS[@]}"; do
+        kill -CONT "${PIDS[$name]}" 2>/dev/null || true
+        kill -9 "${PIDS[$name]}" 2>/dev/null || true
+    done
+    stack_down >/dev/null 2>&1 || true
+    # Keep the logs with the report; drop the data directories.
+    cp "$FAULTS_DIR"/pg/server.log "$out/postgresql.log" 2>/dev/null || true
+    rm -rf "$FAULTS_DIR"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ -z "$bin" ]; then
+    if $control; then
+        log "building the CONTROL core (-DINVENTORY_CONTROL_UNSAFE_CLAIM) in .build-control"
+        swift build --scratch-path .build-control -Xswiftc -DINVENTORY_CONTROL_UNSAFE_CLAIM \
+            >"$out/build.log" 2>&1 || { tail -n 30 "$out/build.log" >&2; exit 1; }
+        bin=$(swift build --scratch-path .build-control -Xswiftc -DINVENTORY_CONTROL_UNSAFE_CLAIM --show-bin-path)
+    else
+        log "building"
+        swift build >"$out/build.log" 2>&1 || { tail -n 30 "$out/build.log" >&2; exit 1; }
+        bin=$(swift build --show-bin-path)
+    fi
+fi
+bin=$(cd "$bin" && pwd)
+for tool in inventory-rpc http-facade inventory-faults; do
+    [ -x "$bin/$tool" ] || { log "$bin/$tool is missing: build first (swift build)"; exit 1; }
+done
+
+stack_up
+env DATABASE_URL="$DATABASE_URL" LOG_LEVEL=warning "$bin/inventory-rpc" migrate
+if $control; then
+    # The database's second line of defence (decision 0002) would refuse the unsafe claim's double hold.
+    psql_ -c 'ALTER TABLE seat_states DISABLE TRIGGER seat_states_guard_update'
+    log "CONTROL: unsafe claim build, seat guard trigger disabled in the private database"
+fi
+
+for name in $(all_names); do start_process "$name"; done
+showtimes=$((duration / SHOWTIME_PERIOD + 3))
+common=(--amqp-url "$RABBITMQ_URL" --prefix flt --showtimes "$showtimes" --seats "$SEATS")
+"$bin/inventory-faults" prepare "${common[@]}"
+wait_all_ready "$(now_ms)"
+[ -z "$NOT_READY_JSON" ] || { log "not ready at the start: $NOT_READY_JSON"; exit 1; }
+
+log "load for ${duration}s: $amqp_clients AMQP + $http_clients HTTP clients, seed $seed, report in $out"
+"$bin/inventory-faults" workload "${common[@]}" --facade "127.0.0.1:$FACADE_PORT" --amqp-clients "$amqp_clients" \
+    --http-clients "$http_clients" --duration "$duration" --period "$SHOWTIME_PERIOD" --seed "$seed" \
+    --history "$HISTORY" >"$out/workload.txt" 2>"$out/workload.log" &
+workload_pid=$!
+
+load_end=$((SECONDS + duration))
+faults=0
+if $inject; then
+    while :; do
+        sleep "$((gap_min + RANDOM % (gap_max - gap_min + 1))).$((RANDOM % 10))"
+        [ $SECONDS -lt $((load_end - 3)) ] || break
+        check_crashes
+        next_fault_kind
+        log "fault $((faults + 1)): $NEXT_KIND"
+        inject_fault "$NEXT_KIND"
+        faults=$((faults + 1))
+        wait_recovered "$(tail -n 1 "$FAULTS_LOG" | jq -r '.returnMs // .startMs')" || true
+    done
+fi
+log "load ends; waiting for the clients to finish their last operations"
+wait "$workload_pid" || log "workload exited with status $?"
+workload_pid=""
+cat "$out/workload.txt" >&2
+check_crashes
+wait_all_ready "$(now_ms)"
+
+# Every hold of the run is dead by now + TTL; one more sweep (and a margin) and nothing may be held.
+sleep $((HOLD_TTL + 2 * EXPIRY_INTERVAL + 1))
+check_crashes
+status=0
+check_args=(--database-url "$DATABASE_URL" --history "$HISTORY" --faults "$FAULTS_LOG" --events-log "$out/events.jsonl"
+    --report "$out/report")
+$control && check_args+=(--control)
+"$bin/inventory-faults" check "${common[@]}" "${check_args[@]}" || status=$?
+
+# Clean stop: SIGTERM, exit 0 within 10 s (INTERFACE.md's Processes).
+for name in $(all_names); do kill -TERM "${PIDS[$name]}" 2>/dev/null || true; done
+for name in $(all_names); do
+    code=0
+    for _ in $(seq 120); do alive "${PIDS[$name]}" || break; sleep 0.1; done
+    if alive "${PIDS[$name]}"; then
+        log "$name still running 12 s after SIGTERM; killing it"
+        kill -9 "${PIDS[$name]}" 2>/dev/null || true
+    fi
+    wait "${PIDS[$name]}" || code=$?
+    if [ "$code" != 0 ]; then
+        log "$name did not stop cleanly on SIGTERM (status $code)"
+        $control || status=1
+    fi
+done
+PIDS=()
+log "$faults faults injected; report: $out/report.txt"
+exit $status
