@@ -124,8 +124,10 @@ public final class RPCChannel {
     }
 
     /// Waits at most `timeout` — less when a call's deadline comes first — for replies and returns, or for
-    /// `wakeup` (which it drains) to be signalled; then answers what arrived and what expired. Without a
-    /// connection it only waits (on `wakeup`, if any) and expires. Returns whether `wakeup` was signalled.
+    /// `wakeup` (which it drains) to be signalled; then answers what arrived and what expired. With a
+    /// `wakeup` it answers everything that has arrived; without one, the next reply or return (call it in a
+    /// loop). Without a connection it only waits (on `wakeup`, if any) and expires. Returns whether `wakeup`
+    /// was signalled.
     ///
     /// Throws the failure that lost the connection, after the calls published on it have failed
     /// `connectionLost`.
@@ -137,10 +139,19 @@ public final class RPCChannel {
         var woken = false
         if let connection {
             do throws(AMQPError) {
-                let (readable, signalled) = try connection.waitForInput(wakeup: wakeup, timeout: wait)
-                woken = signalled
-                // A completion may close the connection or lose it by sending: look again every time.
-                while readable, let connection = self.connection, let event = try connection.nextEvent(timeout: .zero) {
+                if let wakeup {
+                    let (readable, signalled) = try connection.waitForInput(wakeup: wakeup, timeout: wait)
+                    woken = signalled
+                    // A completion may close the connection or lose it by sending: look again every time.
+                    while readable, let connection = self.connection,
+                        let event = try connection.nextEvent(timeout: .zero)
+                    {
+                        handle(event)
+                    }
+                } else if let event = try connection.nextEvent(timeout: wait) {
+                    // One event a call, read by rabbitmq-c itself: no poll(2) before each read and no
+                    // empty read after each burst, which a thread that keeps a pipeline full would pay
+                    // for every reply.
                     handle(event)
                 }
             } catch {

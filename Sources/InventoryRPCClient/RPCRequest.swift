@@ -73,7 +73,7 @@ public struct RPCRequest: Sendable {
         properties.messageID = correlationID
         properties.replyTo = Self.replyQueue
         properties.expiration = "\(milliseconds)"
-        properties.headers.merge(headers) { _, request in request }
+        if !headers.isEmpty { properties.headers.merge(headers) { _, request in request } }
         properties.headers[ContractHeaders.deadline] = .int(epochMilliseconds + milliseconds)
         return properties
     }
