@@ -51,9 +51,16 @@ public final class RPCChannel {
 
     public typealias Completion = (Result<RPCResponse, RPCFailure>) -> Void
 
-    private struct Call {
-        var request: RPCRequest
-        var completion: Completion
+    /// A class: the table moves calls between its dictionary, its actions and back, and a reference is
+    /// one retain where the request's fields and the completion would be several.
+    private final class Call {
+        let request: RPCRequest
+        let completion: Completion
+
+        init(request: RPCRequest, completion: @escaping Completion) {
+            self.request = request
+            self.completion = completion
+        }
     }
 
     private typealias Table = RPCCallTable<Call, RPCResponse, ContinuousClock.Instant>
