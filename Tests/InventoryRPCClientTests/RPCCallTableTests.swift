@@ -150,6 +150,8 @@ struct RPCCallTableTests {
     func duplicateCorrelationID() {
         var table = connected()
         _ = table.start(correlationID: "1", context: "a", deadline: at(100), now: at(0))
+        // Another call stays pending, so the first call's heap entry outlives its answer.
+        _ = table.start(correlationID: "other", context: "o", deadline: at(2000), now: at(0))
         #expect(
             describe(table.start(correlationID: "1", context: "b", deadline: at(900), now: at(0)))
                 == "fail b duplicateCorrelationID"
