@@ -115,6 +115,13 @@ public final class RPCClient: @unchecked Sendable {
         wakeup.signal()
     }
 
+    /// `call` for async callers: suspends (without blocking a thread) until the call is answered.
+    public func call(_ request: RPCRequest) async -> Result<RPCResponse, RPCFailure> {
+        await withCheckedContinuation { continuation in
+            call(request) { continuation.resume(returning: $0) }
+        }
+    }
+
     /// Stops the thread: calls not answered yet fail `stopped`, the connection is closed. Blocks at most
     /// `timeout` for the thread to finish; never call it on Swift's cooperative pool (use `shutdown()`).
     public func stop(timeout: Duration = .seconds(3)) {

@@ -71,6 +71,23 @@ struct RPCClientTests {
         }
     }
 
+    @Test("async callers await their reply without blocking a thread")
+    func asyncCall() async throws {
+        let server = try await blocking { try ScriptedServer() }
+        let client = try client("async")
+        try await blocking { try waitConnected(client) }
+        let request = RPCRequest(
+            exchange: "",
+            routingKey: server.queue,
+            body: Array("async".utf8),
+            timeout: .seconds(5)
+        )
+        let outcome = await client.call(request)
+        await client.shutdown()
+        try await blocking { server.stop() }
+        #expect(try fields(outcome).last == "async")
+    }
+
     @Test("many calls from many threads at once each get their own reply")
     func concurrentCalls() async throws {
         try await blocking {
