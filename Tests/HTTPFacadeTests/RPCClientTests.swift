@@ -3,6 +3,7 @@ import Contracts
 import Foundation
 import Logging
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import HTTPFacade

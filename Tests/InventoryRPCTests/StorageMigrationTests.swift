@@ -1,4 +1,5 @@
 import PostgresClient
+import TestSupport
 import Testing
 
 @testable import InventoryRPC
