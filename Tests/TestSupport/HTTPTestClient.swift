@@ -179,9 +179,10 @@ public enum HTTPTestClient {
     }
 }
 
-/// A plain `GET` of 127.0.0.1:`port``path`: the status and the body as text.
-public func httpGet(port: Int, path: String) throws -> (status: Int, body: String) {
-    let response = try HTTPTestClient.request(port: port, "GET", path, timeout: .seconds(5))
+/// A plain `GET` of 127.0.0.1:`port``path`: the status and the body as text. The timeout is generous: a
+/// server on Swift's pool answers late when the machine is loaded (and a test blocks a thread of that pool).
+public func httpGet(port: Int, path: String, timeout: Duration = .seconds(30)) throws -> (status: Int, body: String) {
+    let response = try HTTPTestClient.request(port: port, "GET", path, timeout: timeout)
     return (response.status, response.text)
 }
 
