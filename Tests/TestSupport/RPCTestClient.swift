@@ -67,6 +67,10 @@ public final class RPCTestClient: Sendable {
                 try connection.declareExchange(RPCOperation.exchange, type: .direct, durable: true)
             }
             try connection.enablePublisherConfirms()
+            // A raw request may name direct reply-to (a deadline test does): RabbitMQ closes a channel that
+            // publishes with `amq.rabbitmq.reply-to` unless it consumes from it, so this one does (replies
+            // to such sends are not read: they are requests made to get none).
+            try connection.consume(queue: "amq.rabbitmq.reply-to", noAck: true)
         } catch {
             connection.close()
             throw error
