@@ -323,7 +323,10 @@ extension RealServices {
                 )
                 let snapshot = try await reader.next("the big snapshot") { $0.type == "snapshot" }
                 #expect(snapshot.text.contains(#""available":10000"#))
-                #expect(gateway.gateway.metrics.snapshot().connections == 1)
+                // The drop is counted before the channel has closed: its connection goes away just after.
+                try await gateway.waitUntil("the stalled client's connection closed", timeout: .seconds(10)) {
+                    gateway.gateway.metrics.snapshot().connections == 1
+                }
             }
         }
 
