@@ -67,6 +67,9 @@ public final class RPCTestClient: Sendable {
                 try connection.declareExchange(RPCOperation.exchange, type: .direct, durable: true)
             }
             try connection.enablePublisherConfirms()
+            // A sent request may name direct reply-to, which only a channel that consumes it may publish
+            // (the broker closes any other); replies to sent requests are read and dropped.
+            try connection.consume(queue: RPCRequest.replyQueue, noAck: true)
         } catch {
             connection.close()
             throw error
