@@ -7,12 +7,8 @@ import TestSupport
 /// The shared test broker's default vhost (TestSupport's `RabbitMQ`). Every test makes its own
 /// uniquely named queues and exchanges and deletes them, so tests run in parallel and twice in a row.
 enum Broker {
-    static let url = RabbitMQ.url(vhost: "%2f")
-
     static func configuration(_ purpose: String) throws -> AMQPConfiguration {
-        var configuration = try AMQPConfiguration(url: url)
-        configuration.connectionName = "amqp-client-tests \(purpose) \(UUID().uuidString)"
-        return configuration
+        try RabbitMQ.configuration(connectionName: "amqp-client-tests \(purpose) \(UUID().uuidString)")
     }
 
     static func connect(_ purpose: String = #function, heartbeat: Duration? = nil) throws -> AMQPConnection {

@@ -7,12 +7,8 @@ import TestSupport
 /// The shared test broker's default vhost. Tests here use queues of their own (`uniqueName`), reached
 /// through the default exchange, so they need no fixture and run beside each other and everyone else.
 enum TestBroker {
-    static let url = RabbitMQ.url(vhost: "%2f")
-
     static func configuration(_ purpose: String) throws -> AMQPConfiguration {
-        var configuration = try AMQPConfiguration(url: url)
-        configuration.connectionName = "rpc-client-tests \(purpose)"
-        return configuration
+        try RabbitMQ.configuration(connectionName: "rpc-client-tests \(purpose)")
     }
 
     static let logger = makeTestLogger("rpc-client-tests", level: .error, variable: "RPC_CLIENT_TEST_LOG")

@@ -37,9 +37,8 @@ final class EventPublisher: @unchecked Sendable {
     private let connection: AMQPConnection
 
     init(vhost: String) throws {
-        var configuration = try AMQPConfiguration(url: RabbitMQ.url(vhost: vhost))
+        var configuration = try RabbitMQ.configuration(vhost: vhost, connectionName: "gateway-tests publisher")
         configuration.heartbeat = .zero  // idle between publishes; nothing reads heartbeats here
-        configuration.connectionName = "gateway-tests publisher"
         connection = try AMQPConnection(configuration: configuration, logger: quietLogger)
         try connection.declareExchange(EventType.exchange, type: .topic, durable: true)
     }
@@ -71,9 +70,10 @@ final class FakeCore: Sendable {
 
     init(vhost: String, seatMaps: [String: [String]]) throws {
         self.seatMaps.withLock { $0 = seatMaps }
-        var configuration = try AMQPConfiguration(url: RabbitMQ.url(vhost: vhost))
-        configuration.connectionName = "gateway-tests fake-core"
-        let connection = try AMQPConnection(configuration: configuration, logger: quietLogger)
+        let connection = try AMQPConnection(
+            configuration: try RabbitMQ.configuration(vhost: vhost, connectionName: "gateway-tests fake-core"),
+            logger: quietLogger
+        )
         try connection.declareExchange(RPCOperation.exchange, type: .direct, durable: true)
         let queue = try connection.declareQueue(RPCOperation.availability.queueName, durable: false)
         try connection.bindQueue(

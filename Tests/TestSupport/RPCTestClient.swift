@@ -67,10 +67,9 @@ public final class RPCTestClient: Sendable {
                 try connection.declareExchange(RPCOperation.exchange, type: .direct, durable: true)
             }
             try connection.enablePublisherConfirms()
-            // A raw request may name direct reply-to (a deadline test does): RabbitMQ closes a channel that
-            // publishes with `amq.rabbitmq.reply-to` unless it consumes from it, so this one does (replies
-            // to such sends are not read: they are requests made to get none).
-            try connection.consume(queue: "amq.rabbitmq.reply-to", noAck: true)
+            // A sent request may name direct reply-to, which only a channel that consumes it may publish
+            // (the broker closes any other); replies to sent requests are read and dropped.
+            try connection.consume(queue: RPCRequest.replyQueue, noAck: true)
         } catch {
             connection.close()
             throw error

@@ -1,3 +1,4 @@
+import AMQPClient
 import Foundation
 
 /// The shared RabbitMQ, managed with `rabbitmqctl` (as scripts/services.sh sets it up: user guest).
@@ -10,6 +11,14 @@ public enum RabbitMQ {
 
     /// The URL of `vhost` on the broker.
     public static func url(vhost: String) -> String { "\(baseURL)/\(vhost)" }
+
+    /// How to connect to `vhost` (by default the default vhost, "/"), as `connectionName` in the broker's
+    /// tools (`RabbitMQ.connections` finds connections by it).
+    public static func configuration(vhost: String = "%2f", connectionName: String) throws -> AMQPConfiguration {
+        var configuration = try AMQPConfiguration(url: url(vhost: vhost))
+        configuration.connectionName = connectionName
+        return configuration
+    }
 
     /// Runs `rabbitmqctl -q arguments...`; its output, or a failure with it. Blocks for about a second
     /// (an Erlang node starts): from async code, call it through `blocking`.
