@@ -38,6 +38,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        // Bearer tokens at the facade (issue 12); needs swift-crypto 4.x.
+        .package(url: "https://github.com/vapor/jwt-kit", from: "5.8.0"),
     ],
     targets: [
         // MARK: C libraries
@@ -110,6 +112,7 @@ let package = Package(
             name: "HTTPFacade",
             dependencies: [
                 "Contracts", "AMQPClient", "HTTPServer", "ServiceSupport",
+                .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
@@ -221,7 +224,10 @@ let package = Package(
         ),
         .testTarget(
             name: "HTTPFacadeTests",
-            dependencies: ["HTTPFacade", "Contracts", "AMQPClient"],
+            dependencies: [
+                "HTTPFacade", "Contracts", "AMQPClient", "ServiceSupport",
+                .product(name: "JWTKit", package: "jwt-kit"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -23,7 +23,7 @@ struct EndToEndTests {
             #expect(defined.header("content-type") == "application/json")
             #expect(defined.header("access-control-allow-origin") == "http://localhost:3000")
             #expect(defined.header("vary") == "Origin")
-            #expect(defined.header("access-control-expose-headers") == "Idempotent-Replayed")
+            #expect(defined.header("access-control-expose-headers") == "Idempotent-Replayed, WWW-Authenticate")
 
             // POST /hold → 201, with the replay marked on the second identical keyed request
             let first = try hold(stack, showtime, ["a1", "a2"], user: "u1", headers: [("Idempotency-Key", "key-1")])
@@ -74,8 +74,10 @@ struct EndToEndTests {
             #expect(health.status == 200 && health.json["status"] as? String == "ok")
             let ready = try stack.request("GET", "/readyz")
             #expect(ready.status == 200 && ready.json["status"] as? String == "ok")
-            let metrics = try stack.request("GET", "/metrics")
+            let metrics = try stack.metrics()
             #expect(metrics.status == 200)
+            // /metrics left the public port for the operations port (loopback by default).
+            #expect(try stack.request("GET", "/metrics").status == 404)
             #expect(metrics.header("content-type")?.hasPrefix("text/plain") == true)
             for name in [
                 #"http_requests_total{route="/hold",status="201"}"#,
@@ -348,7 +350,7 @@ struct EndToEndTests {
             let inFlightDeadline = Date().addingTimeInterval(5)
             var inFlight = 0.0
             repeat {
-                let metrics = try stack.request("GET", "/metrics").text
+                let metrics = try stack.metrics().text
                 let line = metrics.split(separator: "\n").first { $0.hasPrefix("http_requests_in_flight ") }
                 inFlight = Double(line?.split(separator: " ").last ?? "0") ?? 0
             } while inFlight < 1000 && Date() < inFlightDeadline

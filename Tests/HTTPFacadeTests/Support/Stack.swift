@@ -101,6 +101,17 @@ final class Stack: @unchecked Sendable {
 
     static let postgres = ["PGPASSWORD": "postgres"]
 
+    /// The facade's `JWT_SECRET` (authentication is on, as by default); `minter` signs with it.
+    static let jwtSecret = "stack-test-secret-0123456789abcdef0123456789"
+    static let minter = TokenMinter.hs256Blocking(secret: jwtSecret)
+    /// The token `request` sends unless told otherwise: an admin who may also purchase, so that tests
+    /// about other things may name any `userId` (the authorization tests use their own tokens).
+    static let operatorToken = try! minter.mint(
+        subject: "test-operator",
+        scopes: [Scope.admin, Scope.purchase],
+        ttlSeconds: 86_400
+    )
+
     init(rpcTimeoutMilliseconds: Int = 3000, holdTTLSeconds: Int = 300) {
         let id = uniqueName("facade")
         vhost = "test-\(id)"
@@ -114,6 +125,7 @@ final class Stack: @unchecked Sendable {
     var databaseURL: String { "postgresql://postgres:postgres@localhost:5432/\(database)" }
 
     var port: Int { facade?.port ?? 0 }
+    var opsPort: Int { facade?.opsPort ?? 0 }
 
     /// The environment both processes read.
     var environment: [String: String] {
@@ -160,6 +172,8 @@ final class Stack: @unchecked Sendable {
         configuration.rpcTimeoutMilliseconds = rpcTimeoutMilliseconds
         configuration.corsOrigins = ["http://localhost:3000", "https://tickets.example.com"]
         configuration.maxSeatsPerHold = 10
+        configuration.auth = AuthSettings(mode: .jwt, jwtSecret: Self.jwtSecret)
+        configuration.facadeOpsPort = 0
         MetricsSetup.bootstrap()
         facade = try Facade(configuration: configuration, logger: logs.logger(label: "http-facade"))
     }
@@ -235,13 +249,22 @@ final class Stack: @unchecked Sendable {
 
     // MARK: Requests
 
+    /// A request with `Authorization: Bearer <token>` (``operatorToken`` by default; nil sends none).
     func request(
         _ method: String,
         _ path: String,
         headers: [(String, String)] = [],
-        body: String? = nil
+        body: String? = nil,
+        token: String? = Stack.operatorToken
     ) throws -> TestResponse {
-        try HTTPTestClient.request(port: port, method, path, headers: headers, body: body)
+        var headers = headers
+        if let token { headers.append(("Authorization", "Bearer \(token)")) }
+        return try HTTPTestClient.request(port: port, method, path, headers: headers, body: body)
+    }
+
+    /// `GET /metrics` on the operations port.
+    func metrics() throws -> TestResponse {
+        try HTTPTestClient.request(port: opsPort, "GET", "/metrics")
     }
 
     /// Defines `count` seats `s1`... on a new showtime and returns its id.
