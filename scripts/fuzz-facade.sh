@@ -6,8 +6,12 @@
 #   scripts/fuzz-facade.sh BASE_URL [MIN_CASES]      e.g. scripts/fuzz-facade.sh http://localhost:3005
 #
 # Environment: FUZZ_MAX_EXAMPLES (per operation and phase, default 100), FUZZ_SEED (default: random),
-# FUZZ_REPORT_DIR (default: a temporary directory). Exit status 0 only when schemathesis found nothing
-# and generated at least MIN_CASES (default 1000) requests in all.
+# FUZZ_REPORT_DIR (default: a temporary directory), FUZZ_TOKEN (a bearer token the requests carry; with
+# AUTH_MODE=jwt, give one with both scopes, e.g. `http-facade token --sub fuzz --scope "inventory:admin
+# inventory:purchase"`). With FUZZ_TOKEN set, a second, shorter pass (FUZZ_ANONYMOUS_EXAMPLES, default
+# 20) sends the same operations with no token: every protected one must answer its documented 401, and
+# schemathesis' ignored_auth check fails any that succeeds. Exit status 0 only when schemathesis found
+# nothing and generated at least MIN_CASES (default 1000) requests in all.
 #
 # PUT /showtimes/{showtimeId}/seats runs without the coverage phase: its seatIds may hold 10,000 items,
 # and schemathesis spends minutes building boundary-sized arrays for that phase (measured: over 120 s
@@ -29,10 +33,14 @@ if ! command -v schemathesis >/dev/null 2>&1; then
 fi
 
 checks=not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance
-common=(
-    "$root/contracts/openapi.yaml" --url "$base_url" --checks "$checks" --max-examples "$max_examples"
-    --seed "$seed" --workers 2 --request-timeout 15 --continue-on-failure --no-color
+base=(
+    "$root/contracts/openapi.yaml" --url "$base_url" --seed "$seed" --workers 2 --request-timeout 15
+    --continue-on-failure --no-color
 )
+common=("${base[@]}" --checks "$checks" --max-examples "$max_examples")
+if [[ -n ${FUZZ_TOKEN:-} ]]; then
+    common+=(--header "Authorization: Bearer $FUZZ_TOKEN")
+fi
 
 # schemathesis keeps a cache (.schemathesis/) in its working directory: not in the repository.
 cd "$report_dir"
@@ -44,6 +52,13 @@ schemathesis run "${common[@]}" --exclude-operation-id defineSeats --phases exam
 schemathesis run "${common[@]}" --include-operation-id defineSeats --phases examples,fuzzing \
     --report json --report-json-path "$report_dir/define-seats.json" || status=$?
 
-python3 "$root/scripts/fuzz_facade_count.py" "$min_cases" "$report_dir/operations.json" "$report_dir/define-seats.json" \
-    || status=$((status == 0 ? 1 : status))
+reports=("$report_dir/operations.json" "$report_dir/define-seats.json")
+if [[ -n ${FUZZ_TOKEN:-} ]]; then
+    echo "fuzz-facade: again without a token (protected operations must answer 401)"
+    schemathesis run "${base[@]}" --checks "$checks,ignored_auth" --max-examples "${FUZZ_ANONYMOUS_EXAMPLES:-20}" \
+        --phases examples,fuzzing --report json --report-json-path "$report_dir/anonymous.json" || status=$?
+    reports+=("$report_dir/anonymous.json")
+fi
+
+python3 "$root/scripts/fuzz_facade_count.py" "$min_cases" "${reports[@]}" || status=$((status == 0 ? 1 : status))
 exit "$status"

@@ -93,6 +93,7 @@ final class Stack: @unchecked Sendable {
     let database: String
     let rpcTimeoutMilliseconds: Int
     let holdTTLSeconds: Int
+    let authMode: AuthMode
     let logs = LogCapture()
     private(set) var core: Process?
     private(set) var facade: Facade?
@@ -104,15 +105,20 @@ final class Stack: @unchecked Sendable {
     /// The facade's `JWT_SECRET` (authentication is on, as by default); `minter` signs with it.
     static let jwtSecret = "stack-test-secret-0123456789abcdef0123456789"
     static let minter = TokenMinter.hs256Blocking(secret: jwtSecret)
+    /// `JWT_ISSUER` and `JWT_AUDIENCE` of the stack's facade: checked, so tests can get them wrong.
+    static let issuer = "https://auth.test.example"
+    static let audience = "seat-inventory"
+
+    /// A good token for `user` with `scopes`.
+    static func token(_ user: String, scopes: [String] = [], ttlSeconds: Int = 3600) -> String {
+        try! minter.mint(subject: user, scopes: scopes, ttlSeconds: ttlSeconds, issuer: issuer, audience: audience)
+    }
     /// The token `request` sends unless told otherwise: an admin who may also purchase, so that tests
     /// about other things may name any `userId` (the authorization tests use their own tokens).
-    static let operatorToken = try! minter.mint(
-        subject: "test-operator",
-        scopes: [Scope.admin, Scope.purchase],
-        ttlSeconds: 86_400
-    )
+    static let operatorToken = token("test-operator", scopes: [Scope.admin, Scope.purchase], ttlSeconds: 86_400)
 
-    init(rpcTimeoutMilliseconds: Int = 3000, holdTTLSeconds: Int = 300) {
+    init(rpcTimeoutMilliseconds: Int = 3000, holdTTLSeconds: Int = 300, authMode: AuthMode = .jwt) {
+        self.authMode = authMode
         let id = uniqueName("facade")
         vhost = "test-\(id)"
         database = "test_" + id.replacingOccurrences(of: "-", with: "_")
@@ -172,7 +178,12 @@ final class Stack: @unchecked Sendable {
         configuration.rpcTimeoutMilliseconds = rpcTimeoutMilliseconds
         configuration.corsOrigins = ["http://localhost:3000", "https://tickets.example.com"]
         configuration.maxSeatsPerHold = 10
-        configuration.auth = AuthSettings(mode: .jwt, jwtSecret: Self.jwtSecret)
+        configuration.auth = AuthSettings(
+            mode: authMode,
+            jwtSecret: Self.jwtSecret,
+            jwtIssuer: Self.issuer,
+            jwtAudience: Self.audience
+        )
         configuration.facadeOpsPort = 0
         MetricsSetup.bootstrap()
         facade = try Facade(configuration: configuration, logger: logs.logger(label: "http-facade"))
@@ -281,10 +292,15 @@ final class Stack: @unchecked Sendable {
 func withStack<T: Sendable>(
     rpcTimeoutMilliseconds: Int = 3000,
     holdTTLSeconds: Int = 300,
+    authMode: AuthMode = .jwt,
     _ body: @escaping @Sendable (Stack) throws -> T
 ) async throws -> T {
     try await blocking {
-        let stack = Stack(rpcTimeoutMilliseconds: rpcTimeoutMilliseconds, holdTTLSeconds: holdTTLSeconds)
+        let stack = Stack(
+            rpcTimeoutMilliseconds: rpcTimeoutMilliseconds,
+            holdTTLSeconds: holdTTLSeconds,
+            authMode: authMode
+        )
         defer { stack.close() }
         try stack.start()
         return try body(stack)
