@@ -172,7 +172,8 @@ let package = Package(
         .executableTarget(
             name: "inventory-bench",
             dependencies: [
-                "Bench", "AMQPClient", "Contracts",
+                "Bench", "AMQPClient", "Contracts", "HTTPFacade", "ServiceSupport",
+                .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -191,7 +192,7 @@ let package = Package(
         .executableTarget(
             name: "inventory-faults",
             dependencies: [
-                "FaultSuite", "Contracts", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "FaultSuite", "Contracts", "HTTPFacade", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -212,7 +213,7 @@ let package = Package(
         .testTarget(
             name: "BenchTests",
             dependencies: [
-                "Bench", "Contracts", "AMQPClient", "PostgresClient", "InventoryRPC",
+                "Bench", "Contracts", "AMQPClient", "PostgresClient", "InventoryRPC", "HTTPFacade",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

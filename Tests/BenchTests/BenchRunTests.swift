@@ -85,7 +85,7 @@ struct BenchRunTests {
         }
     }
 
-    @Test("a few seconds of the mix over REST through http-facade, verified")
+    @Test("a few seconds of the mix over REST through http-facade, with a bearer token per user, verified")
     func http() throws {
         try withCore { amqpURL, databaseURL in
             let facade = try FacadeProcess(amqpURL: amqpURL)
@@ -104,7 +104,8 @@ struct BenchRunTests {
                 seatsPerShowtime: 5_000,
                 seatsPerHold: 1...3,
                 shape: .mix,
-                verify: true
+                verify: true,
+                tokens: FacadeProcess.tokens
             )
             let outcome = try BenchRunner.run(options, logger: quietLogger)
             print(outcome.report.text())

@@ -1,5 +1,6 @@
 import AMQPClient
 import Foundation
+import HTTPFacade
 import InventoryRPC
 import Logging
 import PostgresClient
@@ -118,13 +119,28 @@ final class FacadeProcess {
     let process = Process()
     let port: Int
 
+    static let jwtSecret = "bench-test-secret-0123456789abcdef0123456789"
+    /// Tokens for the run: each virtual user its own (with `inventory:purchase`), and an admin's.
+    static let tokens: BenchTokens = {
+        let minter = TokenMinter.hs256Blocking(secret: jwtSecret)
+        return BenchTokens(admin: try! minter.mint(subject: "bench-admin", scopes: [Scope.admin])) { user in
+            try minter.mint(subject: user, scopes: [Scope.purchase])
+        }
+    }()
+
     init(amqpURL: String) throws {
         guard let directory = productsDirectory() else { throw TestFailure("no http-facade build product") }
         process.executableURL = directory.appendingPathComponent("http-facade")
         var environment = ProcessInfo.processInfo.environment
         environment["RABBITMQ_URL"] = amqpURL
         environment["PORT"] = "0"
+        environment["FACADE_OPS_PORT"] = "0"
         environment["LOG_LEVEL"] = "warning"
+        // Authentication on, as by default: the run sends tokens signed with this secret.
+        environment["AUTH_MODE"] = "jwt"
+        environment["JWT_SECRET"] = Self.jwtSecret
+        environment["JWT_ISSUER"] = nil
+        environment["JWT_AUDIENCE"] = nil
         process.environment = environment
         let pipe = Pipe()
         process.standardOutput = pipe

@@ -115,6 +115,8 @@ final class Stack: @unchecked Sendable {
     }
     /// The token `request` sends unless told otherwise: an admin who may also purchase, so that tests
     /// about other things may name any `userId` (the authorization tests use their own tokens).
+    /// The `Authorization` header with ``operatorToken``, for raw requests.
+    static var bearer: (String, String) { ("Authorization", "Bearer \(operatorToken)") }
     static let operatorToken = token("test-operator", scopes: [Scope.admin, Scope.purchase], ttlSeconds: 86_400)
 
     init(rpcTimeoutMilliseconds: Int = 3000, holdTTLSeconds: Int = 300, authMode: AuthMode = .jwt) {
@@ -140,6 +142,9 @@ final class Stack: @unchecked Sendable {
             "OPS_PORT": "0", "PORT": "0", "WORKERS": "4", "LOG_LEVEL": "info",
             "RPC_TIMEOUT_MS": "\(rpcTimeoutMilliseconds)", "HOLD_TTL_SECONDS": "\(holdTTLSeconds)",
             "MAX_SEATS_PER_HOLD": "10", "CORS_ORIGIN": "http://localhost:3000,https://tickets.example.com",
+            // For a facade started as a process (the core reads none of these).
+            "JWT_SECRET": Self.jwtSecret, "JWT_ISSUER": Self.issuer, "JWT_AUDIENCE": Self.audience,
+            "FACADE_OPS_PORT": "0",
         ]
     }
 

@@ -1,0 +1,61 @@
+import ArgumentParser
+import Foundation
+import HTTPFacade
+import JWTKit
+import ServiceSupport
+
+/// `inventory-bench jwt-cost`: what verifying one bearer token costs the facade's thread, in
+/// microseconds (the same `TokenVerifier.verify` the facade calls on a libmicrohttpd thread).
+struct JWTCostCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "jwt-cost",
+        abstract: "Time TokenVerifier.verify (HS256 and ES256) on this thread: microseconds per token."
+    )
+
+    @Option(help: "Verifications per algorithm.")
+    var iterations = 20_000
+
+    func run() throws {
+        let secret = "jwt-cost-secret-0123456789abcdef0123456789"
+        let hs256 = try TokenVerifier.makeBlocking(settings: AuthSettings(jwtSecret: secret))
+        let hsToken = try TokenMinter.hs256Blocking(secret: secret).mint(subject: "user_456", scopes: [Scope.purchase])
+
+        let key = ES256PrivateKey()
+        let path = NSTemporaryDirectory() + "jwt-cost-\(getpid()).pem"
+        try key.publicKey.pemRepresentation.write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let es256 = try TokenVerifier.makeBlocking(settings: AuthSettings(jwtPublicKeyFile: path))
+        let esMinter = TokenMinter(algorithm: try blockingKey(key))
+        let esToken = try esMinter.mint(subject: "user_456", scopes: [Scope.purchase])
+
+        for (name, verifier, token) in [("HS256", hs256, hsToken), ("ES256", es256, esToken)] {
+            guard case .success = verifier.verify(token) else { throw ValidationError("\(name): the token does not verify") }
+            // Warm-up, then the measured loop.
+            for _ in 0..<min(1_000, iterations) { _ = verifier.verify(token) }
+            let started = ContinuousClock.now
+            var verified = 0
+            for _ in 0..<iterations {
+                if case .success = verifier.verify(token) { verified += 1 }
+            }
+            let elapsed = started.duration(to: .now)
+            let (seconds, attoseconds) = elapsed.components
+            let micros = (Double(seconds) * 1e6 + Double(attoseconds) / 1e12) / Double(iterations)
+            print(
+                "\(name): \(String(format: "%.2f", micros)) µs per verify (\(verified) of \(iterations) verified, "
+                    + "token \(token.utf8.count) bytes)"
+            )
+        }
+    }
+
+    private func blockingKey(_ key: ES256PrivateKey) throws -> any JWTAlgorithm {
+        let result = BlockingResult<Result<any JWTAlgorithm, any Error>>()
+        Task.detached {
+            do {
+                result.set(.success(try await JWTKeyCollection().add(ecdsa: key).getKey()))
+            } catch {
+                result.set(.failure(error))
+            }
+        }
+        return try result.wait().get()
+    }
+}
