@@ -3,10 +3,6 @@ import Foundation
 import HTTPFacade
 import ServiceSupport
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 struct HTTPFacadeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "http-facade",
@@ -31,7 +27,7 @@ struct Serve: ParsableCommand {
             try configuration.auth.requireTokenKey()
         } catch {
             StandardStreams.printError("http-facade: \(error)")
-            exit(1)
+            throw ExitCode.failure
         }
         let shutdown = ServiceProcess.shutdownOnTermination(logger: logger)
         ServiceProcess.run(logger: logger) {
@@ -63,7 +59,9 @@ struct Token: ParsableCommand {
     func validate() throws {
         guard (1...31_536_000).contains(ttl) else { throw ValidationError("--ttl must be 1 to 31536000 seconds") }
         guard !sub.isEmpty, sub.count <= 128,
-            sub.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || "0123456789._:-".unicodeScalars.contains($0)) })
+            sub.unicodeScalars.allSatisfy({
+                $0.isASCII && ($0.properties.isAlphabetic || "0123456789._:-".unicodeScalars.contains($0))
+            })
         else { throw ValidationError("--sub must be 1 to 128 characters of A-Z a-z 0-9 . _ : -") }
     }
 
@@ -73,13 +71,13 @@ struct Token: ParsableCommand {
             configuration = try ServiceConfiguration.loadBlocking()
         } catch {
             StandardStreams.printError("http-facade token: \(error)")
-            exit(1)
+            throw ExitCode.failure
         }
         guard let secret = configuration.auth.jwtSecret else {
             StandardStreams.printError(
                 "http-facade token: JWT_SECRET is not set (tokens are minted with the HS256 secret only)"
             )
-            exit(1)
+            throw ExitCode.failure
         }
         let minter = TokenMinter.hs256Blocking(secret: secret)
         let scopes = scope.split(separator: " ").map(String.init)

@@ -29,7 +29,9 @@ struct JWTCostCommand: ParsableCommand {
         let esToken = try esMinter.mint(subject: "user_456", scopes: [Scope.purchase])
 
         for (name, verifier, token) in [("HS256", hs256, hsToken), ("ES256", es256, esToken)] {
-            guard case .success = verifier.verify(token) else { throw ValidationError("\(name): the token does not verify") }
+            guard case .success = verifier.verify(token) else {
+                throw ValidationError("\(name): the token does not verify")
+            }
             // Warm-up, then the measured loop.
             for _ in 0..<min(1_000, iterations) { _ = verifier.verify(token) }
             let started = ContinuousClock.now

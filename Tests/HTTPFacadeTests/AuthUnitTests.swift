@@ -67,7 +67,10 @@ struct AuthUnitTests {
         let rules = ClaimRules()
         let now = Self.now.timeIntervalSince1970
         #expect(rules.check(TokenClaims(sub: "u", exp: nil), now: Self.now) == .failure(.missingExpiry))
-        #expect(rules.check(TokenClaims(sub: "u", exp: now - 29), now: Self.now) == .success(Caller(subject: "u", scopes: [])))
+        #expect(
+            rules.check(TokenClaims(sub: "u", exp: now - 29), now: Self.now)
+                == .success(Caller(subject: "u", scopes: []))
+        )
         #expect(rules.check(TokenClaims(sub: "u", exp: now - 30), now: Self.now) == .failure(.expired))
         #expect(rules.check(TokenClaims(sub: "u", exp: now - 3600), now: Self.now) == .failure(.expired))
     }
@@ -77,7 +80,9 @@ struct AuthUnitTests {
         let rules = ClaimRules()
         let now = Self.now.timeIntervalSince1970
         #expect(rules.check(TokenClaims(sub: "u", exp: now + 60, nbf: now + 30), now: Self.now).isSuccess)
-        #expect(rules.check(TokenClaims(sub: "u", exp: now + 600, nbf: now + 31), now: Self.now) == .failure(.notYetValid))
+        #expect(
+            rules.check(TokenClaims(sub: "u", exp: now + 600, nbf: now + 31), now: Self.now) == .failure(.notYetValid)
+        )
     }
 
     @Test("iss and aud are checked only when configured; aud may be a list")
@@ -86,15 +91,24 @@ struct AuthUnitTests {
         #expect(ClaimRules().check(TokenClaims(sub: "u", exp: exp, iss: "x", aud: ["y"]), now: Self.now).isSuccess)
         let rules = ClaimRules(issuer: "https://issuer", audience: "seat-inventory")
         #expect(
-            rules.check(TokenClaims(sub: "u", exp: exp, iss: "https://issuer", aud: ["other", "seat-inventory"]), now: Self.now)
-                .isSuccess
+            rules.check(
+                TokenClaims(sub: "u", exp: exp, iss: "https://issuer", aud: ["other", "seat-inventory"]),
+                now: Self.now
+            )
+            .isSuccess
         )
-        #expect(rules.check(TokenClaims(sub: "u", exp: exp, aud: ["seat-inventory"]), now: Self.now) == .failure(.wrongIssuer))
+        #expect(
+            rules.check(TokenClaims(sub: "u", exp: exp, aud: ["seat-inventory"]), now: Self.now)
+                == .failure(.wrongIssuer)
+        )
         #expect(
             rules.check(TokenClaims(sub: "u", exp: exp, iss: "https://issuer", aud: ["other"]), now: Self.now)
                 == .failure(.wrongAudience)
         )
-        #expect(rules.check(TokenClaims(sub: "u", exp: exp, iss: "https://issuer"), now: Self.now) == .failure(.wrongAudience))
+        #expect(
+            rules.check(TokenClaims(sub: "u", exp: exp, iss: "https://issuer"), now: Self.now)
+                == .failure(.wrongAudience)
+        )
     }
 
     @Test("sub must be an identifier; scope is split on spaces")
@@ -116,14 +130,18 @@ struct AuthUnitTests {
     func signatures() async throws {
         let verifier = await Self.verifier()
         let minter = await TokenMinter.hs256(secret: Self.secret)
-        let good = try minter.sign(header: ["alg": "HS256", "typ": "JWT"], claims: Self.claims(["scope": "inventory:admin"]))
+        let good = try minter.sign(
+            header: ["alg": "HS256", "typ": "JWT"],
+            claims: Self.claims(["scope": "inventory:admin"])
+        )
         #expect(verifier.verify(good, now: Self.now) == .success(Caller(subject: "user_456", scopes: [Scope.admin])))
 
         let other = await TokenMinter.hs256(secret: "another-secret-0123456789abcdef0123456789")
         let forged = try other.sign(header: ["alg": "HS256"], claims: Self.claims())
         #expect(verifier.verify(forged, now: Self.now) == .failure(.badSignature))
 
-        let unsigned = try TokenMinter.encodedSegment(["alg": "none", "typ": "JWT"]) + "."
+        let unsigned =
+            try TokenMinter.encodedSegment(["alg": "none", "typ": "JWT"]) + "."
             + TokenMinter.encodedSegment(Self.claims()) + "."
         #expect(verifier.verify(unsigned, now: Self.now) == .failure(.algorithmNotAccepted))
         // The right signature under a header that claims another algorithm is still refused.
@@ -149,9 +167,13 @@ struct AuthUnitTests {
             try openssl(generate + ["-out", "\(directory)/\(name).pem"])
             try openssl(["pkey", "-in", "\(directory)/\(name).pem", "-pubout", "-out", "\(directory)/\(name).pub"])
         }
-        let rsaPrivate = try Insecure.RSA.PrivateKey(pem: String(contentsOfFile: "\(directory)/rsa.pem", encoding: .utf8))
+        let rsaPrivate = try Insecure.RSA.PrivateKey(
+            pem: String(contentsOfFile: "\(directory)/rsa.pem", encoding: .utf8)
+        )
         let ecPrivate = try ES256PrivateKey(pem: String(contentsOfFile: "\(directory)/ec.pem", encoding: .utf8))
-        let rsaMinter = TokenMinter(algorithm: try await JWTKeyCollection().add(rsa: rsaPrivate, digestAlgorithm: .sha256).getKey())
+        let rsaMinter = TokenMinter(
+            algorithm: try await JWTKeyCollection().add(rsa: rsaPrivate, digestAlgorithm: .sha256).getKey()
+        )
         let ecMinter = TokenMinter(algorithm: try await JWTKeyCollection().add(ecdsa: ecPrivate).getKey())
 
         let rsa = try await TokenVerifier.make(settings: AuthSettings(jwtPublicKeyFile: "\(directory)/rsa.pub"))
@@ -202,7 +224,12 @@ struct AuthUnitTests {
         let minter = await TokenMinter.hs256(secret: Self.secret)
         let user = try minter.sign(header: ["alg": "HS256"], claims: Self.claims())
         func status(_ route: Route, _ header: String?) -> Int? {
-            switch AccessPolicy.authorize(route: route, authorization: header, authentication: authentication, now: Self.now) {
+            switch AccessPolicy.authorize(
+                route: route,
+                authorization: header,
+                authentication: authentication,
+                now: Self.now
+            ) {
             case .success: nil
             case .failure(let denied): denied.answer.status
             }
@@ -227,7 +254,9 @@ struct AuthUnitTests {
             }
         }
         #expect(try body(.hold, user, #"{"showtimeId":"s","seatIds":["a"]}"#).get()["userId"] == .string("user_456"))
-        #expect(try body(.hold, user, #"{"showtimeId":"s","userId":"user_456"}"#).get()["userId"] == .string("user_456"))
+        #expect(
+            try body(.hold, user, #"{"showtimeId":"s","userId":"user_456"}"#).get()["userId"] == .string("user_456")
+        )
         #expect(throws: ErrorBody.self) { try body(.hold, user, #"{"showtimeId":"s","userId":"user_789"}"#).get() }
         #expect(try body(.hold, admin, #"{"userId":"user_789"}"#).get()["userId"] == .string("user_789"))
         #expect(try body(.release, user, #"{"holdId":"h"}"#).get()["userId"] == .string("user_456"))
@@ -235,7 +264,10 @@ struct AuthUnitTests {
         // An admin releasing any hold leaves userId out (INTERFACE.md: "by an admin caller only").
         #expect(try body(.release, admin, #"{"holdId":"h"}"#).get()["userId"] == nil)
         // Purchase: the purchase-scoped caller names the hold's owner, and must.
-        #expect(try body(.purchase, orders, #"{"holdId":"h","orderId":"o","userId":"user_456"}"#).get()["userId"] == .string("user_456"))
+        #expect(
+            try body(.purchase, orders, #"{"holdId":"h","orderId":"o","userId":"user_456"}"#).get()["userId"]
+                == .string("user_456")
+        )
         let missing = body(.purchase, orders, #"{"holdId":"h","orderId":"o"}"#)
         #expect((try? missing.get()) == nil)
         if case .failure(let error) = missing { #expect(error.code == .validationFailed) }

@@ -25,12 +25,16 @@ struct AuthorizationTests {
         var wrongIssuer = claims
         wrongIssuer["iss"] = "https://evil.example"
         let unsigned =
-            try TokenMinter.encodedSegment(["alg": "none", "typ": "JWT"]) + "." + TokenMinter.encodedSegment(claims) + "."
+            try TokenMinter.encodedSegment(["alg": "none", "typ": "JWT"]) + "." + TokenMinter.encodedSegment(claims)
+            + "."
         let invalid = #"Bearer error="invalid_token""#
         return [
             ("no token", nil, "Bearer"),
             ("expired", try Stack.minter.sign(header: ["alg": "HS256", "typ": "JWT"], claims: expired), invalid),
-            ("signed with another key", try other.sign(header: ["alg": "HS256", "typ": "JWT"], claims: claims), invalid),
+            (
+                "signed with another key", try other.sign(header: ["alg": "HS256", "typ": "JWT"], claims: claims),
+                invalid
+            ),
             ("alg none", unsigned, invalid),
             ("wrong audience", try Stack.minter.sign(header: ["alg": "HS256"], claims: wrongAudience), invalid),
             ("wrong issuer", try Stack.minter.sign(header: ["alg": "HS256"], claims: wrongIssuer), invalid),
@@ -48,12 +52,16 @@ struct AuthorizationTests {
         return availability.text + "\n" + hold.text
     }
 
-    @Test("every protected route refuses a missing, expired, forged, unsigned, mis-addressed or malformed token, changing nothing")
+    @Test(
+        "every protected route refuses a missing, expired, forged, unsigned, mis-addressed or malformed token, changing nothing"
+    )
     func badTokensChangeNothing() async throws {
         try await withStack { stack in
             let showtime = try stack.showtime(seats: 4)
             let held = try stack.request(
-                "POST", "/hold", body: #"{"showtimeId":"\#(showtime)","seatIds":["s1"]}"#,
+                "POST",
+                "/hold",
+                body: #"{"showtimeId":"\#(showtime)","seatIds":["s1"]}"#,
                 token: Stack.token(Self.userA)
             )
             #expect(held.status == 201 && held.json["userId"] as? String == Self.userA, "\(held.text)")
@@ -74,7 +82,10 @@ struct AuthorizationTests {
                     #expect(response.status == 401, "\(what): \(response.text)")
                     #expect(response.errorCode == "UNAUTHENTICATED", "\(what)")
                     let header = response.header("www-authenticate") ?? ""
-                    #expect(challenge == "Bearer" ? header == "Bearer" : header.hasPrefix(challenge), "\(what): \(header)")
+                    #expect(
+                        challenge == "Bearer" ? header == "Bearer" : header.hasPrefix(challenge),
+                        "\(what): \(header)"
+                    )
                 }
             }
             #expect(try Self.snapshot(stack, showtime: showtime, holdID: holdID) == before)
@@ -91,39 +102,57 @@ struct AuthorizationTests {
             let showtime = try stack.showtime(seats: 4)
             let tokenA = Stack.token(Self.userA)
             let held = try stack.request(
-                "POST", "/hold", body: #"{"showtimeId":"\#(showtime)","seatIds":["s1"]}"#, token: tokenA
+                "POST",
+                "/hold",
+                body: #"{"showtimeId":"\#(showtime)","seatIds":["s1"]}"#,
+                token: tokenA
             )
             let holdID = try #require(held.json["holdId"] as? String)
             let before = try Self.snapshot(stack, showtime: showtime, holdID: holdID)
 
             // Missing scope: a user purchasing, a purchase-scoped service changing a seat map.
             let purchase = try stack.request(
-                "POST", "/purchase", body: #"{"holdId":"\#(holdID)","orderId":"o-1","userId":"\#(Self.userA)"}"#,
+                "POST",
+                "/purchase",
+                body: #"{"holdId":"\#(holdID)","orderId":"o-1","userId":"\#(Self.userA)"}"#,
                 token: tokenA
             )
             #expect(purchase.status == 403 && purchase.errorCode == "FORBIDDEN", "\(purchase.text)")
-            #expect(purchase.header("www-authenticate") == #"Bearer error="insufficient_scope", scope="inventory:purchase""#)
+            #expect(
+                purchase.header("www-authenticate") == #"Bearer error="insufficient_scope", scope="inventory:purchase""#
+            )
             let orders = Stack.token("orders-service", scopes: [Scope.purchase])
             let define = try stack.request(
-                "PUT", "/showtimes/\(showtime)/seats", body: #"{"seatIds":["s9"]}"#, token: orders
+                "PUT",
+                "/showtimes/\(showtime)/seats",
+                body: #"{"seatIds":["s9"]}"#,
+                token: orders
             )
             #expect(define.status == 403 && define.errorCode == "FORBIDDEN", "\(define.text)")
             #expect(define.header("www-authenticate") == #"Bearer error="insufficient_scope", scope="inventory:admin""#)
 
             // Wrong user: a body userId other than sub.
             let holdForB = try stack.request(
-                "POST", "/hold", body: #"{"showtimeId":"\#(showtime)","seatIds":["s2"],"userId":"\#(Self.userB)"}"#,
+                "POST",
+                "/hold",
+                body: #"{"showtimeId":"\#(showtime)","seatIds":["s2"],"userId":"\#(Self.userB)"}"#,
                 token: tokenA
             )
             #expect(holdForB.status == 403 && holdForB.errorCode == "FORBIDDEN", "\(holdForB.text)")
             #expect(holdForB.header("www-authenticate") == nil)
             let releaseAsB = try stack.request(
-                "POST", "/release", body: #"{"holdId":"\#(holdID)","userId":"\#(Self.userB)"}"#, token: tokenA
+                "POST",
+                "/release",
+                body: #"{"holdId":"\#(holdID)","userId":"\#(Self.userB)"}"#,
+                token: tokenA
             )
             #expect(releaseAsB.status == 403 && releaseAsB.errorCode == "FORBIDDEN", "\(releaseAsB.text)")
             // A purchase-scoped caller must name the hold's owner.
             let unnamed = try stack.request(
-                "POST", "/purchase", body: #"{"holdId":"\#(holdID)","orderId":"o-1"}"#, token: orders
+                "POST",
+                "/purchase",
+                body: #"{"holdId":"\#(holdID)","orderId":"o-1"}"#,
+                token: orders
             )
             #expect(unnamed.status == 400 && unnamed.errorCode == "VALIDATION_FAILED", "\(unnamed.text)")
 
@@ -131,7 +160,9 @@ struct AuthorizationTests {
         }
     }
 
-    @Test("user B cannot read, release or purchase user A's hold; the Orders Service can purchase it for A; an admin can release B's")
+    @Test(
+        "user B cannot read, release or purchase user A's hold; the Orders Service can purchase it for A; an admin can release B's"
+    )
     func owners() async throws {
         try await withStack { stack in
             let showtime = try stack.showtime(seats: 4)
@@ -140,7 +171,10 @@ struct AuthorizationTests {
             let orders = Stack.token("orders-service", scopes: [Scope.purchase])
             let admin = Stack.token("ops-admin", scopes: [Scope.admin])
             let held = try stack.request(
-                "POST", "/hold", body: #"{"showtimeId":"\#(showtime)","seatIds":["s1","s2"]}"#, token: tokenA
+                "POST",
+                "/hold",
+                body: #"{"showtimeId":"\#(showtime)","seatIds":["s1","s2"]}"#,
+                token: tokenA
             )
             #expect(held.status == 201, "\(held.text)")
             let holdID = try #require(held.json["holdId"] as? String)
@@ -151,7 +185,9 @@ struct AuthorizationTests {
             let release = try stack.request("POST", "/release", body: #"{"holdId":"\#(holdID)"}"#, token: tokenB)
             #expect(release.status == 403 && release.errorCode == "HOLD_NOT_OWNED", "\(release.text)")
             let purchase = try stack.request(
-                "POST", "/purchase", body: #"{"holdId":"\#(holdID)","orderId":"o-b","userId":"\#(Self.userB)"}"#,
+                "POST",
+                "/purchase",
+                body: #"{"holdId":"\#(holdID)","orderId":"o-b","userId":"\#(Self.userB)"}"#,
                 token: orders
             )
             #expect(purchase.status == 403 && purchase.errorCode == "HOLD_NOT_OWNED", "\(purchase.text)")
@@ -161,14 +197,19 @@ struct AuthorizationTests {
             let own = try stack.request("GET", "/holds/\(holdID)", token: tokenA)
             #expect(own.status == 200 && own.json["userId"] as? String == Self.userA)
             let bought = try stack.request(
-                "POST", "/purchase", body: #"{"holdId":"\#(holdID)","orderId":"o-a","userId":"\#(Self.userA)"}"#,
+                "POST",
+                "/purchase",
+                body: #"{"holdId":"\#(holdID)","orderId":"o-a","userId":"\#(Self.userA)"}"#,
                 token: orders
             )
             #expect(bought.status == 200 && bought.json["status"] as? String == "purchased", "\(bought.text)")
 
             // An admin releases anyone's hold, without naming the owner, and reads it.
             let heldB = try stack.request(
-                "POST", "/hold", body: #"{"showtimeId":"\#(showtime)","seatIds":["s3"]}"#, token: tokenB
+                "POST",
+                "/hold",
+                body: #"{"showtimeId":"\#(showtime)","seatIds":["s3"]}"#,
+                token: tokenB
             )
             let holdB = try #require(heldB.json["holdId"] as? String)
             let released = try stack.request("POST", "/release", body: #"{"holdId":"\#(holdB)"}"#, token: admin)
@@ -184,7 +225,9 @@ struct AuthorizationTests {
         try await withStack(authMode: .none) { stack in
             let showtime = try stack.showtime(seats: 2)
             let held = try stack.request(
-                "POST", "/hold", body: #"{"showtimeId":"\#(showtime)","seatIds":["s1"],"userId":"anyone"}"#,
+                "POST",
+                "/hold",
+                body: #"{"showtimeId":"\#(showtime)","seatIds":["s1"],"userId":"anyone"}"#,
                 token: nil
             )
             #expect(held.status == 201 && held.json["userId"] as? String == "anyone", "\(held.text)")

@@ -1,4 +1,5 @@
 import AMQPClient
+import Bench
 import Foundation
 import HTTPFacade
 import InventoryRPC
