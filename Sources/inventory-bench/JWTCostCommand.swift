@@ -9,7 +9,7 @@ import ServiceSupport
 struct JWTCostCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "jwt-cost",
-        abstract: "Time TokenVerifier.verify (HS256 and ES256) on this thread: microseconds per token."
+        abstract: "Time TokenVerifier.verify (HS256, ES256) and a whole POST /hold authorization: microseconds each."
     )
 
     @Option(help: "Verifications per algorithm.")
@@ -47,6 +47,27 @@ struct JWTCostCommand: ParsableCommand {
                     + "token \(token.utf8.count) bytes)"
             )
         }
+        try timeHoldAuthorization(hs256, token: hsToken)
+    }
+
+    /// The facade's whole per-request step for `POST /hold`: header, verification, scope, `sub` into the body.
+    private func timeHoldAuthorization(_ verifier: TokenVerifier, token: String) throws {
+        let probe = HoldAuthorizationProbe(verifier: verifier)
+        let header = "Bearer \(token)"
+        let body = Array(#"{"showtimeId":"showtime_123","seatIds":["seat_1","seat_2"]}"#.utf8)
+        guard probe.authorize(authorization: header, body: body) != nil else {
+            throw ValidationError("the hold is not authorized")
+        }
+        for _ in 0..<min(1_000, iterations) { _ = probe.authorize(authorization: header, body: body) }
+        let started = ContinuousClock.now
+        var authorized = 0
+        for _ in 0..<iterations where probe.authorize(authorization: header, body: body) != nil { authorized += 1 }
+        let (seconds, attoseconds) = started.duration(to: .now).components
+        let micros = (Double(seconds) * 1e6 + Double(attoseconds) / 1e12) / Double(iterations)
+        print(
+            "HS256 POST /hold authorization (header, verify, scope, sub into the body): "
+                + "\(String(format: "%.2f", micros)) µs per request (\(authorized) of \(iterations))"
+        )
     }
 
     private func blockingKey(_ key: ES256PrivateKey) throws -> any JWTAlgorithm {
