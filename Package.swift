@@ -192,7 +192,8 @@ let package = Package(
         .executableTarget(
             name: "inventory-faults",
             dependencies: [
-                "FaultSuite", "Contracts", "HTTPFacade", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "FaultSuite", "Contracts", "HTTPFacade",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

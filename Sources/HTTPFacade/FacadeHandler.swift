@@ -152,8 +152,12 @@ final class FacadeHandler: Sendable {
         }
     }
 
-    private func answer(for outcome: RPCOutcome, route: Route, operation: RPCOperation, owner: String?) -> RESTAnswer
-    {
+    private func answer(
+        for outcome: RPCOutcome,
+        route: Route,
+        operation: RPCOperation,
+        owner: String?
+    ) -> RESTAnswer {
         switch outcome {
         case .reply(let body, let replayed):
             switch ReplyTranslator.answer(route: route, replyBody: body, replayed: replayed, owner: owner) {

@@ -2,8 +2,8 @@ import AMQPClient
 import ArgumentParser
 import Bench
 import Contracts
-import HTTPFacade
 import Foundation
+import HTTPFacade
 import Logging
 
 @main
@@ -16,7 +16,8 @@ struct BenchCommand: ParsableCommand {
             verifier), FACADE_URL (http mode, default http://localhost:3005). See BENCHMARKS.md.
             """,
         subcommands: [
-            AMQP.self, HTTP.self, Echo.self, Verify.self, Sweep.self, Ping.self, StubCoreCommand.self, JWTCostCommand.self,
+            AMQP.self, HTTP.self, Echo.self, Verify.self, Sweep.self, Ping.self, StubCoreCommand.self,
+            JWTCostCommand.self,
         ]
     )
 }
@@ -337,12 +338,21 @@ struct TokenOptions: ParsableArguments {
         let audience = jwtAudience ?? environment["JWT_AUDIENCE"]
         let minter = TokenMinter.hs256Blocking(secret: secret)
         let ttl = 6 * 3600
-        let admin = (try? minter.mint(
-            subject: "bench-admin", scopes: [Scope.admin], ttlSeconds: ttl, issuer: issuer, audience: audience
-        )) ?? ""
+        let admin =
+            (try? minter.mint(
+                subject: "bench-admin",
+                scopes: [Scope.admin],
+                ttlSeconds: ttl,
+                issuer: issuer,
+                audience: audience
+            )) ?? ""
         return BenchTokens(admin: admin) { user in
             try minter.mint(
-                subject: user, scopes: [Scope.purchase], ttlSeconds: ttl, issuer: issuer, audience: audience
+                subject: user,
+                scopes: [Scope.purchase],
+                ttlSeconds: ttl,
+                issuer: issuer,
+                audience: audience
             )
         }
     }

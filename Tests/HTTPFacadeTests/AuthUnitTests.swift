@@ -1,6 +1,7 @@
 import Contracts
 import Foundation
 import JWTKit
+import Logging
 import ServiceSupport
 import Testing
 
@@ -313,6 +314,34 @@ struct AuthUnitTests {
                 directory: "/nonexistent"
             )
         }
+    }
+
+    @Test("http-facade with AUTH_MODE=jwt and no key stops at once with one line naming JWT_SECRET")
+    func startWithoutKey() throws {
+        #expect(throws: ConfigurationError.self) {
+            try Facade(configuration: .defaults, logger: Logger(label: "test"))
+        }
+        // From an empty directory, so no .env file sets a key.
+        let directory = NSTemporaryDirectory() + "auth-nokey-\(getpid())"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try Products.path("http-facade"))
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        var environment = ProcessInfo.processInfo.environment
+        for name in ["AUTH_MODE", "JWT_SECRET", "JWT_PUBLIC_KEY_FILE"] { environment[name] = nil }
+        environment["PORT"] = "0"
+        environment["FACADE_OPS_PORT"] = "0"
+        process.environment = environment
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 1)
+        let lines = output.split(separator: "\n")
+        #expect(lines.count == 1 && lines.first?.contains("JWT_SECRET") == true, "\(output)")
     }
 
     @Test("the operations port answers /metrics and /healthz, nothing else")

@@ -344,7 +344,10 @@ struct EndToEndTests {
             for _ in 0..<1000 {
                 let socket = try HTTPTestClient.open(port: stack.port, timeout: .seconds(15))
                 sockets.append(socket)
-                try HTTPTestClient.send(socket, HTTPTestClient.requestBytes("POST", "/hold", headers: [Stack.bearer], body: body))
+                try HTTPTestClient.send(
+                    socket,
+                    HTTPTestClient.requestBytes("POST", "/hold", headers: [Stack.bearer], body: body)
+                )
             }
             // Wait (bounded) until the facade holds them all.
             let inFlightDeadline = Date().addingTimeInterval(5)
@@ -445,7 +448,10 @@ struct EndToEndTests {
             defer { for socket in sockets { close(socket) } }
             for _ in 0..<5 {
                 let socket = try HTTPTestClient.open(port: port, timeout: .seconds(15))
-                try HTTPTestClient.send(socket, HTTPTestClient.requestBytes("POST", "/hold", headers: [Stack.bearer], body: body))
+                try HTTPTestClient.send(
+                    socket,
+                    HTTPTestClient.requestBytes("POST", "/hold", headers: [Stack.bearer], body: body)
+                )
                 sockets.append(socket)
             }
             usleep(300_000)

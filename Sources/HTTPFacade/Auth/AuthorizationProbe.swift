@@ -10,11 +10,13 @@ public struct HoldAuthorizationProbe: Sendable {
 
     /// The body the RPC would carry, or nil when the request would be refused.
     public func authorize(authorization: String, body: [UInt8]) -> [UInt8]? {
-        guard case .success(let caller?) = AccessPolicy.authorize(
-            route: .hold,
-            authorization: authorization,
-            authentication: authentication
-        ) else { return nil }
+        guard
+            case .success(let caller?) = AccessPolicy.authorize(
+                route: .hold,
+                authorization: authorization,
+                authentication: authentication
+            )
+        else { return nil }
         return try? AccessPolicy.identified(route: .hold, caller: caller, body: body).get()
     }
 }
