@@ -277,6 +277,17 @@ struct AuthUnitTests {
         #expect(try body(.hold, user, "{nope").get().isEmpty)
         #expect(try body(.hold, user, #"{"userId":5}"#).get()["userId"] == .number(5))
         #expect(AccessPolicy.holdGetUser(caller: user) == "user_456" && AccessPolicy.holdGetUser(caller: admin) == nil)
+        // The splice keeps every other member and stays JSON, whatever the whitespace.
+        #expect(try body(.hold, user, " \n{ } ").get() == ["userId": .string("user_456")])
+        let spliced = try body(.hold, user, #" { "showtimeId" : "s", "seatIds": ["a", "b"] , "idempotencyKey":"k"}"#)
+            .get()
+        #expect(
+            spliced == [
+                "userId": .string("user_456"), "showtimeId": .string("s"),
+                "seatIds": .array([.string("a"), .string("b")]),
+                "idempotencyKey": .string("k"),
+            ]
+        )
     }
 
     // MARK: Configuration
