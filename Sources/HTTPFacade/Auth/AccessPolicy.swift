@@ -38,6 +38,19 @@ enum BearerCredentials: Sendable, Hashable {
     /// `Bearer` without a token68 value.
     case malformed
 
+    /// token68 (RFC 9110, 11.2): ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/", and "=" padding.
+    static func isToken68(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"):
+            true
+        case UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "+"),
+            UInt8(ascii: "/"), UInt8(ascii: "="):
+            true
+        default: false
+        }
+    }
+
     init(authorization: String?) {
         guard let authorization else {
             self = .none
@@ -54,9 +67,7 @@ enum BearerCredentials: Sendable, Hashable {
             return
         }
         let token = parts[1].trimmingCharacters(in: .whitespaces)
-        // token68: ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/", then "=" padding.
-        let allowed = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=".utf8)
-        guard !token.isEmpty, token.utf8.allSatisfy({ allowed.contains($0) }) else {
+        guard !token.isEmpty, token.utf8.allSatisfy(Self.isToken68) else {
             self = .malformed
             return
         }
