@@ -1,6 +1,7 @@
 import AMQPClient
 import Contracts
 import Foundation
+import TestSupport
 import Testing
 
 @testable import Bench
@@ -10,16 +11,24 @@ struct BenchRunTests {
     /// Starts `inventory-rpc serve` on its own vhost and database and waits for it to answer a ping.
     /// BENCH_TEST_STUB=1 runs the bench against the storage-only `StubCore` instead.
     private func withCore<T>(_ body: (_ amqpURL: String, _ databaseURL: String) throws -> T) throws -> T {
-        try withScratchVhost { amqpURL in
-            try withScratchDatabase { databaseURL in
+        try withScratchVhost(prefix: "bench-test") { vhost in
+            let amqpURL = vhost.url
+            return try withMigratedDatabase { databaseURL in
                 if ProcessInfo.processInfo.environment["BENCH_TEST_STUB"] == "1" {
                     let stub = try StubCore(amqpURL: amqpURL, databaseURL: databaseURL, logger: quietLogger)
                     defer { stub.stop() }
                     return try body(amqpURL, databaseURL)
                 }
-                let core = try CoreProcess(databaseURL: databaseURL, amqpURL: amqpURL)
+                let core = try ServerProcess(
+                    product: "inventory-rpc",
+                    ["serve"],
+                    environment: [
+                        "DATABASE_URL": databaseURL, "RABBITMQ_URL": amqpURL, "HOLD_TTL_SECONDS": "2",
+                        "EXPIRY_INTERVAL_SECONDS": "1", "OPS_PORT": "0", "LOG_LEVEL": "warning",
+                    ]
+                )
                 defer { core.stop() }
-                guard try answersPing(amqpURL, within: .seconds(20), while: { core.process.isRunning }) else {
+                guard try answersPing(amqpURL, within: .seconds(20), while: { core.isRunning }) else {
                     throw TestFailure("inventory-rpc serve did not answer ping.request within 20 s")
                 }
                 return try body(amqpURL, databaseURL)
@@ -88,8 +97,8 @@ struct BenchRunTests {
     @Test("a few seconds of the mix over REST through http-facade, with a bearer token per user, verified")
     func http() throws {
         try withCore { amqpURL, databaseURL in
-            let facade = try FacadeProcess(amqpURL: amqpURL)
-            defer { facade.stop() }
+            let facade = try startFacade(amqpURL: amqpURL)
+            defer { facade.process.stop() }
             let options = BenchOptions(
                 transport: .http,
                 amqpURL: amqpURL,
@@ -105,7 +114,7 @@ struct BenchRunTests {
                 seatsPerHold: 1...3,
                 shape: .mix,
                 verify: true,
-                tokens: FacadeProcess.tokens
+                tokens: facadeTokens
             )
             let outcome = try BenchRunner.run(options, logger: quietLogger)
             print(outcome.report.text())
@@ -117,9 +126,40 @@ struct BenchRunTests {
         }
     }
 
+    @Test("over REST, the first request waits for the facade's /readyz 200 (a facade started before its core)")
+    func httpAwaitsReadiness() throws {
+        try withScratchVhost(prefix: "bench-test") { vhost in
+            let amqpURL = vhost.url
+            try withMigratedDatabase { databaseURL in
+                let (facade, port) = try startFacade(amqpURL: amqpURL)
+                defer { facade.stop() }
+                // Up but not ready: no core answers ping yet. Before the fix, provisioning sent its first
+                // PUT now and failed with this 503.
+                let (status, _) = try httpCall(host: "127.0.0.1", port: port, method: "GET", path: "/readyz", body: [])
+                #expect(status == 503)
+                let core = LateCore()
+                defer { core.stop() }
+                core.start(databaseURL: databaseURL, amqpURL: amqpURL, afterSeconds: 0.5)
+                let options = BenchOptions(
+                    transport: .http,
+                    amqpURL: amqpURL,
+                    httpURL: "http://127.0.0.1:\(port)",
+                    databaseURL: databaseURL,
+                    showtimes: 1,
+                    seatsPerShowtime: 10,
+                    verify: false,
+                    tokens: facadeTokens
+                )
+                try BenchRunner.provision(options, amqp: try AMQPConfiguration(url: amqpURL), logger: quietLogger)
+                #expect(core.error == nil, "\(core.error.map { "\($0)" } ?? "")")
+            }
+        }
+    }
+
     @Test("the null RPC echo answers every request")
     func echo() throws {
-        try withScratchVhost { amqpURL in
+        try withScratchVhost(prefix: "bench-test") { vhost in
+            let amqpURL = vhost.url
             let options = BenchOptions(
                 transport: .echo,
                 amqpURL: amqpURL,
@@ -134,5 +174,44 @@ struct BenchRunTests {
             let echo = try #require(outcome.report.operations.first)
             #expect(echo.operation == "echo" && echo.won > 0 && echo.error == 0 && echo.timeout == 0)
         }
+    }
+}
+
+/// A core started on another thread a moment after the test goes on (so the test's first request comes
+/// before any core exists), stopped by `stop()`.
+final class LateCore: @unchecked Sendable {
+    // @unchecked: `core` and `failure` are only touched under `lock`; `thread` only by the test's thread.
+    private let lock = NSLock()
+    private var core: ServerProcess?
+    private var failure: (any Error)?
+    private var thread: Thread?
+    private let started = DispatchSemaphore(value: 0)
+
+    var error: (any Error)? { lock.withLock { failure } }
+
+    func start(databaseURL: String, amqpURL: String, afterSeconds delay: Double) {
+        let thread = Thread { [self] in
+            Thread.sleep(forTimeInterval: delay)
+            do {
+                let process = try ServerProcess(
+                    product: "inventory-rpc",
+                    ["serve"],
+                    environment: [
+                        "DATABASE_URL": databaseURL, "RABBITMQ_URL": amqpURL, "OPS_PORT": "0", "LOG_LEVEL": "warning",
+                    ]
+                )
+                lock.withLock { core = process }
+            } catch {
+                lock.withLock { failure = error }
+            }
+            started.signal()
+        }
+        self.thread = thread
+        thread.start()
+    }
+
+    func stop() {
+        if thread != nil { started.wait() }
+        lock.withLock { core }?.stop()
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import JWTKit
 import Logging
 import ServiceSupport
+import TestSupport
 import Testing
 
 @testable import HTTPFacade

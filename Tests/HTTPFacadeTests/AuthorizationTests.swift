@@ -1,5 +1,6 @@
 import Foundation
 import HTTPFacade
+import TestSupport
 import Testing
 
 /// Who may do what, over real HTTP against the real core, PostgreSQL, Redis and RabbitMQ: every

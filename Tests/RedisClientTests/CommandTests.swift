@@ -1,5 +1,6 @@
 import Foundation
 import RedisClient
+import TestSupport
 import Testing
 
 @Suite("Commands against the shared Redis")
@@ -23,7 +24,8 @@ struct CommandTests {
 
     @Test(
         "Values with spaces, CRLF, NUL, unicode and the empty string round-trip byte for byte",
-        arguments: ["with spaces", "line\r\nbreak", "nul\u{0}inside", "Grüße 🎟️ 座席", "", "*3\r\n$3\r\nSET"])
+        arguments: ["with spaces", "line\r\nbreak", "nul\u{0}inside", "Grüße 🎟️ 座席", "", "*3\r\n$3\r\nSET"]
+    )
     func binarySafe(value: String) async throws {
         let (stored, length) = try await withSharedRedis { redis, keys in
             let key = keys("a key with spaces ✓")
@@ -108,7 +110,7 @@ struct CommandTests {
     @Test("The database in the URL is selected")
     func selectsDatabase() async throws {
         let (inDB3, inDB0) = try await onOwnThread {
-            let keys = KeySpace()
+            let keys = RedisKeySpace("redisclient-test")
             let db3 = try RedisConnection(url: sharedRedisURL + "/3", logger: testLogger)
             let db0 = try RedisConnection(url: sharedRedisURL, logger: testLogger)
             defer {
