@@ -42,6 +42,8 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         // SHA-1 (Redis script names) and SHA-256 (the idempotency request hash).
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        // Bearer tokens at the facade (issue 12); needs swift-crypto 4.x.
+        .package(url: "https://github.com/vapor/jwt-kit", from: "5.8.0"),
     ],
     targets: [
         // MARK: C libraries
@@ -127,6 +129,7 @@ let package = Package(
             name: "HTTPFacade",
             dependencies: [
                 "Contracts", "AMQPClient", "HTTPServer", "ServiceSupport", "InventoryRPCClient",
+                .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
@@ -186,7 +189,8 @@ let package = Package(
         .executableTarget(
             name: "inventory-bench",
             dependencies: [
-                "Bench", "AMQPClient", "Contracts",
+                "Bench", "AMQPClient", "Contracts", "HTTPFacade", "ServiceSupport",
+                .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -205,7 +209,8 @@ let package = Package(
         .executableTarget(
             name: "inventory-faults",
             dependencies: [
-                "FaultSuite", "Contracts", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "FaultSuite", "Contracts", "HTTPFacade",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -261,7 +266,7 @@ let package = Package(
         .testTarget(
             name: "BenchTests",
             dependencies: [
-                "Bench", "Contracts", "AMQPClient", "PostgresClient", "InventoryRPC", "TestSupport",
+                "Bench", "Contracts", "AMQPClient", "PostgresClient", "InventoryRPC", "TestSupport", "HTTPFacade",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -273,7 +278,10 @@ let package = Package(
         ),
         .testTarget(
             name: "HTTPFacadeTests",
-            dependencies: ["HTTPFacade", "Contracts", "AMQPClient", "TestSupport"],
+            dependencies: [
+                "HTTPFacade", "Contracts", "AMQPClient", "TestSupport", "ServiceSupport",
+                .product(name: "JWTKit", package: "jwt-kit"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

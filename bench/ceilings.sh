@@ -166,13 +166,18 @@ fi
 
 if has http && (( core_up )) && [[ -x "$bin/http-facade" ]]; then
     port=$(( 20000 + RANDOM % 20000 ))
-    RABBITMQ_URL="$amqp" PORT="$port" LOG_LEVEL=warning "$bin/http-facade" >"$OUT/facade.log" 2>&1 &
+    # Authentication on, as by default: a secret for this run; the bench signs a token per user with it.
+    jwt_secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    RABBITMQ_URL="$amqp" PORT="$port" FACADE_OPS_PORT=0 AUTH_MODE=jwt JWT_SECRET="$jwt_secret" LOG_LEVEL=warning \
+        "$bin/http-facade" >"$OUT/facade.log" 2>&1 &
     facade=$!
     pids+=("$facade")
     for _ in $(seq 1 50); do curl -sf "http://localhost:$port/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
     run_bench http-uniform "$facade" http --facade-url "http://localhost:$port" --amqp-url "$amqp" \
+        --jwt-secret "$jwt_secret" \
         --in-flight "$IN_FLIGHT" --connections "$CONNECTIONS" --duration "$DURATION" --warmup "$WARMUP" --shape uniform
     run_bench http-uniform-analyzed "$facade" http --facade-url "http://localhost:$port" --amqp-url "$amqp" \
+        --jwt-secret "$jwt_secret" \
         --in-flight "$IN_FLIGHT" --connections "$CONNECTIONS" --duration "$DURATION" --warmup "$WARMUP" --shape uniform \
         --analyze
 fi

@@ -44,7 +44,7 @@ gap_min=${gap%-*} gap_max=${gap#*-}
 # (two worktrees' test suites) each get their own stack.
 ports_free_at() {
     local port
-    for port in $((5442 + $1)) $((6392 + $1)) $((5692 + $1)) $((25692 + $1)) $((3095 + $1)) $((3096 + $1)) $((3097 + $1)); do
+    for port in $((5442 + $1)) $((6392 + $1)) $((5692 + $1)) $((25692 + $1)) $((3095 + $1)) $((3096 + $1)) $((3097 + $1)) $((3098 + $1)); do
         ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || return 1
     done
 }
@@ -57,7 +57,11 @@ if [ -z "$offset" ]; then
 fi
 export FAULTS_PG_PORT=$((5442 + offset)) FAULTS_REDIS_PORT=$((6392 + offset)) FAULTS_AMQP_PORT=$((5692 + offset))
 export FAULTS_DIST_PORT=$((25692 + offset))
-readonly FACADE_PORT=$((3095 + offset)) OPS_PORT_BASE=$((3096 + offset))
+readonly FACADE_PORT=$((3095 + offset)) OPS_PORT_BASE=$((3096 + offset)) FACADE_OPS_PORT=$((3098 + offset))
+# Authentication on, as by default: the facade verifies, and the workload's HTTP users sign with, a
+# secret made for this run.
+JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+export JWT_SECRET
 readonly HOLD_TTL=3 EXPIRY_INTERVAL=1 SHOWTIME_PERIOD=5 SEATS=48
 
 FAULTS_DIR=$(mktemp -d /tmp/faults.XXXXXX)
@@ -94,6 +98,7 @@ start_process() {
     # From $out: the services read .env files in their working directory, and the repository's are not ours.
     if [ "$name" = facade ]; then
         (cd "$out" && exec setsid env RABBITMQ_URL="$RABBITMQ_URL" PORT="$FACADE_PORT" RPC_TIMEOUT_MS=2500 \
+            AUTH_MODE=jwt FACADE_OPS_PORT="$FACADE_OPS_PORT" \
             LOG_LEVEL=info CORS_ORIGIN='*' "$bin/http-facade" >>"$out/facade.log" 2>&1) &
     else
         (cd "$out" && exec setsid env DATABASE_URL="$DATABASE_URL" REDIS_URL="$REDIS_URL" RABBITMQ_URL="$RABBITMQ_URL" \

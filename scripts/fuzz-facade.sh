@@ -7,9 +7,13 @@
 #
 # Environment: FUZZ_MAX_EXAMPLES (per operation and phase, default 100), FUZZ_SEED (default 1207: the
 # same requests every run, so a test run fails only for a change in the code; `FUZZ_SEED=random` draws a
-# new seed, printed, to explore), FUZZ_REPORT_DIR (default: a temporary directory). Exit status 0 only
-# when schemathesis found nothing and generated at least MIN_CASES (default 1000) requests in all.
-# schemathesis and hypothesis are the versions pinned in requirements-test.txt (installed when not).
+# new seed, printed, to explore), FUZZ_REPORT_DIR (default: a temporary directory), FUZZ_TOKEN (a bearer
+# token the requests carry; with AUTH_MODE=jwt, give one with both scopes, e.g. `http-facade token --sub
+# fuzz --scope "inventory:admin inventory:purchase"`). With FUZZ_TOKEN set, a second, shorter pass
+# (FUZZ_ANONYMOUS_EXAMPLES, default 20) sends the same operations with no token: every protected one
+# must answer its documented 401, and schemathesis' ignored_auth check fails any that succeeds. Exit
+# status 0 only when schemathesis found nothing and generated at least MIN_CASES (default 1000) requests
+# in all. schemathesis and hypothesis are the versions pinned in requirements-test.txt (installed when not).
 #
 # One worker: with two, schemathesis generates in two threads, and hypothesis's `ast.parse` of lambda
 # sources racing in two threads crashes CPython 3.11 ("SystemError: AST constructor recursion depth
@@ -37,10 +41,14 @@ if [ "$(schemathesis --version 2>/dev/null | sed -n 's/.*version //p')" != "$pin
 fi
 
 checks=not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance
-common=(
-    "$root/contracts/openapi.yaml" --url "$base_url" --checks "$checks" --max-examples "$max_examples"
-    --seed "$seed" --generation-database none --workers 1 --request-timeout 15 --continue-on-failure --no-color
+base=(
+    "$root/contracts/openapi.yaml" --url "$base_url" --seed "$seed" --generation-database none --workers 1
+    --request-timeout 15 --continue-on-failure --no-color
 )
+common=("${base[@]}" --checks "$checks" --max-examples "$max_examples")
+if [[ -n ${FUZZ_TOKEN:-} ]]; then
+    common+=(--header "Authorization: Bearer $FUZZ_TOKEN")
+fi
 
 # schemathesis keeps a cache (.schemathesis/) in its working directory: not in the repository.
 cd "$report_dir"
@@ -52,6 +60,13 @@ schemathesis run "${common[@]}" --exclude-operation-id defineSeats --phases exam
 schemathesis run "${common[@]}" --include-operation-id defineSeats --phases examples,fuzzing \
     --report json --report-json-path "$report_dir/define-seats.json" || status=$?
 
-python3 "$root/scripts/fuzz_facade_count.py" "$min_cases" "$report_dir/operations.json" "$report_dir/define-seats.json" \
-    || status=$((status == 0 ? 1 : status))
+reports=("$report_dir/operations.json" "$report_dir/define-seats.json")
+if [[ -n ${FUZZ_TOKEN:-} ]]; then
+    echo "fuzz-facade: again without a token (protected operations must answer 401)"
+    schemathesis run "${base[@]}" --checks "$checks,ignored_auth" --max-examples "${FUZZ_ANONYMOUS_EXAMPLES:-20}" \
+        --phases examples,fuzzing --report json --report-json-path "$report_dir/anonymous.json" || status=$?
+    reports+=("$report_dir/anonymous.json")
+fi
+
+python3 "$root/scripts/fuzz_facade_count.py" "$min_cases" "${reports[@]}" || status=$((status == 0 ? 1 : status))
 exit "$status"

@@ -10,6 +10,33 @@ swift build
 bin=$(swift build --show-bin-path)
 "$bin/inventory-rpc" migrate
 
+# Authentication is on by default (AUTH_MODE=jwt). Unless a key is configured (environment, .env.local or
+# .env), the demo uses a development secret made on first run: .dev/jwt-secret, readable by its owner
+# only, kept out of git.
+configured() { [ -n "${!1:-}" ] || grep -qs "^$1=." .env.local .env; }
+if [ "${AUTH_MODE:-jwt}" != none ] && ! configured JWT_SECRET && ! configured JWT_PUBLIC_KEY_FILE; then
+    secret_file=.dev/jwt-secret
+    if [ ! -s "$secret_file" ]; then
+        mkdir -p .dev
+        chmod 700 .dev
+        (umask 077 && head -c 48 /dev/urandom | base64 | tr -d '\n=' | tr '+/' '-_' >"$secret_file")
+        echo "run.sh: made a development JWT secret in $secret_file (mode 0600)" >&2
+    fi
+    JWT_SECRET=$(cat "$secret_file")
+    export JWT_SECRET
+fi
+
+# Ready-to-paste tokens (12 hours) for the README's curl examples; `http-facade token` mints others.
+print_tokens() {
+    configured JWT_SECRET || return 0
+    local mint=("$bin/http-facade" token --ttl 43200)
+    echo "run.sh: development tokens (http-facade token --sub USER --scope \"SCOPES\" mints others):"
+    echo "export TOKEN=$("${mint[@]}" --sub user_456)          # user_456"
+    echo "export TOKEN_B=$("${mint[@]}" --sub user_789)        # user_789, a second user"
+    echo "export ORDERS_TOKEN=$("${mint[@]}" --sub orders-service --scope inventory:purchase)  # Orders Service"
+    echo "export ADMIN_TOKEN=$("${mint[@]}" --sub ops-admin --scope inventory:admin)          # admin"
+}
+
 # The demo showtime, so that the seed's example requests work at once.
 provision_demo() {
     # The demo showtime (showtime_123, seat_1 ... seat_100), idempotently: the seed's example requests work at once.
@@ -37,6 +64,7 @@ setsid "$bin/realtime-gateway" &
 pids+=($!)
 
 provision_demo || echo "run.sh: demo provisioning failed; running without the demo showtime" >&2
+print_tokens || echo "run.sh: could not mint the development tokens" >&2
 
 # Reap both. `wait -n` also returns when a signal interrupts it (the trap has run then), with no pid.
 declare -A exit_codes=()

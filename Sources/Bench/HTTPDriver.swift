@@ -50,8 +50,9 @@ final class HTTPClientConnection {
         fd = -1
     }
 
-    func send(method: String, path: String, body: [UInt8]) throws {
+    func send(method: String, path: String, body: [UInt8], headers: [(String, String)] = []) throws {
         var head = "\(method) \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\n"
+        for (name, value) in headers { head += "\(name): \(value)\r\n" }
         if !body.isEmpty || method == "POST" || method == "PUT" {
             head += "Content-Type: application/json\r\nContent-Length: \(body.count)\r\n"
         }
@@ -176,8 +177,20 @@ final class HTTPLoadDriver {
     private var stats = RunStats()
     private let encoder = ContractJSON.encoder()
     private let decoder = ContractJSON.decoder()
+    private let tokens: BenchTokens?
+    /// Each virtual user's `Authorization` header, minted on its first request.
+    private var authorization: [String: [(String, String)]] = [:]
 
-    init(index: Int, host: String, port: Int, window: RunWindow, clients: [VirtualClient], logger: Logger) {
+    init(
+        index: Int,
+        host: String,
+        port: Int,
+        window: RunWindow,
+        clients: [VirtualClient],
+        tokens: BenchTokens? = nil,
+        logger: Logger
+    ) {
+        self.tokens = tokens
         self.index = index
         self.host = host
         self.port = port
@@ -301,8 +314,9 @@ final class HTTPLoadDriver {
         do {
             if connections[client] == nil { connections[client] = try HTTPClientConnection(host: host, port: port) }
             let (method, path, body) = try httpRoute(request, encoder: encoder)
+            let headers = try authorizationHeaders(clients[client].userID)
             inFlight[client] = (request, .now)
-            try connections[client]!.send(method: method, path: path, body: body)
+            try connections[client]!.send(method: method, path: path, body: body, headers: headers)
         } catch {
             stats.transportErrors.append("\(error)")
             connections[client]?.close()
@@ -310,6 +324,29 @@ final class HTTPLoadDriver {
             inFlight[client] = nil
             clients[client].reset()
         }
+    }
+}
+
+extension HTTPLoadDriver {
+    fileprivate func authorizationHeaders(_ user: String) throws -> [(String, String)] {
+        guard let tokens else { return [] }
+        if let headers = authorization[user] { return headers }
+        let headers = [("Authorization", "Bearer \(try tokens.mint(user))")]
+        authorization[user] = headers
+        return headers
+    }
+}
+
+/// The bearer tokens of an HTTP run: `mint` makes a virtual user's token (called once per user, on its
+/// driver thread; it must allow purchase, which the mix does for the user's own holds), `admin` may
+/// change seat maps (provisioning over HTTP).
+public struct BenchTokens: Sendable {
+    public var mint: @Sendable (String) throws -> String
+    public var admin: String
+
+    public init(admin: String, mint: @escaping @Sendable (String) throws -> String) {
+        self.admin = admin
+        self.mint = mint
     }
 }
 
@@ -334,10 +371,17 @@ func awaitReady(host: String, port: Int, within limit: Duration = .seconds(60)) 
 }
 
 /// One blocking REST call (provisioning over HTTP).
-func httpCall(host: String, port: Int, method: String, path: String, body: [UInt8]) throws -> (Int, [UInt8]) {
+func httpCall(
+    host: String,
+    port: Int,
+    method: String,
+    path: String,
+    body: [UInt8],
+    headers: [(String, String)] = []
+) throws -> (Int, [UInt8]) {
     let connection = try HTTPClientConnection(host: host, port: port)
     defer { connection.close() }
-    try connection.send(method: method, path: path, body: body)
+    try connection.send(method: method, path: path, body: body, headers: headers)
     var descriptor = pollfd(fd: connection.fd, events: Int16(POLLIN), revents: 0)
     let deadline = ContinuousClock.now + .seconds(30)
     while ContinuousClock.now < deadline {

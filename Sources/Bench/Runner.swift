@@ -32,6 +32,8 @@ public struct BenchOptions: Sendable {
     /// Echo only: server threads.
     public var echoServers: Int
     public var runID: String
+    /// HTTP only: the bearer tokens to send (nil: none, for a facade with `AUTH_MODE=none`).
+    public var tokens: BenchTokens?
 
     public init(
         transport: Transport,
@@ -51,8 +53,10 @@ public struct BenchOptions: Sendable {
         hotFraction: Double = 0.9,
         verify: Bool = true,
         echoServers: Int = 2,
-        runID: String? = nil
+        runID: String? = nil,
+        tokens: BenchTokens? = nil
     ) {
+        self.tokens = tokens
         self.transport = transport
         self.amqpURL = amqpURL
         self.httpURL = httpURL
@@ -160,6 +164,7 @@ public enum BenchRunner {
                     port: httpPort,
                     window: window,
                     clients: clients,
+                    tokens: options.tokens,
                     logger: logger
                 ).run()
             }
@@ -249,7 +254,8 @@ public enum BenchRunner {
                         port: port,
                         method: "PUT",
                         path: "/showtimes/\(showtime)/seats",
-                        body: Array(try encoder.encode(Body(seatIds: seats)))
+                        body: Array(try encoder.encode(Body(seatIds: seats))),
+                        headers: options.tokens.map { [("Authorization", "Bearer \($0.admin)")] } ?? []
                     )
                     guard status == 200 else {
                         throw BenchError(

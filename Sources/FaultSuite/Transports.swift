@@ -100,10 +100,13 @@ final class HTTPTransport: ServiceTransport {
     private let host: String
     private let port: Int
     private let decoder = ContractJSON.decoder()
+    /// `Authorization: Bearer ...\r\n`, or nothing.
+    private let authorization: String
 
-    init(host: String, port: Int) {
+    init(host: String, port: Int, token: String? = nil) {
         self.host = host
         self.port = port
+        authorization = token.map { "Authorization: Bearer \($0)\r\n" } ?? ""
     }
 
     func call(_ operation: RPCOperation, body: [UInt8], timeout: Duration, disconnectAfterSend: Bool) -> CallOutcome {
@@ -128,7 +131,7 @@ final class HTTPTransport: ServiceTransport {
         }
         guard connected == 0 else { return .transport("connect: \(String(cString: strerror(errno)))") }
         let head =
-            "POST \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nContent-Type: application/json\r\n"
+            "POST \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nContent-Type: application/json\r\n" + authorization
             + "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n"
         let request = Array(head.utf8) + body
         var offset = 0

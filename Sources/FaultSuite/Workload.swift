@@ -28,6 +28,9 @@ public struct WorkloadConfiguration: Sendable {
     public var disconnectRate: Double
     public var seed: UInt64
     public var historyPath: String
+    /// The bearer token of an HTTP client's user (`u-<name>`), for a facade with `AUTH_MODE=jwt`; nil
+    /// sends none. It must allow purchase (`inventory:purchase`): the clients purchase their own holds.
+    public var httpToken: (@Sendable (String) throws -> String)?
 
     public init(
         amqpURL: String,
@@ -104,7 +107,11 @@ public enum Workload {
             let name = isHTTP ? "h\(index - configuration.amqpClients)" : "a\(index)"
             let transport: any ServiceTransport
             if isHTTP, let host = configuration.facadeHost {
-                transport = HTTPTransport(host: host, port: configuration.facadePort)
+                transport = HTTPTransport(
+                    host: host,
+                    port: configuration.facadePort,
+                    token: try configuration.httpToken?("u-\(name)")
+                )
             } else {
                 transport = try AMQPTransport(url: configuration.amqpURL, clientName: name, logger: logger)
             }

@@ -7,10 +7,11 @@ struct CORSPolicy: Sendable, Equatable {
     let allowedOrigins: Set<String>
     let allowsAny: Bool
 
-    /// Headers a page may send: the JSON content type and both spellings of the idempotency key.
-    static let allowedHeaders = "Content-Type, Idempotency-Key, idempotencyKey"
+    /// Headers a page may send: the bearer token, the JSON content type and both spellings of the
+    /// idempotency key.
+    static let allowedHeaders = "Authorization, Content-Type, Idempotency-Key, idempotencyKey"
     /// Response headers a page may read besides the CORS-safelisted ones.
-    static let exposedHeaders = "Idempotent-Replayed"
+    static let exposedHeaders = "Idempotent-Replayed, WWW-Authenticate"
     /// How long a browser may cache a preflight answer, in seconds.
     static let maxAgeSeconds = 600
 

@@ -15,6 +15,7 @@ final class FacadeHandler: Sendable {
         var cors: CORSPolicy
         var limits: RequestLimits
         var rpcTimeout: Duration
+        var authentication: Authentication = .disabled
     }
 
     private let settings: Settings
@@ -87,8 +88,6 @@ final class FacadeHandler: Sendable {
             )
         case .matched(.healthz, _):
             finish(RESTAnswer(status: 200, body: Array(#"{"status":"ok"}"#.utf8)), nil)
-        case .matched(.metrics, _):
-            finish(RESTAnswer(status: 200, body: MetricsSetup.exposition(), contentType: MetricsSetup.contentType), nil)
         case .matched(.readyz, _):
             readiness.check { verdict in
                 if verdict.ready {
@@ -109,14 +108,37 @@ final class FacadeHandler: Sendable {
                 finish(.error(.internalError, "Route without an operation"), nil)
                 return
             }
+            // Who calls (401 / 403 before anything reaches the core), and the body with their userId.
+            let caller: Caller?
+            switch AccessPolicy.authorize(
+                route: route,
+                authorization: request.headers["authorization"],
+                authentication: settings.authentication
+            ) {
+            case .success(let verified): caller = verified
+            case .failure(let denied):
+                finish(denied.answer, nil)
+                return
+            }
+            var requestBody = request.body
+            if let caller {
+                switch AccessPolicy.identified(route: route, caller: caller, body: request.body) {
+                case .success(let identified): requestBody = identified
+                case .failure(let error):
+                    finish(.error(error), nil)
+                    return
+                }
+            }
+            let owner = route == .holdGet ? AccessPolicy.holdGetUser(caller: caller) : nil
             let body: [UInt8]
             switch RPCRequestBuilder.body(
                 for: route,
                 pathParameter: parameter,
                 query: request.query,
                 headers: request.headers,
-                body: request.body,
-                limits: settings.limits
+                body: requestBody,
+                limits: settings.limits,
+                holdGetUser: owner
             ) {
             case .success(let encoded): body = encoded
             case .failure(let error):
@@ -126,7 +148,7 @@ final class FacadeHandler: Sendable {
             let correlationID = rpc.makeCorrelationID()
             let call = RPCRequest(operation, body: body, timeout: settings.rpcTimeout, correlationID: correlationID)
             rpc.call(call) { [self] outcome in
-                finish(answer(for: outcome, route: route, operation: operation), correlationID)
+                finish(answer(for: outcome, route: route, operation: operation, owner: owner), correlationID)
             }
         }
     }
@@ -134,11 +156,17 @@ final class FacadeHandler: Sendable {
     private func answer(
         for outcome: Result<RPCResponse, RPCFailure>,
         route: Route,
-        operation: RPCOperation
+        operation: RPCOperation,
+        owner: String?
     ) -> RESTAnswer {
         switch outcome {
         case .success(let reply):
-            switch ReplyTranslator.answer(route: route, replyBody: reply.body, replayed: reply.isIdempotentReplay) {
+            switch ReplyTranslator.answer(
+                route: route,
+                replyBody: reply.body,
+                replayed: reply.isIdempotentReplay,
+                owner: owner
+            ) {
             case .success(let answer):
                 return answer
             case .failure(let problem):

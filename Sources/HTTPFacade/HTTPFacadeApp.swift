@@ -13,8 +13,13 @@ public enum HTTPFacadeApp {
     /// Called on the main thread after SIGINT/SIGTERM were blocked, configuration loaded, logging and
     /// metrics bootstrapped. A thrown error is logged by the command line and ends the process with status 1.
     public static func run(configuration: ServiceConfiguration, logger: Logger, shutdown: ShutdownSignal) throws {
+        ServiceProcess.warnIfAuthenticationDisabled(configuration.auth, logger: logger)
         let facade = try Facade(configuration: configuration, logger: logger)
         StandardStreams.printLine(StartupMessages.facadeRunning(port: facade.port))
+        logger.info(
+            "operations port",
+            metadata: ["http.address": "\(configuration.facadeOpsBindAddress)", "http.port": "\(facade.opsPort)"]
+        )
         shutdown.wait()
         facade.shutdown()
     }
@@ -23,16 +28,27 @@ public enum HTTPFacadeApp {
 /// The running facade: the RPC client's thread and the HTTP daemon. Tests run it in-process.
 public final class Facade: Sendable {
     private let daemon: HTTPDaemon
+    private let ops: OpsServer
     private let rpc: RPCClient
     private let handler: FacadeHandler
     private let logger: Logger
 
     /// The port the daemon listens on (`PORT` 0 picks a free one).
     public var port: Int { daemon.port }
+    /// The operations port (`/metrics`; `FACADE_OPS_PORT` 0 picks a free one).
+    public var opsPort: Int { ops.port }
 
-    /// Starts the RPC client (it connects in the background, answering 503 until it has) and the daemon.
+    /// Starts the RPC client (it connects in the background, answering 503 until it has) and the daemons.
+    /// With `AUTH_MODE=jwt`, a missing or unusable key throws a `ConfigurationError` naming the variable.
     public init(configuration: ServiceConfiguration, logger: Logger) throws {
         self.logger = logger
+        let authentication: Authentication
+        switch configuration.auth.mode {
+        case .none: authentication = .disabled
+        case .jwt:
+            try configuration.auth.requireTokenKey()
+            authentication = .jwt(try TokenVerifier.makeBlocking(settings: configuration.auth))
+        }
         var amqp = try AMQPConfiguration(url: configuration.rabbitMQURL)
         // Connecting blocks the client's thread; callers never wait for it (they get 503 at once), but a
         // short bound keeps a blackholed broker from delaying reconnects and shutdown.
@@ -43,7 +59,8 @@ public final class Facade: Sendable {
             settings: .init(
                 cors: CORSPolicy(origins: configuration.corsOrigins),
                 limits: RequestLimits(maxSeatsPerHold: configuration.maxSeatsPerHold),
-                rpcTimeout: configuration.rpcTimeout
+                rpcTimeout: configuration.rpcTimeout,
+                authentication: authentication
             ),
             rpc: rpc,
             logger: logger
@@ -63,10 +80,21 @@ public final class Facade: Sendable {
         )
         let handler = self.handler
         do {
+            ops = try OpsServer(
+                port: configuration.facadeOpsPort,
+                bindAddress: configuration.facadeOpsBindAddress,
+                logger: logger
+            )
+        } catch {
+            rpc.stop()
+            throw error
+        }
+        do {
             daemon = try HTTPDaemon(configuration: http, logger: logger) { request, responder in
                 handler.handle(request, responder)
             }
         } catch {
+            ops.shutdown()
             rpc.stop()
             throw error
         }
@@ -77,6 +105,7 @@ public final class Facade: Sendable {
     public func shutdown() {
         handler.beginDraining()
         daemon.shutdown(timeout: .seconds(8))
+        ops.shutdown()
         rpc.stop(timeout: .seconds(1))
         logger.info("facade stopped")
     }

@@ -4,14 +4,16 @@ import Contracts
 ///
 /// Pure: everything it needs is in its arguments, so the idempotency rules are tested without a server.
 enum RPCRequestBuilder {
-    /// The RPC body for `route` (an RPC route), encoded with `ContractJSON`.
+    /// The RPC body for `route` (an RPC route), encoded with `ContractJSON`. `holdGetUser` is the
+    /// `userId` of a `hold.get` (the authenticated caller's; nil for an admin or with `AUTH_MODE=none`).
     static func body(
         for route: Route,
         pathParameter: String?,
         query: [String: String],
         headers: [String: String],
         body: [UInt8],
-        limits: RequestLimits
+        limits: RequestLimits,
+        holdGetUser: String? = nil
     ) -> Result<[UInt8], ErrorBody> {
         switch route {
         case .hold:
@@ -21,7 +23,9 @@ enum RPCRequestBuilder {
         case .purchase:
             return encoded(RequestDecoder.decode(PurchaseRequest.self, from: body, limits: limits))
         case .holdGet:
-            let value: JSONValue = .object(["holdId": .string(pathParameter ?? "")])
+            var object: [String: JSONValue] = ["holdId": .string(pathParameter ?? "")]
+            if let holdGetUser { object["userId"] = .string(holdGetUser) }
+            let value: JSONValue = .object(object)
             return encoded(RequestDecoder.decode(HoldGetRequest.self, from: value, limits: limits))
         case .availability:
             var object: [String: JSONValue] = [:]
@@ -29,7 +33,7 @@ enum RPCRequestBuilder {
             return encoded(RequestDecoder.decode(AvailabilityRequest.self, from: .object(object), limits: limits))
         case .seatsDefine:
             return seatsDefineBody(showtimeID: pathParameter ?? "", body: body, limits: limits)
-        case .healthz, .readyz, .metrics:
+        case .healthz, .readyz:
             return .success(Array("{}".utf8))
         }
     }

@@ -27,15 +27,35 @@ struct RESTAnswer: Sendable, Equatable {
 /// The reply is decoded into the route's contract type and encoded again, so a core that answered
 /// something off-contract shows up as a logged 500 here, never as a malformed body to the browser.
 enum ReplyTranslator {
-    static func answer(route: Route, replyBody: [UInt8], replayed: Bool) -> Result<RESTAnswer, ReplyProblem> {
+    /// `owner`: the user a hold in the reply must belong to (`GET /holds/{holdId}` by a caller that is
+    /// not an admin); another user's hold is answered 403 HOLD_NOT_OWNED, as the core answers a release.
+    static func answer(
+        route: Route,
+        replyBody: [UInt8],
+        replayed: Bool,
+        owner: String? = nil
+    ) -> Result<RESTAnswer, ReplyProblem> {
         switch route {
         case .hold, .release, .purchase, .holdGet:
+            if let owner, case .ok(let hold)? = try? ContractJSON.decode(RPCReply<Hold>.self, from: replyBody),
+                hold.userId != owner
+            {
+                return .success(
+                    .error(
+                        ErrorBody(
+                            code: .holdNotOwned,
+                            message: "The hold belongs to another user",
+                            details: ["holdId": .string(hold.holdId)]
+                        )
+                    )
+                )
+            }
             return translate(RPCReply<Hold>.self, route: route, replyBody: replyBody, replayed: replayed)
         case .availability:
             return translate(RPCReply<Availability>.self, route: route, replyBody: replyBody, replayed: replayed)
         case .seatsDefine:
             return translate(RPCReply<SeatsDefined>.self, route: route, replyBody: replyBody, replayed: replayed)
-        case .healthz, .readyz, .metrics:
+        case .healthz, .readyz:
             return translate(RPCReply<PingReply>.self, route: route, replyBody: replyBody, replayed: replayed)
         }
     }

@@ -1,6 +1,7 @@
 import Contracts
 
-/// The REST routes of INTERFACE.md. `template` is what logs and metrics show (bounded label values).
+/// The REST routes of INTERFACE.md on `PORT`. `template` is what logs and metrics show (bounded label
+/// values). `/metrics` is not one of them: it is served on the operations port (`OpsServer`).
 enum Route: String, CaseIterable, Sendable {
     case hold
     case release
@@ -10,7 +11,6 @@ enum Route: String, CaseIterable, Sendable {
     case seatsDefine
     case healthz
     case readyz
-    case metrics
 
     var template: String {
         switch self {
@@ -22,7 +22,6 @@ enum Route: String, CaseIterable, Sendable {
         case .seatsDefine: "/showtimes/{showtimeId}/seats"
         case .healthz: "/healthz"
         case .readyz: "/readyz"
-        case .metrics: "/metrics"
         }
     }
 
@@ -31,7 +30,7 @@ enum Route: String, CaseIterable, Sendable {
         switch self {
         case .hold, .release, .purchase: "POST"
         case .seatsDefine: "PUT"
-        case .holdGet, .availability, .healthz, .readyz, .metrics: "GET"
+        case .holdGet, .availability, .healthz, .readyz: "GET"
         }
     }
 
@@ -47,7 +46,7 @@ enum Route: String, CaseIterable, Sendable {
         case .holdGet: .holdGet
         case .availability: .availability
         case .seatsDefine: .seatsDefine
-        case .healthz, .readyz, .metrics: nil
+        case .healthz, .readyz: nil
         }
     }
 
@@ -91,7 +90,6 @@ enum Router {
         case "/availability": return (.availability, nil)
         case "/healthz": return (.healthz, nil)
         case "/readyz": return (.readyz, nil)
-        case "/metrics": return (.metrics, nil)
         default: break
         }
         let segments = path.split(separator: "/", omittingEmptySubsequences: false)

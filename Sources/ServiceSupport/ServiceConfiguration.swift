@@ -3,6 +3,12 @@ import Foundation
 import Logging
 import SystemPackage
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Everything the two processes read from their environment.
 ///
 /// Sources, first match wins: the process environment, then `.env.local`, then `.env` in the working
@@ -35,6 +41,12 @@ public struct ServiceConfiguration: Sendable, Equatable {
     public var opsPort: Int
     /// `PREFETCH`: unacknowledged RPC requests the broker hands each core worker at once.
     public var prefetch: Int
+    /// `AUTH_MODE`, `JWT_*`: how the facade authenticates callers (see ``AuthSettings``).
+    public var auth: AuthSettings
+    /// `FACADE_OPS_PORT`: the facade's operations port (`/metrics`; 0 picks a free one).
+    public var facadeOpsPort: Int
+    /// `FACADE_OPS_BIND`: the address the facade's operations port listens on (loopback by default).
+    public var facadeOpsBindAddress: String
 
     /// The defaults of INTERFACE.md's table and of the README's.
     public static let defaults = ServiceConfiguration(
@@ -50,7 +62,10 @@ public struct ServiceConfiguration: Sendable, Equatable {
         logLevel: .info,
         workers: 8,
         opsPort: 3006,
-        prefetch: 16
+        prefetch: 16,
+        auth: AuthSettings(),
+        facadeOpsPort: 3007,
+        facadeOpsBindAddress: "127.0.0.1"
     )
 
     public init(
@@ -66,7 +81,10 @@ public struct ServiceConfiguration: Sendable, Equatable {
         logLevel: Logger.Level,
         workers: Int,
         opsPort: Int,
-        prefetch: Int
+        prefetch: Int,
+        auth: AuthSettings = AuthSettings(),
+        facadeOpsPort: Int = 3007,
+        facadeOpsBindAddress: String = "127.0.0.1"
     ) {
         self.databaseURL = databaseURL
         self.redisURL = redisURL
@@ -81,6 +99,9 @@ public struct ServiceConfiguration: Sendable, Equatable {
         self.workers = workers
         self.opsPort = opsPort
         self.prefetch = prefetch
+        self.auth = auth
+        self.facadeOpsPort = facadeOpsPort
+        self.facadeOpsBindAddress = facadeOpsBindAddress
     }
 
     public var holdTTL: Duration { .seconds(holdTTLSeconds) }
@@ -103,7 +124,9 @@ public struct ServiceConfiguration: Sendable, Equatable {
             "WORKERS": "\(workers)",
             "OPS_PORT": "\(opsPort)",
             "PREFETCH": "\(prefetch)",
-        ]
+            "FACADE_OPS_PORT": "\(facadeOpsPort)",
+            "FACADE_OPS_BIND": "\(facadeOpsBindAddress)",
+        ].merging(auth.logMetadata) { current, _ in current }
     }
 }
 
@@ -218,8 +241,65 @@ private struct Parser {
             logLevel: try logLevel("LOG_LEVEL", default: defaults.logLevel),
             workers: try integer("WORKERS", in: 1...256, default: defaults.workers),
             opsPort: try integer("OPS_PORT", in: 0...65_535, default: defaults.opsPort),
-            prefetch: try integer("PREFETCH", in: 1...65_535, default: defaults.prefetch)
+            prefetch: try integer("PREFETCH", in: 1...65_535, default: defaults.prefetch),
+            auth: try auth(),
+            facadeOpsPort: try integer("FACADE_OPS_PORT", in: 0...65_535, default: defaults.facadeOpsPort),
+            facadeOpsBindAddress: try ipAddress("FACADE_OPS_BIND", default: defaults.facadeOpsBindAddress)
         )
+    }
+
+    /// `AUTH_MODE`, `JWT_SECRET` (secret), `JWT_PUBLIC_KEY_FILE`, `JWT_ISSUER`, `JWT_AUDIENCE`. Whether a
+    /// key is present is checked by the process that verifies tokens (``AuthSettings/requireTokenKey()``).
+    private func auth() throws(ConfigurationError) -> AuthSettings {
+        var settings = AuthSettings()
+        if let (raw, source) = lookup("AUTH_MODE") {
+            guard let mode = AuthMode(rawValue: raw.lowercased()) else {
+                throw ConfigurationError(
+                    variable: "AUTH_MODE",
+                    source: source,
+                    message: "expected jwt or none, got '\(raw)'"
+                )
+            }
+            settings.mode = mode
+        }
+        if let (raw, source) = lookup("JWT_SECRET", isSecret: true) {
+            // RFC 7518 3.2: an HS256 key is at least as long as the hash (32 bytes).
+            guard raw.utf8.count >= AuthSettings.minimumSecretBytes else {
+                throw ConfigurationError(
+                    variable: "JWT_SECRET",
+                    source: source,
+                    message: "expected at least \(AuthSettings.minimumSecretBytes) bytes, got \(raw.utf8.count)"
+                )
+            }
+            settings.jwtSecret = raw
+        }
+        if let (raw, source) = lookup("JWT_PUBLIC_KEY_FILE") {
+            if settings.jwtSecret != nil {
+                throw ConfigurationError(
+                    variable: "JWT_PUBLIC_KEY_FILE",
+                    source: source,
+                    message: "set JWT_SECRET or JWT_PUBLIC_KEY_FILE, not both"
+                )
+            }
+            settings.jwtPublicKeyFile = raw
+        }
+        settings.jwtIssuer = lookup("JWT_ISSUER")?.value
+        settings.jwtAudience = lookup("JWT_AUDIENCE")?.value
+        return settings
+    }
+
+    private func ipAddress(_ name: String, default value: String) throws(ConfigurationError) -> String {
+        guard let (raw, source) = lookup(name) else { return value }
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        guard inet_pton(AF_INET, raw, &v4) == 1 || inet_pton(AF_INET6, raw, &v6) == 1 else {
+            throw ConfigurationError(
+                variable: name,
+                source: source,
+                message: "expected an IPv4 or IPv6 address such as 127.0.0.1, got '\(raw)'"
+            )
+        }
+        return raw
     }
 
     /// The raw value and where it came from, or nil when no source sets it.

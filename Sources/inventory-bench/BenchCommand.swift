@@ -3,6 +3,7 @@ import ArgumentParser
 import Bench
 import Contracts
 import Foundation
+import HTTPFacade
 import Logging
 
 @main
@@ -14,7 +15,10 @@ struct BenchCommand: ParsableCommand {
             Environment: RABBITMQ_URL (default amqp://guest:guest@localhost:5672), DATABASE_URL (for the
             verifier), FACADE_URL (http mode, default http://localhost:3005). See BENCHMARKS.md.
             """,
-        subcommands: [AMQP.self, HTTP.self, Echo.self, Verify.self, Sweep.self, Ping.self, StubCoreCommand.self]
+        subcommands: [
+            AMQP.self, HTTP.self, Echo.self, Verify.self, Sweep.self, Ping.self, StubCoreCommand.self,
+            JWTCostCommand.self,
+        ]
     )
 }
 
@@ -81,7 +85,13 @@ func makeLogger() -> Logger {
 
 func seconds(_ value: Double) -> Duration { .milliseconds(Int64(value * 1000)) }
 
-func runLoad(_ transport: Transport, connection: Connection, load: LoadOptions, httpURL: String) throws {
+func runLoad(
+    _ transport: Transport,
+    connection: Connection,
+    load: LoadOptions,
+    httpURL: String,
+    tokens: BenchTokens? = nil
+) throws {
     var options = BenchOptions(
         transport: transport,
         amqpURL: connection.resolvedAMQP,
@@ -98,7 +108,8 @@ func runLoad(_ transport: Transport, connection: Connection, load: LoadOptions, 
         shape: load.shape,
         hotSeats: load.hotSeats,
         hotFraction: load.hotFraction,
-        verify: !load.noVerify && transport != .echo
+        verify: !load.noVerify && transport != .echo,
+        tokens: tokens
     )
     options.analyzeAfterProvisioning = load.analyze
     if options.verify && options.databaseURL == nil {
@@ -138,10 +149,11 @@ extension BenchCommand {
         @OptionGroup var load: LoadOptions
         @Option(help: "The facade (default: $FACADE_URL or http://localhost:3005).")
         var facadeURL: String?
+        @OptionGroup var auth: TokenOptions
 
         func run() throws {
             let url = facadeURL ?? ProcessInfo.processInfo.environment["FACADE_URL"] ?? "http://localhost:3005"
-            try runLoad(.http, connection: connection, load: load, httpURL: url)
+            try runLoad(.http, connection: connection, load: load, httpURL: url, tokens: auth.tokens())
         }
     }
 
@@ -303,6 +315,45 @@ extension BenchCommand {
             } else {
                 print(report.text())
             }
+        }
+    }
+}
+
+/// How an HTTP run authenticates: one HS256 token per virtual user (`sub` = the user, scope
+/// `inventory:purchase` so the mix may purchase its own holds), minted on the user's first request.
+struct TokenOptions: ParsableArguments {
+    @Option(help: "Sign tokens with this HS256 secret (default: $JWT_SECRET; without either, no tokens are sent).")
+    var jwtSecret: String?
+    @Option(help: "The iss claim (default: $JWT_ISSUER).")
+    var jwtIssuer: String?
+    @Option(help: "The aud claim (default: $JWT_AUDIENCE).")
+    var jwtAudience: String?
+    @Flag(help: "Send no tokens even if JWT_SECRET is set (a facade with AUTH_MODE=none).")
+    var noTokens = false
+
+    func tokens() -> BenchTokens? {
+        let environment = ProcessInfo.processInfo.environment
+        guard !noTokens, let secret = jwtSecret ?? environment["JWT_SECRET"], !secret.isEmpty else { return nil }
+        let issuer = jwtIssuer ?? environment["JWT_ISSUER"]
+        let audience = jwtAudience ?? environment["JWT_AUDIENCE"]
+        let minter = TokenMinter.hs256Blocking(secret: secret)
+        let ttl = 6 * 3600
+        let admin =
+            (try? minter.mint(
+                subject: "bench-admin",
+                scopes: [Scope.admin],
+                ttlSeconds: ttl,
+                issuer: issuer,
+                audience: audience
+            )) ?? ""
+        return BenchTokens(admin: admin) { user in
+            try minter.mint(
+                subject: user,
+                scopes: [Scope.purchase],
+                ttlSeconds: ttl,
+                issuer: issuer,
+                audience: audience
+            )
         }
     }
 }

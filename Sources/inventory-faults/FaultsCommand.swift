@@ -4,6 +4,7 @@ import Bench
 import Contracts
 import FaultSuite
 import Foundation
+import HTTPFacade
 import Logging
 
 /// The Swift half of the fault suite; `faults/run.sh` starts the stack, the core and the facade, injects
@@ -103,7 +104,7 @@ extension FaultsCommand {
                 host = String(parts[0])
                 port = parsed
             }
-            let configuration = WorkloadConfiguration(
+            var configuration = WorkloadConfiguration(
                 amqpURL: common.amqpURL,
                 facadeHost: host,
                 facadePort: port,
@@ -118,6 +119,14 @@ extension FaultsCommand {
                 seed: seed,
                 historyPath: history
             )
+            // The facade verifies tokens (AUTH_MODE=jwt): each HTTP user gets its own, signed with
+            // JWT_SECRET, allowed to purchase its own holds.
+            if let secret = ProcessInfo.processInfo.environment["JWT_SECRET"], !secret.isEmpty {
+                let minter = TokenMinter.hs256Blocking(secret: secret)
+                configuration.httpToken = { user in
+                    try minter.mint(subject: user, scopes: [Scope.purchase], ttlSeconds: 6 * 3600)
+                }
+            }
             let summary = try Workload.run(configuration, logger: makeLogger())
             print(
                 "workload: \(summary.logicalHolds) logical holds, \(summary.holdsWon) won, \(summary.attempts) requests, "

@@ -94,7 +94,7 @@ struct BenchRunTests {
         }
     }
 
-    @Test("a few seconds of the mix over REST through http-facade, verified")
+    @Test("a few seconds of the mix over REST through http-facade, with a bearer token per user, verified")
     func http() throws {
         try withCore { amqpURL, databaseURL in
             let facade = try startFacade(amqpURL: amqpURL)
@@ -113,7 +113,8 @@ struct BenchRunTests {
                 seatsPerShowtime: 5_000,
                 seatsPerHold: 1...3,
                 shape: .mix,
-                verify: true
+                verify: true,
+                tokens: facadeTokens
             )
             let outcome = try BenchRunner.run(options, logger: quietLogger)
             print(outcome.report.text())
@@ -130,17 +131,11 @@ struct BenchRunTests {
         try withScratchVhost(prefix: "bench-test") { vhost in
             let amqpURL = vhost.url
             try withMigratedDatabase { databaseURL in
-                let facade = try startFacade(amqpURL: amqpURL)
-                defer { facade.process.stop() }
+                let (facade, port) = try startFacade(amqpURL: amqpURL)
+                defer { facade.stop() }
                 // Up but not ready: no core answers ping yet. Before the fix, provisioning sent its first
                 // PUT now and failed with this 503.
-                let (status, _) = try httpCall(
-                    host: "127.0.0.1",
-                    port: facade.port,
-                    method: "GET",
-                    path: "/readyz",
-                    body: []
-                )
+                let (status, _) = try httpCall(host: "127.0.0.1", port: port, method: "GET", path: "/readyz", body: [])
                 #expect(status == 503)
                 let core = LateCore()
                 defer { core.stop() }
@@ -148,11 +143,12 @@ struct BenchRunTests {
                 let options = BenchOptions(
                     transport: .http,
                     amqpURL: amqpURL,
-                    httpURL: "http://127.0.0.1:\(facade.port)",
+                    httpURL: "http://127.0.0.1:\(port)",
                     databaseURL: databaseURL,
                     showtimes: 1,
                     seatsPerShowtime: 10,
-                    verify: false
+                    verify: false,
+                    tokens: facadeTokens
                 )
                 try BenchRunner.provision(options, amqp: try AMQPConfiguration(url: amqpURL), logger: quietLogger)
                 #expect(core.error == nil, "\(core.error.map { "\($0)" } ?? "")")

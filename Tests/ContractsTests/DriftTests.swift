@@ -49,7 +49,7 @@ struct DriftTests {
             full: PurchaseRequest(holdId: "h", orderId: "o", userId: "u"),
             minimal: PurchaseRequest(holdId: "h", orderId: "o")
         ),
-        Shape("hold-get-request", full: HoldGetRequest(holdId: "h"), minimal: HoldGetRequest(holdId: "h")),
+        Shape("hold-get-request", full: HoldGetRequest(holdId: "h", userId: "u"), minimal: HoldGetRequest(holdId: "h")),
         Shape(
             "availability-request",
             full: AvailabilityRequest(showtimeId: "s"),

@@ -14,7 +14,7 @@ import Testing
         let headers = policy.responseHeaders(origin: "http://localhost:3000")
         #expect(value("Access-Control-Allow-Origin", in: headers) == "http://localhost:3000")
         #expect(value("Vary", in: headers) == "Origin")
-        #expect(value("Access-Control-Expose-Headers", in: headers) == "Idempotent-Replayed")
+        #expect(value("Access-Control-Expose-Headers", in: headers) == "Idempotent-Replayed, WWW-Authenticate")
         // A trailing slash in CORS_ORIGIN does not matter: browsers never send one.
         #expect(policy.allowedOrigin("https://tickets.example.com") == "https://tickets.example.com")
     }

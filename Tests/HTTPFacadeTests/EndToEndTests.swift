@@ -24,7 +24,7 @@ struct EndToEndTests {
             #expect(defined.header("content-type") == "application/json")
             #expect(defined.header("access-control-allow-origin") == "http://localhost:3000")
             #expect(defined.header("vary") == "Origin")
-            #expect(defined.header("access-control-expose-headers") == "Idempotent-Replayed")
+            #expect(defined.header("access-control-expose-headers") == "Idempotent-Replayed, WWW-Authenticate")
 
             // POST /hold → 201, with the replay marked on the second identical keyed request
             let first = try hold(stack, showtime, ["a1", "a2"], user: "u1", headers: [("Idempotency-Key", "key-1")])
@@ -75,8 +75,10 @@ struct EndToEndTests {
             #expect(health.status == 200 && health.json["status"] as? String == "ok")
             let ready = try stack.request("GET", "/readyz")
             #expect(ready.status == 200 && ready.json["status"] as? String == "ok")
-            let metrics = try stack.request("GET", "/metrics")
+            let metrics = try stack.metrics()
             #expect(metrics.status == 200)
+            // /metrics left the public port for the operations port (loopback by default).
+            #expect(try stack.request("GET", "/metrics").status == 404)
             #expect(metrics.header("content-type")?.hasPrefix("text/plain") == true)
             for name in [
                 #"http_requests_total{route="/hold",status="201"}"#,
@@ -343,13 +345,16 @@ struct EndToEndTests {
             for _ in 0..<1000 {
                 let socket = try HTTPTestClient.open(port: stack.port, timeout: .seconds(15))
                 sockets.append(socket)
-                try HTTPTestClient.send(socket, HTTPTestClient.requestBytes("POST", "/hold", headers: [], body: body))
+                try HTTPTestClient.send(
+                    socket,
+                    HTTPTestClient.requestBytes("POST", "/hold", headers: [Stack.bearer], body: body)
+                )
             }
             // Wait (bounded) until the facade holds them all.
             let inFlightDeadline = Date().addingTimeInterval(5)
             var inFlight = 0.0
             repeat {
-                let metrics = try stack.request("GET", "/metrics").text
+                let metrics = try stack.metrics().text
                 let line = metrics.split(separator: "\n").first { $0.hasPrefix("http_requests_in_flight ") }
                 inFlight = Double(line?.split(separator: " ").last ?? "0") ?? 0
             } while inFlight < 1000 && Date() < inFlightDeadline
@@ -443,7 +448,10 @@ struct EndToEndTests {
             defer { for socket in sockets { close(socket) } }
             for _ in 0..<5 {
                 let socket = try HTTPTestClient.open(port: port, timeout: .seconds(15))
-                try HTTPTestClient.send(socket, HTTPTestClient.requestBytes("POST", "/hold", headers: [], body: body))
+                try HTTPTestClient.send(
+                    socket,
+                    HTTPTestClient.requestBytes("POST", "/hold", headers: [Stack.bearer], body: body)
+                )
                 sockets.append(socket)
             }
             usleep(300_000)
@@ -467,14 +475,16 @@ struct EndToEndTests {
     }
 
     @Test(
-        "schemathesis fuzzes the OpenAPI document against the live facade: no 5xx, no schema break, >= 1,000 requests"
+        "schemathesis fuzzes the OpenAPI document against the live facade, with a token and without: no 5xx, no schema break, >= 1,000 requests"
     )
     func contractFuzzing() async throws {
         let root = Repository.root
         let result = try await withStack { stack in
             try runProcess(
                 "/bin/bash",
-                [root.appendingPathComponent("scripts/fuzz-facade.sh").path, "http://127.0.0.1:\(stack.port)", "1000"]
+                [root.appendingPathComponent("scripts/fuzz-facade.sh").path, "http://127.0.0.1:\(stack.port)", "1000"],
+                // Authentication on: an admin token that may also purchase, then a pass with none.
+                environment: ["FUZZ_TOKEN": Stack.operatorToken]
             )
         }
         let summary = result.output.split(separator: "\n").filter {

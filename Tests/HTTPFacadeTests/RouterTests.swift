@@ -16,7 +16,8 @@ import Testing
         )
         #expect(Router.match(method: "GET", path: "/healthz") == .matched(.healthz, pathParameter: nil))
         #expect(Router.match(method: "GET", path: "/readyz") == .matched(.readyz, pathParameter: nil))
-        #expect(Router.match(method: "GET", path: "/metrics") == .matched(.metrics, pathParameter: nil))
+        // /metrics is on the operations port only.
+        #expect(Router.match(method: "GET", path: "/metrics") == .notFound)
     }
 
     @Test("a known path with another method is 405 and names the allowed methods")

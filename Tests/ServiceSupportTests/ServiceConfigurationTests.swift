@@ -214,6 +214,11 @@ struct ServiceConfigurationTests {
         #expect(!rendered.contains("postgres:postgres@"))
         #expect(!rendered.contains("guest:guest@"))
         #expect(rendered.contains("DATABASE_URL=postgresql://postgres:***@localhost:5432/inventory_db"))
-        #expect(ServiceConfiguration.defaults.logMetadata.count == 13)
+        // 13 variables, FACADE_OPS_PORT and FACADE_OPS_BIND, and the five of authentication.
+        #expect(ServiceConfiguration.defaults.logMetadata.count == 20)
+        var withSecret = ServiceConfiguration.defaults
+        withSecret.auth.jwtSecret = "a-secret-that-must-never-be-logged-0123456789"
+        let shown = withSecret.logMetadata.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        #expect(!shown.contains("a-secret-that-must-never-be-logged") && shown.contains("JWT_SECRET=***"))
     }
 }

@@ -43,12 +43,32 @@ final class Stack: @unchecked Sendable {
     let database: ScratchDatabase
     let rpcTimeoutMilliseconds: Int
     let holdTTLSeconds: Int
+    let authMode: AuthMode
     let logs = LogCapture()
     private(set) var core: ServerProcess?
     private(set) var facade: Facade?
     let coreLogPath: String
 
-    init(rpcTimeoutMilliseconds: Int = 3000, holdTTLSeconds: Int = 300) {
+    /// The facade's `JWT_SECRET` (authentication is on, as by default); `minter` signs with it.
+    static let jwtSecret = "stack-test-secret-0123456789abcdef0123456789"
+    static let minter = TokenMinter.hs256Blocking(secret: jwtSecret)
+    /// `JWT_ISSUER` and `JWT_AUDIENCE` of the stack's facade: checked, so tests can get them wrong.
+    static let issuer = "https://auth.test.example"
+    static let audience = "seat-inventory"
+
+    /// A good token for `user` with `scopes`.
+    static func token(_ user: String, scopes: [String] = [], ttlSeconds: Int = 3600) -> String {
+        try! minter.mint(subject: user, scopes: scopes, ttlSeconds: ttlSeconds, issuer: issuer, audience: audience)
+    }
+
+    /// The token `request` sends unless told otherwise: an admin who may also purchase, so that tests
+    /// about other things may name any `userId` (the authorization tests use their own tokens).
+    static let operatorToken = token("test-operator", scopes: [Scope.admin, Scope.purchase], ttlSeconds: 86_400)
+    /// The `Authorization` header with ``operatorToken``, for raw requests.
+    static var bearer: (String, String) { ("Authorization", "Bearer \(operatorToken)") }
+
+    init(rpcTimeoutMilliseconds: Int = 3000, holdTTLSeconds: Int = 300, authMode: AuthMode = .jwt) {
+        self.authMode = authMode
         let id = uniqueName("facade")
         vhost = ScratchVhost(name: "test-\(id)")
         database = ScratchDatabase(prefix: "test_facade")
@@ -61,6 +81,7 @@ final class Stack: @unchecked Sendable {
     var databaseURL: String { database.url }
 
     var port: Int { facade?.port ?? 0 }
+    var opsPort: Int { facade?.opsPort ?? 0 }
 
     /// The environment both processes read.
     var environment: [String: String] {
@@ -69,6 +90,9 @@ final class Stack: @unchecked Sendable {
             "OPS_PORT": "0", "PORT": "0", "WORKERS": "4", "LOG_LEVEL": "info",
             "RPC_TIMEOUT_MS": "\(rpcTimeoutMilliseconds)", "HOLD_TTL_SECONDS": "\(holdTTLSeconds)",
             "MAX_SEATS_PER_HOLD": "10", "CORS_ORIGIN": "http://localhost:3000,https://tickets.example.com",
+            // For a facade started as a process (the core reads none of these).
+            "JWT_SECRET": Self.jwtSecret, "JWT_ISSUER": Self.issuer, "JWT_AUDIENCE": Self.audience,
+            "FACADE_OPS_PORT": "0",
         ]
     }
 
@@ -98,6 +122,13 @@ final class Stack: @unchecked Sendable {
         configuration.rpcTimeoutMilliseconds = rpcTimeoutMilliseconds
         configuration.corsOrigins = ["http://localhost:3000", "https://tickets.example.com"]
         configuration.maxSeatsPerHold = 10
+        configuration.auth = AuthSettings(
+            mode: authMode,
+            jwtSecret: Self.jwtSecret,
+            jwtIssuer: Self.issuer,
+            jwtAudience: Self.audience
+        )
+        configuration.facadeOpsPort = 0
         MetricsSetup.bootstrap()
         facade = try Facade(configuration: configuration, logger: logs.logger(label: "http-facade"))
     }
@@ -148,13 +179,22 @@ final class Stack: @unchecked Sendable {
 
     // MARK: Requests
 
+    /// A request with `Authorization: Bearer <token>` (``operatorToken`` by default; nil sends none).
     func request(
         _ method: String,
         _ path: String,
         headers: [(String, String)] = [],
-        body: String? = nil
+        body: String? = nil,
+        token: String? = Stack.operatorToken
     ) throws -> TestResponse {
-        try HTTPTestClient.request(port: port, method, path, headers: headers, body: body)
+        var headers = headers
+        if let token { headers.append(("Authorization", "Bearer \(token)")) }
+        return try HTTPTestClient.request(port: port, method, path, headers: headers, body: body)
+    }
+
+    /// `GET /metrics` on the operations port.
+    func metrics() throws -> TestResponse {
+        try HTTPTestClient.request(port: opsPort, "GET", "/metrics")
     }
 
     /// Defines `count` seats `s1`... on a new showtime and returns its id.
@@ -171,10 +211,15 @@ final class Stack: @unchecked Sendable {
 func withStack<T: Sendable>(
     rpcTimeoutMilliseconds: Int = 3000,
     holdTTLSeconds: Int = 300,
+    authMode: AuthMode = .jwt,
     _ body: @escaping @Sendable (Stack) throws -> T
 ) async throws -> T {
     try await blocking {
-        let stack = Stack(rpcTimeoutMilliseconds: rpcTimeoutMilliseconds, holdTTLSeconds: holdTTLSeconds)
+        let stack = Stack(
+            rpcTimeoutMilliseconds: rpcTimeoutMilliseconds,
+            holdTTLSeconds: holdTTLSeconds,
+            authMode: authMode
+        )
         defer { stack.close() }
         try stack.start()
         return try body(stack)
