@@ -90,6 +90,7 @@ let package = Package(
         .target(
             name: "ServiceSupport",
             dependencies: [
+                "Contracts",
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -202,7 +203,7 @@ let package = Package(
         .testTarget(name: "RedisClientTests", dependencies: ["RedisClient"], swiftSettings: swiftSettings),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"], swiftSettings: swiftSettings),
         .testTarget(name: "ContractsTests", dependencies: ["Contracts"], swiftSettings: swiftSettings),
-        .testTarget(name: "ServiceSupportTests", dependencies: ["ServiceSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "ServiceSupportTests", dependencies: ["ServiceSupport", "Contracts"], swiftSettings: swiftSettings),
         .testTarget(
             name: "InventoryRPCTests",
             dependencies: ["InventoryRPC", "Contracts", "AMQPClient", "PostgresClient", "RedisClient"],

@@ -22,9 +22,10 @@ let directReplyTo = "amq.rabbitmq.reply-to"
 /// A hold-request-sized body for the null RPC.
 let echoPayload = Array(#"{"seatIds":["s1","s2"],"showtimeId":"bench-echo-st0","userId":"bench-echo-u0"}"#.utf8)
 
-/// The request properties INTERFACE.md asks of a caller: reply_to, correlation_id, content type, and
-/// both deadline forms, so the core drops what nobody waits for any more.
-func rpcProperties(correlationID: String, timeout: Duration) -> AMQPProperties {
+/// The request properties INTERFACE.md asks of a caller: reply_to, correlation_id, content type, both
+/// deadline forms, so the core drops what nobody waits for any more, and `user_id` = the connection's
+/// login (RabbitMQ checks it; the core authorizes by it).
+func rpcProperties(correlationID: String, timeout: Duration, on connection: AMQPConnection) -> AMQPProperties {
     let timeoutMs = Int64(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
     let deadline = Int64(Date().timeIntervalSince1970 * 1000) + timeoutMs
     return AMQPProperties(
@@ -32,6 +33,7 @@ func rpcProperties(correlationID: String, timeout: Duration) -> AMQPProperties {
         correlationID: correlationID,
         replyTo: directReplyTo,
         expiration: String(timeoutMs),
+        userID: connection.configuration.user,
         headers: [ContractHeaders.deadline: .int(deadline)]
     )
 }
@@ -170,7 +172,7 @@ final class AMQPLoadDriver {
             exchange: exchange,
             routingKey: routingKey,
             body: body,
-            properties: rpcProperties(correlationID: String(id), timeout: window.timeout)
+            properties: rpcProperties(correlationID: String(id), timeout: window.timeout, on: connection)
         )
     }
 }
@@ -199,7 +201,7 @@ public final class RPCCaller {
             exchange: RPCOperation.exchange,
             routingKey: operation.routingKey,
             body: Array(try encoder.encode(request)),
-            properties: rpcProperties(correlationID: correlationID, timeout: timeout)
+            properties: rpcProperties(correlationID: correlationID, timeout: timeout, on: connection)
         )
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {

@@ -6,6 +6,7 @@ public enum ErrorCode: String, Codable, CaseIterable, Sendable {
     case holdNotFound = "HOLD_NOT_FOUND"
     case notFound = "NOT_FOUND"
     case methodNotAllowed = "METHOD_NOT_ALLOWED"
+    case forbidden = "FORBIDDEN"
     case holdNotOwned = "HOLD_NOT_OWNED"
     case seatUnavailable = "SEAT_UNAVAILABLE"
     case holdNotActive = "HOLD_NOT_ACTIVE"
@@ -21,7 +22,7 @@ public enum ErrorCode: String, Codable, CaseIterable, Sendable {
     public var httpStatus: Int {
         switch self {
         case .validationFailed: 400
-        case .holdNotOwned: 403
+        case .forbidden, .holdNotOwned: 403
         case .showtimeNotFound, .holdNotFound, .notFound: 404
         case .methodNotAllowed: 405
         case .seatUnavailable, .holdNotActive, .holdExpired, .idempotencyKeyInUse: 409

@@ -51,12 +51,19 @@ public struct PurchaseRequest: ValidatableRequest, Hashable {
 }
 
 /// `hold.get.request` / `GET /holds/{holdId}` (contracts/schemas/hold-get-request.json).
+/// `userId` may be left out by an admin caller only (INTERFACE.md); when given, the hold must be theirs.
 public struct HoldGetRequest: ValidatableRequest, Hashable {
     public var holdId: String
+    public var userId: String?
 
-    public init(holdId: String) { self.holdId = holdId }
+    public init(holdId: String, userId: String? = nil) {
+        self.holdId = holdId
+        self.userId = userId
+    }
 
-    public static let fields: [RequestField] = [.init("holdId", .identifier)]
+    public static let fields: [RequestField] = [
+        .init("holdId", .identifier), .init("userId", .identifier, required: false),
+    ]
 }
 
 /// `availability.request` / `GET /availability?showtimeId=` (contracts/schemas/availability-request.json).

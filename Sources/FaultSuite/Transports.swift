@@ -85,6 +85,7 @@ final class AMQPTransport: ServiceTransport {
                 correlationID: correlationID,
                 replyTo: "amq.rabbitmq.reply-to",
                 expiration: String(timeoutMs),
+                userID: connection.configuration.user,
                 headers: [ContractHeaders.deadline: .int(epochMilliseconds() + timeoutMs)]
             )
             try connection.publish(

@@ -19,7 +19,8 @@ enum RPCOutcome: Sendable {
 ///
 /// - Direct reply-to: `amq.rabbitmq.reply-to` is consumed (no-ack) right after connecting, before any
 ///   publish, as RabbitMQ requires.
-/// - Each request carries `correlation_id`, `reply_to`, `expiration` (the timeout in milliseconds, so the
+/// - Each request carries `user_id` (the connection's login: RabbitMQ checks it, the core authorizes by
+///   it), `correlation_id`, `reply_to`, `expiration` (the timeout in milliseconds, so the
 ///   broker drops a request nobody waits for) and `x-deadline` (epoch milliseconds, so a core that gets
 ///   it late does not act on it). It is published `mandatory`: an operation no core has declared a
 ///   queue for comes back at once, and is answered 503 rather than after the timeout.
@@ -206,9 +207,10 @@ private final class RPCConnectionLoop: @unchecked Sendable {
     private func connect() {
         do {
             let connection = try AMQPConnection(configuration: client.loopConfiguration.amqp, logger: logger)
-            // The exchange is the core's, but declaring it (same arguments) is harmless and keeps a publish
-            // before the first core started from closing our channel (404 NOT_FOUND).
-            try connection.declareExchange(RPCOperation.exchange, type: .direct, durable: true)
+            // The exchange is the core's: a caller's broker user may not declare it (README, "Broker users").
+            // A passive declare waits (reconnecting with back-off) until a core has, so that a publish before
+            // the first core started does not close our channel (404 NOT_FOUND).
+            try connection.declareExchange(RPCOperation.exchange, type: .direct, durable: true, passive: true)
             // Direct reply-to must be consumed before the first publish on the channel.
             try connection.consume(queue: "amq.rabbitmq.reply-to", noAck: true)
             self.connection = connection
@@ -279,6 +281,7 @@ private final class RPCConnectionLoop: @unchecked Sendable {
             correlationID: call.correlationID,
             replyTo: "amq.rabbitmq.reply-to",
             expiration: "\(timeoutMilliseconds)",
+            userID: connection.configuration.user,
             headers: [ContractHeaders.deadline: .int(deadline)]
         )
         do {

@@ -111,7 +111,8 @@ final class AvailabilityRPC: AvailabilitySource {
                 let connection: AMQPConnection
                 do {
                     connection = try AMQPConnection(configuration: amqp, logger: logger)
-                    try connection.declareExchange(RPCOperation.exchange, type: .direct, durable: true)
+                    // The core declares it; the gateway's broker user may not (a passive declare needs no right).
+                    try connection.declareExchange(RPCOperation.exchange, type: .direct, durable: true, passive: true)
                     // Direct reply-to: the consumer must exist before the first publish.
                     try connection.consume(queue: "amq.rabbitmq.reply-to", noAck: true)
                 } catch {
@@ -191,6 +192,7 @@ final class AvailabilityRPC: AvailabilitySource {
                     correlationID: correlationID,
                     replyTo: "amq.rabbitmq.reply-to",
                     expiration: "\(milliseconds)",
+                    userID: connection.configuration.user,
                     headers: ["x-deadline": .int(deadline)]
                 ),
                 mandatory: true

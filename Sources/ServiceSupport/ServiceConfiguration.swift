@@ -1,4 +1,5 @@
 import Configuration
+import Contracts
 import Foundation
 import Logging
 import SystemPackage
@@ -35,6 +36,9 @@ public struct ServiceConfiguration: Sendable, Equatable {
     public var opsPort: Int
     /// `PREFETCH`: unacknowledged RPC requests the broker hands each core worker at once.
     public var prefetch: Int
+    /// `RPC_PERMISSIONS`: which broker user may call which RPC operation (the core's table; see
+    /// ``BrokerPermissions``). Default: INTERFACE.md's table, which grants `guest` nothing.
+    public var rpcPermissions: BrokerPermissions
 
     /// The defaults of INTERFACE.md's table and of the README's.
     public static let defaults = ServiceConfiguration(
@@ -50,7 +54,8 @@ public struct ServiceConfiguration: Sendable, Equatable {
         logLevel: .info,
         workers: 8,
         opsPort: 3006,
-        prefetch: 16
+        prefetch: 16,
+        rpcPermissions: .default
     )
 
     public init(
@@ -66,7 +71,8 @@ public struct ServiceConfiguration: Sendable, Equatable {
         logLevel: Logger.Level,
         workers: Int,
         opsPort: Int,
-        prefetch: Int
+        prefetch: Int,
+        rpcPermissions: BrokerPermissions = .default
     ) {
         self.databaseURL = databaseURL
         self.redisURL = redisURL
@@ -81,6 +87,7 @@ public struct ServiceConfiguration: Sendable, Equatable {
         self.workers = workers
         self.opsPort = opsPort
         self.prefetch = prefetch
+        self.rpcPermissions = rpcPermissions
     }
 
     public var holdTTL: Duration { .seconds(holdTTLSeconds) }
@@ -103,6 +110,7 @@ public struct ServiceConfiguration: Sendable, Equatable {
             "WORKERS": "\(workers)",
             "OPS_PORT": "\(opsPort)",
             "PREFETCH": "\(prefetch)",
+            "RPC_PERMISSIONS": "\(rpcPermissions)",
         ]
     }
 }
@@ -218,8 +226,21 @@ private struct Parser {
             logLevel: try logLevel("LOG_LEVEL", default: defaults.logLevel),
             workers: try integer("WORKERS", in: 1...256, default: defaults.workers),
             opsPort: try integer("OPS_PORT", in: 0...65_535, default: defaults.opsPort),
-            prefetch: try integer("PREFETCH", in: 1...65_535, default: defaults.prefetch)
+            prefetch: try integer("PREFETCH", in: 1...65_535, default: defaults.prefetch),
+            rpcPermissions: try permissions("RPC_PERMISSIONS", default: defaults.rpcPermissions)
         )
+    }
+
+    private func permissions(
+        _ name: String,
+        default value: BrokerPermissions
+    ) throws(ConfigurationError) -> BrokerPermissions {
+        guard let (raw, source) = lookup(name) else { return value }
+        switch BrokerPermissions.parse(raw) {
+        case .success(let permissions): return permissions
+        case .failure(let error):
+            throw ConfigurationError(variable: name, source: source, message: error.description)
+        }
     }
 
     /// The raw value and where it came from, or nil when no source sets it.

@@ -35,7 +35,7 @@ struct DriftTests {
         Shape("release-request", full: ReleaseRequest(holdId: "h", userId: "u"), minimal: ReleaseRequest(holdId: "h")),
         Shape("purchase-request", full: PurchaseRequest(holdId: "h", orderId: "o", userId: "u"),
               minimal: PurchaseRequest(holdId: "h", orderId: "o")),
-        Shape("hold-get-request", full: HoldGetRequest(holdId: "h"), minimal: HoldGetRequest(holdId: "h")),
+        Shape("hold-get-request", full: HoldGetRequest(holdId: "h", userId: "u"), minimal: HoldGetRequest(holdId: "h")),
         Shape("availability-request", full: AvailabilityRequest(showtimeId: "s"), minimal: AvailabilityRequest(showtimeId: "s")),
         Shape("seats-define-request", full: SeatsDefineRequest(showtimeId: "s", seatIds: ["A1"]),
               minimal: SeatsDefineRequest(showtimeId: "s", seatIds: ["A1"])),

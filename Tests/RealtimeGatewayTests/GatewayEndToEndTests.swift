@@ -53,7 +53,8 @@ final class TestRPC: @unchecked Sendable {
                         properties: AMQPProperties(
                             contentType: "application/json",
                             correlationID: id,
-                            replyTo: "amq.rabbitmq.reply-to"
+                            replyTo: "amq.rabbitmq.reply-to",
+                            userID: "guest"
                         )
                     )
                     let deadline = sent.advanced(by: timeout)
@@ -175,9 +176,16 @@ extension RealServices {
             let databaseURL = components.string!
             do {
                 try await TestBroker.withVhost { vhost in
+                    // The core and the gateway run as their own broker users (the test's, with the real
+                    // roles); the test's client is guest, which the core's table grants an admin's rights.
+                    let id = UUID().uuidString.prefix(8).lowercased()
+                    let (coreUser, gatewayUser) = ("t\(id)-core", "t\(id)-gateway")
+                    let coreURL = try await TestBroker.serviceUser(coreUser, role: "core", vhost: vhost)
+                    let gatewayURL = try await TestBroker.serviceUser(gatewayUser, role: "consumer", vhost: vhost)
                     let environment = [
-                        "DATABASE_URL": databaseURL, "RABBITMQ_URL": TestBroker.url(vhost), "HOLD_TTL_SECONDS": "3",
+                        "DATABASE_URL": databaseURL, "RABBITMQ_URL": coreURL, "HOLD_TTL_SECONDS": "3",
                         "EXPIRY_INTERVAL_SECONDS": "1", "OPS_PORT": "0", "WORKERS": "2", "LOG_LEVEL": "warning",
+                        "RPC_PERMISSIONS": "guest=*,act-for-users,admin \(gatewayUser)=availability,ping",
                     ]
                     let migrate = Process()
                     migrate.executableURL = core
@@ -190,12 +198,14 @@ extension RealServices {
 
                     let coreProcess = try CoreProcess(binary: core, environment: environment)
                     do {
-                        try await Self.scenario(vhost: vhost)
+                        try await Self.scenario(vhost: vhost, gatewayURL: gatewayURL)
                         await coreProcess.stop()
                     } catch {
                         await coreProcess.stop()
+                        for user in [coreUser, gatewayUser] { await TestBroker.deleteUser(user) }
                         throw error
                     }
+                    for user in [coreUser, gatewayUser] { await TestBroker.deleteUser(user) }
                 }
                 try await Self.psql("DROP DATABASE IF EXISTS \(database) WITH (FORCE)")
             } catch {
@@ -204,7 +214,7 @@ extension RealServices {
             }
         }
 
-        static func scenario(vhost: String) async throws {
+        static func scenario(vhost: String, gatewayURL: String) async throws {
             let rpc = try TestRPC(vhost: vhost)
             try await eventuallyAsync("the core answers ping", timeout: .seconds(30)) {
                 (try? await rpc.call(.ping, PingRequest(), timeout: .milliseconds(500))) != nil
@@ -217,7 +227,7 @@ extension RealServices {
 
             let observer = try EventObserver(vhost: vhost)
             defer { observer.stop() }
-            let gateway = try await RunningGateway.start(vhost: vhost)
+            let gateway = try await RunningGateway.start(vhost: vhost) { $0.rabbitMQURL = gatewayURL }
             do {
                 let a1 = try await TestClient.connect("a1", url: gateway.url + "?showtimeId=\(x)")
                 let a2 = try await TestClient.connect("a2", url: gateway.url)
@@ -233,17 +243,23 @@ extension RealServices {
                 @discardableResult
                 func expectEvent(
                     _ type: EventType,
-                    hold: String,
+                    hold: Hold,
                     at clients: [TestClient],
                     answer: TestRPC.Answer?
                 )
                     async throws -> Received
                 {
                     var first: Received?
+                    // The gateway leaves the hold's id out (anonymous subscribers): the event is known by its
+                    // showtime and seats, which no two holds of this scenario share.
+                    let seats = "\"seatIds\":[" + hold.seatIds.map { "\"\($0)\"" }.joined(separator: ",") + "]"
                     for client in clients {
-                        let message = try await client.next("\(type.rawValue) of \(hold)") {
-                            $0.type == type.rawValue && $0.text.contains(hold)
+                        let message = try await client.next("\(type.rawValue) of \(hold.holdId)") {
+                            $0.type == type.rawValue && $0.text.contains(seats)
+                                && $0.text.contains("\"showtimeId\":\"\(hold.showtimeId)\"")
                         }
+                        #expect(!message.text.contains(hold.holdId), "\(message.text)")
+                        #expect(!message.text.contains(hold.userId), "\(message.text)")
                         first = first ?? message
                         var line = "\(type.rawValue) -> \(client.name):"
                         if let answer {
@@ -265,13 +281,13 @@ extension RealServices {
                     .hold,
                     HoldRequest(showtimeId: x, seatIds: ["A1", "A2"], userId: "u1")
                 )
-                try await expectEvent(.holdCreated, hold: h1.holdId, at: [a1, a2], answer: holdAnswer)
+                try await expectEvent(.holdCreated, hold: h1, at: [a1, a2], answer: holdAnswer)
                 let (hy, holdYAnswer) = try await rpc.ok(
                     Hold.self,
                     .hold,
                     HoldRequest(showtimeId: y, seatIds: ["A1"], userId: "u2")
                 )
-                try await expectEvent(.holdCreated, hold: hy.holdId, at: [b], answer: holdYAnswer)
+                try await expectEvent(.holdCreated, hold: hy, at: [b], answer: holdYAnswer)
 
                 // A late subscriber's snapshot already shows the held seats.
                 let late = try await TestClient.connect("late", url: gateway.url + "?showtimeId=\(x)")
@@ -280,7 +296,7 @@ extension RealServices {
 
                 // release -> hold.released
                 let (_, releaseAnswer) = try await rpc.ok(Hold.self, .release, ReleaseRequest(holdId: h1.holdId))
-                try await expectEvent(.holdReleased, hold: h1.holdId, at: [a1, a2, late], answer: releaseAnswer)
+                try await expectEvent(.holdReleased, hold: h1, at: [a1, a2, late], answer: releaseAnswer)
 
                 // hold + purchase -> seats.purchased
                 let (h2, _) = try await rpc.ok(
@@ -288,13 +304,13 @@ extension RealServices {
                     .hold,
                     HoldRequest(showtimeId: x, seatIds: ["A3"], userId: "u1")
                 )
-                try await expectEvent(.holdCreated, hold: h2.holdId, at: [a1, a2], answer: nil)
+                try await expectEvent(.holdCreated, hold: h2, at: [a1, a2], answer: nil)
                 let (_, purchaseAnswer) = try await rpc.ok(
                     Hold.self,
                     .purchase,
                     PurchaseRequest(holdId: h2.holdId, orderId: "order-1")
                 )
-                try await expectEvent(.seatsPurchased, hold: h2.holdId, at: [a1, a2], answer: purchaseAnswer)
+                try await expectEvent(.seatsPurchased, hold: h2, at: [a1, a2], answer: purchaseAnswer)
 
                 // hold, left to expire (TTL 3 s, sweep every 1 s) -> hold.expired
                 let (h3, _) = try await rpc.ok(
@@ -302,8 +318,8 @@ extension RealServices {
                     .hold,
                     HoldRequest(showtimeId: x, seatIds: ["A4"], userId: "u3")
                 )
-                try await expectEvent(.holdCreated, hold: h3.holdId, at: [a1, a2], answer: nil)
-                let expired = try await expectEvent(.holdExpired, hold: h3.holdId, at: [a1, a2], answer: nil)
+                try await expectEvent(.holdCreated, hold: h3, at: [a1, a2], answer: nil)
+                let expired = try await expectEvent(.holdExpired, hold: h3, at: [a1, a2], answer: nil)
                 let sinceReceipt = expired.at.duration(to: .now)
                 let wallAtReceipt = Date().addingTimeInterval(
                     -(Double(sinceReceipt.components.seconds) + Double(sinceReceipt.components.attoseconds) / 1e18)
@@ -312,7 +328,7 @@ extension RealServices {
                     "hold.expired arrived \(String(format: "%.2f", wallAtReceipt.timeIntervalSince(h3.expiresAt))) s after expiresAt (sweep every 1 s)"
                 )
                 // y's hold expires too: only b hears of it.
-                try await expectEvent(.holdExpired, hold: hy.holdId, at: [b], answer: nil)
+                try await expectEvent(.holdExpired, hold: hy, at: [b], answer: nil)
 
                 // Exactly the right clients: x's followers got x's events only, in order; y's follower y's only.
                 let xTypes = [

@@ -63,6 +63,23 @@ enum TestBroker {
 
     static func url(_ vhost: String) -> String { "amqp://guest:guest@\(host):5672/\(vhost)" }
 
+    /// A RabbitMQ user of the test's own with a service role's permissions on `vhost` (`core`, `caller` or
+    /// `consumer`), made by `scripts/services.sh broker-user` exactly as the real ones are; returns its
+    /// URL. Remove it with ``deleteUser(_:)``.
+    static func serviceUser(_ name: String, role: String, vhost: String) async throws -> String {
+        let password = UUID().uuidString
+        let script = URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("scripts/services.sh").path
+        let (status, output) = try await run("/bin/bash", [script, "broker-user", name, password, role, vhost])
+        guard status == 0 else { throw TestFailure("services.sh broker-user \(name): \(output)") }
+        return "amqp://\(name):\(password)@\(host):5672/\(vhost)"
+    }
+
+    static func deleteUser(_ name: String) async {
+        _ = try? await rabbitmqctl("delete_user", name)
+    }
+
     /// Closes, from the broker's side, every connection of `vhost` whose name starts with `prefix`:
     /// what the gateway sees when the broker restarts, without restarting the shared broker.
     static func closeConnections(vhost: String, namePrefix: String) async throws -> Int {
@@ -144,7 +161,9 @@ final class FakeCore: Sendable {
         var configuration = try AMQPConfiguration(url: TestBroker.url(vhost))
         configuration.connectionName = "gateway-tests fake-core"
         let connection = try AMQPConnection(configuration: configuration, logger: quietLogger)
+        // Both exchanges, as the real core declares them: the gateway only checks that they exist.
         try connection.declareExchange(RPCOperation.exchange, type: .direct, durable: true)
+        try connection.declareExchange(EventType.exchange, type: .topic, durable: true)
         let queue = try connection.declareQueue(RPCOperation.availability.queueName, durable: false)
         try connection.bindQueue(
             queue,

@@ -1,3 +1,4 @@
+import Contracts
 import Foundation
 import Logging
 import Testing
@@ -142,6 +143,7 @@ struct ServiceConfigurationTests {
             ("DATABASE_URL", "mysql://root:hunter2@localhost/db"), ("DATABASE_URL", "localhost:5432"),
             ("REDIS_URL", "http://localhost:6379"), ("RABBITMQ_URL", "amqps://guest:guest@localhost"),
             ("RABBITMQ_URL", "amqp://"), ("CORS_ORIGIN", "localhost:3000"), ("CORS_ORIGIN", " , "),
+            ("RPC_PERMISSIONS", "inventory-facade"), ("RPC_PERMISSIONS", "inventory-gateway=availability,steal"),
         ]
     )
     func badValue(variable: String, value: String) async throws {
@@ -214,6 +216,16 @@ struct ServiceConfigurationTests {
         #expect(!rendered.contains("postgres:postgres@"))
         #expect(!rendered.contains("guest:guest@"))
         #expect(rendered.contains("DATABASE_URL=postgresql://postgres:***@localhost:5432/inventory_db"))
-        #expect(ServiceConfiguration.defaults.logMetadata.count == 13)
+        #expect(ServiceConfiguration.defaults.logMetadata.count == 14)
+    }
+
+    @Test("RPC_PERMISSIONS replaces the default broker table; unset, it is INTERFACE.md's, which grants guest nothing")
+    func rpcPermissions() async throws {
+        #expect(try await load([:]).rpcPermissions == .default)
+        #expect(!ServiceConfiguration.defaults.rpcPermissions.grantsGuest)
+        let configuration = try await load(["RPC_PERMISSIONS": "guest=*,act-for-users,admin ops=ping"])
+        #expect(configuration.rpcPermissions.grantsGuest)
+        #expect(configuration.rpcPermissions.grants["ops"]?.operations == [.ping])
+        #expect(configuration.rpcPermissions.grants["inventory-facade"] == nil)
     }
 }

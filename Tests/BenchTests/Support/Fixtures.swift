@@ -1,4 +1,5 @@
 import AMQPClient
+import Contracts
 import Foundation
 import InventoryRPC
 import Logging
@@ -98,6 +99,8 @@ final class CoreProcess {
         var environment = ProcessInfo.processInfo.environment
         environment["DATABASE_URL"] = databaseURL
         environment["RABBITMQ_URL"] = amqpURL
+        // The benchmark's drivers log in as guest: the core's table grants it (and warns at start).
+        environment["RPC_PERMISSIONS"] = "\(BrokerPermissions.default) guest=*,act-for-users,admin"
         environment["HOLD_TTL_SECONDS"] = "2"
         environment["EXPIRY_INTERVAL_SECONDS"] = "1"
         environment["OPS_PORT"] = "0"

@@ -56,9 +56,13 @@ final class RPCTestClient: Sendable {
     private let stopped = Mutex(false)
     private let finished = DispatchSemaphore(value: 0)
     private let failure = Mutex<(any Error)?>(nil)
+    /// The `user_id` every `call` carries: the broker user it logs in as, as every real caller does (nil:
+    /// none, for tests of a request without one).
+    let user: String?
 
-    init(url: String) throws {
+    init(url: String, stampsUserID: Bool = true) throws {
         wakeup = try EventFD()
+        user = stampsUserID ? try AMQPConfiguration(url: url).user : nil
         let ready = DispatchSemaphore(value: 0)
         let startError = Mutex<(any Error)?>(nil)
         let thread = Thread { [self] in
@@ -98,6 +102,7 @@ final class RPCTestClient: Sendable {
             contentType: "application/json",
             correlationID: correlationID,
             replyTo: "amq.rabbitmq.reply-to",
+            userID: user,
             headers: headers
         )
         return try await withCheckedThrowingContinuation { continuation in
