@@ -203,7 +203,11 @@ let package = Package(
         .testTarget(name: "RedisClientTests", dependencies: ["RedisClient"], swiftSettings: swiftSettings),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"], swiftSettings: swiftSettings),
         .testTarget(name: "ContractsTests", dependencies: ["Contracts"], swiftSettings: swiftSettings),
-        .testTarget(name: "ServiceSupportTests", dependencies: ["ServiceSupport", "Contracts"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ServiceSupportTests",
+            dependencies: ["ServiceSupport", "Contracts"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "InventoryRPCTests",
             dependencies: ["InventoryRPC", "Contracts", "AMQPClient", "PostgresClient", "RedisClient"],

@@ -143,8 +143,8 @@ public final class AMQPConnection {
         let state = try openState()
         withArena { arena in
             _ = amqp_exchange_declare(
-                state, channel, arena.bytes(name), arena.bytes(type.rawValue), passive ? 1 : 0, durable ? 1 : 0, 0,
-                0, amqp_empty_table)
+                state, channel, arena.bytes(name), arena.bytes(type.rawValue), passive ? 1 : 0,
+                durable ? 1 : 0, 0, 0, amqp_empty_table)
         }
         try check(amqp_get_rpc_reply(state), "exchange.declare \(name)")
         logger.debug("AMQP exchange declared", metadata: ["amqp.exchange": "\(name)"])

@@ -352,7 +352,8 @@ import Testing
             try Broker.withQueue(on: connection) { queue in
                 let login = connection.configuration.user
                 try connection.publish(
-                    exchange: "", routingKey: queue, body: [1], properties: AMQPProperties(userID: login))
+                    exchange: "", routingKey: queue, body: [1],
+                    properties: AMQPProperties(userID: login))
                 try connection.consume(queue: queue, noAck: true)
                 #expect(try connection.nextDelivery()?.properties.userID == login)
             }
@@ -364,13 +365,16 @@ import Testing
         try Broker.withConnection { connection in
             try Broker.withQueue(on: connection) { queue in
                 try connection.publish(
-                    exchange: "", routingKey: queue, body: [1], properties: AMQPProperties(userID: "inventory-core"))
+                    exchange: "", routingKey: queue, body: [1],
+                    properties: AMQPProperties(userID: "inventory-core"))
                 let error = #expect(throws: AMQPError.self) { _ = try connection.inspectQueue(queue) }
                 #expect(error?.kind == .channelClosed)
                 #expect(error?.replyCode == 406)
                 #expect(error?.message.contains("user_id") == true, "\(String(describing: error))")
                 // The forged message never reached the queue.
-                let left = try Broker.withConnection("count") { observer in try observer.inspectQueue(queue).messageCount }
+                let left = try Broker.withConnection("count") { observer in
+                    try observer.inspectQueue(queue).messageCount
+                }
                 #expect(left == 0)
             }
         }

@@ -6,7 +6,9 @@ import Testing
 struct BrokerPermissionsTests {
     typealias Users = BrokerPermissions.Users
 
-    @Test("the default table is INTERFACE.md's: facade and admin everything, Orders the hold life cycle, gateway availability and ping")
+    @Test(
+        "the default table is INTERFACE.md's: facade and admin everything, Orders the hold life cycle, gateway availability and ping"
+    )
     func defaultTable() {
         let table = BrokerPermissions.default
         let all = Set(RPCOperation.allCases)
@@ -37,13 +39,16 @@ struct BrokerPermissionsTests {
         #expect(withGuest.grants["ops"] == .init(operations: [.holdGet, .seatsDefine], admin: true))
     }
 
-    @Test("a bad table is refused with a message naming the problem", arguments: [
-        ("", "at least one"),
-        ("inventory-facade", "user=operations"),
-        ("=hold", "user=operations"),
-        ("a=hold a=ping", "twice"),
-        ("a=hold,purchases", "unknown item 'purchases'"),
-    ])
+    @Test(
+        "a bad table is refused with a message naming the problem",
+        arguments: [
+            ("", "at least one"),
+            ("inventory-facade", "user=operations"),
+            ("=hold", "user=operations"),
+            ("a=hold a=ping", "twice"),
+            ("a=hold,purchases", "unknown item 'purchases'"),
+        ]
+    )
     func badTables(text: String, problem: String) {
         guard case .failure(let error) = BrokerPermissions.parse(text) else {
             Issue.record("\(text) parsed")
@@ -66,19 +71,32 @@ struct BrokerPermissionsTests {
             )
         }
         #expect(BrokerAuthorization.check(.ping, brokerUser: nil, userId: nil, permissions: table)?.code == .forbidden)
-        #expect(BrokerAuthorization.check(.availability, brokerUser: Users.gateway, userId: nil, permissions: table) == nil)
+        #expect(
+            BrokerAuthorization.check(.availability, brokerUser: Users.gateway, userId: nil, permissions: table) == nil
+        )
     }
 
     @Test("userId: required of non-admins for release, purchase and hold.get; an admin may leave it out")
     func userRules() {
         let table = BrokerPermissions.default
         for operation in [RPCOperation.release, .purchase, .holdGet] {
-            let refusal = BrokerAuthorization.check(operation, brokerUser: Users.orders, userId: nil, permissions: table)
+            let refusal = BrokerAuthorization.check(
+                operation,
+                brokerUser: Users.orders,
+                userId: nil,
+                permissions: table
+            )
             #expect(refusal?.code == .validationFailed)
             #expect(refusal?.details?["field"] == .string("userId"))
-            #expect(BrokerAuthorization.check(operation, brokerUser: Users.facade, userId: nil, permissions: table) == nil)
-            #expect(BrokerAuthorization.check(operation, brokerUser: Users.admin, userId: nil, permissions: table) == nil)
-            #expect(BrokerAuthorization.check(operation, brokerUser: Users.orders, userId: "u1", permissions: table) == nil)
+            #expect(
+                BrokerAuthorization.check(operation, brokerUser: Users.facade, userId: nil, permissions: table) == nil
+            )
+            #expect(
+                BrokerAuthorization.check(operation, brokerUser: Users.admin, userId: nil, permissions: table) == nil
+            )
+            #expect(
+                BrokerAuthorization.check(operation, brokerUser: Users.orders, userId: "u1", permissions: table) == nil
+            )
         }
     }
 

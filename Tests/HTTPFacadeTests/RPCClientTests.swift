@@ -189,8 +189,13 @@ struct RPCClientTests {
             let stack = Stack()
             try stack.createVhost()
             defer { try? stack.deleteVhost() }
+            // A core declared the exchange (callers only check it) but no queue for the operation.
+            let configuration = try AMQPConfiguration(url: stack.rabbitMQURL)
+            let setup = try AMQPConnection(configuration: configuration, logger: Logger(label: "rpc-test"))
+            try setup.declareExchange(RPCOperation.exchange, type: .direct)
+            setup.close()
             let client = try RPCClient(
-                configuration: .init(amqp: try AMQPConfiguration(url: stack.rabbitMQURL)),
+                configuration: .init(amqp: configuration),
                 logger: Logger(label: "rpc-test")
             )
             client.start()

@@ -188,7 +188,8 @@ extension CoreServiceTests {
                         logger: testLogger
                     )
                     defer { connection.close() }
-                    let fake = #"{"eventId":"\#(forgedID)","type":"hold.expired","occurredAt":"2026-01-01T12:00:00Z","showtimeId":"\#(showtimeID)","holdId":"hold_x","userId":"u","seatIds":["s1"]}"#
+                    let fake =
+                        #"{"eventId":"\#(forgedID)","type":"hold.expired","occurredAt":"2026-01-01T12:00:00Z","showtimeId":"\#(showtimeID)","holdId":"hold_x","userId":"u","seatIds":["s1"]}"#
                     try connection.publish(
                         exchange: EventType.exchange,
                         routingKey: "hold.expired",
@@ -220,7 +221,9 @@ extension CoreServiceTests {
             }
         }
 
-        @Test("a request whose user_id is not its connection's login is refused by the broker; the core never acts on it")
+        @Test(
+            "a request whose user_id is not its connection's login is refused by the broker; the core never acts on it"
+        )
         func forgedUserID() async throws {
             try await withCore(workers: 2, serviceUsers: true) { core in
                 let users = try #require(core.users)
@@ -253,7 +256,9 @@ extension CoreServiceTests {
                 let admin = try Self.client(core, .admin)
                 defer { admin.close() }
                 let availability = try await admin.call(.availability, AvailabilityRequest(showtimeId: showtimeID))
-                #expect(try availability.decode(Availability.self).result.get().availability.map(\.seatId) == ["s1", "s2"])
+                #expect(
+                    try availability.decode(Availability.self).result.get().availability.map(\.seatId) == ["s1", "s2"]
+                )
                 #expect(try Self.databaseState(core) == before)
             }
         }

@@ -46,11 +46,16 @@ enum TestBroker {
         return output
     }
 
-    /// A fresh vhost for `body`, deleted afterwards (with everything in it).
+    /// A fresh vhost for `body`, with the two exchanges the core declares (the gateway only checks that
+    /// they exist), deleted afterwards (with everything in it).
     static func withVhost<R>(_ body: (String) async throws -> R) async throws -> R {
         let vhost = "test-gw-\(UUID().uuidString.prefix(8).lowercased())"
         try await rabbitmqctl("add_vhost", vhost)
         try await rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        let setup = try AMQPConnection(configuration: try AMQPConfiguration(url: url(vhost)), logger: quietLogger)
+        try setup.declareExchange(RPCOperation.exchange, type: .direct, durable: true)
+        try setup.declareExchange(EventType.exchange, type: .topic, durable: true)
+        setup.close()
         do {
             let result = try await body(vhost)
             _ = try? await rabbitmqctl("delete_vhost", vhost)
