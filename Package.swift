@@ -8,6 +8,8 @@ import PackageDescription
 //                      thin Swift owners of the C handles: typed errors, no C types in their API.
 //   Contracts          the messages of INTERFACE.md as Codable types, codes and validation.
 //   ServiceSupport     configuration, logging, metrics, signals, back-off shared by the processes.
+//   InventoryRPCClient the one RPC client over AMQPClient (correlation, deadlines, returns, reconnect):
+//                      the facade, the gateway, the benchmark and the fault suite call the core with it.
 //   InventoryRPC       the core (library); `inventory-rpc` is its command line.
 //   HTTPFacade         the REST facade (library); `http-facade` is its command line.
 //   RealtimeGateway    the WebSocket gateway (library, Hummingbird); `realtime-gateway` is its command line.
@@ -38,6 +40,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        // SHA-1 (Redis script names) and SHA-256 (the idempotency request hash).
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         // MARK: C libraries
@@ -76,7 +80,10 @@ let package = Package(
         ),
         .target(
             name: "RedisClient",
-            dependencies: ["CHiredis", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "CHiredis", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -99,9 +106,17 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "InventoryRPCClient",
+            dependencies: [
+                "AMQPClient", "Contracts", "ServiceSupport", .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "InventoryRPC",
             dependencies: [
                 "Contracts", "AMQPClient", "PostgresClient", "RedisClient", "HTTPServer", "ServiceSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
@@ -112,7 +127,7 @@ let package = Package(
         .target(
             name: "HTTPFacade",
             dependencies: [
-                "Contracts", "AMQPClient", "HTTPServer", "ServiceSupport",
+                "Contracts", "AMQPClient", "HTTPServer", "ServiceSupport", "InventoryRPCClient",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
@@ -138,7 +153,7 @@ let package = Package(
         .target(
             name: "RealtimeGateway",
             dependencies: [
-                "Contracts", "AMQPClient", "ServiceSupport",
+                "Contracts", "AMQPClient", "ServiceSupport", "InventoryRPCClient",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
@@ -163,7 +178,7 @@ let package = Package(
         .target(
             name: "Bench",
             dependencies: [
-                "Contracts", "AMQPClient", "PostgresClient", "InventoryRPC",
+                "Contracts", "AMQPClient", "PostgresClient", "InventoryRPC", "InventoryRPCClient",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -183,7 +198,7 @@ let package = Package(
         .target(
             name: "FaultSuite",
             dependencies: [
-                "Bench", "Contracts", "AMQPClient", "PostgresClient",
+                "Bench", "Contracts", "AMQPClient", "PostgresClient", "InventoryRPCClient",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -198,43 +213,77 @@ let package = Package(
         ),
 
         // MARK: Tests
-        .testTarget(name: "AMQPClientTests", dependencies: ["AMQPClient"], swiftSettings: swiftSettings),
-        .testTarget(name: "PostgresClientTests", dependencies: ["PostgresClient"], swiftSettings: swiftSettings),
-        .testTarget(name: "RedisClientTests", dependencies: ["RedisClient"], swiftSettings: swiftSettings),
-        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"], swiftSettings: swiftSettings),
-        .testTarget(name: "ContractsTests", dependencies: ["Contracts"], swiftSettings: swiftSettings),
+        // The fixtures every test target shares (scratch vhosts and databases, a private redis-server,
+        // child processes, raw HTTP and RPC test clients), as swift-nio's NIOTestUtils.
+        .target(
+            name: "TestSupport",
+            dependencies: [
+                "AMQPClient", "Contracts", "PostgresClient", "RedisClient",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/TestSupport",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "AMQPClientTests",
+            dependencies: ["AMQPClient", "TestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PostgresClientTests",
+            dependencies: ["PostgresClient", "TestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RedisClientTests",
+            dependencies: ["RedisClient", "TestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "HTTPServerTests",
+            dependencies: ["HTTPServer", "TestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "ContractsTests", dependencies: ["Contracts", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ServiceSupportTests",
             dependencies: ["ServiceSupport", "Contracts"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "InventoryRPCClientTests",
+            dependencies: [
+                "InventoryRPCClient", "AMQPClient", "Contracts", .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "InventoryRPCTests",
-            dependencies: ["InventoryRPC", "Contracts", "AMQPClient", "PostgresClient", "RedisClient"],
+            dependencies: ["InventoryRPC", "Contracts", "AMQPClient", "PostgresClient", "RedisClient", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "BenchTests",
             dependencies: [
-                "Bench", "Contracts", "AMQPClient", "PostgresClient", "InventoryRPC",
+                "Bench", "Contracts", "AMQPClient", "PostgresClient", "InventoryRPC", "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "FaultSuiteTests",
-            dependencies: ["FaultSuite", "Bench"],
+            dependencies: ["FaultSuite", "Bench", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "HTTPFacadeTests",
-            dependencies: ["HTTPFacade", "Contracts", "AMQPClient"],
+            dependencies: ["HTTPFacade", "Contracts", "AMQPClient", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "RealtimeGatewayTests",
             dependencies: [
-                "RealtimeGateway", "Contracts", "AMQPClient", "ServiceSupport",
+                "RealtimeGateway", "Contracts", "AMQPClient", "ServiceSupport", "TestSupport",
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
