@@ -99,6 +99,7 @@ let package = Package(
         .target(
             name: "ServiceSupport",
             dependencies: [
+                "Contracts",
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -249,7 +250,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "ContractsTests", dependencies: ["Contracts", "TestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "ServiceSupportTests", dependencies: ["ServiceSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ServiceSupportTests",
+            dependencies: ["ServiceSupport", "Contracts"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "InventoryRPCClientTests",
             dependencies: [

@@ -83,6 +83,9 @@ RANDOM=$seed
 readonly DATABASE_URL="postgresql://postgres@127.0.0.1:$FAULTS_PG_PORT/inventory_faults"
 readonly REDIS_URL="redis://127.0.0.1:$FAULTS_REDIS_PORT"
 readonly RABBITMQ_URL="amqp://guest:guest@127.0.0.1:$FAULTS_AMQP_PORT"
+# Every process of the run logs in as guest on the run's private broker: the core's table grants guest
+# what the facade's broker user has (README, "Broker users"; the core warns at start).
+readonly RPC_PERMISSIONS="inventory-admin=*,act-for-users,admin inventory-facade=*,act-for-users,admin inventory-gateway=availability,ping inventory-orders=hold,release,purchase,hold.get,availability,ping,act-for-users guest=*,act-for-users,admin"
 
 # MARK: Processes of the service (ours: started, killed and restarted only by this script)
 
@@ -103,7 +106,7 @@ start_process() {
     else
         (cd "$out" && exec setsid env DATABASE_URL="$DATABASE_URL" REDIS_URL="$REDIS_URL" RABBITMQ_URL="$RABBITMQ_URL" \
             HOLD_TTL_SECONDS=$HOLD_TTL EXPIRY_INTERVAL_SECONDS=$EXPIRY_INTERVAL OPS_PORT="${OPS[$name]}" WORKERS=4 \
-            LOG_LEVEL=info "$bin/inventory-rpc" serve >>"$out/$name.log" 2>&1) &
+            RPC_PERMISSIONS="$RPC_PERMISSIONS" LOG_LEVEL=info "$bin/inventory-rpc" serve >>"$out/$name.log" 2>&1) &
     fi
     PIDS[$name]=$!
 }

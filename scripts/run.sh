@@ -36,6 +36,19 @@ print_tokens() {
     echo "export ORDERS_TOKEN=$("${mint[@]}" --sub orders-service --scope inventory:purchase)  # Orders Service"
     echo "export ADMIN_TOKEN=$("${mint[@]}" --sub ops-admin --scope inventory:admin)          # admin"
 }
+# Each process connects to RabbitMQ as its own broker user (services.sh made them, with their passwords in
+# .dev/rabbitmq-users.env), so the core authorizes each by its AMQP user_id (README, "Broker users").
+users_file=${RABBITMQ_USERS_FILE:-.dev/rabbitmq-users.env}
+broker_url() {
+    local variable password
+    variable="$(printf '%s' "$1" | tr 'a-z-' 'A-Z_')_PASSWORD"
+    password=$(sed -n "s/^$variable=//p" "$users_file" | tail -n 1)
+    [ -n "$password" ] || { echo "run.sh: $users_file has no $variable; run scripts/services.sh up" >&2; exit 1; }
+    printf 'amqp://%s:%s@localhost:%s' "$1" "$password" "${SERVICES_AMQP_PORT:-5672}"
+}
+core_url=$(broker_url inventory-core)
+facade_url=$(broker_url inventory-facade)
+gateway_url=$(broker_url inventory-gateway)
 
 # The demo showtime, so that the seed's example requests work at once.
 provision_demo() {
@@ -56,11 +69,11 @@ trap stop INT TERM HUP
 # setsid: the terminal's Ctrl-C reaches this script only, which passes one SIGTERM to each process.
 # Without it each would get the terminal's SIGINT and this script's SIGTERM, and take the second
 # signal as "stop now".
-setsid "$bin/inventory-rpc" serve &
+RABBITMQ_URL=$core_url setsid "$bin/inventory-rpc" serve &
 pids+=($!)
-setsid "$bin/http-facade" &
+RABBITMQ_URL=$facade_url setsid "$bin/http-facade" &
 pids+=($!)
-setsid "$bin/realtime-gateway" &
+RABBITMQ_URL=$gateway_url setsid "$bin/realtime-gateway" &
 pids+=($!)
 
 provision_demo || echo "run.sh: demo provisioning failed; running without the demo showtime" >&2

@@ -5,10 +5,16 @@
 #   scripts/services.sh status      one line per service; exit 1 if any is down
 #   scripts/services.sh down        stop the services that `up` started (never ones it found running)
 #   scripts/services.sh down --all  stop all three, whoever started them
+#   scripts/services.sh broker-user USER PASSWORD ROLE [VHOST]
+#                                   create or update one RabbitMQ user with a role's permissions on VHOST
+#                                   (default /); ROLE is core, caller or consumer (see broker_permissions)
 #
 # `up` reuses a service that already answers on its standard loopback port, and takes about a second
 # when all three do. It sets up what the default URLs of README.md need: database `inventory_db` with
-# user postgres/postgres, and RabbitMQ's guest/guest. On a fresh Debian machine it installs the
+# user postgres/postgres, RabbitMQ's guest/guest, and one RabbitMQ user per service (inventory-core,
+# inventory-facade, inventory-orders, inventory-gateway, inventory-admin) with the permissions of
+# README.md's table; their passwords are made on first run into .dev/rabbitmq-users.env (mode 0600, kept
+# out of git; RABBITMQ_USERS_FILE moves it), or taken from that file. On a fresh Debian machine it installs the
 # servers and the -dev packages the Swift build links against (apt-get update runs only when something
 # is missing), the network tools of the fault suite (ip, nft), and the Python packages the tests use,
 # at the exact versions of requirements-test.txt. Run it as root, or as a user with sudo.
@@ -245,11 +251,86 @@ rabbitmq_up() {
             rabbitmqctl -q add_user guest guest >/dev/null 2>&1 || rabbitmqctl -q change_password guest guest >/dev/null
             rabbitmqctl -q set_permissions -p / guest '.*' '.*' '.*' >/dev/null
         fi
+        broker_users_up
     else
         # Something answers on the port that rabbitmqctl cannot reach (another node name or cookie).
         echo "services.sh: warning: port $AMQP_PORT answers but rabbitmqctl cannot reach the node; guest not checked" >&2
     fi
     say rabbitmq "up ($how) amqp://guest:***@localhost:$AMQP_PORT"
+}
+
+# The service users: NAME ROLE. The role decides the vhost permissions (broker_permissions).
+readonly BROKER_USERS=(
+    "inventory-core core"
+    "inventory-facade caller"
+    "inventory-orders caller"
+    "inventory-gateway consumer"
+    "inventory-admin caller"
+)
+readonly REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+readonly USERS_FILE=${RABBITMQ_USERS_FILE:-$REPO_ROOT/.dev/rabbitmq-users.env}
+
+# RabbitMQ's configure, write and read regexes of ROLE for USER, one per line. Only the core may declare
+# the topology and publish to inventory.events (and, for its replies, to the default exchange). Callers
+# may only publish to inventory.rpc (direct reply-to needs no permission); they declare nothing (they check
+# the exchange with a passive declare). An event consumer calls like a caller and may declare, bind and read
+# its own queues only, named after its user (USER.*), bound to inventory.events (read on the exchange).
+broker_permissions() {
+    local user=$1 role=$2 own
+    own="^$(printf '%s' "$user" | sed 's/[.[\*^$()+?{}|]/\\&/g')\\."
+    case "$role" in
+    core) printf '%s\n' '^inventory\.' '^(inventory\..*|amq\.default)$' '^inventory\.' ;;
+    caller) printf '%s\n' '^$' '^inventory\.rpc$' '^$' ;;
+    consumer) printf '%s\n' "$own" "^inventory\\.rpc\$|$own" "^inventory\\.events\$|$own" ;;
+    *) fail "unknown broker role '$role' (core, caller or consumer)" ;;
+    esac
+}
+
+# Creates USER (or sets its password) and gives it ROLE's permissions on VHOST. Idempotent.
+broker_user() {
+    local user=$1 password=$2 role=$3 vhost=${4:-/} permissions
+    mapfile -t permissions < <(broker_permissions "$user" "$role")
+    if ! rabbitmqctl -q authenticate_user "$user" "$password" >/dev/null 2>&1; then
+        rabbitmqctl -q add_user "$user" "$password" >/dev/null 2>&1 ||
+            rabbitmqctl -q change_password "$user" "$password" >/dev/null ||
+            fail "cannot create RabbitMQ user $user"
+    fi
+    rabbitmqctl -q set_permissions -p "$vhost" "$user" "${permissions[@]}" >/dev/null ||
+        fail "cannot set the permissions of $user on vhost $vhost"
+}
+
+# The service users' passwords, made on first run: NAME_PASSWORD lines (inventory-core ->
+# INVENTORY_CORE_PASSWORD), mode 0600.
+broker_users_file() {
+    if [ ! -s "$USERS_FILE" ]; then
+        mkdir -p "$(dirname "$USERS_FILE")"
+        chmod 700 "$(dirname "$USERS_FILE")" 2>/dev/null || true
+        (
+            umask 077
+            echo "# RabbitMQ service users' passwords, made by scripts/services.sh; never commit this file."
+            local entry
+            for entry in "${BROKER_USERS[@]}"; do
+                echo "$(broker_password_variable "${entry%% *}")=$(head -c 24 /dev/urandom | base64 | tr -d '\n=+/')"
+            done
+        ) >"$USERS_FILE"
+        echo "services.sh: made the RabbitMQ service users' passwords in $USERS_FILE (mode 0600)" >&2
+    fi
+    chmod 600 "$USERS_FILE"
+}
+
+broker_password_variable() { printf '%s_PASSWORD' "$(printf '%s' "$1" | tr 'a-z-' 'A-Z_')"; }
+
+broker_users_up() {
+    broker_users_file
+    local entry user role variable password
+    for entry in "${BROKER_USERS[@]}"; do
+        user=${entry%% *} role=${entry#* }
+        variable=$(broker_password_variable "$user")
+        password=$(sed -n "s/^$variable=//p" "$USERS_FILE" | tail -n 1)
+        [ -n "$password" ] || fail "$USERS_FILE has no $variable"
+        broker_user "$user" "$password" "$role" /
+    done
+    say rabbitmq "users ${BROKER_USERS[*]%% *} (passwords in ${USERS_FILE#"$REPO_ROOT"/})"
 }
 
 rabbitmq_down() {
@@ -326,8 +407,12 @@ main() {
     up) up ;;
     status) status ;;
     down) down "${2:-}" ;;
+    broker-user)
+        [ $# -ge 4 ] || fail "usage: $0 broker-user USER PASSWORD ROLE [VHOST]"
+        broker_user "$2" "$3" "$4" "${5:-/}"
+        ;;
     *)
-        echo "usage: $0 up | status | down [--all]" >&2
+        echo "usage: $0 up | status | down [--all] | broker-user USER PASSWORD ROLE [VHOST]" >&2
         exit 2
         ;;
     esac

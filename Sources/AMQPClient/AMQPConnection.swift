@@ -134,12 +134,17 @@ public final class AMQPConnection {
 
     // MARK: Topology
 
-    public func declareExchange(_ name: String, type: ExchangeType, durable: Bool = true) throws(AMQPError) {
+    /// Declares an exchange. `passive` only checks that it exists (a missing one is 404 NOT_FOUND, which
+    /// closes this connection like every channel error); RabbitMQ asks no permission for that, while a
+    /// real declare needs the `configure` permission on the exchange.
+    public func declareExchange(
+        _ name: String, type: ExchangeType, durable: Bool = true, passive: Bool = false
+    ) throws(AMQPError) {
         let state = try openState()
         withArena { arena in
             _ = amqp_exchange_declare(
-                state, channel, arena.bytes(name), arena.bytes(type.rawValue), 0, durable ? 1 : 0, 0, 0,
-                amqp_empty_table)
+                state, channel, arena.bytes(name), arena.bytes(type.rawValue), passive ? 1 : 0,
+                durable ? 1 : 0, 0, 0, amqp_empty_table)
         }
         try check(amqp_get_rpc_reply(state), "exchange.declare \(name)")
         logger.debug("AMQP exchange declared", metadata: ["amqp.exchange": "\(name)"])

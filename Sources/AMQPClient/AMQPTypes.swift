@@ -9,7 +9,9 @@ public enum AMQPFieldValue: Sendable, Hashable {
 }
 
 /// The basic properties of a message. `persistent` is delivery mode 2; `timestamp` is seconds since
-/// the Unix epoch, as AMQP defines it.
+/// the Unix epoch, as AMQP defines it. `userID` is AMQP's `user_id`: RabbitMQ refuses a publish whose
+/// `user_id` is not the connection's login (406 PRECONDITION_FAILED), so a consumer can trust it as the
+/// publisher's broker user.
 public struct AMQPProperties: Sendable, Hashable {
     public var contentType: String?
     public var correlationID: String?
@@ -20,12 +22,13 @@ public struct AMQPProperties: Sendable, Hashable {
     public var persistent: Bool
     public var timestamp: Int64?
     public var type: String?
+    public var userID: String?
     public var headers: [String: AMQPFieldValue]
 
     public init(
         contentType: String? = nil, correlationID: String? = nil, replyTo: String? = nil,
         expiration: String? = nil, messageID: String? = nil, persistent: Bool = false, timestamp: Int64? = nil,
-        type: String? = nil, headers: [String: AMQPFieldValue] = [:]
+        type: String? = nil, userID: String? = nil, headers: [String: AMQPFieldValue] = [:]
     ) {
         self.contentType = contentType
         self.correlationID = correlationID
@@ -35,6 +38,7 @@ public struct AMQPProperties: Sendable, Hashable {
         self.persistent = persistent
         self.timestamp = timestamp
         self.type = type
+        self.userID = userID
         self.headers = headers
     }
 }

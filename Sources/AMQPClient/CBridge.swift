@@ -74,6 +74,10 @@ final class CArena {
             result.type = bytes(value)
             flags |= UInt32(AMQP_BASIC_TYPE_FLAG)
         }
+        if let value = properties.userID {
+            result.user_id = bytes(value)
+            flags |= UInt32(AMQP_BASIC_USER_ID_FLAG)
+        }
         if !properties.headers.isEmpty {
             result.headers = table(properties.headers)
             flags |= UInt32(AMQP_BASIC_HEADERS_FLAG)
@@ -122,6 +126,7 @@ extension AMQPProperties {
         if has(AMQP_BASIC_DELIVERY_MODE_FLAG) { persistent = source.delivery_mode == 2 }
         if has(AMQP_BASIC_TIMESTAMP_FLAG) { timestamp = Int64(bitPattern: source.timestamp) }
         if has(AMQP_BASIC_TYPE_FLAG) { type = source.type.string }
+        if has(AMQP_BASIC_USER_ID_FLAG) { userID = source.user_id.string }
         if has(AMQP_BASIC_HEADERS_FLAG) { headers = Self.fields(copying: source.headers) }
     }
 

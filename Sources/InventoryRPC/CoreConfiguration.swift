@@ -1,3 +1,4 @@
+import Contracts
 import Logging
 
 /// Everything the core's service layer needs to run, already parsed and validated.
@@ -27,6 +28,8 @@ public struct CoreConfiguration: Sendable {
     public var expiryBatchSize: Int
     /// Print the seed's start-up lines to standard output.
     public var printsStartupLines: Bool
+    /// `RPC_PERMISSIONS`: which broker user (the request's AMQP `user_id`) may call which operation.
+    public var permissions: BrokerPermissions
 
     public init(
         databaseURL: String = "postgresql://postgres:postgres@localhost:5432/inventory_db",
@@ -42,7 +45,8 @@ public struct CoreConfiguration: Sendable {
         outboxPollInterval: Duration = .seconds(1),
         relayLeaderRetry: Duration = .seconds(2),
         expiryBatchSize: Int = 1000,
-        printsStartupLines: Bool = true
+        printsStartupLines: Bool = true,
+        permissions: BrokerPermissions = .default
     ) {
         self.databaseURL = databaseURL
         self.redisURL = redisURL
@@ -58,5 +62,6 @@ public struct CoreConfiguration: Sendable {
         self.relayLeaderRetry = relayLeaderRetry
         self.expiryBatchSize = expiryBatchSize
         self.printsStartupLines = printsStartupLines
+        self.permissions = permissions
     }
 }

@@ -1,4 +1,5 @@
 import AMQPClient
+import Contracts
 import Foundation
 import HTTPServer
 import Logging
@@ -50,6 +51,7 @@ public final class CoreService: Sendable {
     /// line as each answers), then starts every thread. Returns false if shutdown came first.
     @discardableResult
     public func start() throws -> Bool {
+        warnIfPermissive()
         guard waitForDatabase() else { return false }
         announce(StartupMessages.databaseLoaded)
         checkRedis()
@@ -108,6 +110,21 @@ public final class CoreService: Sendable {
     }
 
     // MARK: Start-up
+
+    /// The warning line for a table that grants `guest` (the account whose password everyone knows)
+    /// anything: fine for tests and local development, never for a deployment.
+    static func permissiveWarning(_ permissions: BrokerPermissions) -> String? {
+        guard permissions.grantsGuest else { return nil }
+        return "⚠️  RPC_PERMISSIONS grants the broker user guest (whose password everyone knows) RPC operations: "
+            + "anyone who can reach the broker may call them. For tests and local development only."
+    }
+
+    private func warnIfPermissive() {
+        logger.info("RPC permissions", metadata: ["RPC_PERMISSIONS": "\(configuration.permissions)"])
+        guard let warning = Self.permissiveWarning(configuration.permissions) else { return }
+        if configuration.printsStartupLines { StandardStreams.printError(warning) }
+        logger.warning("guest may call RPC operations", metadata: ["RPC_PERMISSIONS": "\(configuration.permissions)"])
+    }
 
     private func announce(_ line: String) {
         if configuration.printsStartupLines {

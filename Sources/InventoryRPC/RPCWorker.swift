@@ -176,22 +176,24 @@ final class RPCWorker {
                 ])
             )
         case .none, .pending:
-            do {
-                response = try handler.handle(
+            // Authorized by the AMQP user_id, which RabbitMQ guarantees is the publisher's login.
+            let brokerUser = message.properties.userID
+            logger[metadataKey: "amqp.user_id"] = "\(brokerUser ?? "-")"
+            switch BrokerAuthorization.grant(
+                for: operation,
+                brokerUser: brokerUser,
+                permissions: context.configuration.permissions
+            ) {
+            case .failure(let refusal):
+                logger.info("request refused: broker user not allowed", metadata: ["error": "\(refusal.message)"])
+                response = RequestHandler.failure(refusal)
+            case .success(let grant):
+                response = handle(
                     operation,
-                    body: message.body,
-                    headers: message.properties.headers,
+                    message: message,
+                    caller: Caller(brokerUser: brokerUser, grant: grant),
                     logger: logger
                 )
-            } catch {
-                logger.error(
-                    "unexpected error; answered INTERNAL",
-                    metadata: [
-                        "routing_key": "\(message.routingKey)", "error": "\(error)",
-                        "body": "\(Self.truncated(message.body))",
-                    ]
-                )
-                response = RequestHandler.internalError()
             }
         }
 
@@ -209,6 +211,32 @@ final class RPCWorker {
             outcome: response.outcome,
             duration: ContinuousClock.now - started
         )
+    }
+
+    private func handle(
+        _ operation: RPCOperation,
+        message: AMQPMessage,
+        caller: Caller,
+        logger: Logger
+    ) -> RPCResponse {
+        do {
+            return try handler.handle(
+                operation,
+                body: message.body,
+                headers: message.properties.headers,
+                caller: caller,
+                logger: logger
+            )
+        } catch {
+            logger.error(
+                "unexpected error; answered INTERNAL",
+                metadata: [
+                    "routing_key": "\(message.routingKey)", "error": "\(error)",
+                    "body": "\(Self.truncated(message.body))",
+                ]
+            )
+            return RequestHandler.internalError()
+        }
     }
 
     /// Shutdown: stop taking deliveries, answer what the broker already sent us, then close everything.

@@ -13,6 +13,18 @@ struct RPCResponse {
     var replayed = false
 }
 
+/// Who sent a request: its AMQP `user_id` (checked by RabbitMQ against the connection's login) and what
+/// the core's table grants that broker user.
+struct Caller {
+    var brokerUser: String?
+    var grant: BrokerPermissions.Grant
+
+    /// The refusal of the body's `userId`, if any (``BrokerAuthorization/userRefusal``).
+    func refusal(_ operation: RPCOperation, userId: String?) -> ErrorBody? {
+        BrokerAuthorization.userRefusal(operation, userId: userId, brokerUser: brokerUser, grant: grant)
+    }
+}
+
 /// Runs the seven operations for one worker thread, on that thread's database and Redis connections.
 ///
 /// The database decides every outcome; Redis only answers a loser early when the seat's holder is known to
@@ -40,11 +52,13 @@ final class RequestHandler {
         locks.close()
     }
 
-    /// Answers one request. Throws only for the unexpected (the worker answers `INTERNAL` and logs).
+    /// Answers one request of `caller`, whom the worker has already allowed to call `operation`. Throws only
+    /// for the unexpected (the worker answers `INTERNAL` and logs).
     func handle(
         _ operation: RPCOperation,
         body: [UInt8],
         headers: [String: AMQPFieldValue],
+        caller: Caller,
         logger: Logger
     ) throws
         -> RPCResponse
@@ -53,7 +67,7 @@ final class RequestHandler {
         case .ping:
             return Self.ok(PingReply(status: "ok"))
         case .hold:
-            let response = try hold(body: body, headers: headers, logger: logger)
+            let response = try hold(body: body, headers: headers, caller: caller, logger: logger)
             metrics.hold(
                 outcome: response.replayed ? "replayed" : (response.outcome == "ok" ? "created" : response.outcome)
             )
@@ -62,21 +76,27 @@ final class RequestHandler {
             return try withStore { store in
                 switch decode(ReleaseRequest.self, body) {
                 case .failure(let error): return Self.failure(error)
-                case .success(let request): return finished(try store.release(request))
+                case .success(let request):
+                    if let refusal = caller.refusal(operation, userId: request.userId) { return Self.failure(refusal) }
+                    return finished(try store.release(request))
                 }
             }
         case .purchase:
             return try withStore { store in
                 switch decode(PurchaseRequest.self, body) {
                 case .failure(let error): return Self.failure(error)
-                case .success(let request): return finished(try store.purchase(request))
+                case .success(let request):
+                    if let refusal = caller.refusal(operation, userId: request.userId) { return Self.failure(refusal) }
+                    return finished(try store.purchase(request))
                 }
             }
         case .holdGet:
             return try withStore { store in
                 switch decode(HoldGetRequest.self, body) {
                 case .failure(let error): return Self.failure(error)
-                case .success(let request): return Self.reply(try store.hold(id: request.holdId))
+                case .success(let request):
+                    if let refusal = caller.refusal(operation, userId: request.userId) { return Self.failure(refusal) }
+                    return Self.reply(try store.hold(id: request.holdId, userID: request.userId))
                 }
             }
         case .availability:
@@ -104,12 +124,18 @@ final class RequestHandler {
 
     // MARK: Hold
 
-    private func hold(body: [UInt8], headers: [String: AMQPFieldValue], logger: Logger) throws -> RPCResponse {
+    private func hold(
+        body: [UInt8],
+        headers: [String: AMQPFieldValue],
+        caller: Caller,
+        logger: Logger
+    ) throws -> RPCResponse {
         var request: HoldRequest
         switch decode(HoldRequest.self, body) {
         case .failure(let error): return Self.failure(error)
         case .success(let decoded): request = decoded
         }
+        if let refusal = caller.refusal(.hold, userId: request.userId) { return Self.failure(refusal) }
         if let header = headers[ContractHeaders.amqpIdempotencyKey] {
             guard case .string(let headerKey) = header else {
                 return Self.failure(

@@ -13,7 +13,8 @@ import Glibc
 /// - Direct reply-to: `amq.rabbitmq.reply-to` is consumed (no-ack) right after connecting, before any
 ///   publish, as RabbitMQ requires.
 /// - Each request is published `mandatory` with the properties of `RPCRequest.properties`: one nobody
-///   can route comes back at once and fails `unroutable` instead of timing out.
+///   can route comes back at once and fails `unroutable` instead of timing out. Each carries `user_id` =
+///   the connection's login (RabbitMQ refuses any other; the core authorizes by it, decision 0011).
 /// - Correlation and deadlines are `RPCCallTable`'s; this class only carries out its actions.
 /// - A lost connection fails the calls published on it (`connectionLost`) and is thrown from the next
 ///   `poll` (or `call`); `connect()` opens a new one. `RPCClient` does that with back-off on a thread of
@@ -27,9 +28,10 @@ import Glibc
 public final class RPCChannel {
     public struct Configuration: Sendable {
         public var amqp: AMQPConfiguration
-        /// Declared (direct, durable) after connecting. The exchange is the core's, but declaring it with
-        /// the same arguments is harmless and keeps a publish before the first core started from closing
-        /// the channel (404 NOT_FOUND). nil for requests through the default exchange.
+        /// Checked (a passive declare) after connecting: the exchange is the core's, and a caller's broker
+        /// user may not declare it (decision 0011). Until a core has declared it, connecting fails (404)
+        /// and is retried, rather than a publish closing the channel. nil for requests through the default
+        /// exchange.
         public var declareExchange: String?
         /// Properties every request of the connection carries, under the ones each request sets (for
         /// the AMQP `user_id`, which RabbitMQ checks against the login).
@@ -99,7 +101,7 @@ public final class RPCChannel {
         let opened = try AMQPConnection(configuration: configuration.amqp, logger: logger)
         do throws(AMQPError) {
             if let exchange = configuration.declareExchange {
-                try opened.declareExchange(exchange, type: .direct, durable: true)
+                try opened.declareExchange(exchange, type: .direct, durable: true, passive: true)
             }
             // Direct reply-to must be consumed before the first publish on the channel.
             try opened.consume(queue: RPCRequest.replyQueue, noAck: true)
@@ -221,12 +223,13 @@ public final class RPCChannel {
         // No connection: an earlier publish of the same batch lost it, and the table has failed this
         // call with the others published on it.
         guard let connection else { return }
-        let properties = call.request.properties(
+        var properties = call.request.properties(
             base: configuration.properties,
             correlationID: correlationID,
             remaining: clock.now.duration(to: deadline),
             epochMilliseconds: Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
         )
+        if properties.userID == nil { properties.userID = connection.configuration.user }
         do throws(AMQPError) {
             try connection.publish(
                 exchange: call.request.exchange,

@@ -3,7 +3,7 @@ import Contracts
 import Logging
 import ServiceSupport
 
-/// The event side: on a thread of its own (rabbitmq-c blocks), an exclusive server-named queue bound
+/// The event side: on a thread of its own (rabbitmq-c blocks), an exclusive queue named after the broker user, bound
 /// to `inventory.events` with `#`, consumed without acks (a lost connection loses the queue anyway; the
 /// gap is repaired by a resync, not by redelivery). Each event is decoded, de-duplicated by `eventId`
 /// and handed to the hub on this same thread.
@@ -60,8 +60,15 @@ final class EventConsumer: Sendable {
                 let connection: AMQPConnection
                 do {
                     connection = try AMQPConnection(configuration: amqp, logger: logger)
-                    try connection.declareExchange(EventType.exchange, type: .topic, durable: true)
-                    let queue = try connection.declareQueue("", durable: false, exclusive: true, autoDelete: true)
+                    // The core declares the exchange; the gateway's broker user may only declare, bind and read
+                    // queues named after itself (`<user>.events.<random>`, README "Broker users").
+                    try connection.declareExchange(EventType.exchange, type: .topic, durable: true, passive: true)
+                    let queue = try connection.declareQueue(
+                        "\(amqp.user).events.\(UInt64.random(in: 0...UInt64.max))",
+                        durable: false,
+                        exclusive: true,
+                        autoDelete: true
+                    )
                     try connection.bindQueue(queue, exchange: EventType.exchange, routingKey: "#")
                     try connection.consume(queue: queue, noAck: true, exclusive: true)
                 } catch {

@@ -53,18 +53,17 @@ public enum ClientRequest: Sendable, Hashable {
 
 /// What the gateway sends (text frames, JSON objects with sorted keys, dates as RFC 3339 UTC).
 public enum ServerMessage {
-    /// An inventory event, as the exchange carried it but without `userId` (the buyer of a seat is no
-    /// business of every browser on the seat map): `{"type": "hold.created", "eventId", "occurredAt",
-    /// "showtimeId", "holdId", "seatIds", "expiresAt"?, "orderId"?}`.
+    /// An inventory event, as the exchange carried it but without `userId`, `holdId` and `orderId`: the
+    /// gateway's subscribers are anonymous, and whose hold a seat is, the hold's handle and the order that
+    /// bought it are no business of every browser on the seat map (decision 0011):
+    /// `{"type": "hold.created", "eventId", "occurredAt", "showtimeId", "seatIds", "expiresAt"?}`.
     struct Event: Encodable {
         var type: String
         var eventId: String
         var occurredAt: Date
         var showtimeId: String
-        var holdId: String
         var seatIds: [String]
         var expiresAt: Date?
-        var orderId: String?
     }
 
     /// `{"type": "snapshot", "showtimeId", "availability": [...], "summary": {...}, "requestedAt"}`:
@@ -109,10 +108,8 @@ public enum ServerMessage {
                 eventId: event.eventId,
                 occurredAt: event.occurredAt,
                 showtimeId: event.showtimeId,
-                holdId: event.holdId,
                 seatIds: event.seatIds,
-                expiresAt: event.expiresAt,
-                orderId: event.orderId
+                expiresAt: event.expiresAt
             )
         )
     }

@@ -1,4 +1,5 @@
 import Configuration
+import Contracts
 import Foundation
 import Logging
 import SystemPackage
@@ -47,6 +48,9 @@ public struct ServiceConfiguration: Sendable, Equatable {
     public var facadeOpsPort: Int
     /// `FACADE_OPS_BIND`: the address the facade's operations port listens on (loopback by default).
     public var facadeOpsBindAddress: String
+    /// `RPC_PERMISSIONS`: which broker user may call which RPC operation (the core's table; see
+    /// ``BrokerPermissions``). Default: INTERFACE.md's table, which grants `guest` nothing.
+    public var rpcPermissions: BrokerPermissions
 
     /// The defaults of INTERFACE.md's table and of the README's.
     public static let defaults = ServiceConfiguration(
@@ -65,7 +69,8 @@ public struct ServiceConfiguration: Sendable, Equatable {
         prefetch: 16,
         auth: AuthSettings(),
         facadeOpsPort: 3007,
-        facadeOpsBindAddress: "127.0.0.1"
+        facadeOpsBindAddress: "127.0.0.1",
+        rpcPermissions: .default
     )
 
     public init(
@@ -84,7 +89,8 @@ public struct ServiceConfiguration: Sendable, Equatable {
         prefetch: Int,
         auth: AuthSettings = AuthSettings(),
         facadeOpsPort: Int = 3007,
-        facadeOpsBindAddress: String = "127.0.0.1"
+        facadeOpsBindAddress: String = "127.0.0.1",
+        rpcPermissions: BrokerPermissions = .default
     ) {
         self.databaseURL = databaseURL
         self.redisURL = redisURL
@@ -102,6 +108,7 @@ public struct ServiceConfiguration: Sendable, Equatable {
         self.auth = auth
         self.facadeOpsPort = facadeOpsPort
         self.facadeOpsBindAddress = facadeOpsBindAddress
+        self.rpcPermissions = rpcPermissions
     }
 
     public var holdTTL: Duration { .seconds(holdTTLSeconds) }
@@ -126,6 +133,7 @@ public struct ServiceConfiguration: Sendable, Equatable {
             "PREFETCH": "\(prefetch)",
             "FACADE_OPS_PORT": "\(facadeOpsPort)",
             "FACADE_OPS_BIND": "\(facadeOpsBindAddress)",
+            "RPC_PERMISSIONS": "\(rpcPermissions)",
         ].merging(auth.logMetadata) { current, _ in current }
     }
 }
@@ -244,7 +252,8 @@ private struct Parser {
             prefetch: try integer("PREFETCH", in: 1...65_535, default: defaults.prefetch),
             auth: try auth(),
             facadeOpsPort: try integer("FACADE_OPS_PORT", in: 0...65_535, default: defaults.facadeOpsPort),
-            facadeOpsBindAddress: try ipAddress("FACADE_OPS_BIND", default: defaults.facadeOpsBindAddress)
+            facadeOpsBindAddress: try ipAddress("FACADE_OPS_BIND", default: defaults.facadeOpsBindAddress),
+            rpcPermissions: try permissions("RPC_PERMISSIONS", default: defaults.rpcPermissions)
         )
     }
 
@@ -300,6 +309,18 @@ private struct Parser {
             )
         }
         return raw
+    }
+
+    private func permissions(
+        _ name: String,
+        default value: BrokerPermissions
+    ) throws(ConfigurationError) -> BrokerPermissions {
+        guard let (raw, source) = lookup(name) else { return value }
+        switch BrokerPermissions.parse(raw) {
+        case .success(let permissions): return permissions
+        case .failure(let error):
+            throw ConfigurationError(variable: name, source: source, message: error.description)
+        }
     }
 
     /// The raw value and where it came from, or nil when no source sets it.

@@ -18,6 +18,7 @@ import Testing
                     persistent: true,
                     timestamp: 1_767_225_600,
                     type: "hold.request",
+                    userID: connection.configuration.user,
                     headers: [
                         "x-deadline": .int(1_767_225_605_000), "idempotency-key": .string("key-ü"),
                         "flag": .bool(true), "ratio": .double(0.25), "negative": .int(-7),
@@ -372,6 +373,46 @@ import Testing
             let error = #expect(throws: AMQPError.self) { _ = try connection.declareQueue("", exclusive: true) }
             #expect(error?.kind == .channelClosed)
             #expect(error?.replyCode == 406)
+        }
+    }
+
+    @Test("user_id arrives as published when it is the connection's login")
+    func userIDOfTheLogin() throws {
+        try Broker.withConnection { connection in
+            try Broker.withQueue(on: connection) { queue in
+                let login = connection.configuration.user
+                try connection.publish(
+                    exchange: "",
+                    routingKey: queue,
+                    body: [1],
+                    properties: AMQPProperties(userID: login)
+                )
+                try connection.consume(queue: queue, noAck: true)
+                #expect(try connection.nextDelivery()?.properties.userID == login)
+            }
+        }
+    }
+
+    @Test("the broker refuses a user_id other than the connection's login (406) and delivers nothing")
+    func forgedUserID() throws {
+        try Broker.withConnection { connection in
+            try Broker.withQueue(on: connection) { queue in
+                try connection.publish(
+                    exchange: "",
+                    routingKey: queue,
+                    body: [1],
+                    properties: AMQPProperties(userID: "inventory-core")
+                )
+                let error = #expect(throws: AMQPError.self) { _ = try connection.inspectQueue(queue) }
+                #expect(error?.kind == .channelClosed)
+                #expect(error?.replyCode == 406)
+                #expect(error?.message.contains("user_id") == true, "\(String(describing: error))")
+                // The forged message never reached the queue.
+                let left = try Broker.withConnection("count") { observer in
+                    try observer.inspectQueue(queue).messageCount
+                }
+                #expect(left == 0)
+            }
         }
     }
 

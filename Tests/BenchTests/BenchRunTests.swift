@@ -25,6 +25,8 @@ struct BenchRunTests {
                     environment: [
                         "DATABASE_URL": databaseURL, "RABBITMQ_URL": amqpURL, "HOLD_TTL_SECONDS": "2",
                         "EXPIRY_INTERVAL_SECONDS": "1", "OPS_PORT": "0", "LOG_LEVEL": "warning",
+                        // The benchmark's drivers log in as guest: the core's table grants it (and warns).
+                        "RPC_PERMISSIONS": permissionsWithGuest,
                     ]
                 )
                 defer { core.stop() }

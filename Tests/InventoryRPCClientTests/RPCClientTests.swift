@@ -43,7 +43,9 @@ struct RPCClientTests {
         String(decoding: try outcome.get().body, as: UTF8.self).split(separator: "|").map(String.init)
     }
 
-    @Test("request properties on the wire: expiration, x-deadline, content type, message and correlation id")
+    @Test(
+        "request properties on the wire: expiration, x-deadline, content type, message and correlation id, user_id = the login"
+    )
     func wire() async throws {
         try await blocking {
             let server = try ScriptedServer()
@@ -69,6 +71,8 @@ struct RPCClientTests {
             #expect(parts[2] == "application/json")
             #expect(parts[3] == correlationID)
             #expect(parts[4] == correlationID)
+            // The broker user, which RabbitMQ checks and the core authorizes by (decision 0011).
+            #expect(parts[5] == (try TestBroker.configuration("wire").user))
         }
     }
 

@@ -62,7 +62,7 @@ final class ScriptedServer: Sendable {
         let properties = message.properties
         let fields = [
             properties.expiration ?? "none", deadline, properties.contentType ?? "none", properties.messageID ?? "none",
-            properties.correlationID ?? "none", request,
+            properties.correlationID ?? "none", properties.userID ?? "none", request,
         ]
         let body = Array(fields.joined(separator: "|").utf8)
         var reply = AMQPProperties(contentType: "application/json", correlationID: properties.correlationID)

@@ -1,3 +1,4 @@
+import Contracts
 import Foundation
 import Logging
 import Testing
@@ -142,6 +143,7 @@ struct ServiceConfigurationTests {
             ("DATABASE_URL", "mysql://root:hunter2@localhost/db"), ("DATABASE_URL", "localhost:5432"),
             ("REDIS_URL", "http://localhost:6379"), ("RABBITMQ_URL", "amqps://guest:guest@localhost"),
             ("RABBITMQ_URL", "amqp://"), ("CORS_ORIGIN", "localhost:3000"), ("CORS_ORIGIN", " , "),
+            ("RPC_PERMISSIONS", "inventory-facade"), ("RPC_PERMISSIONS", "inventory-gateway=availability,steal"),
         ]
     )
     func badValue(variable: String, value: String) async throws {
@@ -214,11 +216,21 @@ struct ServiceConfigurationTests {
         #expect(!rendered.contains("postgres:postgres@"))
         #expect(!rendered.contains("guest:guest@"))
         #expect(rendered.contains("DATABASE_URL=postgresql://postgres:***@localhost:5432/inventory_db"))
-        // 13 variables, FACADE_OPS_PORT and FACADE_OPS_BIND, and the five of authentication.
-        #expect(ServiceConfiguration.defaults.logMetadata.count == 20)
+        // 13 variables, FACADE_OPS_PORT, FACADE_OPS_BIND, RPC_PERMISSIONS and the five of authentication.
+        #expect(ServiceConfiguration.defaults.logMetadata.count == 21)
         var withSecret = ServiceConfiguration.defaults
         withSecret.auth.jwtSecret = "a-secret-that-must-never-be-logged-0123456789"
         let shown = withSecret.logMetadata.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         #expect(!shown.contains("a-secret-that-must-never-be-logged") && shown.contains("JWT_SECRET=***"))
+    }
+
+    @Test("RPC_PERMISSIONS replaces the default broker table; unset, it is INTERFACE.md's, which grants guest nothing")
+    func rpcPermissions() async throws {
+        #expect(try await load([:]).rpcPermissions == .default)
+        #expect(!ServiceConfiguration.defaults.rpcPermissions.grantsGuest)
+        let configuration = try await load(["RPC_PERMISSIONS": "guest=*,act-for-users,admin ops=ping"])
+        #expect(configuration.rpcPermissions.grantsGuest)
+        #expect(configuration.rpcPermissions.grants["ops"]?.operations == [.ping])
+        #expect(configuration.rpcPermissions.grants["inventory-facade"] == nil)
     }
 }

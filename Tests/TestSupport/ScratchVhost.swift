@@ -1,4 +1,5 @@
 import AMQPClient
+import Contracts
 import Foundation
 
 /// The shared RabbitMQ, managed with `rabbitmqctl` (as scripts/services.sh sets it up: user guest).
@@ -69,10 +70,16 @@ public struct ScratchVhost: Sendable {
 
     public var url: String { RabbitMQ.url(vhost: name) }
 
-    /// Creates the vhost (again, after `delete()`).
+    /// Creates the vhost (again, after `delete()`), with the two exchanges the core declares: callers
+    /// (the facade, the gateway, the RPC client) only check that they exist, as their broker users may not
+    /// declare them (decision 0011), so a test that runs one without a core still finds them.
     public func create() throws {
         try RabbitMQ.ctl(["add_vhost", name])
         try RabbitMQ.ctl(["set_permissions", "-p", name, "guest", ".*", ".*", ".*"])
+        let connection = try AMQPConnection(configuration: try AMQPConfiguration(url: url), logger: fixtureLogger)
+        defer { connection.close() }
+        try connection.declareExchange(RPCOperation.exchange, type: .direct, durable: true)
+        try connection.declareExchange(EventType.exchange, type: .topic, durable: true)
     }
 
     public func delete() throws {

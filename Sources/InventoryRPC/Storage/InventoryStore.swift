@@ -114,7 +114,7 @@ public final class InventoryStore {
                     """
             case .release: return "SELECT * FROM inventory_release($1, $2)"
             case .purchase: return "SELECT * FROM inventory_purchase($1, $2, $3)"
-            case .getHold: return "SELECT * FROM inventory_get_hold($1)"
+            case .getHold: return "SELECT * FROM inventory_get_hold($1, $2)"
             case .availability: return "SELECT * FROM inventory_availability($1)"
             case .defineSeats: return "SELECT * FROM inventory_define_seats($1, $2::text[])"
             case .expireHolds: return "SELECT * FROM inventory_expire_holds($1)"
@@ -185,8 +185,10 @@ public final class InventoryStore {
         try holdResult(.purchase, [request.holdId, request.orderId, request.userId], holdID: request.holdId)
     }
 
-    public func hold(id: String) throws -> Result<Hold, ErrorBody> {
-        try holdResult(.getHold, [id], holdID: id)
+    /// The hold, when `userID` is its owner (`HOLD_NOT_OWNED` otherwise); nil `userID` reads any hold
+    /// (an admin caller, or the core itself).
+    public func hold(id: String, userID: String? = nil) throws -> Result<Hold, ErrorBody> {
+        try holdResult(.getHold, [id, userID], holdID: id)
     }
 
     // MARK: Seats

@@ -40,5 +40,10 @@ public enum Migrations {
             name: "notify the outbox relay after commit, not inside the writing transaction",
             file: PackageResources._003_notify_after_commit_sql
         ),
+        Migration(
+            version: 4,
+            name: "hold.get checks the hold's owner",
+            file: PackageResources._004_hold_get_owner_sql
+        ),
     ]
 }

@@ -87,6 +87,8 @@ final class Stack: @unchecked Sendable {
     var environment: [String: String] {
         [
             "DATABASE_URL": databaseURL, "RABBITMQ_URL": rabbitMQURL, "REDIS_URL": "redis://localhost:6379",
+            // The facade under test logs in as guest: the core's table grants it what the facade's user has.
+            "RPC_PERMISSIONS": permissionsWithGuest,
             "OPS_PORT": "0", "PORT": "0", "WORKERS": "4", "LOG_LEVEL": "info",
             "RPC_TIMEOUT_MS": "\(rpcTimeoutMilliseconds)", "HOLD_TTL_SECONDS": "\(holdTTLSeconds)",
             "MAX_SEATS_PER_HOLD": "10", "CORS_ORIGIN": "http://localhost:3000,https://tickets.example.com",

@@ -33,6 +33,8 @@ struct CoreHarness: Sendable {
     var rabbitmqURL: String
     var redis: PrivateRedisServer?
     var redisURL: String
+    /// The test's own service users, when the fixture runs the core as its proper broker user.
+    var users: TestBrokerUsers?
 
     /// Defines `seats` seats `s1`...`sN` of a new showtime; returns its id.
     func showtime(seats: Int) async throws -> String {
@@ -79,10 +81,17 @@ func withCore<T>(
     redis: TestRedis = .shared,
     processes: Int = 0,
     outboxPollInterval: Duration = .milliseconds(500),
+    serviceUsers: Bool = false,
     _ body: (CoreHarness) async throws -> T
 ) async throws -> T {
     let vhost = try ScratchVhost.create()
     defer { try? vhost.delete() }
+    // With `serviceUsers`, the core logs in as the test's core user and its table names the test's users;
+    // otherwise as guest. Either way the table grants guest (the harness's client) an admin's rights.
+    let users = serviceUsers ? try TestBrokerUsers.create(vhost: vhost.name) : nil
+    defer { users?.delete() }
+    let coreURL = users?.url(.core) ?? vhost.url
+    let permissions = try users?.permissions ?? BrokerPermissions.parse(permissionsWithGuest).get()
     let database = try ScratchDatabase.create(prefix: "core_test")
     defer { database.drop() }
     let databaseURL = database.url
@@ -99,7 +108,8 @@ func withCore<T>(
     }
     if processes > 0 {
         let environment = [
-            "DATABASE_URL": databaseURL, "REDIS_URL": redisURL, "RABBITMQ_URL": vhost.url,
+            "DATABASE_URL": databaseURL, "REDIS_URL": redisURL, "RABBITMQ_URL": coreURL,
+            "RPC_PERMISSIONS": "\(permissions)",
             "HOLD_TTL_SECONDS": "\(holdTTL)", "EXPIRY_INTERVAL_SECONDS": "\(expiryInterval)",
             "WORKERS": "\(workers)", "OPS_PORT": "0", "PREFETCH": "8", "LOG_LEVEL": "info",
         ]
@@ -112,7 +122,7 @@ func withCore<T>(
         let configuration = CoreConfiguration(
             databaseURL: databaseURL,
             redisURL: redisURL,
-            rabbitmqURL: vhost.url,
+            rabbitmqURL: coreURL,
             holdTTLSeconds: holdTTL,
             expiryIntervalSeconds: expiryInterval,
             workers: workers,
@@ -121,7 +131,8 @@ func withCore<T>(
             redisCommandTimeout: .milliseconds(200),
             outboxPollInterval: outboxPollInterval,
             relayLeaderRetry: .milliseconds(500),
-            printsStartupLines: false
+            printsStartupLines: false,
+            permissions: permissions
         )
         MetricsSetup.bootstrap()
         let service = CoreService(
@@ -145,7 +156,8 @@ func withCore<T>(
         vhost: vhost.name,
         rabbitmqURL: vhost.url,
         redis: privateRedis,
-        redisURL: redisURL
+        redisURL: redisURL,
+        users: users
     )
     return try await body(harness)
 }
