@@ -201,6 +201,7 @@ final class LateCore: @unchecked Sendable {
                     environment: [
                         "DATABASE_URL": databaseURL, "RABBITMQ_URL": amqpURL, "HOLD_TTL_SECONDS": "2",
                         "EXPIRY_INTERVAL_SECONDS": "1", "OPS_PORT": "0", "LOG_LEVEL": "warning",
+                        "RPC_PERMISSIONS": permissionsWithGuest,
                     ]
                 )
                 lock.withLock { core = process }
