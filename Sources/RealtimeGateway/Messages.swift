@@ -55,7 +55,9 @@ public enum ClientRequest: Sendable, Hashable {
 public enum ServerMessage {
     /// An inventory event, as the exchange carried it but without `userId` (the buyer of a seat is no
     /// business of every browser on the seat map): `{"type": "hold.created", "eventId", "occurredAt",
-    /// "showtimeId", "holdId", "seatIds", "expiresAt"?, "orderId"?}`.
+    /// "showtimeId", "holdId", "seatIds", "seatVersions", "expiresAt"?, "orderId"?}`. `seatVersions`
+    /// (seatId → the seat's version after this change) is what lets a client apply it per seat only when
+    /// newer than what it shows (INTERFACE.md rule 8).
     struct Event: Encodable {
         var type: String
         var eventId: String
@@ -63,14 +65,16 @@ public enum ServerMessage {
         var showtimeId: String
         var holdId: String
         var seatIds: [String]
+        var seatVersions: [String: Int64]
         var expiresAt: Date?
         var orderId: String?
     }
 
     /// `{"type": "snapshot", "showtimeId", "availability": [...], "summary": {...}, "requestedAt"}`:
-    /// the seat map as the `availability` RPC answered it. `requestedAt` is when the gateway asked:
-    /// every event that follows the snapshot on this connection either is reflected in it already
-    /// (applying it again changes nothing) or happened after it.
+    /// the seat map as the `availability` RPC answered it, each seat with its `version`. `requestedAt`
+    /// is when the gateway asked: an event that follows the snapshot on this connection either is
+    /// reflected in it already (its versions are not newer than the snapshot's: a client applying per
+    /// seat by version ignores it) or happened after it.
     struct Snapshot: Encodable {
         var type = "snapshot"
         var showtimeId: String
@@ -111,6 +115,7 @@ public enum ServerMessage {
                 showtimeId: event.showtimeId,
                 holdId: event.holdId,
                 seatIds: event.seatIds,
+                seatVersions: event.seatVersions,
                 expiresAt: event.expiresAt,
                 orderId: event.orderId
             )

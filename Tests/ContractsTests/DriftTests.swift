@@ -44,7 +44,7 @@ struct DriftTests {
         Shape("hold", full: hold, minimal: Hold(holdId: "h", showtimeId: "s", userId: "u", seatIds: ["A1"], status: .active, expiresAt: date)),
         Shape("availability", full: Availability(showtimeId: "s", availability: []),
               minimal: Availability(showtimeId: "s", availability: [])),
-        Shape("availability", "$defs/seatAvailability", full: SeatAvailability(seatId: "A1", state: .held, holdExpiresAt: date),
+        Shape("availability", "$defs/seatAvailability", full: SeatAvailability(seatId: "A1", state: .held, holdExpiresAt: date, version: 3),
               minimal: SeatAvailability(seatId: "A1", state: .available)),
         Shape("availability", "$defs/summary", full: AvailabilitySummary(available: 1, held: 0, purchased: 0),
               minimal: AvailabilitySummary(available: 1, held: 0, purchased: 0)),
@@ -60,9 +60,9 @@ struct DriftTests {
         Shape("rpc-reply", "$defs/failure", full: RPCReply<PingReply>.error(ErrorBody(code: .notFound, message: "m")),
               minimal: RPCReply<PingReply>.error(ErrorBody(code: .notFound, message: "m"))),
         Shape("event", full: InventoryEvent(eventId: "e", type: .holdCreated, occurredAt: date, showtimeId: "s", holdId: "h",
-                                            userId: "u", seatIds: ["A1"], expiresAt: date, orderId: "o"),
+                                            userId: "u", seatIds: ["A1"], seatVersions: ["A1": 1], expiresAt: date, orderId: "o"),
               minimal: InventoryEvent(eventId: "e", type: .holdReleased, occurredAt: date, showtimeId: "s", holdId: "h",
-                                      userId: "u", seatIds: ["A1"])),
+                                      userId: "u", seatIds: [], seatVersions: [:])),
     ]
 
     static func schemaNode(_ shape: Shape) throws -> JSONValue {

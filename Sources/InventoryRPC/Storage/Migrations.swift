@@ -40,5 +40,10 @@ public enum Migrations {
             name: "notify the outbox relay after commit, not inside the writing transaction",
             file: PackageResources._003_notify_after_commit_sql
         ),
+        Migration(
+            version: 4,
+            name: "per-seat versions; events name exactly the seats they changed",
+            file: PackageResources._004_seat_versions_sql
+        ),
     ]
 }
