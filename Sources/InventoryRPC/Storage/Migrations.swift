@@ -41,9 +41,9 @@ public enum Migrations {
             file: PackageResources._003_notify_after_commit_sql
         ),
         Migration(
-            version: 4,
+            version: 5,
             name: "per-seat versions; events name exactly the seats they changed",
-            file: PackageResources._004_seat_versions_sql
+            file: PackageResources._005_seat_versions_sql
         ),
     ]
 }
