@@ -51,7 +51,9 @@ struct StorageOutboxTests {
 
             for event in events {
                 let body = try object(event)
-                var keys: Set<String> = ["eventId", "type", "occurredAt", "showtimeId", "holdId", "userId", "seatIds"]
+                var keys: Set<String> = [
+                    "eventId", "type", "occurredAt", "showtimeId", "holdId", "userId", "seatIds", "seatVersions",
+                ]
                 if event.type == "hold.created" { keys.insert("expiresAt") }
                 if event.type == "seats.purchased" { keys.insert("orderId") }
                 #expect(Set(body.keys) == keys, "\(event.type)")
@@ -72,6 +74,18 @@ struct StorageOutboxTests {
             let decodedCreated = try ContractJSON.decoder().decode(InventoryEvent.self, from: Data(events[0].payload))
             #expect(decodedCreated.expiresAt == released.expiresAt)
             #expect(try object(events[3])["orderId"] as? String == "order-7")
+            // Each event versions exactly the seats it changed: each change of a seat is one more (rule 8).
+            let versions = try events.map { event in
+                let decoded = try ContractJSON.decoder().decode(InventoryEvent.self, from: Data(event.payload))
+                let pairs = decoded.seatVersions.sorted { $0.key < $1.key }.map { "\($0.key)@\($0.value)" }
+                return "\(decoded.seatIds) \(pairs)"
+            }
+            #expect(
+                versions == [
+                    #"["A2", "A1"] ["A1@1", "A2@1"]"#, #"["A3"] ["A3@1"]"#, #"["A2", "A1"] ["A1@2", "A2@2"]"#,
+                    #"["A3"] ["A3@2"]"#, #"["A1"] ["A1@3"]"#, #"["A1"] ["A1@4"]"#,
+                ]
+            )
 
             // Publishing: marked rows leave the queue, marking twice is harmless.
             try f.store.markPublished(ids: Array(events.prefix(4).map(\.id)))
