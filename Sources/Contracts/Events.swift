@@ -53,7 +53,8 @@ public struct InventoryEvent: Codable, Sendable, Hashable {
     public init(eventId: String, type: EventType, occurredAt: Date, hold: Hold, seatVersions: [String: Int64]) {
         self.init(
             eventId: eventId, type: type, occurredAt: occurredAt, showtimeId: hold.showtimeId, holdId: hold.holdId,
-            userId: hold.userId, seatIds: hold.seatIds.filter { seatVersions[$0] != nil }, seatVersions: seatVersions,
+            userId: hold.userId, seatIds: hold.seatIds.filter { seatVersions[$0] != nil },
+            seatVersions: seatVersions,
             expiresAt: type == .holdCreated ? hold.expiresAt : nil,
             orderId: type == .seatsPurchased ? hold.orderId : nil)
     }

@@ -12,12 +12,12 @@ struct AvailabilityJSONTests {
             availability: [
                 SeatAvailability(seatId: "seat_1", state: .available),
                 SeatAvailability(
-                    seatId: "seat_2", state: .held, holdExpiresAt: Date(timeIntervalSince1970: 1_767_269_100.75),
-                    version: 7),
+                    seatId: "seat_2", state: .held,
+                    holdExpiresAt: Date(timeIntervalSince1970: 1_767_269_100.75), version: 7),
                 SeatAvailability(seatId: "seat_3", state: .purchased, version: 12),
                 SeatAvailability(
-                    seatId: "A.9-x", state: .held, holdExpiresAt: Date(timeIntervalSince1970: 946_684_799),
-                    version: Int64.max),
+                    seatId: "A.9-x", state: .held,
+                    holdExpiresAt: Date(timeIntervalSince1970: 946_684_799), version: Int64.max),
             ]
         ),
         // Never valid identifiers, but the encoder must still agree with JSONEncoder on them.
@@ -40,9 +40,11 @@ struct AvailabilityJSONTests {
             index.isMultiple(of: 3)
                 ? SeatAvailability(
                     seatId: "seat_\(index)", state: .held,
-                    holdExpiresAt: Date(timeIntervalSince1970: 1_800_000_000 + Double(index)), version: Int64(index))
+                    holdExpiresAt: Date(timeIntervalSince1970: 1_800_000_000 + Double(index)),
+                    version: Int64(index))
                 : SeatAvailability(
-                    seatId: "seat_\(index)", state: index.isMultiple(of: 5) ? .purchased : .available,
+                    seatId: "seat_\(index)",
+                    state: index.isMultiple(of: 5) ? .purchased : .available,
                     version: Int64(index % 7))
         }
         let availability = Availability(showtimeId: "big", availability: seats)

@@ -40,7 +40,7 @@ struct ExampleTests {
         }
     }
 
-    @Test("every invalid example is rejected: requests with the field and rule index.json names, other messages by their Swift type")
+    @Test("every invalid example is rejected: a request naming index.json's field and rule, others by their type")
     func invalidExamplesRejected() throws {
         let index = try #require(Repo.json(Repo.examples.appendingPathComponent("invalid/index.json"))["examples"])
         guard case .object(let entries) = index else { throw TestFailure("index.json has no examples") }
