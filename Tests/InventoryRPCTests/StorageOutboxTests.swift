@@ -96,6 +96,24 @@ struct StorageOutboxTests {
         }
     }
 
+    @Test("inventory_emit(type, hold) refuses hold.released and hold.expired: they must name the seats they freed")
+    func emitWithoutFreedSeatsRefused() throws {
+        try withTestDatabase { url in
+            let f = try StoreFixture(url)
+            try f.define("show", ["A1"])
+            let hold = try #require(try f.created("show", ["A1"], user: "alice"))
+            for type in ["hold.released", "hold.expired"] {
+                #expect(throws: (any Error).self, "\(type)") {
+                    try f.connection.query(
+                        "SELECT inventory_emit($1, h) FROM holds h WHERE h.hold_id = $2",
+                        [type, hold.holdId]
+                    )
+                }
+            }
+            #expect(try f.store.unpublishedEvents(limit: 10).map(\.type) == ["hold.created"])
+        }
+    }
+
     @Test("a write wakes LISTEN inventory_outbox after its commit; with nothing to publish, nothing is sent")
     func notify() throws {
         try withTestDatabase { url in

@@ -73,6 +73,7 @@ RETURNS jsonb LANGUAGE sql STABLE AS $$
                'seatVersions', p_seat_versions)
         || CASE p_type
                WHEN 'hold.created' THEN jsonb_build_object('expiresAt', inventory_rfc3339(p_hold.expires_at))
+               WHEN 'hold.extended' THEN jsonb_build_object('expiresAt', inventory_rfc3339(p_hold.expires_at))
                WHEN 'seats.purchased' THEN jsonb_build_object('orderId', p_hold.order_id)
                ELSE '{}'::jsonb
            END
@@ -88,12 +89,12 @@ BEGIN
             inventory_event_payload(v_event_id, p_type, p_hold, now(), coalesce(p_seat_versions, '{}'::jsonb)));
 END $$;
 
--- hold.created and seats.purchased change every seat of the hold, and those seats still point at it:
--- their versions are read back. A hold.released or hold.expired must say which seats it freed
--- (inventory_free_seats answers that), so this form refuses them rather than guess.
+-- hold.created and seats.purchased (and hold.extended, to come) change every seat of the hold, and those
+-- seats still point at it: their versions are read back. A hold.released or hold.expired must say which
+-- seats it freed (inventory_free_seats answers that), so this form refuses them rather than guess.
 CREATE OR REPLACE FUNCTION inventory_emit(p_type text, p_hold holds) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    IF p_type NOT IN ('hold.created', 'seats.purchased') THEN
+    IF p_type IN ('hold.released', 'hold.expired') THEN
         RAISE EXCEPTION 'inventory_emit(%): pass the freed seats, inventory_emit(type, hold, inventory_free_seats(hold))',
             p_type USING ERRCODE = 'invalid_parameter_value';
     END IF;
