@@ -1,5 +1,6 @@
 import Foundation
 import PostgresClient
+import TestSupport
 import Testing
 
 @testable import Bench
@@ -13,7 +14,10 @@ struct VerifierSeatVersionTests {
     /// the database clock passed its expiry, hold B takes s2 before any sweep; then the sweep runs.
     /// Returns the events as a consumer gets them (the outbox payloads, in commit order) and the snapshot.
     static func staleExpiry(migrations: [Migration]) throws -> (events: [ReceivedEvent], snapshot: DatabaseSnapshot) {
-        try withScratchDatabase(migrations: migrations) { url in
+        let migrate: (PostgresConnection) throws -> Void = {
+            _ = try Migrator.migrate($0, migrations: migrations, logger: quietLogger)
+        }
+        return try withScratchDatabase(prefix: "inv_bench_test", prepare: migrate) { url in
             let connection = try PostgresConnection(url: url, logger: quietLogger)
             defer { connection.close() }
             try connection.query("SELECT * FROM inventory_define_seats('st-v', ARRAY['s1','s2','s3'])")
@@ -142,19 +146,4 @@ struct VerifierSeatVersionTests {
             }
         )
     }
-}
-
-/// A scratch database with the given migrations applied (all of them, or a prefix: the schema of an
-/// older core).
-func withScratchDatabase<T>(migrations: [Migration], _ body: (String) throws -> T) throws -> T {
-    let name = Fixtures.uniqueName("inv_bench_test")
-    let admin = try PostgresConnection(url: Fixtures.adminDatabaseURL, logger: quietLogger)
-    defer { admin.close() }
-    try admin.simpleQuery("CREATE DATABASE \"\(name)\"")
-    defer { try? admin.simpleQuery("DROP DATABASE IF EXISTS \"\(name)\" WITH (FORCE)") }
-    let url = Fixtures.databaseURL(name)
-    let connection = try PostgresConnection(url: url, logger: quietLogger)
-    defer { connection.close() }
-    _ = try Migrator.migrate(connection, migrations: migrations, logger: quietLogger)
-    return try body(url)
 }
