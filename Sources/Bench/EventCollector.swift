@@ -13,14 +13,59 @@ public struct ReceivedEvent: Sendable, Hashable {
     public var seatIDs: [String]
     /// Arrival order (0, 1, 2, ...) across the whole run, duplicates included.
     public var sequence: Int
+    /// Each named seat's version after the change (rule 8); nil when the event carried none (a core
+    /// older than per-seat versions): the verifier counts that as a `seat-versions` violation.
+    public var seatVersions: [String: Int64]?
+    /// `hold.created`'s `expiresAt`, in microseconds since the epoch: from then on the seats are available.
+    public var expiresAt: Int64?
 
-    public init(eventID: String, type: String, holdID: String, showtimeID: String, seatIDs: [String], sequence: Int) {
+    public init(
+        eventID: String,
+        type: String,
+        holdID: String,
+        showtimeID: String,
+        seatIDs: [String],
+        sequence: Int,
+        seatVersions: [String: Int64]? = nil,
+        expiresAt: Int64? = nil
+    ) {
         self.eventID = eventID
         self.type = type
         self.holdID = holdID
         self.showtimeID = showtimeID
         self.seatIDs = seatIDs
         self.sequence = sequence
+        self.seatVersions = seatVersions
+        self.expiresAt = expiresAt
+    }
+
+    /// The body of an `inventory.events` message: the contract's event, or one without `seatVersions`
+    /// (what a core before rule 8 published, kept so the verifier can say what is wrong with it rather
+    /// than only that it does not decode). Nil for anything else. Also returns `occurredAt`.
+    public static func decode(_ body: [UInt8], sequence: Int) -> (event: ReceivedEvent, occurredAt: Date)? {
+        guard let decoded = try? ContractJSON.decoder().decode(Body.self, from: Data(body)) else { return nil }
+        let event = ReceivedEvent(
+            eventID: decoded.eventId,
+            type: decoded.type.rawValue,
+            holdID: decoded.holdId,
+            showtimeID: decoded.showtimeId,
+            seatIDs: decoded.seatIds,
+            sequence: sequence,
+            seatVersions: decoded.seatVersions,
+            expiresAt: decoded.expiresAt.map { Int64(($0.timeIntervalSince1970 * 1_000_000).rounded()) }
+        )
+        return (event, decoded.occurredAt)
+    }
+
+    private struct Body: Decodable {
+        var eventId: String
+        var type: EventType
+        var occurredAt: Date
+        var showtimeId: String
+        var holdId: String
+        var seatIds: [String]
+        var seatVersions: [String: Int64]?
+        var expiresAt: Date?
     }
 }
 
@@ -55,7 +100,6 @@ public final class EventCollector: Sendable {
     }
 
     private func consume(configuration: AMQPConfiguration, prefix: String, logger: Logger) {
-        let decoder = ContractJSON.decoder()
         var signalled = false
         defer { if !signalled { ready.signal() } }
         do {
@@ -74,19 +118,12 @@ public final class EventCollector: Sendable {
                 guard let event = try connection.nextEvent(timeout: .milliseconds(100)),
                     case .delivery(let message) = event
                 else { continue }
-                if let decoded = try? decoder.decode(InventoryEvent.self, from: Data(message.body)) {
-                    guard decoded.showtimeId.hasPrefix(prefix) else { continue }
+                if let (decoded, _) = ReceivedEvent.decode(message.body, sequence: 0) {
+                    guard decoded.showtimeID.hasPrefix(prefix) else { continue }
                     state.withLock { state in
-                        state.events.append(
-                            ReceivedEvent(
-                                eventID: decoded.eventId,
-                                type: decoded.type.rawValue,
-                                holdID: decoded.holdId,
-                                showtimeID: decoded.showtimeId,
-                                seatIDs: decoded.seatIds,
-                                sequence: state.received
-                            )
-                        )
+                        var event = decoded
+                        event.sequence = state.received
+                        state.events.append(event)
                         state.received += 1
                     }
                 } else {

@@ -15,6 +15,10 @@ public struct Violation: Codable, Sendable, Hashable, CustomStringConvertible {
         case eventOrder = "event-order"
         case outbox = "outbox"
         case undecodableEvent = "undecodable-event"
+        /// Rule 8: an event without `seatVersions` or naming other seats than it versions, two changes
+        /// of a seat with one version, or the events applied per seat by version over an empty map
+        /// disagreeing with the seat rows or the availability answer.
+        case seatVersions = "seat-versions"
     }
 
     public var kind: Kind
@@ -96,10 +100,33 @@ public struct DatabaseSnapshot: Sendable {
         public var holdID: String?
     }
 
+    /// A seat as rule 8 sees it: its state and version as of the snapshot's transaction clock (a seat
+    /// of a dead hold is available, one version on), and its hold's expiry while held.
+    public struct SeatVersion: Sendable, Hashable {
+        public var state: String
+        public var version: Int64
+        public var holdExpiresAt: Int64?
+
+        public init(state: String, version: Int64, holdExpiresAt: Int64? = nil) {
+            self.state = state
+            self.version = version
+            self.holdExpiresAt = holdExpiresAt
+        }
+    }
+
     public var holds: [HoldRow]
     public var outbox: [OutboxRow]
     public var takenSeats: [SeatRow]
     public var now: Int64
+    /// Every seat of the showtimes read ("showtime/seat"), from its row, as of `transactionNow`.
+    public var seats: [String: SeatVersion] = [:]
+    /// What `inventory_availability` (the core's availability answer) says in the same transaction.
+    public var availability: [String: SeatVersion] = [:]
+    /// The transaction's clock (`now()`), which `inventory_availability` judges expiry by.
+    public var transactionNow: Int64 = 0
+    /// False for a database from before per-seat versions (no `seat_states.version`): rule 8 then
+    /// compares states only.
+    public var versioned = true
 
     /// Reads the rows of the showtimes whose id starts with `showtimePrefix`, in one REPEATABLE READ
     /// transaction so the three tables agree with each other.
@@ -167,7 +194,56 @@ public struct DatabaseSnapshot: Sendable {
                     )
                 )
             }
-            return DatabaseSnapshot(holds: holds, outbox: outbox, takenSeats: seats, now: now)
+            var snapshot = DatabaseSnapshot(holds: holds, outbox: outbox, takenSeats: seats, now: now)
+            try readVersions(connection, like: like, into: &snapshot)
+            return snapshot
+        }
+    }
+}
+
+extension DatabaseSnapshot {
+    /// Every seat's row and the availability function's answer, in the snapshot's transaction.
+    static func readVersions(
+        _ connection: PostgresConnection,
+        like: String,
+        into snapshot: inout DatabaseSnapshot
+    ) throws {
+        func micros(_ column: String) -> String { "(extract(epoch FROM \(column)) * 1000000)::bigint" }
+        snapshot.transactionNow = try connection.query("SELECT \(micros("now()")) AS now").rows[0]
+            .decode("now", as: Int64.self)
+        // `version` read through to_jsonb, so that a database from before per-seat versions (today's main
+        // when this was written) can be checked too: its stale events are what rule 8 is about.
+        for row in try connection.query(
+            """
+            SELECT s.showtime_id, s.seat_id, s.state, (to_jsonb(s) ->> 'version')::bigint AS version,
+                   \(micros("s.hold_expires_at")) AS expires
+              FROM seat_states s WHERE s.showtime_id LIKE $1
+            """,
+            [like]
+        ).rows {
+            let key = "\(try row.decode("showtime_id", as: String.self))/\(try row.decode("seat_id", as: String.self))"
+            let version = try row.decodeIfPresent("version", as: Int64.self)
+            if version == nil { snapshot.versioned = false }
+            snapshot.seats[key] = Verifier.effective(
+                state: try row.decode("state", as: String.self),
+                version: version ?? 0,
+                holdExpiresAt: try row.decodeIfPresent("expires", as: Int64.self),
+                now: snapshot.transactionNow
+            )
+        }
+        for row in try connection.query(
+            """
+            SELECT t.showtime_id, a.seat_id, a.state, (to_jsonb(a) ->> 'version')::bigint AS version
+              FROM (SELECT DISTINCT showtime_id FROM seat_states WHERE showtime_id LIKE $1) t,
+                   inventory_availability(t.showtime_id) a
+            """,
+            [like]
+        ).rows {
+            let key = "\(try row.decode("showtime_id", as: String.self))/\(try row.decode("seat_id", as: String.self))"
+            snapshot.availability[key] = SeatVersion(
+                state: try row.decode("state", as: String.self),
+                version: try row.decodeIfPresent("version", as: Int64.self) ?? 0
+            )
         }
     }
 }
@@ -181,7 +257,8 @@ public enum Verifier {
         _ snapshot: DatabaseSnapshot,
         wonHolds: [WonHold]?,
         events: [ReceivedEvent]?,
-        undecodableEvents: [String] = []
+        undecodableEvents: [String] = [],
+        answered: [String: DatabaseSnapshot.SeatVersion]? = nil
     ) -> VerificationSummary {
         var violations: [Violation] = []
         let holdsByID = Dictionary(snapshot.holds.map { ($0.holdID, $0) }, uniquingKeysWith: { first, _ in first })
@@ -385,6 +462,9 @@ public enum Verifier {
         for body in undecodableEvents {
             violations.append(Violation(kind: .undecodableEvent, message: body))
         }
+        if let events {
+            violations += checkSeatVersions(events: events, snapshot: snapshot, answered: answered)
+        }
 
         // 5. Every hold the bench was told it won is in the database, as it was told.
         if let wonHolds {
@@ -457,6 +537,153 @@ public enum Verifier {
         }
         collector.stop()
         return check(snapshot, wonHolds: wonHolds, events: events, undecodableEvents: collector.undecodable)
+    }
+
+    /// A seat as a reader sees it at `now`: held by a hold whose expiry has passed is available, at
+    /// the next version (the expiry is a change, rule 3 and decision 0012).
+    public static func effective(
+        state: String,
+        version: Int64,
+        holdExpiresAt: Int64?,
+        now: Int64
+    )
+        -> DatabaseSnapshot.SeatVersion
+    {
+        if state == "held", let expires = holdExpiresAt, expires <= now {
+            return DatabaseSnapshot.SeatVersion(state: "available", version: version + 1)
+        }
+        return DatabaseSnapshot.SeatVersion(
+            state: state,
+            version: version,
+            holdExpiresAt: state == "held" ? holdExpiresAt : nil
+        )
+    }
+
+    /// Rule 8 of INTERFACE.md, as a consumer lives it: every event de-duplicated by id, each applied to a
+    /// seat only when its version is newer than the one the consumer has (a seat it has not heard of is
+    /// available at version 0), in arrival order, over an empty map. The result must be, seat for seat,
+    /// what the rows say and what availability answers (in the snapshot's transaction, and `answered`,
+    /// the core's own answer, when given). Also: every event versions exactly the seats it names, and no
+    /// two changes of a seat share a version. An event without `seatVersions` is applied whatever its
+    /// version, as consumers had to before rule 8: that is how a stale `hold.expired` shows up.
+    public static func checkSeatVersions(
+        events: [ReceivedEvent],
+        snapshot: DatabaseSnapshot,
+        answered: [String: DatabaseSnapshot.SeatVersion]? = nil
+    ) -> [Violation] {
+        var violations: [Violation] = []
+        var seen = Set<String>()
+        var applied: [String: DatabaseSnapshot.SeatVersion] = [:]
+        var versionOwner: [String: String] = [:]
+        var unversioned = 0
+        for event in events.sorted(by: { $0.sequence < $1.sequence }) where seen.insert(event.eventID).inserted {
+            let state: String
+            switch event.type {
+            case "hold.created": state = "held"
+            case "seats.purchased": state = "purchased"
+            default: state = "available"
+            }
+            guard let versions = event.seatVersions else {
+                unversioned += 1
+                if unversioned <= 20 {
+                    violations.append(
+                        Violation(
+                            kind: .seatVersions,
+                            message:
+                                "event \(event.eventID) (\(event.type) of hold \(event.holdID)) carries no seatVersions"
+                        )
+                    )
+                }
+                for seat in event.seatIDs {
+                    let key = "\(event.showtimeID)/\(seat)"
+                    applied[key] = DatabaseSnapshot.SeatVersion(
+                        state: state,
+                        version: applied[key]?.version ?? 0,
+                        holdExpiresAt: state == "held" ? event.expiresAt : nil
+                    )
+                }
+                continue
+            }
+            if Set(versions.keys) != Set(event.seatIDs) || event.seatIDs.count != versions.count {
+                violations.append(
+                    Violation(
+                        kind: .seatVersions,
+                        message: "event \(event.eventID) (\(event.type) of hold \(event.holdID)) names seats "
+                            + "[\(event.seatIDs.joined(separator: ","))] but versions [\(versions.keys.sorted().joined(separator: ","))]"
+                    )
+                )
+            }
+            for (seat, version) in versions.sorted(by: { $0.key < $1.key }) {
+                let key = "\(event.showtimeID)/\(seat)"
+                if let owner = versionOwner.updateValue(event.eventID, forKey: "\(key)@\(version)"),
+                    owner != event.eventID
+                {
+                    violations.append(
+                        Violation(
+                            kind: .seatVersions,
+                            message: "seat \(key): events \(owner) and \(event.eventID) (\(event.type) of hold "
+                                + "\(event.holdID)) both claim version \(version)"
+                        )
+                    )
+                }
+                if version > applied[key]?.version ?? 0 {
+                    applied[key] = DatabaseSnapshot.SeatVersion(
+                        state: state,
+                        version: version,
+                        holdExpiresAt: state == "held" ? event.expiresAt : nil
+                    )
+                }
+            }
+        }
+        if unversioned > 20 {
+            violations.append(
+                Violation(kind: .seatVersions, message: "... and \(unversioned - 20) more events without seatVersions")
+            )
+        }
+        func describe(_ seat: DatabaseSnapshot.SeatVersion) -> String { "\(seat.state) v\(seat.version)" }
+        var compared: [(String, [String: DatabaseSnapshot.SeatVersion])] = [
+            ("the seat row", snapshot.seats), ("availability", snapshot.availability),
+        ]
+        if let answered { compared.append(("the core's availability answer", answered)) }
+        var mismatches = 0
+        for (source, truth) in compared {
+            for (key, expected) in truth.sorted(by: { $0.key < $1.key }) {
+                let entry = applied[key].map {
+                    effective(
+                        state: $0.state,
+                        version: $0.version,
+                        holdExpiresAt: $0.holdExpiresAt,
+                        now: snapshot.transactionNow
+                    )
+                }
+                let derived = entry ?? DatabaseSnapshot.SeatVersion(state: "available", version: 0)
+                // Without versions on both sides (a core from before rule 8), only the states can be compared.
+                let withVersions = unversioned == 0 && snapshot.versioned
+                let expectedSeat = DatabaseSnapshot.SeatVersion(
+                    state: expected.state,
+                    version: withVersions ? expected.version : 0
+                )
+                let derivedSeat = DatabaseSnapshot.SeatVersion(
+                    state: derived.state,
+                    version: withVersions ? derived.version : 0
+                )
+                guard derivedSeat != expectedSeat else { continue }
+                mismatches += 1
+                if mismatches <= 50 {
+                    violations.append(
+                        Violation(
+                            kind: .seatVersions,
+                            message: "seat \(key): the events applied by version give \(describe(derivedSeat)), "
+                                + "\(source) says \(describe(expectedSeat))"
+                        )
+                    )
+                }
+            }
+        }
+        if mismatches > 50 {
+            violations.append(Violation(kind: .seatVersions, message: "... and \(mismatches - 50) more seats disagree"))
+        }
+        return violations
     }
 
     static func format(_ micros: Int64) -> String {

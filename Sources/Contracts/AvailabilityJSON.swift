@@ -24,6 +24,8 @@ public enum AvailabilityJSON {
             appendString(seat.seatId, to: &out)
             out += Array(#","state":"#.utf8)
             appendString(seat.state.rawValue, to: &out)
+            out += Array(#","version":"#.utf8)
+            out += Array(String(seat.version).utf8)
             out.append(UInt8(ascii: "}"))
         }
         out += Array(#"],"showtimeId":"#.utf8)

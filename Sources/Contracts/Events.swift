@@ -14,6 +14,12 @@ public enum EventType: String, Codable, CaseIterable, Sendable {
 
 /// Body of every event (contracts/schemas/event.json): `expiresAt` on `hold.created` and only there,
 /// `orderId` on `seats.purchased` and only there. Published persistent with `message_id` = `eventId`.
+///
+/// `seatIds` are exactly the seats whose state the event changed, in the hold's order: all of the hold's
+/// for `hold.created` and `seats.purchased`; for `hold.released` and `hold.expired` only those still
+/// held by the hold when it ended (a newer hold may have taken a dead hold's seats), possibly none.
+/// `seatVersions` gives each of them its new version (INTERFACE.md rule 8, decision 0012): a consumer
+/// applies the change to a seat only when that version is newer than the one it has.
 public struct InventoryEvent: Codable, Sendable, Hashable {
     public var eventId: String
     public var type: EventType
@@ -22,12 +28,13 @@ public struct InventoryEvent: Codable, Sendable, Hashable {
     public var holdId: String
     public var userId: String
     public var seatIds: [String]
+    public var seatVersions: [String: Int64]
     public var expiresAt: Date?
     public var orderId: String?
 
     public init(
         eventId: String, type: EventType, occurredAt: Date, showtimeId: String, holdId: String, userId: String,
-        seatIds: [String], expiresAt: Date? = nil, orderId: String? = nil
+        seatIds: [String], seatVersions: [String: Int64], expiresAt: Date? = nil, orderId: String? = nil
     ) {
         self.eventId = eventId
         self.type = type
@@ -36,16 +43,28 @@ public struct InventoryEvent: Codable, Sendable, Hashable {
         self.holdId = holdId
         self.userId = userId
         self.seatIds = seatIds
+        self.seatVersions = seatVersions
         self.expiresAt = expiresAt
         self.orderId = orderId
     }
 
-    /// The event of `type` about `hold`: `expiresAt` set for `hold.created`, `orderId` for `seats.purchased`.
-    public init(eventId: String, type: EventType, occurredAt: Date, hold: Hold) {
+    /// The event of `type` about `hold` that changed the seats of `seatVersions` (in the hold's order):
+    /// `expiresAt` set for `hold.created`, `orderId` for `seats.purchased`.
+    public init(eventId: String, type: EventType, occurredAt: Date, hold: Hold, seatVersions: [String: Int64]) {
         self.init(
             eventId: eventId, type: type, occurredAt: occurredAt, showtimeId: hold.showtimeId, holdId: hold.holdId,
-            userId: hold.userId, seatIds: hold.seatIds,
+            userId: hold.userId, seatIds: hold.seatIds.filter { seatVersions[$0] != nil },
+            seatVersions: seatVersions,
             expiresAt: type == .holdCreated ? hold.expiresAt : nil,
             orderId: type == .seatsPurchased ? hold.orderId : nil)
+    }
+
+    /// The state the event gives each seat it names.
+    public var seatState: SeatState {
+        switch type {
+        case .holdCreated: .held
+        case .holdReleased, .holdExpired: .available
+        case .seatsPurchased: .purchased
+        }
     }
 }

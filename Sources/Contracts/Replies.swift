@@ -32,16 +32,21 @@ public enum SeatState: String, Codable, CaseIterable, Sendable {
     case available, held, purchased
 }
 
-/// One seat of an availability; `holdExpiresAt` only on held seats.
+/// One seat of an availability; `holdExpiresAt` only on held seats. `version` is the seat's version
+/// (INTERFACE.md rule 8): it grows with each change of the seat, and an event's `seatVersions` name the
+/// version each change produced, so a consumer orders what it applies per seat (decision 0012). A seat
+/// no event has touched yet is at version 0.
 public struct SeatAvailability: Codable, Sendable, Hashable {
     public var seatId: String
     public var state: SeatState
     public var holdExpiresAt: Date?
+    public var version: Int64
 
-    public init(seatId: String, state: SeatState, holdExpiresAt: Date? = nil) {
+    public init(seatId: String, state: SeatState, holdExpiresAt: Date? = nil, version: Int64 = 0) {
         self.seatId = seatId
         self.state = state
         self.holdExpiresAt = holdExpiresAt
+        self.version = version
     }
 }
 

@@ -94,7 +94,7 @@ public struct FaultReport: Codable, Sendable {
         "outbox", "missing-event", "uncommitted-event", "event-order", "undecodable-event", "lost-event",
         "unexpected-event", "unpublished-event", "idempotency-two-holds", "idempotency-mismatch",
         "idempotency-lost-reply", "stuck-seat", "stuck-hold", "availability-disagrees", "no-recovery",
-        "no-reconnect", "process-crash",
+        "no-reconnect", "process-crash", "seat-versions",
     ]
 
     public func text() -> String {
@@ -155,13 +155,23 @@ public struct FinalSeat: Sendable, Hashable {
     public var state: String
     public var holdID: String?
     public var availabilityState: String?
+    /// The seat's version in the core's availability answer (rule 8).
+    public var availabilityVersion: Int64?
 
-    public init(showtimeID: String, seatID: String, state: String, holdID: String?, availabilityState: String?) {
+    public init(
+        showtimeID: String,
+        seatID: String,
+        state: String,
+        holdID: String?,
+        availabilityState: String?,
+        availabilityVersion: Int64? = nil
+    ) {
         self.showtimeID = showtimeID
         self.seatID = seatID
         self.state = state
         self.holdID = holdID
         self.availabilityState = availabilityState
+        self.availabilityVersion = availabilityVersion
     }
 }
 
@@ -217,12 +227,19 @@ public enum HistoryChecker {
         }
         for kind in FaultReport.anomalyKinds { report.anomalies[kind] = 0 }
 
-        // 1. The database's own history (holds, seats, outbox) and the events, by the benchmark's verifier.
+        // 1. The database's own history (holds, seats, outbox) and the events, by the benchmark's verifier;
+        //    with rule 8: the events applied per seat by version equal the rows and the core's answers.
+        var answered: [String: DatabaseSnapshot.SeatVersion] = [:]
+        for seat in input.finalSeats {
+            guard let state = seat.availabilityState, let version = seat.availabilityVersion else { continue }
+            answered["\(seat.showtimeID)/\(seat.seatID)"] = DatabaseSnapshot.SeatVersion(state: state, version: version)
+        }
         let summary = Verifier.check(
             input.snapshot,
             wonHolds: nil,
             events: input.events,
-            undecodableEvents: input.undecodableEvents
+            undecodableEvents: input.undecodableEvents,
+            answered: answered
         )
         for violation in summary.violations { report.anomaly(violation.kind.rawValue, violation.message) }
 

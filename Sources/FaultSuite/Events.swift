@@ -36,7 +36,6 @@ public enum EventQueue {
         try connection.consume(queue: name, noAck: false)
         let writer = try JSONLinesWriter(path: logPath)
         defer { writer.close() }
-        let decoder = ContractJSON.decoder()
         var events: [ReceivedEvent] = []
         var undecodable: [String] = []
         var last = ContinuousClock.now
@@ -44,22 +43,15 @@ public enum EventQueue {
             guard let event = try connection.nextEvent(timeout: .milliseconds(100)), case .delivery(let message) = event
             else { continue }
             last = .now
-            if let decoded = try? decoder.decode(InventoryEvent.self, from: Data(message.body)) {
-                let received = ReceivedEvent(
-                    eventID: decoded.eventId,
-                    type: decoded.type.rawValue,
-                    holdID: decoded.holdId,
-                    showtimeID: decoded.showtimeId,
-                    seatIDs: decoded.seatIds,
-                    sequence: events.count
-                )
+            if let (received, occurredAt) = ReceivedEvent.decode(message.body, sequence: events.count) {
                 events.append(received)
                 writer.write(
                     LoggedEvent(
-                        eventId: decoded.eventId,
-                        type: decoded.type.rawValue,
-                        holdId: decoded.holdId,
-                        occurredAt: decoded.occurredAt,
+                        eventId: received.eventID,
+                        type: received.type,
+                        holdId: received.holdID,
+                        occurredAt: occurredAt,
+                        seatVersions: received.seatVersions,
                         messageId: message.properties.messageID,
                         redelivered: message.redelivered
                     )
@@ -79,6 +71,7 @@ public enum EventQueue {
         var type: String
         var holdId: String
         var occurredAt: Date
+        var seatVersions: [String: Int64]?
         var messageId: String?
         var redelivered: Bool
     }

@@ -90,17 +90,19 @@ public enum Gather {
         // The core's own answer for every showtime: it must agree with the rows (nothing held, sold seats sold).
         let caller = try RPCCaller(configuration: try AMQPConfiguration(url: configuration.amqpURL), logger: logger)
         defer { caller.close() }
-        var answered: [String: String] = [:]
+        var answered: [String: SeatAvailability] = [:]
         for showtime in Set(seats.map(\.showtimeID)).sorted() {
             switch try caller.call(.availability, AvailabilityRequest(showtimeId: showtime), as: Availability.self) {
             case .success(let availability):
-                for seat in availability.availability { answered["\(showtime)/\(seat.seatId)"] = seat.state.rawValue }
+                for seat in availability.availability { answered["\(showtime)/\(seat.seatId)"] = seat }
             case .failure(let error):
                 throw FaultSuiteError("availability of \(showtime) answered \(error.code.rawValue): \(error.message)")
             }
         }
         for index in seats.indices {
-            seats[index].availabilityState = answered["\(seats[index].showtimeID)/\(seats[index].seatID)"] ?? "missing"
+            let seat = answered["\(seats[index].showtimeID)/\(seats[index].seatID)"]
+            seats[index].availabilityState = seat?.state.rawValue ?? "missing"
+            seats[index].availabilityVersion = seat?.version
         }
 
         return CheckInput(

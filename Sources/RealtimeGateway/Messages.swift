@@ -56,20 +56,24 @@ public enum ServerMessage {
     /// An inventory event, as the exchange carried it but without `userId`, `holdId` and `orderId`: the
     /// gateway's subscribers are anonymous, and whose hold a seat is, the hold's handle and the order that
     /// bought it are no business of every browser on the seat map (decision 0011):
-    /// `{"type": "hold.created", "eventId", "occurredAt", "showtimeId", "seatIds", "expiresAt"?}`.
+    /// `{"type": "hold.created", "eventId", "occurredAt", "showtimeId", "seatIds", "seatVersions",
+    /// "expiresAt"?}`. `seatVersions` (seatId → the seat's version after this change) is what lets a client
+    /// apply it per seat only when newer than what it shows (INTERFACE.md rule 8).
     struct Event: Encodable {
         var type: String
         var eventId: String
         var occurredAt: Date
         var showtimeId: String
         var seatIds: [String]
+        var seatVersions: [String: Int64]
         var expiresAt: Date?
     }
 
     /// `{"type": "snapshot", "showtimeId", "availability": [...], "summary": {...}, "requestedAt"}`:
-    /// the seat map as the `availability` RPC answered it. `requestedAt` is when the gateway asked:
-    /// every event that follows the snapshot on this connection either is reflected in it already
-    /// (applying it again changes nothing) or happened after it.
+    /// the seat map as the `availability` RPC answered it, each seat with its `version`. `requestedAt`
+    /// is when the gateway asked: an event that follows the snapshot on this connection either is
+    /// reflected in it already (its versions are not newer than the snapshot's: a client applying per
+    /// seat by version ignores it) or happened after it.
     struct Snapshot: Encodable {
         var type = "snapshot"
         var showtimeId: String
@@ -109,6 +113,7 @@ public enum ServerMessage {
                 occurredAt: event.occurredAt,
                 showtimeId: event.showtimeId,
                 seatIds: event.seatIds,
+                seatVersions: event.seatVersions,
                 expiresAt: event.expiresAt
             )
         )

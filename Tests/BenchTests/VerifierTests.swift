@@ -118,11 +118,16 @@ struct VerifierTests {
             DatabaseSnapshot.OutboxRow(id: id, eventID: "e\(id)", holdID: hold, type: type, published: true)
         }
         let events = [row(1, "h1", "hold.created"), row(2, "h1", "hold.released"), row(3, "h2", "hold.created")]
+        // s1: created by h1 (version 1), released (2), created by h2 (3), held until 300_004_000.
+        let seat = DatabaseSnapshot.SeatVersion(state: "held", version: 3, holdExpiresAt: 300_004_000)
         let snapshot = DatabaseSnapshot(
             holds: [h1, h2],
             outbox: events,
             takenSeats: [.init(showtimeID: "st", seatID: "s1", state: "held", holdID: "h2")],
-            now: 10_000
+            now: 10_000,
+            seats: ["st/s1": seat],
+            availability: ["st/s1": seat],
+            transactionNow: 10_000
         )
         let received = events.enumerated().map { index, row in
             ReceivedEvent(
@@ -131,7 +136,9 @@ struct VerifierTests {
                 holdID: row.holdID,
                 showtimeID: "st",
                 seatIDs: ["s1"],
-                sequence: index
+                sequence: index,
+                seatVersions: ["s1": Int64(index + 1)],
+                expiresAt: row.type == "hold.created" ? (row.holdID == "h1" ? 300_000_000 : 300_004_000) : nil
             )
         }
         #expect(Verifier.check(snapshot, wonHolds: nil, events: received).passed)

@@ -13,16 +13,12 @@ struct AvailabilityJSONTests {
             availability: [
                 SeatAvailability(seatId: "seat_1", state: .available),
                 SeatAvailability(
-                    seatId: "seat_2",
-                    state: .held,
-                    holdExpiresAt: Date(timeIntervalSince1970: 1_767_269_100.75)
-                ),
-                SeatAvailability(seatId: "seat_3", state: .purchased),
+                    seatId: "seat_2", state: .held,
+                    holdExpiresAt: Date(timeIntervalSince1970: 1_767_269_100.75), version: 7),
+                SeatAvailability(seatId: "seat_3", state: .purchased, version: 12),
                 SeatAvailability(
-                    seatId: "A.9-x",
-                    state: .held,
-                    holdExpiresAt: Date(timeIntervalSince1970: 946_684_799)
-                ),
+                    seatId: "A.9-x", state: .held,
+                    holdExpiresAt: Date(timeIntervalSince1970: 946_684_799), version: Int64.max),
             ]
         ),
         // Never valid identifiers, but the encoder must still agree with JSONEncoder on them.
@@ -44,11 +40,13 @@ struct AvailabilityJSONTests {
         let seats = (1...2000).map { index in
             index.isMultiple(of: 3)
                 ? SeatAvailability(
+                    seatId: "seat_\(index)", state: .held,
+                    holdExpiresAt: Date(timeIntervalSince1970: 1_800_000_000 + Double(index)),
+                    version: Int64(index))
+                : SeatAvailability(
                     seatId: "seat_\(index)",
-                    state: .held,
-                    holdExpiresAt: Date(timeIntervalSince1970: 1_800_000_000 + Double(index))
-                )
-                : SeatAvailability(seatId: "seat_\(index)", state: index.isMultiple(of: 5) ? .purchased : .available)
+                    state: index.isMultiple(of: 5) ? .purchased : .available,
+                    version: Int64(index % 7))
         }
         let availability = Availability(showtimeId: "big", availability: seats)
         let decoded = try ContractJSON.decoder().decode(

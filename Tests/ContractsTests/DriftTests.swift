@@ -62,33 +62,15 @@ struct DriftTests {
         ),
         Shape("seats-define-body", full: SeatsDefineBody(seatIds: ["A1"]), minimal: SeatsDefineBody(seatIds: ["A1"])),
         Shape("ping-request", full: PingRequest(), minimal: PingRequest()),
-        Shape(
-            "hold",
-            full: hold,
-            minimal: Hold(holdId: "h", showtimeId: "s", userId: "u", seatIds: ["A1"], status: .active, expiresAt: date)
-        ),
-        Shape(
-            "availability",
-            full: Availability(showtimeId: "s", availability: []),
-            minimal: Availability(showtimeId: "s", availability: [])
-        ),
-        Shape(
-            "availability",
-            "$defs/seatAvailability",
-            full: SeatAvailability(seatId: "A1", state: .held, holdExpiresAt: date),
-            minimal: SeatAvailability(seatId: "A1", state: .available)
-        ),
-        Shape(
-            "availability",
-            "$defs/summary",
-            full: AvailabilitySummary(available: 1, held: 0, purchased: 0),
-            minimal: AvailabilitySummary(available: 1, held: 0, purchased: 0)
-        ),
-        Shape(
-            "seats-defined",
-            full: SeatsDefined(showtimeId: "s", seatCount: 1, added: 1),
-            minimal: SeatsDefined(showtimeId: "s", seatCount: 1, added: 1)
-        ),
+        Shape("hold", full: hold, minimal: Hold(holdId: "h", showtimeId: "s", userId: "u", seatIds: ["A1"], status: .active, expiresAt: date)),
+        Shape("availability", full: Availability(showtimeId: "s", availability: []),
+              minimal: Availability(showtimeId: "s", availability: [])),
+        Shape("availability", "$defs/seatAvailability", full: SeatAvailability(seatId: "A1", state: .held, holdExpiresAt: date, version: 3),
+              minimal: SeatAvailability(seatId: "A1", state: .available)),
+        Shape("availability", "$defs/summary", full: AvailabilitySummary(available: 1, held: 0, purchased: 0),
+              minimal: AvailabilitySummary(available: 1, held: 0, purchased: 0)),
+        Shape("seats-defined", full: SeatsDefined(showtimeId: "s", seatCount: 1, added: 1),
+              minimal: SeatsDefined(showtimeId: "s", seatCount: 1, added: 1)),
         Shape("ping-reply", full: PingReply(), minimal: PingReply()),
         Shape(
             "error",
@@ -96,46 +78,15 @@ struct DriftTests {
             minimal: ErrorBody(code: .internalError, message: "m")
         ),
         Shape("error", "$defs/validationProblem", full: problem, minimal: problem),
-        Shape(
-            "error-body",
-            full: RESTErrorBody(error: ErrorBody(code: .notFound, message: "m")),
-            minimal: RESTErrorBody(error: ErrorBody(code: .notFound, message: "m"))
-        ),
-        Shape(
-            "rpc-reply",
-            "$defs/success",
-            full: RPCReply<PingReply>.ok(PingReply()),
-            minimal: RPCReply<PingReply>.ok(PingReply())
-        ),
-        Shape(
-            "rpc-reply",
-            "$defs/failure",
-            full: RPCReply<PingReply>.error(ErrorBody(code: .notFound, message: "m")),
-            minimal: RPCReply<PingReply>.error(ErrorBody(code: .notFound, message: "m"))
-        ),
-        Shape(
-            "event",
-            full: InventoryEvent(
-                eventId: "e",
-                type: .holdCreated,
-                occurredAt: date,
-                showtimeId: "s",
-                holdId: "h",
-                userId: "u",
-                seatIds: ["A1"],
-                expiresAt: date,
-                orderId: "o"
-            ),
-            minimal: InventoryEvent(
-                eventId: "e",
-                type: .holdReleased,
-                occurredAt: date,
-                showtimeId: "s",
-                holdId: "h",
-                userId: "u",
-                seatIds: ["A1"]
-            )
-        ),
+        Shape("error-body", full: RESTErrorBody(error: ErrorBody(code: .notFound, message: "m")),
+              minimal: RESTErrorBody(error: ErrorBody(code: .notFound, message: "m"))),
+        Shape("rpc-reply", "$defs/success", full: RPCReply<PingReply>.ok(PingReply()), minimal: RPCReply<PingReply>.ok(PingReply())),
+        Shape("rpc-reply", "$defs/failure", full: RPCReply<PingReply>.error(ErrorBody(code: .notFound, message: "m")),
+              minimal: RPCReply<PingReply>.error(ErrorBody(code: .notFound, message: "m"))),
+        Shape("event", full: InventoryEvent(eventId: "e", type: .holdCreated, occurredAt: date, showtimeId: "s", holdId: "h",
+                                            userId: "u", seatIds: ["A1"], seatVersions: ["A1": 1], expiresAt: date, orderId: "o"),
+              minimal: InventoryEvent(eventId: "e", type: .holdReleased, occurredAt: date, showtimeId: "s", holdId: "h",
+                                      userId: "u", seatIds: [], seatVersions: [:])),
     ]
 
     static func schemaNode(_ shape: Shape) throws -> JSONValue {

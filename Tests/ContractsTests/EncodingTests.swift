@@ -47,7 +47,8 @@ struct EncodingTests {
     func events() throws {
         let hold = Hold(holdId: "h", showtimeId: "s", userId: "u", seatIds: ["A1"], status: .purchased, expiresAt: Self.date, orderId: "o")
         let keys = { (type: EventType) in
-            try SwiftCodec.reencode(InventoryEvent(eventId: "e", type: type, occurredAt: Self.date, hold: hold)).objectKeys
+            try SwiftCodec.reencode(InventoryEvent(eventId: "e", type: type, occurredAt: Self.date, hold: hold, seatVersions: ["A1": 1]))
+                .objectKeys
         }
         #expect(try keys(.holdCreated).contains("expiresAt") && !keys(.holdCreated).contains("orderId"))
         #expect(try keys(.seatsPurchased).contains("orderId") && !keys(.seatsPurchased).contains("expiresAt"))
@@ -74,9 +75,12 @@ struct EncodingTests {
         try write("reply-hold", RPCReply.ok(purchased))
         for type in EventType.allCases {
             try write("event", InventoryEvent(eventId: "e-\(type.rawValue)", type: type, occurredAt: Self.date.addingTimeInterval(0.5),
-                                              hold: type == .seatsPurchased ? purchased : hold))
+                                              hold: type == .seatsPurchased ? purchased : hold, seatVersions: ["A1": 4, "A2": 7]))
         }
-        let seats = [SeatAvailability(seatId: "A1", state: .held, holdExpiresAt: Self.date), SeatAvailability(seatId: "A2", state: .available)]
+        // A hold.expired whose seats a newer hold took after its expiresAt names no seat.
+        try write("event", InventoryEvent(eventId: "e-none", type: .holdExpired, occurredAt: Self.date, hold: hold, seatVersions: [:]))
+        let seats = [SeatAvailability(seatId: "A1", state: .held, holdExpiresAt: Self.date, version: 9),
+                     SeatAvailability(seatId: "A2", state: .available)]
         try write("availability", Availability(showtimeId: "s", availability: seats))
         try write("reply-availability", RPCReply.ok(Availability(showtimeId: "s", availability: [])))
         try write("reply-seats-defined", RPCReply.ok(SeatsDefined(showtimeId: "s", seatCount: 3, added: 1)))

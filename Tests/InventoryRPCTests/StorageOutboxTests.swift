@@ -51,7 +51,9 @@ struct StorageOutboxTests {
 
             for event in events {
                 let body = try object(event)
-                var keys: Set<String> = ["eventId", "type", "occurredAt", "showtimeId", "holdId", "userId", "seatIds"]
+                var keys: Set<String> = [
+                    "eventId", "type", "occurredAt", "showtimeId", "holdId", "userId", "seatIds", "seatVersions",
+                ]
                 if event.type == "hold.created" { keys.insert("expiresAt") }
                 if event.type == "seats.purchased" { keys.insert("orderId") }
                 #expect(Set(body.keys) == keys, "\(event.type)")
@@ -72,6 +74,18 @@ struct StorageOutboxTests {
             let decodedCreated = try ContractJSON.decoder().decode(InventoryEvent.self, from: Data(events[0].payload))
             #expect(decodedCreated.expiresAt == released.expiresAt)
             #expect(try object(events[3])["orderId"] as? String == "order-7")
+            // Each event versions exactly the seats it changed: each change of a seat is one more (rule 8).
+            let versions = try events.map { event in
+                let decoded = try ContractJSON.decoder().decode(InventoryEvent.self, from: Data(event.payload))
+                let pairs = decoded.seatVersions.sorted { $0.key < $1.key }.map { "\($0.key)@\($0.value)" }
+                return "\(decoded.seatIds) \(pairs)"
+            }
+            #expect(
+                versions == [
+                    #"["A2", "A1"] ["A1@1", "A2@1"]"#, #"["A3"] ["A3@1"]"#, #"["A2", "A1"] ["A1@2", "A2@2"]"#,
+                    #"["A3"] ["A3@2"]"#, #"["A1"] ["A1@3"]"#, #"["A1"] ["A1@4"]"#,
+                ]
+            )
 
             // Publishing: marked rows leave the queue, marking twice is harmless.
             try f.store.markPublished(ids: Array(events.prefix(4).map(\.id)))
@@ -79,6 +93,24 @@ struct StorageOutboxTests {
             try f.store.markPublished(ids: [])
             #expect(try f.store.unpublishedEvents(limit: 100).map(\.id) == events.suffix(2).map(\.id))
             #expect(try f.store.unpublishedEvents(limit: 1).map(\.id) == [events[4].id])
+        }
+    }
+
+    @Test("inventory_emit(type, hold) refuses hold.released and hold.expired: they must name the seats they freed")
+    func emitWithoutFreedSeatsRefused() throws {
+        try withTestDatabase { url in
+            let f = try StoreFixture(url)
+            try f.define("show", ["A1"])
+            let hold = try #require(try f.created("show", ["A1"], user: "alice"))
+            for type in ["hold.released", "hold.expired"] {
+                #expect(throws: (any Error).self, "\(type)") {
+                    try f.connection.query(
+                        "SELECT inventory_emit($1, h) FROM holds h WHERE h.hold_id = $2",
+                        [type, hold.holdId]
+                    )
+                }
+            }
+            #expect(try f.store.unpublishedEvents(limit: 10).map(\.type) == ["hold.created"])
         }
     }
 

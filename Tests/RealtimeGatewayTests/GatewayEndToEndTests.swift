@@ -214,6 +214,23 @@ extension RealServices {
                 }
                 #expect(b.events.map(\.type) == ["hold.created", "hold.expired"])
                 #expect(b.events.allSatisfy { $0.showtimeId == y })
+
+                // Rule 8 as a browser lives it: a1's snapshot, then its events applied per seat by version
+                // (in reverse order too), give exactly what availability now says, versions included.
+                let (now, _) = try await rpc.ok(Availability.self, .availability, AvailabilityRequest(showtimeId: x))
+                let snapshot = try #require(a1.messages.first { $0.type == "snapshot" })
+                for events in [a1.events, a1.events.reversed()] {
+                    var map = SeatMap(try ForwardedSnapshot.decode(snapshot.text))
+                    for event in events { map.apply(try ForwardedEvent.decode(event.text)) }
+                    for seat in now.availability {
+                        let derived = map.seat(seat.seatId, at: Date())
+                        #expect(
+                            derived.state == seat.state && derived.version == seat.version,
+                            "\(seat.seatId): availability \(seat.state) v\(seat.version), events \(derived.state) v\(derived.version)"
+                        )
+                    }
+                }
+                #expect(now.availability.first { $0.seatId == "A4" }?.version == 2, "A4: held (1), expired (2)")
                 print("REPORT end-to-end:\n  " + lines.joined(separator: "\n  "))
                 try await gateway.stop()
             } catch {
@@ -221,5 +238,43 @@ extension RealServices {
                 throw error
             }
         }
+    }
+}
+
+/// A snapshot as the gateway sends it.
+struct ForwardedSnapshot: Decodable {
+    var showtimeId: String
+    var availability: [SeatAvailability]
+
+    static func decode(_ text: String) throws -> Availability {
+        let snapshot = try ContractJSON.decoder().decode(Self.self, from: Data(text.utf8))
+        return Availability(showtimeId: snapshot.showtimeId, availability: snapshot.availability)
+    }
+}
+
+/// An event as the gateway forwards it (no `userId`).
+struct ForwardedEvent: Decodable {
+    var eventId: String
+    var type: EventType
+    var occurredAt: Date
+    var showtimeId: String
+    var holdId: String
+    var seatIds: [String]
+    var seatVersions: [String: Int64]
+    var expiresAt: Date?
+
+    static func decode(_ text: String) throws -> InventoryEvent {
+        let event = try ContractJSON.decoder().decode(Self.self, from: Data(text.utf8))
+        return InventoryEvent(
+            eventId: event.eventId,
+            type: event.type,
+            occurredAt: event.occurredAt,
+            showtimeId: event.showtimeId,
+            holdId: event.holdId,
+            userId: "-",
+            seatIds: event.seatIds,
+            seatVersions: event.seatVersions,
+            expiresAt: event.expiresAt
+        )
     }
 }

@@ -372,6 +372,7 @@ func makeEvent(
         holdId: holdId,
         userId: "u_1",
         seatIds: seats,
+        seatVersions: Dictionary(uniqueKeysWithValues: seats.map { ($0, 1) }),
         expiresAt: type == .holdCreated ? Date().addingTimeInterval(300) : nil,
         orderId: type == .seatsPurchased ? "o_1" : nil
     )

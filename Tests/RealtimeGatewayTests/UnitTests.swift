@@ -62,7 +62,7 @@ struct ClientRequestTests {
         #expect(error.code == .validationFailed)
     }
 
-    @Test("an event goes out without the user's id, the hold's id and the order's id, with its id and time")
+    @Test("an event goes out without the user's id, the hold's id and the order's id, with its id, time and seat versions")
     func eventMessage() {
         let event = InventoryEvent(
             eventId: "e1",
@@ -72,12 +72,13 @@ struct ClientRequestTests {
             holdId: "h1",
             userId: "secret-user",
             seatIds: ["A1"],
+            seatVersions: ["A1": 4],
             orderId: "o1"
         )
         let text = ServerMessage.event(event)
         #expect(
             text
-                == #"{"eventId":"e1","occurredAt":"2026-01-01T12:05:00Z","seatIds":["A1"],"showtimeId":"s1","type":"seats.purchased"}"#
+                == #"{"eventId":"e1","occurredAt":"2026-01-01T12:05:00Z","seatIds":["A1"],"seatVersions":{"A1":4},"showtimeId":"s1","type":"seats.purchased"}"#
         )
         #expect(!text.contains("secret-user"))
         #expect(!text.contains("h1"))

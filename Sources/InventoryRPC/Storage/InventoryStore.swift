@@ -210,7 +210,8 @@ public final class InventoryStore {
                 SeatAvailability(
                     seatId: try row.decode("seat_id", as: String.self),
                     state: state,
-                    holdExpiresAt: try row.decodeIfPresent("hold_expires_at_ms", as: Int64.self).map(Self.date)
+                    holdExpiresAt: try row.decodeIfPresent("hold_expires_at_ms", as: Int64.self).map(Self.date),
+                    version: try row.decode("version", as: Int64.self)
                 )
             )
         }

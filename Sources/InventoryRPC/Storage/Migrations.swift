@@ -45,5 +45,10 @@ public enum Migrations {
             name: "hold.get checks the hold's owner",
             file: PackageResources._004_hold_get_owner_sql
         ),
+        Migration(
+            version: 5,
+            name: "per-seat versions; events name exactly the seats they changed",
+            file: PackageResources._005_seat_versions_sql
+        ),
     ]
 }

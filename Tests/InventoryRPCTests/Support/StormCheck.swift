@@ -45,8 +45,8 @@ func holdStorm(
 /// Checks a storm's answers against the final database state and the published events:
 /// no seat in two live holds; every `ok` answer is a live hold with exactly its seats; every live hold was
 /// answered `ok` to someone (no hold nobody was told about); every `SEAT_UNAVAILABLE` names only requested
-/// seats that a committed hold holds; no other answer; one `hold.created` per created hold.
-/// Returns how many holds were created.
+/// seats that a committed hold holds; no other answer; one `hold.created` per created hold; rule 8 (the
+/// events applied per seat by version equal availability). Returns how many holds were created.
 @discardableResult
 func checkStorm(
     _ results: [StormResult],
@@ -127,6 +127,7 @@ func checkStorm(
     let created = core.events.unique.filter { $0.type == .holdCreated && $0.showtimeId == showtimeID }
     #expect(created.count == answeredHolds.count, "one hold.created per created hold", sourceLocation: sourceLocation)
     #expect(Set(created.map(\.holdId)) == answeredHolds, sourceLocation: sourceLocation)
+    try await checkSeatVersions(core, showtimeID: showtimeID, sourceLocation: sourceLocation)
     return answeredHolds.count
 }
 
@@ -165,4 +166,80 @@ func coreBrokerConnections(vhost: String) throws -> [String] {
 /// Closes those connections (all at once), as a broker that went away would.
 func closeBrokerConnections(_ pids: [String]) throws {
     try RabbitMQ.closeConnections(pids)
+}
+
+/// Rule 8 of INTERFACE.md: once every committed event of the showtime has arrived, the events applied per
+/// seat by version over an empty map (`SeatMap`) give exactly what `availability` says, seat for seat,
+/// state and version; in arrival order, in reverse order and in a shuffled order alike. Also: each event
+/// versions exactly the seats it names, and no two events give one seat the same version.
+func checkSeatVersions(
+    _ core: CoreHarness,
+    showtimeID: String,
+    timeout: Duration = .seconds(20),
+    sourceLocation: SourceLocation = #_sourceLocation
+) async throws {
+    func committed() throws -> Set<String> {
+        Set(
+            try core.query(
+                "SELECT o.event_id::text AS event_id FROM outbox o JOIN holds h USING (hold_id) WHERE h.showtime_id = $1",
+                [showtimeID]
+            ).map { $0["event_id"]! }
+        )
+    }
+    // Until no change commits between reading the outbox and the availability answer.
+    for _ in 0..<5 {
+        let before = try committed()
+        let arrived = await core.events.wait(timeout: timeout) { Set($0.map(\.eventId)).isSuperset(of: before) }
+        #expect(arrived, "every committed event of \(showtimeID) arrived", sourceLocation: sourceLocation)
+        let asked = Date()
+        let availability = try await core.client.call(.availability, AvailabilityRequest(showtimeId: showtimeID))
+            .decode(Availability.self).result.get()
+        let answered = Date()
+        guard try committed() == before else { continue }
+
+        let events = core.events.unique.filter { $0.showtimeId == showtimeID }
+        var owners: [String: String] = [:]
+        for event in events {
+            #expect(
+                Set(event.seatVersions.keys) == Set(event.seatIds) && event.seatVersions.count == event.seatIds.count,
+                "event \(event.eventId) (\(event.type.rawValue)) versions exactly the seats it names",
+                sourceLocation: sourceLocation
+            )
+            for (seat, version) in event.seatVersions {
+                let previous = owners.updateValue(event.eventId, forKey: "\(seat)@\(version)")
+                #expect(previous == nil, "seat \(seat) version \(version) given twice", sourceLocation: sourceLocation)
+            }
+        }
+        var generator = SeededGenerator(seed: 0x5EA7)
+        for order in [events, events.reversed(), events.shuffled(using: &generator)] {
+            var map = SeatMap()
+            for event in order { map.apply(event) }
+            for seat in availability.availability {
+                // The answer judged expiry at some instant between `asked` and `answered`.
+                let early = map.seat(seat.seatId, at: asked)
+                let late = map.seat(seat.seatId, at: answered)
+                let got = SeatMap.Seat(state: seat.state, version: seat.version, holdExpiresAt: seat.holdExpiresAt)
+                #expect(
+                    got == early || got == late,
+                    "seat \(seat.seatId): availability says \(seat.state) v\(seat.version), the events give \(early.state) v\(early.version)",
+                    sourceLocation: sourceLocation
+                )
+            }
+        }
+        return
+    }
+    Issue.record("changes kept committing to \(showtimeID); rule 8 not checked", sourceLocation: sourceLocation)
+}
+
+/// A small deterministic generator (SplitMix64) for shuffles a failing run can repeat.
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
 }
