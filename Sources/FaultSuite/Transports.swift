@@ -47,6 +47,8 @@ final class AMQPTransport: ServiceTransport {
     private var nextID = 0
     private let decoder = ContractJSON.decoder()
     private let clientName: String
+    /// The `x-deadline` of the last request sent (Unix epoch ms): the history records it per attempt.
+    private(set) var lastDeadlineMs: Int64?
 
     init(url: String, clientName: String, logger: Logger) throws {
         var configuration = try AMQPConfiguration(url: url)
@@ -78,14 +80,17 @@ final class AMQPTransport: ServiceTransport {
         nextID += 1
         let correlationID = "\(clientName)-\(nextID)"
         let timeoutMs = timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000
+        lastDeadlineMs = nil
         do {
             let connection = try connected()
+            let deadlineMs = epochMilliseconds() + timeoutMs
+            lastDeadlineMs = deadlineMs
             let properties = AMQPProperties(
                 contentType: "application/json",
                 correlationID: correlationID,
                 replyTo: "amq.rabbitmq.reply-to",
                 expiration: String(timeoutMs),
-                headers: [ContractHeaders.deadline: .int(epochMilliseconds() + timeoutMs)]
+                headers: [ContractHeaders.deadline: .int(deadlineMs)]
             )
             try connection.publish(
                 exchange: RPCOperation.exchange,

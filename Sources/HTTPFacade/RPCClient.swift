@@ -279,6 +279,8 @@ private final class RPCConnectionLoop: @unchecked Sendable {
             correlationID: call.correlationID,
             replyTo: "amq.rabbitmq.reply-to",
             expiration: "\(timeoutMilliseconds)",
+            // The core keys a hold without an idempotency key by it, so a redelivery replays (rule 9).
+            messageID: call.correlationID,
             headers: [ContractHeaders.deadline: .int(deadline)]
         )
         do {

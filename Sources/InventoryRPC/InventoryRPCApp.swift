@@ -63,7 +63,8 @@ extension CoreConfiguration {
             maxSeatsPerHold: configuration.maxSeatsPerHold,
             workers: configuration.workers,
             prefetch: UInt16(clamping: configuration.prefetch),
-            opsPort: configuration.opsPort
+            opsPort: configuration.opsPort,
+            idempotencyRetentionHours: configuration.idempotencyRetentionHours
         )
     }
 }

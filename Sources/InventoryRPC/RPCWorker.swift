@@ -98,7 +98,10 @@ final class RPCWorker {
             configuration.connectionName = "inventory-rpc \(name)"
             let connection = try AMQPConnection(configuration: configuration, logger: logger)
             try declareTopology(connection)
-            try connection.setPrefetch(context.configuration.prefetch)
+            // One limit for the worker's seven consumers together: what a worker holds beyond the request it is
+            // deciding waits behind that request, so it is kept small; the rest waits in the queues for any
+            // free worker (decision 0013).
+            try connection.setPrefetch(context.configuration.prefetch, perChannel: true)
             var operations: [String: RPCOperation] = [:]
             for operation in RPCOperation.allCases {
                 let tag = try connection.consume(queue: operation.queueName, noAck: false)
@@ -159,7 +162,8 @@ final class RPCWorker {
         }
 
         let response: RPCResponse
-        switch Deadline.check(message.properties.headers[ContractHeaders.deadline], now: epochMilliseconds()) {
+        let deadline = Deadline.check(message.properties.headers[ContractHeaders.deadline], now: epochMilliseconds())
+        switch deadline {
         case .passed(let deadline):
             context.metrics.dropped(reason: "deadline")
             logger.info("request past its deadline; dropped without acting", metadata: ["deadline": "\(deadline)"])
@@ -176,13 +180,25 @@ final class RPCWorker {
                 ])
             )
         case .none, .pending:
+            var delivery = DeliveryContext(messageID: message.properties.messageID)
+            if case .pending(let milliseconds) = deadline { delivery.deadline = milliseconds }
             do {
                 response = try handler.handle(
                     operation,
                     body: message.body,
                     headers: message.properties.headers,
+                    delivery: delivery,
                     logger: logger
                 )
+            } catch let error as DeadlinePassedInDatabase {
+                // Rolled back: nothing happened, and the caller was already told it timed out.
+                context.metrics.dropped(reason: "deadline_database")
+                logger.info(
+                    "transaction stopped by the request's deadline; rolled back, not answered",
+                    metadata: ["deadline": "\(error.deadline)"]
+                )
+                try connection.ack(deliveryTag: message.deliveryTag)
+                return
             } catch {
                 logger.error(
                     "unexpected error; answered INTERNAL",

@@ -33,8 +33,12 @@ public struct ServiceConfiguration: Sendable, Equatable {
     public var workers: Int
     /// `OPS_PORT`: the core's operations HTTP port (`/metrics`, `/healthz`, `/readyz`; 0 picks a free one).
     public var opsPort: Int
-    /// `PREFETCH`: unacknowledged RPC requests the broker hands each core worker at once.
+    /// `PREFETCH`: unacknowledged RPC requests the broker hands each core worker at once (all its queues
+    /// together).
     public var prefetch: Int
+    /// `IDEMPOTENCY_RETENTION_HOURS`: how long an idempotency record (a key's first answer) is kept; at least
+    /// 24 (INTERFACE.md rule 9).
+    public var idempotencyRetentionHours: Int
 
     /// The defaults of INTERFACE.md's table and of the README's.
     public static let defaults = ServiceConfiguration(
@@ -50,7 +54,8 @@ public struct ServiceConfiguration: Sendable, Equatable {
         logLevel: .info,
         workers: 8,
         opsPort: 3006,
-        prefetch: 16
+        prefetch: 2,
+        idempotencyRetentionHours: 48
     )
 
     public init(
@@ -66,7 +71,8 @@ public struct ServiceConfiguration: Sendable, Equatable {
         logLevel: Logger.Level,
         workers: Int,
         opsPort: Int,
-        prefetch: Int
+        prefetch: Int,
+        idempotencyRetentionHours: Int = 48
     ) {
         self.databaseURL = databaseURL
         self.redisURL = redisURL
@@ -81,6 +87,7 @@ public struct ServiceConfiguration: Sendable, Equatable {
         self.workers = workers
         self.opsPort = opsPort
         self.prefetch = prefetch
+        self.idempotencyRetentionHours = idempotencyRetentionHours
     }
 
     public var holdTTL: Duration { .seconds(holdTTLSeconds) }
@@ -103,6 +110,7 @@ public struct ServiceConfiguration: Sendable, Equatable {
             "WORKERS": "\(workers)",
             "OPS_PORT": "\(opsPort)",
             "PREFETCH": "\(prefetch)",
+            "IDEMPOTENCY_RETENTION_HOURS": "\(idempotencyRetentionHours)",
         ]
     }
 }
@@ -218,7 +226,12 @@ private struct Parser {
             logLevel: try logLevel("LOG_LEVEL", default: defaults.logLevel),
             workers: try integer("WORKERS", in: 1...256, default: defaults.workers),
             opsPort: try integer("OPS_PORT", in: 0...65_535, default: defaults.opsPort),
-            prefetch: try integer("PREFETCH", in: 1...65_535, default: defaults.prefetch)
+            prefetch: try integer("PREFETCH", in: 1...65_535, default: defaults.prefetch),
+            idempotencyRetentionHours: try integer(
+                "IDEMPOTENCY_RETENTION_HOURS",
+                in: 24...87_600,
+                default: defaults.idempotencyRetentionHours
+            )
         )
     }
 

@@ -40,5 +40,12 @@ public enum Migrations {
             name: "notify the outbox relay after commit, not inside the writing transaction",
             file: PackageResources._003_notify_after_commit_sql
         ),
+        // 4 and 5 are left to the branches written at the same time (per-seat versions, AMQP authorization),
+        // so that each keeps its number when they meet; the migrator applies whatever is missing, in order.
+        Migration(
+            version: 6,
+            name: "idempotency records: refusals kept, derived keys, retention",
+            file: PackageResources._006_idempotency_records_sql
+        ),
     ]
 }

@@ -190,6 +190,7 @@ func withCore<T>(
     redis: TestRedis = .shared,
     processes: Int = 0,
     outboxPollInterval: Duration = .milliseconds(500),
+    prefetch: UInt16? = 8,
     _ body: (CoreHarness) async throws -> T
 ) async throws -> T {
     let vhost = try TestVhost.create()
@@ -213,11 +214,12 @@ func withCore<T>(
         for server in servers { server.stop() }
     }
     if processes > 0 {
-        let environment = [
+        var environment = [
             "DATABASE_URL": databaseURL, "REDIS_URL": redisURL, "RABBITMQ_URL": vhost.url,
             "HOLD_TTL_SECONDS": "\(holdTTL)", "EXPIRY_INTERVAL_SECONDS": "\(expiryInterval)",
-            "WORKERS": "\(workers)", "OPS_PORT": "0", "PREFETCH": "8", "LOG_LEVEL": "info",
+            "WORKERS": "\(workers)", "OPS_PORT": "0", "LOG_LEVEL": "info",
         ]
+        if let prefetch { environment["PREFETCH"] = "\(prefetch)" }
         for _ in 0..<processes { servers.append(try ServeProcess(environment: environment)) }
         for server in servers { try await server.waitUntilStarted() }
     } else {
@@ -228,7 +230,7 @@ func withCore<T>(
             holdTTLSeconds: holdTTL,
             expiryIntervalSeconds: expiryInterval,
             workers: workers,
-            prefetch: 8,
+            prefetch: prefetch ?? CoreConfiguration().prefetch,
             opsPort: 0,
             redisCommandTimeout: .milliseconds(200),
             outboxPollInterval: outboxPollInterval,
@@ -267,7 +269,10 @@ final class ServeProcess: Sendable {
     let child: ChildProcess
     let outputPath: String
 
+    /// The binary beside the test bundle, or `INVENTORY_RPC_BIN` (to run a test against another build of the
+    /// core, e.g. main's, and show that the test catches what it guards against).
     static var binary: String {
+        if let other = ProcessInfo.processInfo.environment["INVENTORY_RPC_BIN"], !other.isEmpty { return other }
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         return executable.deletingLastPathComponent().appendingPathComponent("inventory-rpc").path
     }

@@ -92,12 +92,14 @@ final class RPCTestClient: Sendable {
         body: [UInt8],
         headers: [String: AMQPFieldValue] = [:],
         correlationID: String = UUID().uuidString,
+        messageID: String? = nil,
         timeout: Duration = .seconds(30)
     ) async throws -> RPCAnswer {
         let properties = AMQPProperties(
             contentType: "application/json",
             correlationID: correlationID,
             replyTo: "amq.rabbitmq.reply-to",
+            messageID: messageID,
             headers: headers
         )
         return try await withCheckedThrowingContinuation { continuation in

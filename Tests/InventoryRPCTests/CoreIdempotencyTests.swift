@@ -1,0 +1,202 @@
+import AMQPClient
+import Contracts
+import Foundation
+import PostgresClient
+import Testing
+
+@testable import InventoryRPC
+
+extension CoreServiceTests {
+    /// INTERFACE.md rule 9 over AMQP, against `inventory-rpc serve` processes (so each test can also be run
+    /// against another build of the core with `INVENTORY_RPC_BIN=...`: decision 0013 says which fail on main).
+    @Suite("Core idempotency records and deadlines")
+    struct CoreIdempotencyTests {
+        @Test(
+            "a keyed hold refused SEAT_UNAVAILABLE keeps that answer: once the seats are free the same key replays the refusal; another request with the key is IDEMPOTENCY_KEY_REUSED"
+        )
+        func refusalReplayed() async throws {
+            try await withCore(workers: 2, processes: 1) { core in
+                let showtimeID = try await core.showtime(seats: 5)
+                let alices = try await core.hold(showtimeID, ["s1"], user: "alice").decode(Hold.self).result.get()
+
+                let refused = try await core.hold(showtimeID, ["s1", "s2"], user: "bob", key: "bob-1")
+                #expect(refused.errorCode == .seatUnavailable)
+                #expect(!refused.isReplayed)
+
+                let released = try await core.client.call(
+                    .release,
+                    ReleaseRequest(holdId: alices.holdId, userId: "alice")
+                )
+                #expect(released.errorCode == nil)
+
+                // The seats are free now, yet the key's first answer stands.
+                let again = try await core.hold(showtimeID, ["s1", "s2"], user: "bob", key: "bob-1")
+                #expect(again.errorCode == .seatUnavailable)
+                #expect(again.isReplayed)
+                #expect(again.error?.details?["seatIds"] == .array(["s1"]))
+                #expect(again.body == refused.body)
+
+                let other = try await core.hold(showtimeID, ["s3"], user: "bob", key: "bob-1")
+                #expect(other.errorCode == .idempotencyKeyReused)
+                #expect(!other.isReplayed)
+
+                let bobs = try core.query("SELECT count(*) AS n FROM holds WHERE user_id = 'bob'")
+                #expect(bobs.first?["n"] == "0")
+                // A new key is a new request: the seats are free, so it is held.
+                let fresh = try await core.hold(showtimeID, ["s1", "s2"], user: "bob", key: "bob-2")
+                #expect(fresh.errorCode == nil && !fresh.isReplayed)
+            }
+        }
+
+        @Test(
+            "a hold without a key published twice with one message_id (a redelivery) replays its success, and a refusal under a derived key is not stored"
+        )
+        func derivedKeyReplays() async throws {
+            try await withCore(workers: 2, processes: 1) { core in
+                let showtimeID = try await core.showtime(seats: 5)
+                let body = try ContractJSON.encode(HoldRequest(showtimeId: showtimeID, seatIds: ["s1"], userId: "carol"))
+                let messageID = "msg-\(uniqueID())"
+                let first = try await core.client.call(.hold, body: body, messageID: messageID)
+                let hold = try first.decode(Hold.self).result.get()
+                #expect(!first.isReplayed)
+
+                let redelivered = try await core.client.call(.hold, body: body, messageID: messageID)
+                #expect(redelivered.errorCode == nil, "\(String(decoding: redelivered.body, as: UTF8.self))")
+                #expect(try redelivered.decode(Hold.self).result.get().holdId == hold.holdId)
+                #expect(redelivered.isReplayed)
+
+                // Another message is another request: refused, and nothing is written for it.
+                let other = try await core.client.call(.hold, body: body, messageID: "msg-\(uniqueID())")
+                #expect(other.errorCode == .seatUnavailable)
+                let records = try core.query("SELECT derived, hold_id FROM idempotency_keys WHERE user_id = 'carol'")
+                #expect(records.count == 1)
+                #expect(records.first?["derived"] == "t" && records.first?["hold_id"] == hold.holdId)
+            }
+        }
+
+        @Test(
+            "300 holds without keys while every core broker connection is closed: redelivered requests replay their own hold, none is answered SEAT_UNAVAILABLE"
+        )
+        func unkeyedRedeliveriesReplay() async throws {
+            try await withCore(workers: 4, processes: 1) { core in
+                let showtimeID = try await core.showtime(seats: 300)
+                let run = uniqueID()
+                var connections: [String] = []
+                for _ in 0..<50 {
+                    connections = try coreBrokerConnections(vhost: core.vhost)
+                    if connections.count >= 5 { break }
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                #expect(connections.count >= 5, "4 workers and the relay")
+                let targets = connections
+                let answers = try await withThrowingTaskGroup(of: RPCAnswer?.self) { group in
+                    for seat in 1...300 {
+                        group.addTask {
+                            try await Task.sleep(for: .milliseconds(10 * seat))
+                            let request = HoldRequest(showtimeId: showtimeID, seatIds: ["s\(seat)"], userId: "u-\(run)")
+                            return try await core.client.call(
+                                .hold,
+                                body: try ContractJSON.encode(request),
+                                messageID: "m-\(run)-\(seat)"
+                            )
+                        }
+                    }
+                    group.addTask {
+                        try await Task.sleep(for: .milliseconds(800))
+                        try closeBrokerConnections(targets)
+                        return nil
+                    }
+                    var answers: [RPCAnswer] = []
+                    for try await answer in group { if let answer { answers.append(answer) } }
+                    return answers
+                }
+                #expect(answers.count == 300)
+                let codes = answers.compactMap(\.errorCode)
+                #expect(codes.isEmpty, "\(codes)")
+                let rows = try core.query("SELECT count(*) AS n FROM holds WHERE showtime_id = $1", [showtimeID])
+                #expect(rows.first?["n"] == "300")
+            }
+        }
+
+        @Test(
+            "a hold stuck behind a row lock past its deadline rolls back and is not answered; the key decides afresh afterwards"
+        )
+        func deadlineReachesTheDatabase() async throws {
+            try await withCore(workers: 2, processes: 1) { core in
+                let showtimeID = try await core.showtime(seats: 5)
+                let blocker = try PostgresConnection(url: core.databaseURL, logger: testLogger)
+                defer { blocker.close() }
+                try blocker.query("BEGIN")
+                try blocker.query(
+                    "SELECT 1 FROM seat_states WHERE showtime_id = $1 AND seat_id = 's1' FOR UPDATE",
+                    [showtimeID]
+                )
+                let deadline = epochMilliseconds() + 1500
+                let request = HoldRequest(showtimeId: showtimeID, seatIds: ["s1"], userId: "dora", idempotencyKey: "dora-1")
+                let stuck = Task {
+                    try? await core.client.call(
+                        .hold,
+                        request,
+                        headers: [ContractHeaders.deadline: .int(deadline)],
+                        timeout: .seconds(5)
+                    )
+                }
+                // The hold reaches the lock (or has already given up on it), then its deadline passes; only then
+                // does the blocker let go.
+                for _ in 0..<100 {
+                    let waiting = try blocker.query(
+                        "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    )
+                    if waiting.rows.first?["n"] != "0" || epochMilliseconds() >= deadline { break }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                while epochMilliseconds() < deadline + 500 { try await Task.sleep(for: .milliseconds(50)) }
+                try blocker.query("ROLLBACK")
+
+                let answer = await stuck.value
+                #expect(answer == nil, "answered after its deadline: \(answer.map { String(decoding: $0.body, as: UTF8.self) } ?? "")")
+                let holds = try core.query("SELECT count(*) AS n FROM holds WHERE showtime_id = $1", [showtimeID])
+                #expect(holds.first?["n"] == "0", "a hold committed after its caller's deadline")
+                #expect(core.processes[0].output.contains("stopped by the request's deadline"))
+
+                // Nothing was stored for the key: its retry decides now.
+                let retry = try await core.client.call(.hold, request)
+                #expect(retry.errorCode == nil && !retry.isReplayed)
+            }
+        }
+
+        @Test(
+            "idempotency records older than IDEMPOTENCY_RETENTION_HOURS are purged by the expiry timer; younger ones stay; a purged key is new again"
+        )
+        func retentionPurge() async throws {
+            try await withCore(expiryInterval: 1, workers: 2, processes: 1) { core in
+                let showtimeID = try await core.showtime(seats: 5)
+                let erins = try await core.hold(showtimeID, ["s1"], user: "erin", key: "erin-1").decode(Hold.self)
+                    .result.get()
+                #expect(try await core.hold(showtimeID, ["s1"], user: "finn", key: "finn-1").errorCode == .seatUnavailable)
+                #expect(try await core.hold(showtimeID, ["s2"], user: "gus", key: "gus-1").errorCode == nil)
+                // Two days pass for erin's and finn's records (the default retention is 48 hours).
+                _ = try core.query(
+                    "UPDATE idempotency_keys SET created_at = created_at - interval '49 hours' WHERE user_id IN ('erin', 'finn')"
+                )
+                var left: [PostgresRow] = []
+                for _ in 0..<100 {
+                    left = try core.query("SELECT user_id FROM idempotency_keys ORDER BY user_id")
+                    if left.count == 1 { break }
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                #expect(left.map { $0["user_id"] } == ["gus"])
+
+                // erin's key with another request is a new hold, not IDEMPOTENCY_KEY_REUSED.
+                let reused = try await core.hold(showtimeID, ["s3"], user: "erin", key: "erin-1")
+                #expect(reused.errorCode == nil && !reused.isReplayed)
+                // finn's key is decided afresh once the seat is free.
+                _ = try await core.client.call(.release, ReleaseRequest(holdId: erins.holdId, userId: "erin"))
+                let finn = try await core.hold(showtimeID, ["s1"], user: "finn", key: "finn-1")
+                #expect(finn.errorCode == nil && !finn.isReplayed)
+                // gus's record is still answered.
+                #expect(try await core.hold(showtimeID, ["s2"], user: "gus", key: "gus-1").isReplayed)
+            }
+        }
+    }
+}
