@@ -121,7 +121,8 @@ public enum Gather {
     /// (user, key) → hold, and when the hold was decided: from the idempotency records where the core keeps
     /// them (`idempotency_keys`, decision 0013), plus keys on the holds themselves (cores before it).
     static func keyedHoldsSQL(_ database: PostgresConnection) throws -> String {
-        let legacy = "SELECT user_id, idempotency_key, hold_id, NULL::bigint AS decided_ms FROM holds WHERE idempotency_key IS NOT NULL"
+        let legacy =
+            "SELECT user_id, idempotency_key, hold_id, NULL::bigint AS decided_ms FROM holds WHERE idempotency_key IS NOT NULL"
         let records = try database.query("SELECT to_regclass('idempotency_keys') IS NOT NULL AS present").rows
         guard try records.first?.decode("present", as: Bool.self) == true else { return legacy }
         return """

@@ -211,7 +211,11 @@ final class RequestHandler {
                     if !unavailable.isEmpty, request.idempotencyKey == nil {
                         // A redelivery whose first delivery committed meanwhile replays rather than losing to it.
                         if let key,
-                            let earlier = try store.findIdempotentAnswer(userID: request.userId, key: key, request: request)
+                            let earlier = try store.findIdempotentAnswer(
+                                userID: request.userId,
+                                key: key,
+                                request: request
+                            )
                         {
                             return Self.reply(earlier)
                         }
@@ -308,7 +312,9 @@ final class RequestHandler {
             do {
                 return try body(store)
             } catch {
-                if let deadline, InventoryStore.isDeadlineError(error) { throw DeadlinePassedInDatabase(deadline: deadline) }
+                if let deadline, InventoryStore.isDeadlineError(error) {
+                    throw DeadlinePassedInDatabase(deadline: deadline)
+                }
                 if database.handle(error) { return Self.unavailable }
                 guard DatabaseSession.isTransient(error) else { throw error }
                 attempt += 1

@@ -133,8 +133,23 @@ struct CheckerTests {
         #expect(report.anomalies["late-duplicate"] == 1)
     }
 
-    static func deadlined(_ client: String, invoke: Int64, deadline: Int64?, attempt: Int = 1, result: String) -> Attempt {
-        var attempt = Self.hold(client, "x", seats: ["s1"], at: invoke + 5, expires: 0, key: "k", attempt: attempt, result: result)
+    static func deadlined(
+        _ client: String,
+        invoke: Int64,
+        deadline: Int64?,
+        attempt: Int = 1,
+        result: String
+    ) -> Attempt {
+        var attempt = Self.hold(
+            client,
+            "x",
+            seats: ["s1"],
+            at: invoke + 5,
+            expires: 0,
+            key: "k",
+            attempt: attempt,
+            result: result
+        )
         attempt.deadlineMs = deadline
         return attempt
     }

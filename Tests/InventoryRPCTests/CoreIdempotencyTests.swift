@@ -54,7 +54,9 @@ extension CoreServiceTests {
         func derivedKeyReplays() async throws {
             try await withCore(workers: 2, processes: 1) { core in
                 let showtimeID = try await core.showtime(seats: 5)
-                let body = try ContractJSON.encode(HoldRequest(showtimeId: showtimeID, seatIds: ["s1"], userId: "carol"))
+                let body = try ContractJSON.encode(
+                    HoldRequest(showtimeId: showtimeID, seatIds: ["s1"], userId: "carol")
+                )
                 let messageID = "msg-\(uniqueID())"
                 let first = try await core.client.call(.hold, body: body, messageID: messageID)
                 let hold = try first.decode(Hold.self).result.get()
@@ -152,7 +154,12 @@ extension CoreServiceTests {
                     [showtimeID]
                 )
                 let deadline = epochMilliseconds() + 1500
-                let request = HoldRequest(showtimeId: showtimeID, seatIds: ["s1"], userId: "dora", idempotencyKey: "dora-1")
+                let request = HoldRequest(
+                    showtimeId: showtimeID,
+                    seatIds: ["s1"],
+                    userId: "dora",
+                    idempotencyKey: "dora-1"
+                )
                 let stuck = Task {
                     try? await core.client.call(
                         .hold,
@@ -174,7 +181,10 @@ extension CoreServiceTests {
                 try blocker.query("ROLLBACK")
 
                 let answer = await stuck.value
-                #expect(answer == nil, "answered after its deadline: \(answer.map { String(decoding: $0.body, as: UTF8.self) } ?? "")")
+                #expect(
+                    answer == nil,
+                    "answered after its deadline: \(answer.map { String(decoding: $0.body, as: UTF8.self) } ?? "")"
+                )
                 let holds = try core.query("SELECT count(*) AS n FROM holds WHERE showtime_id = $1", [showtimeID])
                 #expect(holds.first?["n"] == "0", "a hold committed after its caller's deadline")
                 #expect(core.processes[0].output.contains("stopped by the request's deadline"))
@@ -193,7 +203,9 @@ extension CoreServiceTests {
                 let showtimeID = try await core.showtime(seats: 5)
                 let erins = try await core.hold(showtimeID, ["s1"], user: "erin", key: "erin-1").decode(Hold.self)
                     .result.get()
-                #expect(try await core.hold(showtimeID, ["s1"], user: "finn", key: "finn-1").errorCode == .seatUnavailable)
+                #expect(
+                    try await core.hold(showtimeID, ["s1"], user: "finn", key: "finn-1").errorCode == .seatUnavailable
+                )
                 #expect(try await core.hold(showtimeID, ["s2"], user: "gus", key: "gus-1").errorCode == nil)
                 // Two days pass for erin's and finn's records (the default retention is 48 hours).
                 _ = try core.query(

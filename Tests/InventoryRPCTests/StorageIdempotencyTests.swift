@@ -11,7 +11,9 @@ struct StorageIdempotencyTests {
         HoldRequest(showtimeId: showtimeID, seatIds: seats, userId: user, idempotencyKey: key)
     }
 
-    @Test("a duplicate waits in the database for the first request with its key and replays it; past its deadline it gives up and stores nothing")
+    @Test(
+        "a duplicate waits in the database for the first request with its key and replays it; past its deadline it gives up and stores nothing"
+    )
     func duplicateWaitsOnTheKey() async throws {
         try await withTestDatabase { url in
             let f = try StoreFixture(url)
@@ -89,7 +91,9 @@ struct StorageIdempotencyTests {
         }
     }
 
-    @Test("derived keys: a success is kept and replayed, a refusal writes nothing, a message id reused for another request is not a redelivery")
+    @Test(
+        "derived keys: a success is kept and replayed, a refusal writes nothing, a message id reused for another request is not a redelivery"
+    )
     func derivedKeys() throws {
         try withTestDatabase { url in
             let f = try StoreFixture(url)

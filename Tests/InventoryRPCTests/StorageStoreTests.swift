@@ -90,7 +90,9 @@ struct StorageStoreTests {
             #expect(try f.hold("show", ["A3"], user: "carol", key: "k-2").unavailableSeats == ["A3"])
             _ = try f.store.release(ReleaseRequest(holdId: try #require(bobs?.holdId), userId: nil)).get()
             let carol = HoldRequest(showtimeId: "show", seatIds: ["A3"], userId: "carol", idempotencyKey: "k-2")
-            let again = try #require(try f.store.findIdempotentAnswer(userID: "carol", key: .caller("k-2"), request: carol))
+            let again = try #require(
+                try f.store.findIdempotentAnswer(userID: "carol", key: .caller("k-2"), request: carol)
+            )
             #expect(again.replayed && again.outcome.unavailableSeats == ["A3"])
             #expect(try f.hold("show", ["A3"], user: "carol", key: "k-2").unavailableSeats == ["A3"])
             try f.define("show", ["A4"])

@@ -64,7 +64,8 @@ struct ServiceConfigurationTests {
         #expect(configuration.logLevel == .info)
         #expect(configuration.workers == 8)
         #expect(configuration.opsPort == 3006)
-        #expect(configuration.prefetch == 16)
+        #expect(configuration.prefetch == 2)
+        #expect(configuration.idempotencyRetentionHours == 48)
         #expect(configuration == .defaults)
         #expect(configuration.holdTTL == .seconds(300))
         #expect(configuration.rpcTimeout == .milliseconds(5000))
@@ -86,6 +87,7 @@ struct ServiceConfigurationTests {
             "WORKERS": "2",
             "OPS_PORT": "0",
             "PREFETCH": "64",
+            "IDEMPOTENCY_RETENTION_HOURS": "24",
         ])
         #expect(configuration.databaseURL == "postgres://app:pw@db.example:6543/other")
         #expect(configuration.redisURL == "redis://:pw@cache:6380/2")
@@ -100,6 +102,7 @@ struct ServiceConfigurationTests {
         #expect(configuration.workers == 2)
         #expect(configuration.opsPort == 0)
         #expect(configuration.prefetch == 64)
+        #expect(configuration.idempotencyRetentionHours == 24)
     }
 
     @Test("a database URL may leave out the host, as libpq allows (the local socket)")
@@ -139,6 +142,7 @@ struct ServiceConfigurationTests {
             ("PORT", "abc"), ("PORT", "70000"), ("OPS_PORT", "-1"), ("HOLD_TTL_SECONDS", "-1"),
             ("HOLD_TTL_SECONDS", "0"), ("EXPIRY_INTERVAL_SECONDS", "1.5"), ("MAX_SEATS_PER_HOLD", "0"),
             ("RPC_TIMEOUT_MS", "5s"), ("WORKERS", "0"), ("PREFETCH", "many"), ("LOG_LEVEL", "loud"),
+            ("IDEMPOTENCY_RETENTION_HOURS", "23"), ("IDEMPOTENCY_RETENTION_HOURS", "two days"),
             ("DATABASE_URL", "mysql://root:hunter2@localhost/db"), ("DATABASE_URL", "localhost:5432"),
             ("REDIS_URL", "http://localhost:6379"), ("RABBITMQ_URL", "amqps://guest:guest@localhost"),
             ("RABBITMQ_URL", "amqp://"), ("CORS_ORIGIN", "localhost:3000"), ("CORS_ORIGIN", " , "),
@@ -214,6 +218,6 @@ struct ServiceConfigurationTests {
         #expect(!rendered.contains("postgres:postgres@"))
         #expect(!rendered.contains("guest:guest@"))
         #expect(rendered.contains("DATABASE_URL=postgresql://postgres:***@localhost:5432/inventory_db"))
-        #expect(ServiceConfiguration.defaults.logMetadata.count == 13)
+        #expect(ServiceConfiguration.defaults.logMetadata.count == 14)
     }
 }

@@ -185,7 +185,12 @@ public final class InventoryStore {
     // MARK: Holds
 
     /// A hold under the request's own `idempotencyKey` (if any). See `decideHold`.
-    public func hold(holdID: String, request: HoldRequest, ttlSeconds: Int, deadline: Int64? = nil) throws
+    public func hold(
+        holdID: String,
+        request: HoldRequest,
+        ttlSeconds: Int,
+        deadline: Int64? = nil
+    ) throws
         -> HoldOutcome
     {
         try decideHold(
