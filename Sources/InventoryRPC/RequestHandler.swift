@@ -301,7 +301,8 @@ final class RequestHandler {
     /// Runs `body` with the database, answering `SERVICE_UNAVAILABLE` when it is down or the connection broke.
     /// A deadlock or serialization failure (rolled back, nothing happened) is retried twice, then answered
     /// `SERVICE_UNAVAILABLE` like any other "try again". A transaction stopped by the request's `deadline`
-    /// throws `DeadlinePassedInDatabase` (no answer); without a deadline such an error cannot happen.
+    /// throws `DeadlinePassedInDatabase` (no answer); without a deadline no time limit is set, and a
+    /// cancellation from elsewhere (an operator) is unexpected like any other error.
     private func withStore(
         deadline: Int64? = nil,
         _ body: (InventoryStore) throws -> RPCResponse
