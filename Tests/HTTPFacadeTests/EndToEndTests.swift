@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// Over real HTTP, against the real core (`inventory-rpc serve` as a subprocess) and the real PostgreSQL,
@@ -470,10 +471,9 @@ struct EndToEndTests {
         "schemathesis fuzzes the OpenAPI document against the live facade: no 5xx, no schema break, >= 1,000 requests"
     )
     func contractFuzzing() async throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
+        let root = Repository.root
         let result = try await withStack { stack in
-            try run(
+            try runProcess(
                 "/bin/bash",
                 [root.appendingPathComponent("scripts/fuzz-facade.sh").path, "http://127.0.0.1:\(stack.port)", "1000"]
             )

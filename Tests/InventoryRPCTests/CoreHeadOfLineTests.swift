@@ -2,6 +2,7 @@ import AMQPClient
 import Contracts
 import Foundation
 import PostgresClient
+import TestSupport
 import Testing
 
 @testable import InventoryRPC
@@ -82,7 +83,7 @@ extension CoreServiceTests {
                 print(
                     "head-of-line: 200 holds while one waits 5 s on a row lock: p50 \(sorted[99]) ms, "
                         + "p90 \(sorted[179]) ms, p99 \(sorted[197]) ms, max \(sorted[199]) ms; "
-                        + "\(behind) took 1 s or more (binary: \(ServeProcess.binary))"
+                        + "\(behind) took 1 s or more (binary: \((try? Products.path("inventory-rpc")) ?? "?"))"
                 )
             }
         }
