@@ -391,7 +391,10 @@ import Testing
             let line = listing.output.split(separator: "\n").first { $0.hasSuffix("\t" + name) }
             let pid = try #require(
                 line?.split(separator: "\t").first.map(String.init), "\(name) not in \(listing.output)")
-            let result = try runProcess("/usr/sbin/rabbitmqctl", ["close_connection", pid, "closed by amqp-client-tests"])
+            let result = try runProcess(
+                "/usr/sbin/rabbitmqctl",
+                ["close_connection", pid, "closed by amqp-client-tests"]
+            )
             try #require(result.status == 0, "rabbitmqctl: \(result.output)")
             let error = #expect(throws: AMQPError.self) {
                 while try connection.nextEvent(timeout: .seconds(5)) != nil {}
