@@ -213,11 +213,11 @@ let package = Package(
 
         // MARK: Tests
         // The fixtures every test target shares (scratch vhosts and databases, a private redis-server,
-        // child processes, raw HTTP and RPC test clients), as swift-nio's NIOTestUtils.
+        // child processes, raw HTTP and an RPC test client over InventoryRPCClient), as swift-nio's NIOTestUtils.
         .target(
             name: "TestSupport",
             dependencies: [
-                "AMQPClient", "Contracts", "PostgresClient", "RedisClient",
+                "AMQPClient", "Contracts", "InventoryRPCClient", "PostgresClient", "RedisClient",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/TestSupport",
@@ -248,7 +248,8 @@ let package = Package(
         .testTarget(
             name: "InventoryRPCClientTests",
             dependencies: [
-                "InventoryRPCClient", "AMQPClient", "Contracts", .product(name: "Logging", package: "swift-log"),
+                "InventoryRPCClient", "AMQPClient", "Contracts", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -14,6 +14,9 @@ public struct RPCRequest: Sendable {
     public var correlationID: String?
     /// Headers of this request besides `x-deadline`, which the client sets (an `idempotency-key`, say).
     public var headers: [String: AMQPFieldValue]
+    /// nil (every service): the client sets `x-deadline` from the deadline. Else sent as the `x-deadline`
+    /// instead: for tests of how the core treats a late or malformed one (TestSupport's `RPCTestClient`).
+    public var deadlineHeader: AMQPFieldValue?
 
     public init(
         exchange: String,
@@ -74,7 +77,7 @@ public struct RPCRequest: Sendable {
         properties.replyTo = Self.replyQueue
         properties.expiration = "\(milliseconds)"
         if !headers.isEmpty { properties.headers.merge(headers) { _, request in request } }
-        properties.headers[ContractHeaders.deadline] = .int(epochMilliseconds + milliseconds)
+        properties.headers[ContractHeaders.deadline] = deadlineHeader ?? .int(epochMilliseconds + milliseconds)
         return properties
     }
 }

@@ -10,16 +10,23 @@ import Testing
         try Broker.withConnection { connection in
             try Broker.withQueue(on: connection) { queue in
                 let properties = AMQPProperties(
-                    contentType: "application/json", correlationID: "corr-1", replyTo: "reply.queue",
-                    expiration: "60000", messageID: "msg-1", persistent: true, timestamp: 1_767_225_600,
+                    contentType: "application/json",
+                    correlationID: "corr-1",
+                    replyTo: "reply.queue",
+                    expiration: "60000",
+                    messageID: "msg-1",
+                    persistent: true,
+                    timestamp: 1_767_225_600,
                     type: "hold.request",
                     headers: [
                         "x-deadline": .int(1_767_225_605_000), "idempotency-key": .string("key-ü"),
                         "flag": .bool(true), "ratio": .double(0.25), "negative": .int(-7),
-                    ])
+                    ]
+                )
                 let body = Array(#"{"seatIds":["A1"]}"#.utf8) + [0, 255]
                 #expect(
-                    try connection.publish(exchange: "", routingKey: queue, body: body, properties: properties) == 0)
+                    try connection.publish(exchange: "", routingKey: queue, body: body, properties: properties) == 0
+                )
                 let tag = try connection.consume(queue: queue)
                 let message = try #require(try connection.nextDelivery())
                 #expect(message.body == body)
@@ -109,18 +116,29 @@ import Testing
                     for round in 1...3 {
                         let correlationID = "call-\(round)"
                         try client.publish(
-                            exchange: "", routingKey: requests, body: Array("ping \(round)".utf8),
+                            exchange: "",
+                            routingKey: requests,
+                            body: Array("ping \(round)".utf8),
                             properties: AMQPProperties(
-                                contentType: "application/json", correlationID: correlationID,
-                                replyTo: "amq.rabbitmq.reply-to", expiration: "5000"))
+                                contentType: "application/json",
+                                correlationID: correlationID,
+                                replyTo: "amq.rabbitmq.reply-to",
+                                expiration: "5000"
+                            )
+                        )
 
                         let request = try #require(try server.nextDelivery())
                         let replyTo = try #require(request.properties.replyTo)
                         #expect(replyTo.hasPrefix("amq.rabbitmq.reply-to."))
                         try server.publish(
-                            exchange: "", routingKey: replyTo, body: Array("pong \(round)".utf8),
+                            exchange: "",
+                            routingKey: replyTo,
+                            body: Array("pong \(round)".utf8),
                             properties: AMQPProperties(
-                                contentType: "application/json", correlationID: request.properties.correlationID))
+                                contentType: "application/json",
+                                correlationID: request.properties.correlationID
+                            )
+                        )
                         try server.ack(deliveryTag: request.deliveryTag)
 
                         let reply = try #require(try client.nextDelivery())
@@ -170,8 +188,12 @@ import Testing
             try Broker.withExchange(on: connection) { exchange in
                 try connection.enablePublisherConfirms()
                 let tag = try connection.publish(
-                    exchange: exchange, routingKey: "nobody.listens", body: Array("lost".utf8),
-                    properties: AMQPProperties(correlationID: "c-9", headers: ["n": .int(9)]), mandatory: true)
+                    exchange: exchange,
+                    routingKey: "nobody.listens",
+                    body: Array("lost".utf8),
+                    properties: AMQPProperties(correlationID: "c-9", headers: ["n": .int(9)]),
+                    mandatory: true
+                )
                 let events = try connection.collectEvents { events in
                     events.contains { if case .ack = $0 { true } else { false } }
                 }
@@ -202,8 +224,11 @@ import Testing
             try Broker.withQueue(on: connection) { queue in
                 try connection.enablePublisherConfirms()
                 try connection.publish(
-                    exchange: "", routingKey: queue, body: Array("stale".utf8),
-                    properties: AMQPProperties(expiration: "1"))
+                    exchange: "",
+                    routingKey: queue,
+                    body: Array("stale".utf8),
+                    properties: AMQPProperties(expiration: "1")
+                )
                 try connection.publish(exchange: "", routingKey: queue, body: Array("fresh".utf8))
                 _ = try connection.collectEvents { events in
                     events.contains {
@@ -339,8 +364,11 @@ import Testing
     func directReplyWithoutConsumer() throws {
         try Broker.withConnection { connection in
             try connection.publish(
-                exchange: "", routingKey: "amq.rabbitmq.reply-to.nobody", body: [1],
-                properties: AMQPProperties(replyTo: "amq.rabbitmq.reply-to"))
+                exchange: "",
+                routingKey: "amq.rabbitmq.reply-to.nobody",
+                body: [1],
+                properties: AMQPProperties(replyTo: "amq.rabbitmq.reply-to")
+            )
             let error = #expect(throws: AMQPError.self) { _ = try connection.declareQueue("", exclusive: true) }
             #expect(error?.kind == .channelClosed)
             #expect(error?.replyCode == 406)
@@ -380,17 +408,24 @@ import Testing
     @Test(
         "the broker closing the connection gives a clear error, then connectionClosed",
         .enabled(
-            if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/rabbitmqctl"), "needs rabbitmqctl (as root)"))
+            if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/rabbitmqctl"),
+            "needs rabbitmqctl (as root)"
+        )
+    )
     func brokerClosesConnection() throws {
         try Broker.withConnection { connection in
             let (local, peer) = try #require(connection.socketEndpoints())
             let name = "\(local) -> \(peer)"
             // rabbitmqctl closes by connection pid: find ours by its name (our own socket's endpoints).
             let listing = try runProcess(
-                "/usr/sbin/rabbitmqctl", ["list_connections", "pid", "name", "--no-table-headers", "-q"])
+                "/usr/sbin/rabbitmqctl",
+                ["list_connections", "pid", "name", "--no-table-headers", "-q"]
+            )
             let line = listing.output.split(separator: "\n").first { $0.hasSuffix("\t" + name) }
             let pid = try #require(
-                line?.split(separator: "\t").first.map(String.init), "\(name) not in \(listing.output)")
+                line?.split(separator: "\t").first.map(String.init),
+                "\(name) not in \(listing.output)"
+            )
             let result = try runProcess(
                 "/usr/sbin/rabbitmqctl",
                 ["close_connection", pid, "closed by amqp-client-tests"]
@@ -461,7 +496,8 @@ import Testing
         arguments: [
             (wait: Duration.milliseconds(3500), drain: false),  // one long wait, never entering nextEvent
             (wait: Duration.milliseconds(100), drain: true),  // the worker loop: short waits, then drain
-        ])
+        ]
+    )
     func heartbeatWhileWaiting(wait: Duration, drain: Bool) throws {
         try Broker.withConnection(heartbeat: .seconds(1)) { connection in
             let clock = ContinuousClock()

@@ -1,12 +1,13 @@
 import Foundation
 import Logging
+import TestSupport
 
 @testable import AMQPClient
 
-/// The shared test broker (RabbitMQ on localhost; override with AMQP_URL). Every test makes its own
+/// The shared test broker's default vhost (TestSupport's `RabbitMQ`). Every test makes its own
 /// uniquely named queues and exchanges and deletes them, so tests run in parallel and twice in a row.
 enum Broker {
-    static let url = ProcessInfo.processInfo.environment["AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672/%2f"
+    static let url = RabbitMQ.url(vhost: "%2f")
 
     static func configuration(_ purpose: String) throws -> AMQPConfiguration {
         var configuration = try AMQPConfiguration(url: url)
@@ -35,7 +36,9 @@ enum Broker {
 
     /// Opens a connection for `body` and always closes it.
     static func withConnection<R>(
-        _ purpose: String = #function, heartbeat: Duration? = nil, _ body: (AMQPConnection) throws -> R
+        _ purpose: String = #function,
+        heartbeat: Duration? = nil,
+        _ body: (AMQPConnection) throws -> R
     ) throws -> R {
         let connection = try connect(purpose, heartbeat: heartbeat)
         defer { connection.close() }
@@ -44,7 +47,9 @@ enum Broker {
 
     /// Declares a unique non-durable queue, and deletes it afterwards even if `connection` died meanwhile.
     static func withQueue<R>(
-        on connection: AMQPConnection, arguments: [String: AMQPFieldValue] = [:], _ body: (String) throws -> R
+        on connection: AMQPConnection,
+        arguments: [String: AMQPFieldValue] = [:],
+        _ body: (String) throws -> R
     ) throws -> R {
         let name = try connection.declareQueue(uniqueName("queue"), durable: false, arguments: arguments)
         defer { cleanUp { try $0.deleteQueue(name) } }
@@ -52,7 +57,9 @@ enum Broker {
     }
 
     static func withExchange<R>(
-        on connection: AMQPConnection, type: ExchangeType = .direct, _ body: (String) throws -> R
+        on connection: AMQPConnection,
+        type: ExchangeType = .direct,
+        _ body: (String) throws -> R
     ) throws -> R {
         let name = uniqueName("exchange")
         try connection.declareExchange(name, type: type, durable: false)
@@ -82,7 +89,10 @@ extension AMQPConnection {
     }
 
     /// Events until `stop` says enough or `timeout` passes.
-    func collectEvents(within timeout: Duration = .seconds(3), until stop: ([AMQPEvent]) -> Bool) throws
+    func collectEvents(
+        within timeout: Duration = .seconds(3),
+        until stop: ([AMQPEvent]) -> Bool
+    ) throws
         -> [AMQPEvent]
     {
         let clock = ContinuousClock()

@@ -13,10 +13,16 @@ struct AvailabilityJSONTests {
             availability: [
                 SeatAvailability(seatId: "seat_1", state: .available),
                 SeatAvailability(
-                    seatId: "seat_2", state: .held, holdExpiresAt: Date(timeIntervalSince1970: 1_767_269_100.75)),
+                    seatId: "seat_2",
+                    state: .held,
+                    holdExpiresAt: Date(timeIntervalSince1970: 1_767_269_100.75)
+                ),
                 SeatAvailability(seatId: "seat_3", state: .purchased),
                 SeatAvailability(
-                    seatId: "A.9-x", state: .held, holdExpiresAt: Date(timeIntervalSince1970: 946_684_799)),
+                    seatId: "A.9-x",
+                    state: .held,
+                    holdExpiresAt: Date(timeIntervalSince1970: 946_684_799)
+                ),
             ]
         ),
         // Never valid identifiers, but the encoder must still agree with JSONEncoder on them.
@@ -38,13 +44,17 @@ struct AvailabilityJSONTests {
         let seats = (1...2000).map { index in
             index.isMultiple(of: 3)
                 ? SeatAvailability(
-                    seatId: "seat_\(index)", state: .held,
-                    holdExpiresAt: Date(timeIntervalSince1970: 1_800_000_000 + Double(index)))
+                    seatId: "seat_\(index)",
+                    state: .held,
+                    holdExpiresAt: Date(timeIntervalSince1970: 1_800_000_000 + Double(index))
+                )
                 : SeatAvailability(seatId: "seat_\(index)", state: index.isMultiple(of: 5) ? .purchased : .available)
         }
         let availability = Availability(showtimeId: "big", availability: seats)
         let decoded = try ContractJSON.decoder().decode(
-            RPCReply<Availability>.self, from: Data(AvailabilityJSON.okReply(availability)))
+            RPCReply<Availability>.self,
+            from: Data(AvailabilityJSON.okReply(availability))
+        )
         guard case .ok(let back) = decoded else { throw TestFailure("not ok") }
         #expect(back == availability)
     }

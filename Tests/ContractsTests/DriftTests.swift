@@ -28,42 +28,114 @@ struct DriftTests {
     }
 
     static let hold = Hold(
-        holdId: "h", showtimeId: "s", userId: "u", seatIds: ["A1"], status: .purchased, expiresAt: date, orderId: "o")
+        holdId: "h",
+        showtimeId: "s",
+        userId: "u",
+        seatIds: ["A1"],
+        status: .purchased,
+        expiresAt: date,
+        orderId: "o"
+    )
     static let problem = ValidationProblem(field: "userId", rule: .required, message: "userId is required")
     static let shapes: [Shape] = [
-        Shape("hold-request", full: HoldRequest(showtimeId: "s", seatIds: ["A1"], userId: "u", idempotencyKey: "k"),
-              minimal: HoldRequest(showtimeId: "s", seatIds: ["A1"], userId: "u")),
+        Shape(
+            "hold-request",
+            full: HoldRequest(showtimeId: "s", seatIds: ["A1"], userId: "u", idempotencyKey: "k"),
+            minimal: HoldRequest(showtimeId: "s", seatIds: ["A1"], userId: "u")
+        ),
         Shape("release-request", full: ReleaseRequest(holdId: "h", userId: "u"), minimal: ReleaseRequest(holdId: "h")),
-        Shape("purchase-request", full: PurchaseRequest(holdId: "h", orderId: "o", userId: "u"),
-              minimal: PurchaseRequest(holdId: "h", orderId: "o")),
+        Shape(
+            "purchase-request",
+            full: PurchaseRequest(holdId: "h", orderId: "o", userId: "u"),
+            minimal: PurchaseRequest(holdId: "h", orderId: "o")
+        ),
         Shape("hold-get-request", full: HoldGetRequest(holdId: "h"), minimal: HoldGetRequest(holdId: "h")),
-        Shape("availability-request", full: AvailabilityRequest(showtimeId: "s"), minimal: AvailabilityRequest(showtimeId: "s")),
-        Shape("seats-define-request", full: SeatsDefineRequest(showtimeId: "s", seatIds: ["A1"]),
-              minimal: SeatsDefineRequest(showtimeId: "s", seatIds: ["A1"])),
+        Shape(
+            "availability-request",
+            full: AvailabilityRequest(showtimeId: "s"),
+            minimal: AvailabilityRequest(showtimeId: "s")
+        ),
+        Shape(
+            "seats-define-request",
+            full: SeatsDefineRequest(showtimeId: "s", seatIds: ["A1"]),
+            minimal: SeatsDefineRequest(showtimeId: "s", seatIds: ["A1"])
+        ),
         Shape("seats-define-body", full: SeatsDefineBody(seatIds: ["A1"]), minimal: SeatsDefineBody(seatIds: ["A1"])),
         Shape("ping-request", full: PingRequest(), minimal: PingRequest()),
-        Shape("hold", full: hold, minimal: Hold(holdId: "h", showtimeId: "s", userId: "u", seatIds: ["A1"], status: .active, expiresAt: date)),
-        Shape("availability", full: Availability(showtimeId: "s", availability: []),
-              minimal: Availability(showtimeId: "s", availability: [])),
-        Shape("availability", "$defs/seatAvailability", full: SeatAvailability(seatId: "A1", state: .held, holdExpiresAt: date),
-              minimal: SeatAvailability(seatId: "A1", state: .available)),
-        Shape("availability", "$defs/summary", full: AvailabilitySummary(available: 1, held: 0, purchased: 0),
-              minimal: AvailabilitySummary(available: 1, held: 0, purchased: 0)),
-        Shape("seats-defined", full: SeatsDefined(showtimeId: "s", seatCount: 1, added: 1),
-              minimal: SeatsDefined(showtimeId: "s", seatCount: 1, added: 1)),
+        Shape(
+            "hold",
+            full: hold,
+            minimal: Hold(holdId: "h", showtimeId: "s", userId: "u", seatIds: ["A1"], status: .active, expiresAt: date)
+        ),
+        Shape(
+            "availability",
+            full: Availability(showtimeId: "s", availability: []),
+            minimal: Availability(showtimeId: "s", availability: [])
+        ),
+        Shape(
+            "availability",
+            "$defs/seatAvailability",
+            full: SeatAvailability(seatId: "A1", state: .held, holdExpiresAt: date),
+            minimal: SeatAvailability(seatId: "A1", state: .available)
+        ),
+        Shape(
+            "availability",
+            "$defs/summary",
+            full: AvailabilitySummary(available: 1, held: 0, purchased: 0),
+            minimal: AvailabilitySummary(available: 1, held: 0, purchased: 0)
+        ),
+        Shape(
+            "seats-defined",
+            full: SeatsDefined(showtimeId: "s", seatCount: 1, added: 1),
+            minimal: SeatsDefined(showtimeId: "s", seatCount: 1, added: 1)
+        ),
         Shape("ping-reply", full: PingReply(), minimal: PingReply()),
-        Shape("error", full: ErrorBody(code: .internalError, message: "m", details: ["x": 1]),
-              minimal: ErrorBody(code: .internalError, message: "m")),
+        Shape(
+            "error",
+            full: ErrorBody(code: .internalError, message: "m", details: ["x": 1]),
+            minimal: ErrorBody(code: .internalError, message: "m")
+        ),
         Shape("error", "$defs/validationProblem", full: problem, minimal: problem),
-        Shape("error-body", full: RESTErrorBody(error: ErrorBody(code: .notFound, message: "m")),
-              minimal: RESTErrorBody(error: ErrorBody(code: .notFound, message: "m"))),
-        Shape("rpc-reply", "$defs/success", full: RPCReply<PingReply>.ok(PingReply()), minimal: RPCReply<PingReply>.ok(PingReply())),
-        Shape("rpc-reply", "$defs/failure", full: RPCReply<PingReply>.error(ErrorBody(code: .notFound, message: "m")),
-              minimal: RPCReply<PingReply>.error(ErrorBody(code: .notFound, message: "m"))),
-        Shape("event", full: InventoryEvent(eventId: "e", type: .holdCreated, occurredAt: date, showtimeId: "s", holdId: "h",
-                                            userId: "u", seatIds: ["A1"], expiresAt: date, orderId: "o"),
-              minimal: InventoryEvent(eventId: "e", type: .holdReleased, occurredAt: date, showtimeId: "s", holdId: "h",
-                                      userId: "u", seatIds: ["A1"])),
+        Shape(
+            "error-body",
+            full: RESTErrorBody(error: ErrorBody(code: .notFound, message: "m")),
+            minimal: RESTErrorBody(error: ErrorBody(code: .notFound, message: "m"))
+        ),
+        Shape(
+            "rpc-reply",
+            "$defs/success",
+            full: RPCReply<PingReply>.ok(PingReply()),
+            minimal: RPCReply<PingReply>.ok(PingReply())
+        ),
+        Shape(
+            "rpc-reply",
+            "$defs/failure",
+            full: RPCReply<PingReply>.error(ErrorBody(code: .notFound, message: "m")),
+            minimal: RPCReply<PingReply>.error(ErrorBody(code: .notFound, message: "m"))
+        ),
+        Shape(
+            "event",
+            full: InventoryEvent(
+                eventId: "e",
+                type: .holdCreated,
+                occurredAt: date,
+                showtimeId: "s",
+                holdId: "h",
+                userId: "u",
+                seatIds: ["A1"],
+                expiresAt: date,
+                orderId: "o"
+            ),
+            minimal: InventoryEvent(
+                eventId: "e",
+                type: .holdReleased,
+                occurredAt: date,
+                showtimeId: "s",
+                holdId: "h",
+                userId: "u",
+                seatIds: ["A1"]
+            )
+        ),
     ]
 
     static func schemaNode(_ shape: Shape) throws -> JSONValue {
@@ -71,7 +143,10 @@ struct DriftTests {
         return try #require(shape.path.isEmpty ? schema : schema.at(shape.path), "\(shape.schema)#/\(shape.path)")
     }
 
-    @Test("every field of a fully populated instance is a schema property, and every property is a field", arguments: shapes)
+    @Test(
+        "every field of a fully populated instance is a schema property, and every property is a field",
+        arguments: shapes
+    )
     func fullInstanceHasEveryProperty(_ shape: Shape) throws {
         let node = try Self.schemaNode(shape)
         #expect(try shape.full().objectKeys == node["properties"]?.objectKeys ?? [], "\(shape.schema)#/\(shape.path)")
@@ -80,7 +155,10 @@ struct DriftTests {
     @Test("an instance without optional fields has exactly the schema's required fields", arguments: shapes)
     func minimalInstanceHasRequiredFields(_ shape: Shape) throws {
         let node = try Self.schemaNode(shape)
-        #expect(try shape.minimal().objectKeys == Set(node["required"]?.strings ?? []), "\(shape.schema)#/\(shape.path)")
+        #expect(
+            try shape.minimal().objectKeys == Set(node["required"]?.strings ?? []),
+            "\(shape.schema)#/\(shape.path)"
+        )
     }
 
     static let requests: [(String, [RequestField])] = [
@@ -107,7 +185,8 @@ struct DriftTests {
                     #expect(property["$ref"]?.string == "common.json#/$defs/identifier", "\(name).\(field.name)")
                 case .seatIds(let limit):
                     #expect(property["$ref"]?.string == "common.json#/$defs/seatIds", "\(name).\(field.name)")
-                    let max = limit == .perHold ? RequestLimits.default.maxSeatsPerHold : RequestLimits.maxSeatsPerDefine
+                    let max =
+                        limit == .perHold ? RequestLimits.default.maxSeatsPerHold : RequestLimits.maxSeatsPerDefine
                     #expect(property["maxItems"]?.number == Double(max), "\(name).\(field.name)")
                 }
             }
@@ -131,9 +210,13 @@ struct DriftTests {
         #expect(try Repo.schema("common").at("$defs/holdStatus/enum")?.strings == HoldStatus.allCases.map(\.rawValue))
         #expect(try Repo.schema("common").at("$defs/seatState/enum")?.strings == SeatState.allCases.map(\.rawValue))
         #expect(try Repo.schema("event").at("$defs/eventType/enum")?.strings == EventType.allCases.map(\.rawValue))
-        #expect(try Repo.schema("error").at("$defs/validationRule/enum")?.strings == ValidationRule.allCases.map(\.rawValue))
-        #expect(try Repo.schema("error").at("$defs/validationDetails/properties/problems/maxItems")?.number
-            == Double(ErrorBody.maxReportedProblems))
+        #expect(
+            try Repo.schema("error").at("$defs/validationRule/enum")?.strings == ValidationRule.allCases.map(\.rawValue)
+        )
+        #expect(
+            try Repo.schema("error").at("$defs/validationDetails/properties/problems/maxItems")?.number
+                == Double(ErrorBody.maxReportedProblems)
+        )
     }
 
     @Test("the AsyncAPI channels are the RPC operations (routing key, queue) and the event types")
@@ -143,7 +226,9 @@ struct DriftTests {
         var rpc: [String: String] = [:]
         var events: Set<String> = []
         for channel in channels.values {
-            guard let exchange = channel.at("bindings/amqp/exchange"), let address = channel["address"]?.string else { continue }
+            guard let exchange = channel.at("bindings/amqp/exchange"), let address = channel["address"]?.string else {
+                continue
+            }
             switch exchange["name"]?.string {
             case RPCOperation.exchange?:
                 #expect(exchange["type"]?.string == "direct")
@@ -167,7 +252,9 @@ struct DriftTests {
         let document = try Repo.yaml("openapi.yaml")
         let parameters = document.at("components/parameters")
         #expect(parameters?.at("IdempotencyKey/name")?.string?.lowercased() == ContractHeaders.httpIdempotencyKey)
-        #expect(parameters?.at("IdempotencyKeySeed/name")?.string?.lowercased() == ContractHeaders.httpIdempotencyKeySeed)
+        #expect(
+            parameters?.at("IdempotencyKeySeed/name")?.string?.lowercased() == ContractHeaders.httpIdempotencyKeySeed
+        )
         let created = document.at("paths")?["/hold"]?.at("post/responses/201/headers")?.objectKeys ?? []
         #expect(created.contains(ContractHeaders.idempotentReplayed))
     }

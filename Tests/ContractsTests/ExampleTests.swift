@@ -53,7 +53,8 @@ struct ExampleTests {
             let validate = try #require(SwiftCodec.all[schema]?.validate, "\(schema) is not a request")
             var expected = [(try #require(entry["expectedField"]?.string), try #require(entry["expectedRule"]?.string))]
             if case .array(let more)? = entry["alsoExpected"] {
-                expected += more.compactMap { m in m["field"]?.string.flatMap { f in m["rule"]?.string.map { (f, $0) } } }
+                expected += more.compactMap { m in m["field"]?.string.flatMap { f in m["rule"]?.string.map { (f, $0) } }
+                }
             }
             let result = validate(try Repo.bytes(Repo.examples.appendingPathComponent("invalid/\(path)")))
             guard case .failure(let error) = result else {

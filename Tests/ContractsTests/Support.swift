@@ -13,14 +13,18 @@ enum Repo {
 
     static func bytes(_ url: URL) throws -> [UInt8] { Array(try Data(contentsOf: url)) }
 
-    static func json(_ url: URL) throws -> JSONValue { try JSONDecoder().decode(JSONValue.self, from: Data(contentsOf: url)) }
+    static func json(_ url: URL) throws -> JSONValue {
+        try JSONDecoder().decode(JSONValue.self, from: Data(contentsOf: url))
+    }
 
     static func schema(_ name: String) throws -> JSONValue { try json(schemas.appendingPathComponent("\(name).json")) }
 
     /// A YAML document of contracts/, as JSON (PyYAML does the parsing: Foundation has no YAML reader).
     static func yaml(_ name: String) throws -> JSONValue {
         let path = contracts.appendingPathComponent(name).path
-        let result = try run(["python3", "-c", "import json, sys, yaml; json.dump(yaml.safe_load(open(sys.argv[1])), sys.stdout)", path])
+        let result = try run([
+            "python3", "-c", "import json, sys, yaml; json.dump(yaml.safe_load(open(sys.argv[1])), sys.stdout)", path,
+        ])
         guard result.status == 0 else { throw TestFailure("reading \(name): \(result.output)") }
         return try JSONDecoder().decode(JSONValue.self, from: Data(result.output.utf8))
     }
@@ -32,8 +36,11 @@ enum Repo {
         return try folders.flatMap { folder -> [(String, URL)] in
             let dir = base.appendingPathComponent(folder)
             var isDir: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: dir.path, isDirectory: &isDir), isDir.boolValue else { return [] }
-            return try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".json") }.sorted()
+            guard FileManager.default.fileExists(atPath: dir.path, isDirectory: &isDir), isDir.boolValue else {
+                return []
+            }
+            return try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".json") }
+                .sorted()
                 .map { (folder, dir.appendingPathComponent($0)) }
         }
     }
@@ -82,7 +89,8 @@ struct SwiftCodec: Sendable {
     static func request<T: ValidatableRequest>(_ type: T.Type) -> SwiftCodec {
         SwiftCodec(
             roundTrip: { bytes in try reencode(ContractJSON.decode(T.self, from: bytes)) },
-            validate: { bytes in RequestDecoder.decode(T.self, from: bytes, limits: .default).map { _ in () } })
+            validate: { bytes in RequestDecoder.decode(T.self, from: bytes, limits: .default).map { _ in () } }
+        )
     }
 
     static func reencode<T: Encodable>(_ value: T) throws -> JSONValue {

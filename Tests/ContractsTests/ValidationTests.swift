@@ -6,11 +6,19 @@ import Testing
 
 @Suite("Request validation")
 struct ValidationTests {
-    func problems<T: ValidatableRequest>(_ type: T.Type, _ body: String, limits: RequestLimits = .default) -> [ValidationProblem] {
+    func problems<T: ValidatableRequest>(
+        _ type: T.Type,
+        _ body: String,
+        limits: RequestLimits = .default
+    ) -> [ValidationProblem] {
         problems(type, Array(body.utf8), limits: limits)
     }
 
-    func problems<T: ValidatableRequest>(_ type: T.Type, _ body: [UInt8], limits: RequestLimits = .default) -> [ValidationProblem] {
+    func problems<T: ValidatableRequest>(
+        _ type: T.Type,
+        _ body: [UInt8],
+        limits: RequestLimits = .default
+    ) -> [ValidationProblem] {
         switch RequestDecoder.decode(type, from: body, limits: limits) {
         case .success: []
         case .failure(let error): error.validationProblems
@@ -23,10 +31,12 @@ struct ValidationTests {
         let result = RequestDecoder.decode(HoldRequest.self, from: Array(body.utf8), limits: .default)
         guard case .failure(let error) = result else { throw TestFailure("accepted") }
         #expect(error.code == .validationFailed)
-        #expect(error.validationProblems.map { "\($0.field) \($0.rule)" } == [
-            "showtimeId type", "seatIds[1] pattern", "seatIds[2] type", "seatIds uniqueItems", "userId required",
-            "alpha additionalProperties", "zeta additionalProperties",
-        ])
+        #expect(
+            error.validationProblems.map { "\($0.field) \($0.rule)" } == [
+                "showtimeId type", "seatIds[1] pattern", "seatIds[2] type", "seatIds uniqueItems", "userId required",
+                "alpha additionalProperties", "zeta additionalProperties",
+            ]
+        )
         #expect(error.details?["field"] == "showtimeId")
         #expect(error.message.contains("7 problems"))
     }
@@ -50,34 +60,48 @@ struct ValidationTests {
         let body = #"{"showtimeId":"s","userId":"u","seatIds":[\#(seats)]}"#
         #expect(problems(HoldRequest.self, body).map(\.rule) == ["maxItems"])
         #expect(problems(HoldRequest.self, body, limits: RequestLimits(maxSeatsPerHold: 20)).isEmpty)
-        #expect(problems(HoldRequest.self, body, limits: RequestLimits(maxSeatsPerHold: 14)).map(\.field) == ["seatIds"])
+        #expect(
+            problems(HoldRequest.self, body, limits: RequestLimits(maxSeatsPerHold: 14)).map(\.field) == ["seatIds"]
+        )
     }
 
-    @Test("types are named as JSON names them", arguments: [
-        (#"{"holdId": true}"#, "boolean"), (#"{"holdId": 1}"#, "integer"), (#"{"holdId": 1.5}"#, "number"),
-        (#"{"holdId": null}"#, "null"), (#"{"holdId": []}"#, "array"), (#"{"holdId": {}}"#, "object"),
-    ])
+    @Test(
+        "types are named as JSON names them",
+        arguments: [
+            (#"{"holdId": true}"#, "boolean"), (#"{"holdId": 1}"#, "integer"), (#"{"holdId": 1.5}"#, "number"),
+            (#"{"holdId": null}"#, "null"), (#"{"holdId": []}"#, "array"), (#"{"holdId": {}}"#, "object"),
+        ]
+    )
     func typeNames(body: String, typeName: String) {
         let found = problems(HoldGetRequest.self, body)
         #expect(found.map(\.rule) == ["type"])
         #expect(found.first?.message.contains(typeName) == true, "\(found)")
     }
 
-    @Test("a body that is not a JSON object is one problem at $", arguments: [
-        ("", "json"), ("{", "json"), ("nul", "json"), ("[1,2]", "type"), ("\"x\"", "type"), ("null", "type"), ("42", "type"),
-        ("{\"holdId\": \"h\"} trailing", "json"),
-    ])
+    @Test(
+        "a body that is not a JSON object is one problem at $",
+        arguments: [
+            ("", "json"), ("{", "json"), ("nul", "json"), ("[1,2]", "type"), ("\"x\"", "type"), ("null", "type"),
+            ("42", "type"),
+            ("{\"holdId\": \"h\"} trailing", "json"),
+        ]
+    )
     func notAnObject(body: String, rule: String) {
         #expect(problems(HoldGetRequest.self, body).map { "\($0.field) \($0.rule)" } == ["$ \(rule)"])
     }
 
-    @Test("the parser is strict RFC 8259", arguments: [
-        (#"{"holdId": "h",}"#, false), (#"{"holdId": 'h'}"#, false), (#"{holdId: "h"}"#, false), (#"{"holdId": 01}"#, false),
-        (#"{"holdId": "\x"}"#, false), (#"{"holdId": "\ud800"}"#, false), (#"{"holdId": "a\tb"}"#, true), ("{\"holdId\": \"a\tb\"}", false),
-        ("{\"holdId\": \"a\u{1}b\"}", false), (#"{"holdId": NaN}"#, false), (#"{"holdId": -}"#, false),
-        (#" {"holdId" : "h"} "#, true), (#"{"holdId": "h\u0041"}"#, true), (#"{"holdId": "\ud83d\ude00"}"#, true),
-        (#"{"holdId": -1.5e+3}"#, true), (#"{"holdId": "h"}{}"#, false),
-    ])
+    @Test(
+        "the parser is strict RFC 8259",
+        arguments: [
+            (#"{"holdId": "h",}"#, false), (#"{"holdId": 'h'}"#, false), (#"{holdId: "h"}"#, false),
+            (#"{"holdId": 01}"#, false),
+            (#"{"holdId": "\x"}"#, false), (#"{"holdId": "\ud800"}"#, false), (#"{"holdId": "a\tb"}"#, true),
+            ("{\"holdId\": \"a\tb\"}", false),
+            ("{\"holdId\": \"a\u{1}b\"}", false), (#"{"holdId": NaN}"#, false), (#"{"holdId": -}"#, false),
+            (#" {"holdId" : "h"} "#, true), (#"{"holdId": "h\u0041"}"#, true), (#"{"holdId": "\ud83d\ude00"}"#, true),
+            (#"{"holdId": -1.5e+3}"#, true), (#"{"holdId": "h"}{}"#, false),
+        ]
+    )
     func strictJSON(body: String, wellFormed: Bool) {
         let rules = problems(HoldGetRequest.self, body).map(\.rule)
         #expect(rules.contains("json") != wellFormed, "\(body): \(rules)")
@@ -85,13 +109,19 @@ struct ValidationTests {
 
     @Test("escapes are decoded")
     func escapes() throws {
-        let request = try RequestDecoder.decode(HoldGetRequest.self, from: Array(#"{"holdId": "h\u0041\u002e1"}"#.utf8), limits: .default).get()
+        let request = try RequestDecoder.decode(
+            HoldGetRequest.self,
+            from: Array(#"{"holdId": "h\u0041\u002e1"}"#.utf8),
+            limits: .default
+        ).get()
         #expect(request.holdId == "hA.1")
     }
 
     @Test("bytes that are not UTF-8 are malformed JSON")
     func notUTF8() {
-        #expect(problems(HoldGetRequest.self, [0x7B, 0x22, 0xFF, 0xFE, 0x22, 0x3A, 0x31, 0x7D]).map(\.rule) == ["json"])
+        #expect(
+            problems(HoldGetRequest.self, [0x7B, 0x22, 0xFF, 0xFE, 0x22, 0x3A, 0x31, 0x7D]).map(\.rule) == ["json"]
+        )
     }
 
     @Test("identifiers: 1 to 128 of A-Z a-z 0-9 . _ : -")
@@ -118,9 +148,11 @@ struct ValidationTests {
     func typedValidate() {
         #expect(HoldRequest(showtimeId: "s", seatIds: ["A1"], userId: "u").validate(limits: .default).isEmpty)
         let bad = HoldRequest(showtimeId: "s s", seatIds: [], userId: "u", idempotencyKey: "")
-        #expect(bad.validate(limits: .default).map { "\($0.field) \($0.rule)" } == [
-            "showtimeId pattern", "seatIds minItems", "idempotencyKey pattern",
-        ])
+        #expect(
+            bad.validate(limits: .default).map { "\($0.field) \($0.rule)" } == [
+                "showtimeId pattern", "seatIds minItems", "idempotencyKey pattern",
+            ]
+        )
         #expect(PingRequest().validate(limits: .default).isEmpty)
     }
 
@@ -132,7 +164,9 @@ struct ValidationTests {
         let elapsed = clock.measure {
             let body = Array(repeating: UInt8(ascii: "["), count: 1_000_000)
             #expect(problems(HoldRequest.self, body).map { "\($0.field) \($0.rule)" } == ["$ json"])
-            let nested = #"{"showtimeId": "# + String(repeating: "{\"a\":", count: 40) + "1" + String(repeating: "}", count: 40) + "}"
+            let nested =
+                #"{"showtimeId": "# + String(repeating: "{\"a\":", count: 40) + "1" + String(repeating: "}", count: 40)
+                + "}"
             #expect(problems(HoldRequest.self, nested).map(\.rule) == ["json"])
         }
         #expect(elapsed < .seconds(2))
@@ -188,7 +222,9 @@ struct IdempotencyKeyTests {
         var withBody = request
         withBody.idempotencyKey = "k1"
         #expect(try withBody.mergingIdempotencyKey(headers: ["k1", "k1"]).get().idempotencyKey == "k1")
-        for (body, headers, rule) in [("k1", ["k2", nil], "mismatch"), (nil, ["k1", "k2"], "mismatch"), (nil, ["bad key", nil], "pattern")] {
+        for (body, headers, rule) in [
+            ("k1", ["k2", nil], "mismatch"), (nil, ["k1", "k2"], "mismatch"), (nil, ["bad key", nil], "pattern"),
+        ] {
             var candidate = request
             candidate.idempotencyKey = body
             guard case .failure(let error) = candidate.mergingIdempotencyKey(headers: headers) else {

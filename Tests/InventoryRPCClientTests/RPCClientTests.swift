@@ -2,6 +2,7 @@ import AMQPClient
 import Foundation
 import Logging
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import InventoryRPCClient

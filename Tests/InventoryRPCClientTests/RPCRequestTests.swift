@@ -64,6 +64,20 @@ struct RPCRequestTests {
         )
     }
 
+    @Test("a request's own deadline header, set on purpose, is sent as given; the expiration still follows the timeout")
+    func deadlineHeader() {
+        var request = RPCRequest(.hold, body: [], timeout: .seconds(2), headers: ["x-deadline": .int(1)])
+        request.deadlineHeader = .string("soon")
+        let properties = request.properties(
+            base: AMQPProperties(),
+            correlationID: "c-1",
+            remaining: .seconds(2),
+            epochMilliseconds: 5_000
+        )
+        #expect(properties.headers == ["x-deadline": .string("soon")])
+        #expect(properties.expiration == "2000")
+    }
+
     @Test("x-idempotent-replayed is read as the core may write it")
     func replayed() {
         func response(_ value: AMQPFieldValue?) -> RPCResponse {

@@ -2,12 +2,12 @@ import AMQPClient
 import Foundation
 import Logging
 import Synchronization
+import TestSupport
 
-/// The shared test broker (RabbitMQ on localhost; AMQP_URL overrides). Tests here use the default vhost
-/// and queues of their own (`uniqueName`), reached through the default exchange, so they need no fixture
-/// and run beside each other and everyone else.
+/// The shared test broker's default vhost. Tests here use queues of their own (`uniqueName`), reached
+/// through the default exchange, so they need no fixture and run beside each other and everyone else.
 enum TestBroker {
-    static let url = ProcessInfo.processInfo.environment["AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672/%2f"
+    static let url = RabbitMQ.url(vhost: "%2f")
 
     static func configuration(_ purpose: String) throws -> AMQPConfiguration {
         var configuration = try AMQPConfiguration(url: url)
@@ -15,55 +15,7 @@ enum TestBroker {
         return configuration
     }
 
-    static let logger: Logger = {
-        var logger = Logger(label: "rpc-client-tests")
-        logger.logLevel = .error
-        return logger
-    }()
-}
-
-func uniqueName(_ kind: String) -> String {
-    "rpc-client-tests.\(kind).\(UUID().uuidString)"
-}
-
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
-
-/// Runs blocking work on a thread of its own: the AMQP calls block, and Swift's cooperative pool has
-/// two threads on this machine.
-func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        let thread = Thread {
-            do { continuation.resume(returning: try body()) } catch { continuation.resume(throwing: error) }
-        }
-        thread.stackSize = 1 << 20
-        thread.start()
-    }
-}
-
-/// A value set once by some thread and awaited (bounded) by another.
-final class Answer<T: Sendable>: Sendable {
-    private let value = Mutex<T?>(nil)
-    private let arrived = DispatchSemaphore(value: 0)
-
-    func set(_ newValue: T) {
-        value.withLock { $0 = newValue }
-        arrived.signal()
-    }
-
-    func wait(_ limit: Duration = .seconds(10)) throws -> T {
-        let (seconds, attoseconds) = limit.components
-        let milliseconds = Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)
-        guard arrived.wait(timeout: .now() + .milliseconds(milliseconds)) == .success else {
-            throw TestFailure("no answer within \(limit)")
-        }
-        arrived.signal()
-        return value.withLock { $0! }
-    }
-
-    var isSet: Bool { value.withLock { $0 != nil } }
+    static let logger = makeTestLogger("rpc-client-tests", level: .error, variable: "RPC_CLIENT_TEST_LOG")
 }
 
 /// A scripted RPC server on a queue of its own, on its own thread. It answers by the request body:

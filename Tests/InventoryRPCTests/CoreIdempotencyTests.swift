@@ -58,18 +58,20 @@ extension CoreServiceTests {
                 let body = try ContractJSON.encode(
                     HoldRequest(showtimeId: showtimeID, seatIds: ["s1"], userId: "carol")
                 )
+                // The test client's message_id is the call's correlation id: the same one twice (one after the
+                // other) is one message delivered twice.
                 let messageID = "msg-\(uniqueID())"
-                let first = try await core.client.call(.hold, body: body, messageID: messageID)
+                let first = try await core.client.call(.hold, body: body, correlationID: messageID)
                 let hold = try first.decode(Hold.self).result.get()
                 #expect(!first.isReplayed)
 
-                let redelivered = try await core.client.call(.hold, body: body, messageID: messageID)
+                let redelivered = try await core.client.call(.hold, body: body, correlationID: messageID)
                 #expect(redelivered.errorCode == nil, "\(String(decoding: redelivered.body, as: UTF8.self))")
                 #expect(try redelivered.decode(Hold.self).result.get().holdId == hold.holdId)
                 #expect(redelivered.isReplayed)
 
                 // Another message is another request: refused, and nothing is written for it.
-                let other = try await core.client.call(.hold, body: body, messageID: "msg-\(uniqueID())")
+                let other = try await core.client.call(.hold, body: body, correlationID: "msg-\(uniqueID())")
                 #expect(other.errorCode == .seatUnavailable)
                 let records = try core.query("SELECT derived, hold_id FROM idempotency_keys WHERE user_id = 'carol'")
                 #expect(records.count == 1)
@@ -103,7 +105,6 @@ extension CoreServiceTests {
                     try await core.client.call(
                         .hold,
                         body: try ContractJSON.encode(request),
-                        messageID: "m-\(uniqueID())",
                         timeout: .seconds(20)
                     )
                 }

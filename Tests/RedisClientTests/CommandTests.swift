@@ -24,7 +24,8 @@ struct CommandTests {
 
     @Test(
         "Values with spaces, CRLF, NUL, unicode and the empty string round-trip byte for byte",
-        arguments: ["with spaces", "line\r\nbreak", "nul\u{0}inside", "Grüße 🎟️ 座席", "", "*3\r\n$3\r\nSET"])
+        arguments: ["with spaces", "line\r\nbreak", "nul\u{0}inside", "Grüße 🎟️ 座席", "", "*3\r\n$3\r\nSET"]
+    )
     func binarySafe(value: String) async throws {
         let (stored, length) = try await withSharedRedis { redis, keys in
             let key = keys("a key with spaces ✓")

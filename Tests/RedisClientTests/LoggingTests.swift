@@ -28,6 +28,7 @@ struct LoggingTests {
         #expect(
             !records.contains { record in
                 record.message.contains("log-secret") || record.metadata.values.contains { $0.contains("log-secret") }
-            })
+            }
+        )
     }
 }

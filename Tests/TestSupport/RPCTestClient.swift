@@ -1,6 +1,7 @@
 import AMQPClient
 import Contracts
 import Foundation
+import InventoryRPCClient
 import Logging
 import Synchronization
 
@@ -31,50 +32,55 @@ public struct RPCTimeout: Error, CustomStringConvertible {
     public var description: String { "no reply to \(correlationID) in time" }
 }
 
-/// The tests' RPC client for `inventory.rpc` over direct reply-to: many calls in flight on one connection.
+/// The tests' RPC client for `inventory.rpc`: `InventoryRPCClient`'s `RPCClient` (direct reply-to, many
+/// calls in flight on one connection, correlation and deadlines), answering in `RPCAnswer`s and throwing
+/// `RPCTimeout`; and, for requests made to get no reply, `send`, a raw publish on a connection of its own.
 ///
-/// One dedicated thread owns the AMQP connection; callers hand it messages through a queue and an
-/// `EventFD`, and await their reply by correlation id.
+/// Unlike the services' clients, a call may set its own `x-deadline` header (a late or malformed one, for
+/// the core's hygiene tests); it is sent as given. Other failures of a call are thrown as `RPCFailure`
+/// (`.stopped` as `CancellationError`).
 public final class RPCTestClient: Sendable {
-    private struct Outgoing: Sendable {
-        var exchange: String
-        var routingKey: String
-        var body: [UInt8]
-        var properties: AMQPProperties
-        var timeout: Duration
-        var continuation: CheckedContinuation<RPCAnswer, any Error>?
-    }
-
-    private struct Waiting {
-        var continuation: CheckedContinuation<RPCAnswer, any Error>
-        var sent: ContinuousClock.Instant
-        var deadline: ContinuousClock.Instant
-    }
-
-    private let outbox = Mutex<[Outgoing]>([])
-    private let wakeup: EventFD
-    private let stopped = Mutex(false)
-    private let finished = DispatchSemaphore(value: 0)
+    private let client: RPCClient
+    /// `send`'s connection (heartbeats off: nobody reads it between sends), with publisher confirms, so
+    /// that what was sent is on its queue before `send` returns; and the failure of the last send, which
+    /// the next call throws.
+    private let publisher: Mutex<(connection: AMQPConnection?, failure: (any Error)?)>
+    private let logger: Logger
 
     /// Connects to the broker at `url`. With `declaresExchange`, declares `inventory.rpc` as the core does
     /// (a publish to a missing exchange would close the channel: for tests that may call before the core
-    /// is up).
+    /// is up). Calls made before the RPC connection is up wait for it.
     public init(
         url: String,
         connectionName: String? = nil,
         declaresExchange: Bool = false,
         logger: Logger = fixtureLogger
     ) throws {
-        wakeup = try EventFD()
-        let setUp: @Sendable (AMQPConnection) throws -> Void = { connection in
+        var amqp = try AMQPConfiguration(url: url)
+        amqp.connectionName = connectionName
+        var raw = amqp
+        raw.heartbeat = .zero
+        raw.connectionName = connectionName.map { "\($0) send" }
+        let connection = try AMQPConnection(configuration: raw, logger: logger)
+        do {
             if declaresExchange {
                 try connection.declareExchange(RPCOperation.exchange, type: .direct, durable: true)
             }
-            try connection.consume(queue: "amq.rabbitmq.reply-to", noAck: true)
+            try connection.enablePublisherConfirms()
+        } catch {
+            connection.close()
+            throw error
         }
-        try startConnectionThread(url, connectionName, logger, finished, setUp: setUp) { [self] connection in
-            loop(connection)
-        }
+        publisher = Mutex((connection, nil))
+        var configuration = RPCClient.Configuration(
+            amqp: amqp,
+            whileDisconnected: .waitForConnection,
+            name: connectionName ?? "rpc-test-client"
+        )
+        configuration.channel.declareExchange = declaresExchange ? RPCOperation.exchange : nil
+        client = try RPCClient(configuration: configuration, logger: logger)
+        self.logger = logger
+        client.start()
     }
 
     /// Publishes a request to `inventory.rpc` and awaits its reply.
@@ -82,28 +88,30 @@ public final class RPCTestClient: Sendable {
         _ operation: RPCOperation,
         body: [UInt8],
         headers: [String: AMQPFieldValue] = [:],
-        correlationID: String = UUID().uuidString,
-        messageID: String? = nil,
+        correlationID: String? = nil,
         timeout: Duration = .seconds(30)
     ) async throws -> RPCAnswer {
-        let properties = AMQPProperties(
-            contentType: "application/json",
-            correlationID: correlationID,
-            replyTo: "amq.rabbitmq.reply-to",
-            messageID: messageID,
+        if let failure = publisher.withLock({ $0.failure.take() }) { throw failure }
+        var headers = headers
+        let deadline = headers.removeValue(forKey: ContractHeaders.deadline)
+        var request = RPCRequest(
+            operation,
+            body: body,
+            timeout: timeout,
+            correlationID: correlationID ?? client.makeCorrelationID(),
             headers: headers
         )
-        return try await withCheckedThrowingContinuation { continuation in
-            enqueue(
-                Outgoing(
-                    exchange: RPCOperation.exchange,
-                    routingKey: operation.routingKey,
-                    body: body,
-                    properties: properties,
-                    timeout: timeout,
-                    continuation: continuation
-                )
-            )
+        request.deadlineHeader = deadline
+        let sent = ContinuousClock.now
+        switch await client.call(request) {
+        case .success(let response):
+            return RPCAnswer(properties: response.properties, body: response.body, sent: sent, replied: .now)
+        case .failure(.timedOut):
+            throw RPCTimeout(correlationID: request.correlationID ?? "")
+        case .failure(.stopped):
+            throw CancellationError()
+        case .failure(let failure):
+            throw failure
         }
     }
 
@@ -116,106 +124,53 @@ public final class RPCTestClient: Sendable {
         try await call(operation, body: try ContractJSON.encode(request), headers: headers, timeout: timeout)
     }
 
-    /// Publishes without waiting for anything (for requests that must get no reply).
+    /// Publishes exactly these properties without waiting for a reply (for requests that must get none);
+    /// returns once the broker has taken the message. A failure is logged and thrown by the next `call`.
     public func send(
         exchange: String = RPCOperation.exchange,
         routingKey: String,
         body: [UInt8],
         properties: AMQPProperties
     ) {
-        enqueue(
-            Outgoing(
-                exchange: exchange,
-                routingKey: routingKey,
-                body: body,
-                properties: properties,
-                timeout: .zero,
-                continuation: nil
-            )
-        )
-    }
-
-    /// Closes the connection; calls still waiting fail with `CancellationError`.
-    public func close() {
-        stopped.withLock { $0 = true }
-        wakeup.signal()
-        finished.wait()
-    }
-
-    private func enqueue(_ outgoing: Outgoing) {
-        outbox.withLock { $0.append(outgoing) }
-        wakeup.signal()
-    }
-
-    private func loop(_ connection: AMQPConnection) {
-        var waiting: [String: Waiting] = [:]
-        func failAll(_ error: any Error) {
-            for (_, entry) in waiting { entry.continuation.resume(throwing: error) }
-            waiting = [:]
-            for outgoing in outbox.withLock({ $0.take() }) {
-                outgoing.continuation?.resume(throwing: error)
-            }
-        }
-        while true {
-            if stopped.withLock({ $0 }) {
-                failAll(CancellationError())
-                return
-            }
+        publisher.withLock { state in
             do {
-                let (readable, woken) = try connection.waitForInput(wakeup: wakeup, timeout: .milliseconds(100))
-                if woken {
-                    wakeup.drain()
-                    for outgoing in outbox.withLock({ $0.take() }) {
-                        let sent = ContinuousClock.now
-                        try connection.publish(
-                            exchange: outgoing.exchange,
-                            routingKey: outgoing.routingKey,
-                            body: outgoing.body,
-                            properties: outgoing.properties
-                        )
-                        if let continuation = outgoing.continuation, let id = outgoing.properties.correlationID {
-                            waiting[id] = Waiting(
-                                continuation: continuation,
-                                sent: sent,
-                                deadline: sent + outgoing.timeout
-                            )
-                        }
-                    }
-                }
-                if readable {
-                    while let event = try connection.nextEvent(timeout: .zero) {
-                        guard case .delivery(let message) = event, let id = message.properties.correlationID,
-                            let entry = waiting.removeValue(forKey: id)
-                        else { continue }
-                        entry.continuation.resume(
-                            returning: RPCAnswer(
-                                properties: message.properties,
-                                body: message.body,
-                                sent: entry.sent,
-                                replied: .now
-                            )
-                        )
-                    }
-                }
-                let now = ContinuousClock.now
-                for (id, entry) in waiting where entry.deadline <= now {
-                    waiting[id] = nil
-                    entry.continuation.resume(throwing: RPCTimeout(correlationID: id))
-                }
+                guard let connection = state.connection else { throw CancellationError() }
+                let tag = try connection.publish(
+                    exchange: exchange,
+                    routingKey: routingKey,
+                    body: body,
+                    properties: properties
+                )
+                try Self.awaitConfirm(tag, on: connection)
             } catch {
-                failAll(error)
-                stopped.withLock { $0 = true }
-                return
+                logger.error("RPCTestClient.send failed", metadata: ["error": "\(error)"])
+                if state.failure == nil { state.failure = error }
             }
         }
     }
-}
 
-extension Array {
-    /// The elements, leaving the array empty.
-    fileprivate mutating func take() -> [Element] {
-        defer { self = [] }
-        return self
+    /// Closes both connections; calls still waiting fail with `CancellationError`.
+    public func close() {
+        client.stop(timeout: .seconds(10))
+        publisher.withLock { state in
+            state.connection?.close()
+            state.connection = nil
+        }
+    }
+
+    private static func awaitConfirm(_ tag: UInt64, on connection: AMQPConnection) throws {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            switch try connection.nextEvent(timeout: ContinuousClock.now.duration(to: deadline)) {
+            case .ack(let confirmed, let multiple)? where confirmed == tag || (multiple && confirmed >= tag):
+                return
+            case .nack(let confirmed, let multiple)? where confirmed == tag || (multiple && confirmed >= tag):
+                throw TestFailure("the broker refused a message sent")
+            default:
+                continue
+            }
+        }
+        throw TestFailure("the broker did not confirm a message sent within 10 s")
     }
 }
 

@@ -71,6 +71,31 @@ public final class Locked<Value>: @unchecked Sendable {
     }
 }
 
+/// A value set once by some thread and awaited (bounded) by another.
+public final class Answer<T: Sendable>: Sendable {
+    private let value = Mutex<T?>(nil)
+    private let arrived = DispatchSemaphore(value: 0)
+
+    public init() {}
+
+    public func set(_ newValue: T) {
+        value.withLock { $0 = newValue }
+        arrived.signal()
+    }
+
+    public func wait(_ limit: Duration = .seconds(10)) throws -> T {
+        let (seconds, attoseconds) = limit.components
+        let milliseconds = Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)
+        guard arrived.wait(timeout: .now() + .milliseconds(milliseconds)) == .success else {
+            throw TestFailure("no answer within \(limit)")
+        }
+        arrived.signal()
+        return value.withLock { $0! }
+    }
+
+    public var isSet: Bool { value.withLock { $0 != nil } }
+}
+
 /// Hands a non-Sendable value to the one thread that uses it from then on.
 public struct UncheckedBox<T>: @unchecked Sendable {
     public let value: T
