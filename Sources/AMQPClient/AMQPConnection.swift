@@ -209,10 +209,14 @@ public final class AMQPConnection {
 
     // MARK: Publishing
 
-    /// basic.qos on the channel: at most `count` unacknowledged deliveries per consumer (0: no limit).
-    public func setPrefetch(_ count: UInt16) throws(AMQPError) {
+    /// basic.qos on the channel: at most `count` unacknowledged deliveries per consumer (0: no limit), or per
+    /// channel (`perChannel`).
+    ///
+    /// `perChannel`: RabbitMQ's reading of `global = true`: the limit is shared by every consumer of the
+    /// channel, instead of applying to each consumer started afterwards.
+    public func setPrefetch(_ count: UInt16, perChannel: Bool = false) throws(AMQPError) {
         let state = try openState()
-        _ = amqp_basic_qos(state, channel, 0, count, 0)
+        _ = amqp_basic_qos(state, channel, 0, count, perChannel ? 1 : 0)
         try check(amqp_get_rpc_reply(state), "basic.qos")
     }
 

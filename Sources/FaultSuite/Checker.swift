@@ -66,7 +66,8 @@ public struct FaultReport: Codable, Sendable {
         public var disconnectedFirstAttempts = 0
         public var unresolvedKeys = 0
         /// Keys refused (e.g. `SEAT_UNAVAILABLE`) whose earlier, abandoned attempt was processed later and
-        /// created a hold: allowed by the contract (a refusal stores nothing), shown for the record.
+        /// created a hold. Since a key keeps its first answer, refusals included (rule 9), each is a
+        /// `late-duplicate` anomaly.
         public var lateDuplicateHolds = 0
         public var lateDuplicateExamples: [String] = []
     }
@@ -94,7 +95,7 @@ public struct FaultReport: Codable, Sendable {
         "outbox", "missing-event", "uncommitted-event", "event-order", "undecodable-event", "lost-event",
         "unexpected-event", "unpublished-event", "idempotency-two-holds", "idempotency-mismatch",
         "idempotency-lost-reply", "stuck-seat", "stuck-hold", "availability-disagrees", "no-recovery",
-        "no-reconnect", "process-crash", "seat-versions",
+        "no-reconnect", "process-crash", "seat-versions", "late-duplicate", "committed-after-deadline",
     ]
 
     public func text() -> String {
@@ -180,8 +181,12 @@ public struct CheckInput: Sendable {
     public var historySkipped: Int
     public var faults: [FaultRecord]
     public var snapshot: DatabaseSnapshot
-    /// (user, idempotency key) → hold id, from the holds table.
+    /// (user, idempotency key) → hold id, from the idempotency records (and the holds table's legacy keys).
     public var keyedHolds: [String: String]
+    /// Hold id → when its transaction decided, just before its commit (Unix epoch ms, database clock), where
+    /// the core records it (`idempotency_keys.decided_at`); otherwise the check uses `created_at`, when the
+    /// transaction began. Either is at or before the commit.
+    public var decidedMs: [String: Int64] = [:]
     public var events: [ReceivedEvent]
     public var undecodableEvents: [String]
     public var unpublishedAtEnd: Int
@@ -195,6 +200,7 @@ public struct CheckInput: Sendable {
         faults: [FaultRecord],
         snapshot: DatabaseSnapshot,
         keyedHolds: [String: String],
+        decidedMs: [String: Int64] = [:],
         events: [ReceivedEvent],
         undecodableEvents: [String] = [],
         unpublishedAtEnd: Int = 0,
@@ -206,6 +212,7 @@ public struct CheckInput: Sendable {
         self.faults = faults
         self.snapshot = snapshot
         self.keyedHolds = keyedHolds
+        self.decidedMs = decidedMs
         self.events = events
         self.undecodableEvents = undecodableEvents
         self.unpublishedAtEnd = unpublishedAtEnd
@@ -302,6 +309,12 @@ public enum HistoryChecker {
             uniquingKeysWith: { first, _ in first }
         )
         checkIdempotency(input.history, keyedHolds: input.keyedHolds, createdMs: createdMs, into: &report)
+        checkDeadlines(
+            input.history,
+            keyedHolds: input.keyedHolds,
+            commitMs: createdMs.merging(input.decidedMs) { _, decided in decided },
+            into: &report
+        )
         checkFinalSeats(input.finalSeats, into: &report)
         checkRecovery(input.history, faults: input.faults, bound: input.recoveryBound, into: &report)
         return report
@@ -419,13 +432,18 @@ public enum HistoryChecker {
             } else if last.result == "error", let inDatabase {
                 // The key's final answer was a refusal, yet a hold exists for it. If the hold's transaction
                 // began after that answer, an earlier attempt (one the client hung up on, still within its
-                // deadline) reached a worker after its retry: a refused hold stores nothing, so the late
-                // duplicate may succeed (decision 0002). Counted, not an anomaly. If it began before, the
-                // core refused a duplicate of a hold that already existed: an anomaly.
+                // deadline) reached a worker after its retry and succeeded: the key did not keep its first
+                // answer (rule 9; decision 0013), a `late-duplicate`. If it began before, the core refused a
+                // duplicate of a hold that already existed: `idempotency-lost-reply`.
                 let created = createdMs[inDatabase] ?? .max
                 let attempts = ordered.map { $0.code ?? $0.result }.joined(separator: ", ")
                 if created > last.completeMs {
                     report.idempotency.lateDuplicateHolds += 1
+                    report.anomaly(
+                        "late-duplicate",
+                        "user \(readable): answered \(last.code ?? "?") at \(last.completeMs), yet hold \(inDatabase) was "
+                            + "created at \(created), after (\(attempts))"
+                    )
                     if report.idempotency.lateDuplicateExamples.count < 5 {
                         report.idempotency.lateDuplicateExamples.append(
                             "user \(readable): answered \(last.code ?? "?") at \(last.completeMs), hold \(inDatabase) "

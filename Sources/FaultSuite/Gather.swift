@@ -60,15 +60,16 @@ public enum Gather {
         let snapshot = try DatabaseSnapshot.read(database, showtimePrefix: configuration.showtimePrefix)
 
         var keyed: [String: String] = [:]
-        for row in try database.query(
-            "SELECT user_id, idempotency_key, hold_id FROM holds WHERE idempotency_key IS NOT NULL"
-        ).rows {
+        var decidedMs: [String: Int64] = [:]
+        for row in try database.query(Self.keyedHoldsSQL(database)).rows {
+            let holdID = try row.decode("hold_id", as: String.self)
             keyed[
                 HistoryChecker.keyOf(
                     user: try row.decode("user_id", as: String.self),
                     key: try row.decode("idempotency_key", as: String.self)
                 )
-            ] = try row.decode("hold_id", as: String.self)
+            ] = holdID
+            if let decided = try row.decodeIfPresent("decided_ms", as: Int64.self) { decidedMs[holdID] = decided }
         }
 
         var seats: [FinalSeat] = []
@@ -111,10 +112,29 @@ public enum Gather {
             faults: faults,
             snapshot: snapshot,
             keyedHolds: keyed,
+            decidedMs: decidedMs,
             events: events,
             undecodableEvents: undecodable,
             unpublishedAtEnd: unpublished,
             finalSeats: seats
         )
     }
+
+    /// (user, key) → hold, and when the hold was decided: from the idempotency records where the core keeps
+    /// them (`idempotency_keys`, decision 0013), plus keys on the holds themselves (cores before it).
+    static func keyedHoldsSQL(_ database: PostgresConnection) throws -> String {
+        let legacy =
+            "SELECT user_id, idempotency_key, hold_id, NULL::bigint AS decided_ms FROM holds WHERE idempotency_key IS NOT NULL"
+        let records = try database.query("SELECT to_regclass('idempotency_keys') IS NOT NULL AS present").rows
+        guard try records.first?.decode("present", as: Bool.self) == true else { return legacy }
+        return """
+            SELECT user_id, idempotency_key, hold_id,
+                   floor(extract(epoch FROM decided_at) * 1000)::bigint AS decided_ms
+              FROM idempotency_keys WHERE hold_id IS NOT NULL
+            UNION ALL
+            \(legacy) AND NOT EXISTS (SELECT 1 FROM idempotency_keys k
+                                      WHERE k.user_id = holds.user_id AND k.idempotency_key = holds.idempotency_key)
+            """
+    }
+
 }

@@ -31,6 +31,9 @@ public struct Attempt: Codable, Sendable, Hashable {
     /// The hold's status in a success reply.
     public var status: String?
     public var expiresAtMs: Int64?
+    /// The attempt's deadline as the core saw it (Unix epoch ms), when the client knows it
+    /// (`Workload.deadline(of:)`): the "committed after the caller's deadline" check reads it.
+    public var deadlineMs: Int64?
 
     public init(
         client: String,
@@ -48,7 +51,8 @@ public struct Attempt: Codable, Sendable, Hashable {
         result: String,
         code: String? = nil,
         status: String? = nil,
-        expiresAtMs: Int64? = nil
+        expiresAtMs: Int64? = nil,
+        deadlineMs: Int64? = nil
     ) {
         self.client = client
         self.transport = transport
@@ -66,6 +70,7 @@ public struct Attempt: Codable, Sendable, Hashable {
         self.code = code
         self.status = status
         self.expiresAtMs = expiresAtMs
+        self.deadlineMs = deadlineMs
     }
 }
 

@@ -45,6 +45,8 @@ final class AMQPTransport: ServiceTransport {
     let name = "amqp"
     private let channel: RPCChannel
     private let decoder = ContractJSON.decoder()
+    /// The `x-deadline` of the last request sent (Unix epoch ms), as an upper bound: the history records it.
+    private(set) var lastDeadlineMs: Int64?
 
     init(url: String, clientName: String, logger: Logger) throws {
         var configuration = try AMQPConfiguration(url: url)
@@ -55,9 +57,15 @@ final class AMQPTransport: ServiceTransport {
     }
 
     func call(_ operation: RPCOperation, body: [UInt8], timeout: Duration, disconnectAfterSend: Bool) -> CallOutcome {
+        // The channel stamps `x-deadline` as the wall clock at publish plus the time left of `timeout`
+        // (rounded up to the millisecond): the call's start plus `timeout`, to a millisecond or two.
+        // (20 ms of margin keep it an upper bound).
+        let timeoutMs = timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000
+        lastDeadlineMs = nil
         let request = RPCRequest(operation, body: body, timeout: timeout)
         do throws(AMQPError) {
             try channel.connect()
+            lastDeadlineMs = epochMilliseconds() + timeoutMs + 20
             if disconnectAfterSend {
                 var failedAtOnce: RPCFailure?
                 channel.send(request) { if case .failure(let failure) = $0 { failedAtOnce = failure } }

@@ -275,6 +275,7 @@ private struct Client {
             case .transport(let message): record.code = String(message.prefix(120))
             case .timeout, .disconnected: break
             }
+            record.deadlineMs = Self.deadline(of: outcome, transport: transport, completed: completed)
             history.write(record)
             switch outcome {
             case .hold: return outcome
@@ -287,4 +288,14 @@ private struct Client {
         }
         return nil
     }
+
+    /// The attempt's deadline as the core saw it, or nil when the client cannot know it: over AMQP the
+    /// `x-deadline` sent; over HTTP the facade sets its own (on receipt + `RPC_TIMEOUT_MS`), known only to be
+    /// no later than its 504 `UPSTREAM_TIMEOUT` answer.
+    static func deadline(of outcome: CallOutcome, transport: any ServiceTransport, completed: Int64) -> Int64? {
+        if let amqp = transport as? AMQPTransport { return amqp.lastDeadlineMs }
+        if case .error(let code) = outcome, code == ErrorCode.upstreamTimeout.rawValue { return completed }
+        return nil
+    }
+
 }

@@ -82,7 +82,10 @@ enum ReplyTranslator {
                 return .failure(ReplyProblem(description: "the reply's data could not be encoded: \(error)"))
             }
         case .error(let error):
-            return .success(.error(error))
+            // A refusal a key kept (rule 9) is replayed like a success, and marked the same way.
+            var answer = RESTAnswer.error(error)
+            if replayed { answer.headers.append((ContractHeaders.idempotentReplayed, "true")) }
+            return .success(answer)
         }
     }
 }

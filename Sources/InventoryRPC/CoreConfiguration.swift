@@ -14,7 +14,9 @@ public struct CoreConfiguration: Sendable {
     public var maxSeatsPerHold: Int
     /// RPC worker threads; each owns one broker, one database and one Redis connection.
     public var workers: Int
-    /// Unacknowledged deliveries per consumer (one consumer per queue per worker).
+    /// Unacknowledged deliveries per worker, shared by its seven consumers (`basic.qos` with `global`: per
+    /// channel). A worker decides one request at a time; what it holds beyond that waits behind it, so this is
+    /// kept small (decision 0013): the rest stays in the queues, where any free worker takes it.
     public var prefetch: UInt16
     /// Port of the ops HTTP server (`/healthz`, `/readyz`, `/metrics`); 0 picks a free one, nil turns it off.
     public var opsPort: Int?
@@ -30,6 +32,10 @@ public struct CoreConfiguration: Sendable {
     public var printsStartupLines: Bool
     /// `RPC_PERMISSIONS`: which broker user (the request's AMQP `user_id`) may call which operation.
     public var permissions: BrokerPermissions
+    /// Idempotency records older than this are purged by the expiry timer (INTERFACE.md: at least 24 h).
+    public var idempotencyRetentionHours: Int
+    /// Records deleted per purge transaction; the purge repeats until a batch comes back short.
+    public var idempotencyPurgeBatchSize: Int
 
     public init(
         databaseURL: String = "postgresql://postgres:postgres@localhost:5432/inventory_db",
@@ -39,14 +45,16 @@ public struct CoreConfiguration: Sendable {
         expiryIntervalSeconds: Int = 30,
         maxSeatsPerHold: Int = 10,
         workers: Int = 8,
-        prefetch: UInt16 = 4,
+        prefetch: UInt16 = 2,
         opsPort: Int? = 3006,
         redisCommandTimeout: Duration = .milliseconds(500),
         outboxPollInterval: Duration = .seconds(1),
         relayLeaderRetry: Duration = .seconds(2),
         expiryBatchSize: Int = 1000,
         printsStartupLines: Bool = true,
-        permissions: BrokerPermissions = .default
+        permissions: BrokerPermissions = .default,
+        idempotencyRetentionHours: Int = 48,
+        idempotencyPurgeBatchSize: Int = 500
     ) {
         self.databaseURL = databaseURL
         self.redisURL = redisURL
@@ -63,5 +71,7 @@ public struct CoreConfiguration: Sendable {
         self.expiryBatchSize = expiryBatchSize
         self.printsStartupLines = printsStartupLines
         self.permissions = permissions
+        self.idempotencyRetentionHours = idempotencyRetentionHours
+        self.idempotencyPurgeBatchSize = idempotencyPurgeBatchSize
     }
 }

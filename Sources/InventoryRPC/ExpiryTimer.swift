@@ -62,6 +62,33 @@ final class ExpiryTimer {
             }
         }
         if total > 0 { logger.info("expired holds", metadata: ["count": "\(total)"]) }
+        purgeIdempotencyRecords()
+        return total
+    }
+
+    /// Deletes the idempotency records older than `IDEMPOTENCY_RETENTION_HOURS`, in short transactions of
+    /// `idempotencyPurgeBatchSize` rows (several instances share the work: the SQL skips locked rows).
+    /// Returns how many it deleted.
+    @discardableResult
+    func purgeIdempotencyRecords() -> Int {
+        guard let store = database.currentStore() else { return 0 }
+        let batch = context.configuration.idempotencyPurgeBatchSize
+        var total = 0
+        do {
+            while !context.stop.isTriggered {
+                let deleted = try store.purgeIdempotencyRecords(
+                    retentionHours: context.configuration.idempotencyRetentionHours,
+                    batchSize: batch
+                )
+                total += deleted
+                if deleted < batch { break }
+            }
+        } catch {
+            if !database.handle(error) {
+                logger.error("idempotency purge failed", metadata: ["error": "\(error)"])
+            }
+        }
+        if total > 0 { logger.info("purged idempotency records", metadata: ["count": "\(total)"]) }
         return total
     }
 }

@@ -64,7 +64,8 @@ extension CoreConfiguration {
             workers: configuration.workers,
             prefetch: UInt16(clamping: configuration.prefetch),
             opsPort: configuration.opsPort,
-            permissions: configuration.rpcPermissions
+            permissions: configuration.rpcPermissions,
+            idempotencyRetentionHours: configuration.idempotencyRetentionHours
         )
     }
 }

@@ -98,7 +98,10 @@ final class RPCWorker {
             configuration.connectionName = "inventory-rpc \(name)"
             let connection = try AMQPConnection(configuration: configuration, logger: logger)
             try declareTopology(connection)
-            try connection.setPrefetch(context.configuration.prefetch)
+            // One limit for the worker's seven consumers together: what a worker holds beyond the request it is
+            // deciding waits behind that request, so it is kept small; the rest waits in the queues for any
+            // free worker (decision 0013).
+            try connection.setPrefetch(context.configuration.prefetch, perChannel: true)
             var operations: [String: RPCOperation] = [:]
             for operation in RPCOperation.allCases {
                 let tag = try connection.consume(queue: operation.queueName, noAck: false)
@@ -159,7 +162,8 @@ final class RPCWorker {
         }
 
         let response: RPCResponse
-        switch Deadline.check(message.properties.headers[ContractHeaders.deadline], now: epochMilliseconds()) {
+        let deadline = Deadline.check(message.properties.headers[ContractHeaders.deadline], now: epochMilliseconds())
+        switch deadline {
         case .passed(let deadline):
             context.metrics.dropped(reason: "deadline")
             logger.info("request past its deadline; dropped without acting", metadata: ["deadline": "\(deadline)"])
@@ -188,12 +192,36 @@ final class RPCWorker {
                 logger.info("request refused: broker user not allowed", metadata: ["error": "\(refusal.message)"])
                 response = RequestHandler.failure(refusal)
             case .success(let grant):
-                response = handle(
-                    operation,
-                    message: message,
-                    caller: Caller(brokerUser: brokerUser, grant: grant),
-                    logger: logger
-                )
+                var delivery = DeliveryContext(messageID: message.properties.messageID, brokerUser: brokerUser)
+                if case .pending(let milliseconds) = deadline { delivery.deadline = milliseconds }
+                do {
+                    response = try handler.handle(
+                        operation,
+                        body: message.body,
+                        headers: message.properties.headers,
+                        caller: Caller(brokerUser: brokerUser, grant: grant),
+                        delivery: delivery,
+                        logger: logger
+                    )
+                } catch let error as DeadlinePassedInDatabase {
+                    // Rolled back: nothing happened, and the caller was already told it timed out.
+                    context.metrics.dropped(reason: "deadline_database")
+                    logger.info(
+                        "transaction stopped by the request's deadline; rolled back, not answered",
+                        metadata: ["deadline": "\(error.deadline)"]
+                    )
+                    try connection.ack(deliveryTag: message.deliveryTag)
+                    return
+                } catch {
+                    logger.error(
+                        "unexpected error; answered INTERNAL",
+                        metadata: [
+                            "routing_key": "\(message.routingKey)", "error": "\(error)",
+                            "body": "\(Self.truncated(message.body))",
+                        ]
+                    )
+                    response = RequestHandler.internalError()
+                }
             }
         }
 
@@ -211,32 +239,6 @@ final class RPCWorker {
             outcome: response.outcome,
             duration: ContinuousClock.now - started
         )
-    }
-
-    private func handle(
-        _ operation: RPCOperation,
-        message: AMQPMessage,
-        caller: Caller,
-        logger: Logger
-    ) -> RPCResponse {
-        do {
-            return try handler.handle(
-                operation,
-                body: message.body,
-                headers: message.properties.headers,
-                caller: caller,
-                logger: logger
-            )
-        } catch {
-            logger.error(
-                "unexpected error; answered INTERNAL",
-                metadata: [
-                    "routing_key": "\(message.routingKey)", "error": "\(error)",
-                    "body": "\(Self.truncated(message.body))",
-                ]
-            )
-            return RequestHandler.internalError()
-        }
     }
 
     /// Shutdown: stop taking deliveries, answer what the broker already sent us, then close everything.

@@ -4,6 +4,31 @@ import Foundation
 import Logging
 import PostgresClient
 
+/// What the broker told us about a delivery, beyond its body and headers.
+struct DeliveryContext: Sendable {
+    /// `x-deadline` (Unix epoch milliseconds), when the request has one: the database gets the time left.
+    var deadline: Int64?
+    /// The AMQP `message_id` property.
+    var messageID: String?
+    /// The broker user that published the request (the AMQP `user_id` property, which RabbitMQ checks against
+    /// the connection's login); derived idempotency keys are scoped by it.
+    var brokerUser: String?
+
+    init(deadline: Int64? = nil, messageID: String? = nil, brokerUser: String? = nil) {
+        self.deadline = deadline
+        self.messageID = messageID
+        self.brokerUser = brokerUser
+    }
+}
+
+/// The transaction of a request with a deadline was stopped by it and rolled back (lock_timeout,
+/// statement_timeout or the check before COMMIT): nothing happened, and the caller, told it timed out, gets
+/// no answer (INTERFACE.md rule 9).
+struct DeadlinePassedInDatabase: Error, CustomStringConvertible {
+    var deadline: Int64
+    var description: String { "the request's deadline (\(deadline)) passed before its transaction could commit" }
+}
+
 /// An RPC reply, ready to publish.
 struct RPCResponse {
     var body: [UInt8]
@@ -52,42 +77,47 @@ final class RequestHandler {
         locks.close()
     }
 
-    /// Answers one request of `caller`, whom the worker has already allowed to call `operation`. Throws only
-    /// for the unexpected (the worker answers `INTERNAL` and logs).
+    /// Answers one request of `caller`, whom the worker has already allowed to call `operation`. Throws
+    /// `DeadlinePassedInDatabase` when the request's transaction ran into its deadline (nothing committed;
+    /// answer nothing), otherwise only for the unexpected (the worker answers `INTERNAL` and logs).
     func handle(
         _ operation: RPCOperation,
         body: [UInt8],
         headers: [String: AMQPFieldValue],
         caller: Caller,
+        delivery: DeliveryContext = DeliveryContext(),
         logger: Logger
     ) throws
         -> RPCResponse
     {
+        let deadline = delivery.deadline
         switch operation {
         case .ping:
             return Self.ok(PingReply(status: "ok"))
         case .hold:
-            let response = try hold(body: body, headers: headers, caller: caller, logger: logger)
+            let response = try hold(body: body, headers: headers, caller: caller, delivery: delivery, logger: logger)
             metrics.hold(
                 outcome: response.replayed ? "replayed" : (response.outcome == "ok" ? "created" : response.outcome)
             )
             return response
         case .release:
-            return try withStore { store in
+            // Release and purchase keep no idempotency records: they are idempotent by nature (a repeat answers
+            // the hold as it now stands; decision 0013). Their deadline reaches the database like a hold's.
+            return try withStore(deadline: deadline) { store in
                 switch decode(ReleaseRequest.self, body) {
                 case .failure(let error): return Self.failure(error)
                 case .success(let request):
                     if let refusal = caller.refusal(operation, userId: request.userId) { return Self.failure(refusal) }
-                    return finished(try store.release(request))
+                    return finished(try store.release(request, deadline: deadline))
                 }
             }
         case .purchase:
-            return try withStore { store in
+            return try withStore(deadline: deadline) { store in
                 switch decode(PurchaseRequest.self, body) {
                 case .failure(let error): return Self.failure(error)
                 case .success(let request):
                     if let refusal = caller.refusal(operation, userId: request.userId) { return Self.failure(refusal) }
-                    return finished(try store.purchase(request))
+                    return finished(try store.purchase(request, deadline: deadline))
                 }
             }
         case .holdGet:
@@ -128,6 +158,7 @@ final class RequestHandler {
         body: [UInt8],
         headers: [String: AMQPFieldValue],
         caller: Caller,
+        delivery: DeliveryContext,
         logger: Logger
     ) throws -> RPCResponse {
         var request: HoldRequest
@@ -165,51 +196,23 @@ final class RequestHandler {
             request.idempotencyKey = headerKey
         }
 
-        return try withStore { store in
-            let holdID = Self.makeHoldID()
-            var markerSet = false
-            var locked = false
-            // The marker only covers the time the database has not decided yet; however this request ends,
-            // from then on the database answers for the key (a replay or IDEMPOTENCY_KEY_REUSED).
-            defer {
-                if markerSet, let key = request.idempotencyKey {
-                    locks.clearMarker(userID: request.userId, key: key, holdID: holdID)
-                }
-            }
-            do {
-                if let key = request.idempotencyKey {
-                    if let earlier = try store.findIdempotentHold(userID: request.userId, key: key, request: request) {
-                        return Self.reply(earlier)
-                    }
-                    // Marker taken: another request with this key is in flight (or committed since the
-                    // look-up above). It usually decides within milliseconds, so look again a few times over
-                    // ~300 ms: its hold committed → replay; its marker gone (it failed) → go on ourselves.
-                    // Only then IDEMPOTENCY_KEY_IN_USE.
-                    var marker = locks.setMarker(userID: request.userId, key: key, holdID: holdID)
-                    var pauses: ArraySlice<Double> = [0.02, 0.04, 0.08, 0.16]
-                    while marker == .taken {
-                        if let earlier = try store.findIdempotentHold(
-                            userID: request.userId,
-                            key: key,
-                            request: request
-                        ) {
-                            return Self.reply(earlier)
-                        }
-                        guard let pause = pauses.popFirst() else {
-                            return Self.failure(
-                                ErrorBody(
-                                    code: .idempotencyKeyInUse,
-                                    message: "A request with this idempotency key is still being processed",
-                                    details: ["idempotencyKey": .string(key)]
-                                )
-                            )
-                        }
-                        Thread.sleep(forTimeInterval: pause)
-                        marker = locks.setMarker(userID: request.userId, key: key, holdID: holdID)
-                    }
-                    markerSet = marker == .set
-                }
+        // The key the hold is decided under: the caller's, or one made from the delivery (a redelivery then
+        // replays what its first delivery committed instead of contradicting it).
+        let key: HoldKey? =
+            request.idempotencyKey.map(HoldKey.caller)
+            ?? delivery.messageID.map { .derived(Self.derivedKey(brokerUser: delivery.brokerUser, messageID: $0)) }
 
+        return try withStore(deadline: delivery.deadline) { store in
+            // A retry or duplicate whose first request has committed: answered without Redis or row locks. One
+            // still deciding is not visible yet; the database makes this one wait for it (below), no thread sleeps.
+            if let key, let earlier = try store.findIdempotentAnswer(userID: request.userId, key: key, request: request)
+            {
+                return Self.reply(earlier)
+            }
+
+            let holdID = Self.makeHoldID()
+            var locked = false
+            do {
                 let ttl = Int64(configuration.holdTTLSeconds) * 1000
                 switch locks.acquire(
                     showtimeID: request.showtimeId,
@@ -223,10 +226,12 @@ final class RequestHandler {
                     break
                 case .taken(let holders):
                     let unavailable = try confirmedUnavailable(holders, requested: request.seatIds, store: store)
-                    if !unavailable.isEmpty {
-                        // A duplicate whose first request committed meanwhile replays rather than losing to it.
-                        if let key = request.idempotencyKey,
-                            let earlier = try store.findIdempotentHold(
+                    // A caller's key keeps its first answer, a refusal included: the database decides and stores
+                    // it, so only requests without one are refused from Redis (a derived key keeps successes only).
+                    if !unavailable.isEmpty, request.idempotencyKey == nil {
+                        // A redelivery whose first delivery committed meanwhile replays rather than losing to it.
+                        if let key,
+                            let earlier = try store.findIdempotentAnswer(
                                 userID: request.userId,
                                 key: key,
                                 request: request
@@ -239,18 +244,30 @@ final class RequestHandler {
                 // Every lock belongs to a hold that is not (or not yet) live: the database decides.
                 }
 
-                let outcome = try store.hold(holdID: holdID, request: request, ttlSeconds: configuration.holdTTLSeconds)
-                if case .created(let hold) = outcome {
+                let decision = try store.decideHold(
+                    holdID: holdID,
+                    request: request,
+                    key: key,
+                    ttlSeconds: configuration.holdTTLSeconds,
+                    deadline: delivery.deadline
+                )
+                if case .created(let hold) = decision.outcome {
                     liveHolders[hold.holdId] = Self.cacheUntil(hold.expiresAt)
                 } else if locked {
                     locks.release(showtimeID: request.showtimeId, seatIDs: request.seatIds, holdID: holdID)
                 }
-                return Self.reply(outcome)
+                return Self.reply(decision)
             } catch {
                 if locked { locks.release(showtimeID: request.showtimeId, seatIDs: request.seatIds, holdID: holdID) }
                 throw error
             }
         }
+    }
+
+    /// The key of a request without an idempotency key: its broker user and `message_id`. `@` and `/` are not
+    /// identifier characters, so it never equals a key a caller chose. Scoped, like every key, by `userId`.
+    static func derivedKey(brokerUser: String?, messageID: String) -> String {
+        "@\(brokerUser ?? "")/\(messageID)"
     }
 
     /// The seats among `holders` whose holder is a live (or purchased) hold in the database, in request order.
@@ -303,14 +320,22 @@ final class RequestHandler {
 
     /// Runs `body` with the database, answering `SERVICE_UNAVAILABLE` when it is down or the connection broke.
     /// A deadlock or serialization failure (rolled back, nothing happened) is retried twice, then answered
-    /// `SERVICE_UNAVAILABLE` like any other "try again".
-    private func withStore(_ body: (InventoryStore) throws -> RPCResponse) throws -> RPCResponse {
+    /// `SERVICE_UNAVAILABLE` like any other "try again". A transaction stopped by the request's `deadline`
+    /// throws `DeadlinePassedInDatabase` (no answer); without a deadline no time limit is set, and a
+    /// cancellation from elsewhere (an operator) is unexpected like any other error.
+    private func withStore(
+        deadline: Int64? = nil,
+        _ body: (InventoryStore) throws -> RPCResponse
+    ) throws -> RPCResponse {
         var attempt = 0
         while true {
             guard let store = database.currentStore() else { return Self.unavailable }
             do {
                 return try body(store)
             } catch {
+                if let deadline, InventoryStore.isDeadlineError(error) {
+                    throw DeadlinePassedInDatabase(deadline: deadline)
+                }
                 if database.handle(error) { return Self.unavailable }
                 guard DatabaseSession.isTransient(error) else { throw error }
                 attempt += 1
@@ -341,6 +366,12 @@ final class RequestHandler {
     private static func hex(_ value: UInt64) -> String {
         let digits = String(value, radix: 16)
         return String(repeating: "0", count: 16 - digits.count) + digits
+    }
+
+    static func reply(_ decision: HoldDecision) -> RPCResponse {
+        var response = reply(decision.outcome)
+        if decision.replayed { response.replayed = true }
+        return response
     }
 
     static func reply(_ outcome: HoldOutcome) -> RPCResponse {

@@ -1,7 +1,7 @@
 import Logging
 import RedisClient
 
-/// One thread's Redis connection, used for seat locks and idempotency markers.
+/// One thread's Redis connection, used for seat locks. (Idempotency lives in the database: decision 0013.)
 ///
 /// Redis is an accelerator, never the arbiter: every method degrades to "skipped" when Redis fails or the
 /// shared circuit is open, and the caller goes on with the database alone.
@@ -17,8 +17,6 @@ final class SeatLocks {
         var seatID: String
         var holdID: String
     }
-
-    enum Marker: Equatable { case set, taken, skipped }
 
     /// All or nothing: if any seat is locked, nothing is set and the locked seats come back with their
     /// holders; otherwise every seat is locked for this hold. One script, so no partial state to undo.
@@ -55,7 +53,6 @@ final class SeatLocks {
     )
 
     static func lockKey(showtimeID: String, seatID: String) -> String { "lock:{\(showtimeID)}:\(seatID)" }
-    static func markerKey(userID: String, key: String) -> String { "idem:{\(userID)}:\(key)" }
 
     private let url: String
     private let commandTimeout: Duration
@@ -111,29 +108,6 @@ final class SeatLocks {
         let keys = seatIDs.map { Self.lockKey(showtimeID: showtimeID, seatID: $0) }
         _ = withRedis { connection throws(RedisError) in
             try connection.run(Self.compareAndDeleteScript, keys: keys, arguments: [holdID])
-        }
-    }
-
-    func setMarker(userID: String, key: String, holdID: String, ttlMilliseconds: Int64 = 30_000) -> Marker {
-        let reply = withRedis { connection throws(RedisError) in
-            try connection.command([
-                "SET", Self.markerKey(userID: userID, key: key), holdID, "NX", "PX", String(ttlMilliseconds),
-            ])
-        }
-        switch reply {
-        case .none: return .skipped
-        case .some(.null): return .taken
-        case .some: return .set
-        }
-    }
-
-    func clearMarker(userID: String, key: String, holdID: String) {
-        _ = withRedis { connection throws(RedisError) in
-            try connection.run(
-                Self.compareAndDeleteScript,
-                keys: [Self.markerKey(userID: userID, key: key)],
-                arguments: [holdID]
-            )
         }
     }
 

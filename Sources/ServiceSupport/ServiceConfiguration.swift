@@ -40,7 +40,8 @@ public struct ServiceConfiguration: Sendable, Equatable {
     public var workers: Int
     /// `OPS_PORT`: the core's operations HTTP port (`/metrics`, `/healthz`, `/readyz`; 0 picks a free one).
     public var opsPort: Int
-    /// `PREFETCH`: unacknowledged RPC requests the broker hands each core worker at once.
+    /// `PREFETCH`: unacknowledged RPC requests the broker hands each core worker at once (all its queues
+    /// together).
     public var prefetch: Int
     /// `AUTH_MODE`, `JWT_*`: how the facade authenticates callers (see ``AuthSettings``).
     public var auth: AuthSettings
@@ -51,6 +52,9 @@ public struct ServiceConfiguration: Sendable, Equatable {
     /// `RPC_PERMISSIONS`: which broker user may call which RPC operation (the core's table; see
     /// ``BrokerPermissions``). Default: INTERFACE.md's table, which grants `guest` nothing.
     public var rpcPermissions: BrokerPermissions
+    /// `IDEMPOTENCY_RETENTION_HOURS`: how long an idempotency record (a key's first answer) is kept; at least
+    /// 24 (INTERFACE.md rule 9).
+    public var idempotencyRetentionHours: Int
 
     /// The defaults of INTERFACE.md's table and of the README's.
     public static let defaults = ServiceConfiguration(
@@ -66,11 +70,12 @@ public struct ServiceConfiguration: Sendable, Equatable {
         logLevel: .info,
         workers: 8,
         opsPort: 3006,
-        prefetch: 16,
+        prefetch: 2,
         auth: AuthSettings(),
         facadeOpsPort: 3007,
         facadeOpsBindAddress: "127.0.0.1",
-        rpcPermissions: .default
+        rpcPermissions: .default,
+        idempotencyRetentionHours: 48
     )
 
     public init(
@@ -90,7 +95,8 @@ public struct ServiceConfiguration: Sendable, Equatable {
         auth: AuthSettings = AuthSettings(),
         facadeOpsPort: Int = 3007,
         facadeOpsBindAddress: String = "127.0.0.1",
-        rpcPermissions: BrokerPermissions = .default
+        rpcPermissions: BrokerPermissions = .default,
+        idempotencyRetentionHours: Int = 48
     ) {
         self.databaseURL = databaseURL
         self.redisURL = redisURL
@@ -109,6 +115,7 @@ public struct ServiceConfiguration: Sendable, Equatable {
         self.facadeOpsPort = facadeOpsPort
         self.facadeOpsBindAddress = facadeOpsBindAddress
         self.rpcPermissions = rpcPermissions
+        self.idempotencyRetentionHours = idempotencyRetentionHours
     }
 
     public var holdTTL: Duration { .seconds(holdTTLSeconds) }
@@ -134,6 +141,7 @@ public struct ServiceConfiguration: Sendable, Equatable {
             "FACADE_OPS_PORT": "\(facadeOpsPort)",
             "FACADE_OPS_BIND": "\(facadeOpsBindAddress)",
             "RPC_PERMISSIONS": "\(rpcPermissions)",
+            "IDEMPOTENCY_RETENTION_HOURS": "\(idempotencyRetentionHours)",
         ].merging(auth.logMetadata) { current, _ in current }
     }
 }
@@ -253,7 +261,12 @@ private struct Parser {
             auth: try auth(),
             facadeOpsPort: try integer("FACADE_OPS_PORT", in: 0...65_535, default: defaults.facadeOpsPort),
             facadeOpsBindAddress: try ipAddress("FACADE_OPS_BIND", default: defaults.facadeOpsBindAddress),
-            rpcPermissions: try permissions("RPC_PERMISSIONS", default: defaults.rpcPermissions)
+            rpcPermissions: try permissions("RPC_PERMISSIONS", default: defaults.rpcPermissions),
+            idempotencyRetentionHours: try integer(
+                "IDEMPOTENCY_RETENTION_HOURS",
+                in: 24...87_600,
+                default: defaults.idempotencyRetentionHours
+            )
         )
     }
 

@@ -130,6 +130,60 @@ struct CheckerTests {
         #expect(report.idempotency.retriedKeys == 3)
         #expect(report.idempotency.committedWithoutReply == 1)
         #expect(report.idempotency.lateDuplicateHolds == 1)
+        // A key keeps its first answer, refusals included (rule 9): the late duplicate is an anomaly.
+        #expect(report.anomalies["late-duplicate"] == 1)
+    }
+
+    static func deadlined(
+        _ client: String,
+        invoke: Int64,
+        deadline: Int64?,
+        attempt: Int = 1,
+        result: String
+    ) -> Attempt {
+        var attempt = Self.hold(
+            client,
+            "x",
+            seats: ["s1"],
+            at: invoke + 5,
+            expires: 0,
+            key: "k",
+            attempt: attempt,
+            result: result
+        )
+        attempt.deadlineMs = deadline
+        return attempt
+    }
+
+    @Test(
+        "a hold that committed after the deadline of every attempt that could have made it is 'committed after the caller's deadline'"
+    )
+    func committedAfterDeadline() {
+        let history = [
+            // Timed out at its deadline (3,000); the hold committed at 4,200: nobody was waiting any more.
+            Self.deadlined("late", invoke: 1_000, deadline: 3_000, result: "timeout"),
+            // Timed out too, but its retry (deadline 6,000) was in time for the commit at 4,200.
+            Self.deadlined("retried", invoke: 1_000, deadline: 3_000, result: "timeout"),
+            Self.deadlined("retried", invoke: 3_100, deadline: 6_000, attempt: 2, result: "ok"),
+            // Committed within its deadline.
+            Self.deadlined("timely", invoke: 1_000, deadline: 3_000, result: "ok"),
+            // Over HTTP without a known deadline: undecidable, never an anomaly.
+            Self.deadlined("unknown", invoke: 1_000, deadline: nil, result: "timeout"),
+        ]
+        let keyed = Dictionary(
+            uniqueKeysWithValues: ["late", "retried", "timely", "unknown"].map {
+                (HistoryChecker.keyOf(user: "u-\($0)", key: "k"), "h-\($0)")
+            }
+        )
+        var report = FaultReport()
+        HistoryChecker.checkDeadlines(
+            history,
+            keyedHolds: keyed,
+            commitMs: ["h-late": 4_200, "h-retried": 4_200, "h-timely": 2_900, "h-unknown": 9_000],
+            into: &report
+        )
+        #expect(report.anomalies["committed-after-deadline"] == 1)
+        #expect(report.examples["committed-after-deadline"]?.first?.contains("h-late") == true)
     }
 
     @Test("a seat still held after TTL + a sweep is stuck; availability must agree with the rows")

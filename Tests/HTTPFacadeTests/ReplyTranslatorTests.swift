@@ -27,6 +27,16 @@ import Testing
         #expect(body.error.details == ["seatIds": ["a"]])
     }
 
+    @Test("a replayed refusal (a key keeps its first answer) keeps its status and adds Idempotent-Replayed")
+    func replayedRefusal() throws {
+        let reply = #"{"ok":false,"error":{"code":"SEAT_UNAVAILABLE","message":"m","details":{"seatIds":["a"]}}}"#
+        let answer = try ReplyTranslator.answer(route: .hold, replyBody: Array(reply.utf8), replayed: true).get()
+        #expect(answer.status == 409)
+        #expect(answer.headers.contains { $0.0 == "Idempotent-Replayed" && $0.1 == "true" })
+        let fresh = try ReplyTranslator.answer(route: .hold, replyBody: Array(reply.utf8), replayed: false).get()
+        #expect(!fresh.headers.contains { $0.0 == "Idempotent-Replayed" })
+    }
+
     @Test(
         "an off-contract reply is a problem, not a body",
         arguments: [

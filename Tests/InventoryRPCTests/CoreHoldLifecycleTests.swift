@@ -11,7 +11,7 @@ extension CoreServiceTests {
     @Suite("Core idempotency and expiry")
     struct CoreHoldLifecycleTests {
         @Test(
-            "50 concurrent holds with one key create one hold; each answer is that hold or IDEMPOTENCY_KEY_IN_USE; then it replays, and other seats are IDEMPOTENCY_KEY_REUSED"
+            "50 concurrent holds with one key create one hold and every answer is that hold (duplicates wait for the first in the database); then it replays, and other seats are IDEMPOTENCY_KEY_REUSED"
         )
         func concurrentIdempotency() async throws {
             try await withCore(workers: 8) { core in
@@ -37,7 +37,7 @@ extension CoreServiceTests {
                 for answer in answers {
                     switch try answer.decode(Hold.self) {
                     case .ok(let hold): holdIDs.insert(hold.holdId)
-                    case .error(let error): #expect(error.code == .idempotencyKeyInUse)
+                    case .error(let error): Issue.record("answered \(error.code.rawValue), not the hold")
                     }
                 }
                 #expect(holdIDs.count == 1)

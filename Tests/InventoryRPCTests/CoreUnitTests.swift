@@ -60,10 +60,17 @@ struct CoreUnitTests {
         #expect(circuit.permit() && circuit.permit())
     }
 
-    @Test("lock and marker keys keep the showtime (or user) as a Redis Cluster hash tag")
+    @Test("lock keys keep the showtime as a Redis Cluster hash tag")
     func keys() {
         #expect(SeatLocks.lockKey(showtimeID: "showtime_123", seatID: "seat_1") == "lock:{showtime_123}:seat_1")
-        #expect(SeatLocks.markerKey(userID: "user_456", key: "k-1") == "idem:{user_456}:k-1")
+    }
+
+    @Test("a derived key names the broker user and message id, and is never a key a caller could choose")
+    func derivedKeys() {
+        let key = RequestHandler.derivedKey(brokerUser: "facade", messageID: "c-1")
+        #expect(key == "@facade/c-1")
+        #expect(RequestHandler.derivedKey(brokerUser: nil, messageID: "c-1") == "@/c-1")
+        #expect(Identifier.problem(key, field: "idempotencyKey") != nil)
     }
 
     @Test("replies: ok with data, errors with code, message and details; replays are marked")

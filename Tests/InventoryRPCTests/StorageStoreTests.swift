@@ -83,11 +83,20 @@ struct StorageStoreTests {
             let other = HoldRequest(showtimeId: "show", seatIds: ["A3"], userId: "alice", idempotencyKey: "k-1")
             #expect(try f.store.findIdempotentHold(userID: "alice", key: "k-1", request: other)?.isKeyReused == true)
             // Keys are per user.
-            #expect(try f.hold("show", ["A3"], user: "bob", key: "k-1").createdHold != nil)
-            // A refused hold does not burn its key: the retry can succeed.
+            let bobs = try f.hold("show", ["A3"], user: "bob", key: "k-1").createdHold
+            #expect(bobs != nil)
+            // A refusal is the key's first answer too (rule 9): the same request gets it again even once the
+            // seat is free, and another request with the key is key reuse.
+            #expect(try f.hold("show", ["A3"], user: "carol", key: "k-2").unavailableSeats == ["A3"])
+            _ = try f.store.release(ReleaseRequest(holdId: try #require(bobs?.holdId), userId: nil)).get()
+            let carol = HoldRequest(showtimeId: "show", seatIds: ["A3"], userId: "carol", idempotencyKey: "k-2")
+            let again = try #require(
+                try f.store.findIdempotentAnswer(userID: "carol", key: .caller("k-2"), request: carol)
+            )
+            #expect(again.replayed && again.outcome.unavailableSeats == ["A3"])
             #expect(try f.hold("show", ["A3"], user: "carol", key: "k-2").unavailableSeats == ["A3"])
             try f.define("show", ["A4"])
-            #expect(try f.hold("show", ["A4"], user: "carol", key: "k-2").createdHold != nil)
+            #expect(try f.hold("show", ["A4"], user: "carol", key: "k-2").isKeyReused)
             // The replay reports the hold as it stands now.
             _ = try f.store.release(ReleaseRequest(holdId: first.holdId, userId: nil)).get()
             #expect(try f.hold("show", ["A1", "A2"], user: "alice", key: "k-1").replayedHold?.status == .released)

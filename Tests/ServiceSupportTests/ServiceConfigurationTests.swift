@@ -65,7 +65,8 @@ struct ServiceConfigurationTests {
         #expect(configuration.logLevel == .info)
         #expect(configuration.workers == 8)
         #expect(configuration.opsPort == 3006)
-        #expect(configuration.prefetch == 16)
+        #expect(configuration.prefetch == 2)
+        #expect(configuration.idempotencyRetentionHours == 48)
         #expect(configuration == .defaults)
         #expect(configuration.holdTTL == .seconds(300))
         #expect(configuration.rpcTimeout == .milliseconds(5000))
@@ -87,6 +88,7 @@ struct ServiceConfigurationTests {
             "WORKERS": "2",
             "OPS_PORT": "0",
             "PREFETCH": "64",
+            "IDEMPOTENCY_RETENTION_HOURS": "24",
         ])
         #expect(configuration.databaseURL == "postgres://app:pw@db.example:6543/other")
         #expect(configuration.redisURL == "redis://:pw@cache:6380/2")
@@ -101,6 +103,7 @@ struct ServiceConfigurationTests {
         #expect(configuration.workers == 2)
         #expect(configuration.opsPort == 0)
         #expect(configuration.prefetch == 64)
+        #expect(configuration.idempotencyRetentionHours == 24)
     }
 
     @Test("a database URL may leave out the host, as libpq allows (the local socket)")
@@ -140,6 +143,7 @@ struct ServiceConfigurationTests {
             ("PORT", "abc"), ("PORT", "70000"), ("OPS_PORT", "-1"), ("HOLD_TTL_SECONDS", "-1"),
             ("HOLD_TTL_SECONDS", "0"), ("EXPIRY_INTERVAL_SECONDS", "1.5"), ("MAX_SEATS_PER_HOLD", "0"),
             ("RPC_TIMEOUT_MS", "5s"), ("WORKERS", "0"), ("PREFETCH", "many"), ("LOG_LEVEL", "loud"),
+            ("IDEMPOTENCY_RETENTION_HOURS", "23"), ("IDEMPOTENCY_RETENTION_HOURS", "two days"),
             ("DATABASE_URL", "mysql://root:hunter2@localhost/db"), ("DATABASE_URL", "localhost:5432"),
             ("REDIS_URL", "http://localhost:6379"), ("RABBITMQ_URL", "amqps://guest:guest@localhost"),
             ("RABBITMQ_URL", "amqp://"), ("CORS_ORIGIN", "localhost:3000"), ("CORS_ORIGIN", " , "),
@@ -216,8 +220,8 @@ struct ServiceConfigurationTests {
         #expect(!rendered.contains("postgres:postgres@"))
         #expect(!rendered.contains("guest:guest@"))
         #expect(rendered.contains("DATABASE_URL=postgresql://postgres:***@localhost:5432/inventory_db"))
-        // 13 variables, FACADE_OPS_PORT, FACADE_OPS_BIND, RPC_PERMISSIONS and the five of authentication.
-        #expect(ServiceConfiguration.defaults.logMetadata.count == 21)
+        // 13 variables, FACADE_OPS_PORT, FACADE_OPS_BIND, RPC_PERMISSIONS, IDEMPOTENCY_RETENTION_HOURS and the five of authentication.
+        #expect(ServiceConfiguration.defaults.logMetadata.count == 22)
         var withSecret = ServiceConfiguration.defaults
         withSecret.auth.jwtSecret = "a-secret-that-must-never-be-logged-0123456789"
         let shown = withSecret.logMetadata.map { "\($0.key)=\($0.value)" }.joined(separator: " ")

@@ -143,8 +143,17 @@ public enum Products {
         return nil
     }()
 
-    /// The path of the built executable `name`.
+    /// The path of the built executable `name`, or of another build of it named by the environment variable
+    /// `<NAME>_BIN` (`INVENTORY_RPC_BIN`, `HTTP_FACADE_BIN`): how a test is shown to catch, on another build
+    /// (main's, say), the bug it guards against.
     public static func path(_ name: String) throws -> String {
+        let variable = name.uppercased().replacingOccurrences(of: "-", with: "_") + "_BIN"
+        if let other = ProcessInfo.processInfo.environment[variable], !other.isEmpty {
+            guard FileManager.default.isExecutableFile(atPath: other) else {
+                throw TestFailure("\(variable)=\(other) is not an executable")
+            }
+            return other
+        }
         guard let directory else {
             throw TestFailure("no build products beside the test bundle: run `swift build --build-tests` first")
         }

@@ -17,15 +17,51 @@ public enum HoldOutcome: Sendable, Hashable {
     case keyReused
 }
 
-/// The statement `InventoryStore.hold` prepares: the claim of migration 2 (`inventory_hold`). The
-/// default below is the production one; the control build replaces it with a member of its own
-/// (`ControlUnsafeClaim.swift`, the only file that reads `INVENTORY_CONTROL_UNSAFE_CLAIM`).
+/// A hold decided by the database, and whether the answer is an earlier request's, given again.
+public struct HoldDecision: Sendable, Hashable {
+    public var outcome: HoldOutcome
+    /// The answer stored for this idempotency key by an earlier request (a hold as it now stands, or the
+    /// refusal as it was): the reply carries `x-idempotent-replayed: true`.
+    public var replayed: Bool
+
+    public init(outcome: HoldOutcome, replayed: Bool) {
+        self.outcome = outcome
+        self.replayed = replayed
+    }
+}
+
+/// The key a hold is decided under (INTERFACE.md rule 9, decision 0013).
+public enum HoldKey: Sendable, Hashable {
+    /// The caller's `idempotencyKey`: its first answer, success or refusal, is kept.
+    case caller(String)
+    /// Made by the core from the broker delivery (`RequestHandler.derivedKey`): kept for successes only, so
+    /// a redelivery of a request that committed replays it.
+    case derived(String)
+
+    var text: String {
+        switch self {
+        case .caller(let key), .derived(let key): key
+        }
+    }
+
+    var isDerived: Bool {
+        if case .derived = self { return true }
+        return false
+    }
+}
+
+/// The statement `InventoryStore.hold` prepares: the idempotent claim of migration 6
+/// (`inventory_hold_idempotent`, around migration 2's `inventory_hold`). The default below is the production
+/// one; the control build replaces it with a member of its own (`ControlUnsafeClaim.swift`, the only file that
+/// reads `INVENTORY_CONTROL_UNSAFE_CLAIM`).
 protocol ClaimStatement {
     static var claimSQL: String { get }
 }
 
 extension ClaimStatement {
-    static var claimSQL: String { "SELECT * FROM inventory_hold($1, $2, $3::text[], $4, $5, $6, $7)" }
+    static var claimSQL: String {
+        "SELECT r.replayed, (r.result).* FROM inventory_hold_idempotent($1, $2, $3::text[], $4, $5, $6, $7, $8) r"
+    }
 }
 
 extension InventoryStore: ClaimStatement {}
@@ -86,6 +122,9 @@ public final class InventoryStore {
     private enum Statement: String, CaseIterable {
         case hold = "inventory_store_hold"
         case findIdempotentHold = "inventory_store_find_idempotent_hold"
+        case setTimeouts = "inventory_store_set_timeouts"
+        case deadlineCheck = "inventory_store_deadline_check"
+        case purgeIdempotency = "inventory_store_purge_idempotency"
         case release = "inventory_store_release"
         case purchase = "inventory_store_purchase"
         case getHold = "inventory_store_get_hold"
@@ -108,10 +147,11 @@ public final class InventoryStore {
             switch self {
             case .hold: return InventoryStore.claimSQL
             case .findIdempotentHold:
-                return """
-                    SELECT (inventory_result(CASE WHEN h.request_hash = $3 THEN 'replayed' ELSE 'key_reused' END, h)).*
-                      FROM holds h WHERE h.user_id = $1 AND h.idempotency_key = $2
-                    """
+                return "SELECT a.replayed, (a.result).* FROM inventory_idempotent_answer($1, $2, $3) a"
+            case .setTimeouts:
+                return "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $1, true)"
+            case .deadlineCheck: return "SELECT inventory_deadline_check($1)"
+            case .purgeIdempotency: return "SELECT inventory_purge_idempotency($1, $2) AS deleted"
             case .release: return "SELECT * FROM inventory_release($1, $2)"
             case .purchase: return "SELECT * FROM inventory_purchase($1, $2, $3)"
             case .getHold: return "SELECT * FROM inventory_get_hold($1, $2)"
@@ -144,45 +184,100 @@ public final class InventoryStore {
 
     // MARK: Holds
 
-    public func hold(holdID: String, request: HoldRequest, ttlSeconds: Int) throws -> HoldOutcome {
-        let key = request.idempotencyKey
+    /// A hold under the request's own `idempotencyKey` (if any). See `decideHold`.
+    public func hold(
+        holdID: String,
+        request: HoldRequest,
+        ttlSeconds: Int,
+        deadline: Int64? = nil
+    ) throws
+        -> HoldOutcome
+    {
+        try decideHold(
+            holdID: holdID,
+            request: request,
+            key: request.idempotencyKey.map(HoldKey.caller),
+            ttlSeconds: ttlSeconds,
+            deadline: deadline
+        ).outcome
+    }
+
+    /// One hold, decided and (with a key) recorded in one transaction. A caller's key that was seen before
+    /// answers what it answered then (`replayed`), or `.keyReused` for another request; a concurrent request
+    /// with the key waits in the database until the first one's transaction ends. With a `deadline` (Unix
+    /// epoch milliseconds), see `transaction`: past it, nothing commits and this throws (`isDeadlineError`).
+    public func decideHold(
+        holdID: String,
+        request: HoldRequest,
+        key: HoldKey?,
+        ttlSeconds: Int,
+        deadline: Int64? = nil
+    ) throws -> HoldDecision {
         let row = try single(
             .hold,
             [
-                holdID, request.showtimeId, request.seatIds, request.userId, key,
+                holdID, request.showtimeId, request.seatIds, request.userId, key?.text,
                 key.map { _ in RequestHash.of(request) },
-                ttlSeconds,
-            ]
+                ttlSeconds, key?.isDerived ?? false,
+            ],
+            deadline: deadline
         )
-        switch try row.decode("outcome", as: String.self) {
-        case "created": return .created(try Self.hold(from: row))
-        case "replayed": return .replayed(try Self.hold(from: row))
-        case "key_reused": return .keyReused
-        case "unavailable": return .unavailable(seatIDs: try row.decode("problem_seat_ids", as: [String].self))
-        case "unknown_seats": return .unknownSeats(try row.decode("problem_seat_ids", as: [String].self))
-        case "showtime_not_found": return .showtimeNotFound
-        case let other: throw Self.unexpected("inventory_hold", other)
-        }
+        return try Self.decision(from: row)
     }
 
-    /// The hold an earlier request with this user's key made: `.replayed` (same request), `.keyReused`
-    /// (another request), or nil when the key is new. Lets a caller answer a retry without taking locks;
-    /// `hold` itself checks the key too, so this is an optimisation, never a requirement.
-    public func findIdempotentHold(userID: String, key: String, request: HoldRequest) throws -> HoldOutcome? {
-        let rows = try run(.findIdempotentHold, [userID, key, RequestHash.of(request)]).rows
+    /// The answer stored for `key` (a hold as it now stands or a refusal, `replayed`; `.keyReused` for another
+    /// request), or nil when none is (the key is new, or its first request has not committed yet). Lets a
+    /// retry be answered without locks or Redis; `decideHold` checks the key itself, so this is an
+    /// optimisation, never a requirement. For a derived key, only a replay counts (a message id reused for
+    /// another request is not a redelivery).
+    public func findIdempotentAnswer(userID: String, key: HoldKey, request: HoldRequest) throws -> HoldDecision? {
+        let rows = try run(.findIdempotentHold, [userID, key.text, RequestHash.of(request)]).rows
         guard let row = rows.first else { return nil }
+        let decision = try Self.decision(from: row)
+        if key.isDerived && !decision.replayed { return nil }
+        return decision
+    }
+
+    /// `findIdempotentAnswer` for a caller's key.
+    public func findIdempotentHold(userID: String, key: String, request: HoldRequest) throws -> HoldOutcome? {
+        try findIdempotentAnswer(userID: userID, key: .caller(key), request: request)?.outcome
+    }
+
+    private static func decision(from row: PostgresRow) throws -> HoldDecision {
+        // The control build's statement has no `replayed` column.
+        let replayed = try row.decodeIfPresent("replayed", as: Bool.self) ?? false
+        let outcome: HoldOutcome
         switch try row.decode("outcome", as: String.self) {
-        case "replayed": return .replayed(try Self.hold(from: row))
-        default: return .keyReused
+        case "created": outcome = .created(try hold(from: row))
+        case "replayed": outcome = .replayed(try hold(from: row))
+        case "key_reused": outcome = .keyReused
+        case "unavailable": outcome = .unavailable(seatIDs: try row.decode("problem_seat_ids", as: [String].self))
+        case "unknown_seats": outcome = .unknownSeats(try row.decode("problem_seat_ids", as: [String].self))
+        case "showtime_not_found": outcome = .showtimeNotFound
+        case let other: throw unexpected("inventory_hold", other)
         }
+        return HoldDecision(outcome: outcome, replayed: replayed)
     }
 
-    public func release(_ request: ReleaseRequest) throws -> Result<Hold, ErrorBody> {
-        try holdResult(.release, [request.holdId, request.userId], holdID: request.holdId)
+    // MARK: Idempotency records
+
+    /// Deletes up to `batchSize` idempotency records older than `retentionHours`, oldest first; returns how
+    /// many. Call again while it returns a full batch (each call is one short transaction).
+    public func purgeIdempotencyRecords(retentionHours: Int, batchSize: Int) throws -> Int {
+        try single(.purgeIdempotency, [retentionHours, batchSize]).decode("deleted", as: Int.self)
     }
 
-    public func purchase(_ request: PurchaseRequest) throws -> Result<Hold, ErrorBody> {
-        try holdResult(.purchase, [request.holdId, request.orderId, request.userId], holdID: request.holdId)
+    public func release(_ request: ReleaseRequest, deadline: Int64? = nil) throws -> Result<Hold, ErrorBody> {
+        try holdResult(.release, [request.holdId, request.userId], holdID: request.holdId, deadline: deadline)
+    }
+
+    public func purchase(_ request: PurchaseRequest, deadline: Int64? = nil) throws -> Result<Hold, ErrorBody> {
+        try holdResult(
+            .purchase,
+            [request.holdId, request.orderId, request.userId],
+            holdID: request.holdId,
+            deadline: deadline
+        )
     }
 
     /// The hold, when `userID` is its owner (`HOLD_NOT_OWNED` otherwise); nil `userID` reads any hold
@@ -275,13 +370,29 @@ public final class InventoryStore {
 
     private static let retriedStates: Set<String> = ["40P01", "40001"]  // deadlock, serialization failure
 
+    /// SQLSTATEs of a transaction stopped by its deadline: `statement_timeout` or `inventory_deadline_check`
+    /// (57014, query_canceled), `lock_timeout` (55P03, lock_not_available). Nothing of it committed.
+    public static let deadlineStates: Set<String> = ["57014", "55P03"]
+
+    /// The error says the transaction was stopped by the time limits `deadline` set (and rolled back).
+    public static func isDeadlineError(_ error: any Error) -> Bool {
+        guard let error = error as? PostgresError, error.kind == .query, let state = error.sqlState else {
+            return false
+        }
+        return deadlineStates.contains(state)
+    }
+
     @discardableResult
-    private func run(_ statement: Statement, _ parameters: [(any PostgresEncodable)?]) throws -> PostgresResult {
+    private func run(
+        _ statement: Statement,
+        _ parameters: [(any PostgresEncodable)?],
+        deadline: Int64? = nil
+    ) throws -> PostgresResult {
         var attempt = 1
         while true {
             let outcome = Result { () throws(PostgresError) -> PostgresResult in
                 statement.writesEvents
-                    ? try executeThenNotify(statement, parameters)
+                    ? try executeThenNotify(statement, parameters, deadline: deadline)
                     : try connection.execute(prepared: statement.rawValue, parameters)
             }
             switch outcome {
@@ -301,26 +412,61 @@ public final class InventoryStore {
     /// milliseconds. All four messages are sent before any answer is read, so the NOTIFY runs even if this
     /// process dies right after sending; only a server crash between the two commits can skip it, and the
     /// relay's fallback poll covers that.
+    ///
+    /// With a `deadline` (Unix epoch milliseconds) the request's statements are bracketed by its time limits
+    /// (`requestStatements`): `lock_timeout` and `statement_timeout` = the time left, and a last check of the
+    /// database clock before COMMIT. Past the deadline the transaction rolls back and this throws a
+    /// query error with a `deadlineStates` SQLSTATE.
     private func executeThenNotify(
         _ statement: Statement,
-        _ parameters: [(any PostgresEncodable)?]
+        _ parameters: [(any PostgresEncodable)?],
+        deadline: Int64?
     ) throws(PostgresError) -> PostgresResult {
-        let outcomes = try connection.pipeline([
-            .query("BEGIN"),
-            .prepared(statement.rawValue, parameters),
-            .query("COMMIT"),
-            .prepared(Statement.notifyRelay.rawValue),
-        ])
-        // The operation's own error first (it decides whether a retry can help), then BEGIN's or COMMIT's.
-        for index in [1, 0, 2] {
+        let request = Self.requestStatements(statement, parameters, deadline: deadline, now: epochMilliseconds())
+        let outcomes = try connection.pipeline(
+            [.query("BEGIN")] + request.statements + [.query("COMMIT"), .prepared(Statement.notifyRelay.rawValue)]
+        )
+        let operation = 1 + request.operationIndex
+        let commit = 1 + request.statements.count
+        // The operation's own error first (it decides whether a retry can help), then BEGIN's, the time
+        // limits', the deadline check's or COMMIT's.
+        for index in [operation] + Array(0..<commit).filter({ $0 != operation }) + [commit] {
             if case .failure(let error) = outcomes[index] { throw error }
         }
         // A failed NOTIFY (the operation committed) only delays the relay until its next poll.
-        return try outcomes[1].get()
+        return try outcomes[operation].get()
     }
 
-    private func single(_ statement: Statement, _ parameters: [(any PostgresEncodable)?]) throws -> PostgresRow {
-        guard let row = try run(statement, parameters).rows.first else {
+    /// One request's part of a transaction: its time limits, the operation, its deadline check. Kept apart from
+    /// BEGIN/COMMIT so that a later batch of requests in one transaction can bracket each part with a
+    /// SAVEPOINT of its own (`SET LOCAL` values set inside a savepoint that is rolled back are undone with it;
+    /// each request sets its own before its statement).
+    private static func requestStatements(
+        _ statement: Statement,
+        _ parameters: [(any PostgresEncodable)?],
+        deadline: Int64?,
+        now: Int64
+    ) -> (statements: [PostgresStatement], operationIndex: Int) {
+        guard let deadline else { return ([.prepared(statement.rawValue, parameters)], 0) }
+        // At least 1 ms: 0 would mean "no limit". A request already past its deadline is not sent here (the
+        // worker drops it), and if it were, the check before COMMIT would still refuse it.
+        let left = "\(max(1, deadline - now))ms"
+        return (
+            [
+                .prepared(Statement.setTimeouts.rawValue, [left]),
+                .prepared(statement.rawValue, parameters),
+                .prepared(Statement.deadlineCheck.rawValue, [deadline]),
+            ],
+            1
+        )
+    }
+
+    private func single(
+        _ statement: Statement,
+        _ parameters: [(any PostgresEncodable)?],
+        deadline: Int64? = nil
+    ) throws -> PostgresRow {
+        guard let row = try run(statement, parameters, deadline: deadline).rows.first else {
             throw PostgresError(
                 kind: .protocolError,
                 message: "\(statement.rawValue) returned no row",
@@ -336,9 +482,10 @@ public final class InventoryStore {
     private func holdResult(
         _ statement: Statement,
         _ parameters: [(any PostgresEncodable)?],
-        holdID: String
+        holdID: String,
+        deadline: Int64? = nil
     ) throws -> Result<Hold, ErrorBody> {
-        let row = try single(statement, parameters)
+        let row = try single(statement, parameters, deadline: deadline)
         switch try row.decode("outcome", as: String.self) {
         case "ok": return .success(try Self.hold(from: row))
         case "not_found":

@@ -50,5 +50,10 @@ public enum Migrations {
             name: "per-seat versions; events name exactly the seats they changed",
             file: PackageResources._005_seat_versions_sql
         ),
+        Migration(
+            version: 6,
+            name: "idempotency records: refusals kept, derived keys, retention",
+            file: PackageResources._006_idempotency_records_sql
+        ),
     ]
 }

@@ -82,6 +82,7 @@ func withCore<T>(
     processes: Int = 0,
     outboxPollInterval: Duration = .milliseconds(500),
     serviceUsers: Bool = false,
+    prefetch: UInt16? = 8,
     _ body: (CoreHarness) async throws -> T
 ) async throws -> T {
     let vhost = try ScratchVhost.create()
@@ -107,12 +108,13 @@ func withCore<T>(
         for server in servers { server.stop() }
     }
     if processes > 0 {
-        let environment = [
+        var environment = [
             "DATABASE_URL": databaseURL, "REDIS_URL": redisURL, "RABBITMQ_URL": coreURL,
             "RPC_PERMISSIONS": "\(permissions)",
             "HOLD_TTL_SECONDS": "\(holdTTL)", "EXPIRY_INTERVAL_SECONDS": "\(expiryInterval)",
-            "WORKERS": "\(workers)", "OPS_PORT": "0", "PREFETCH": "8", "LOG_LEVEL": "info",
+            "WORKERS": "\(workers)", "OPS_PORT": "0", "LOG_LEVEL": "info",
         ]
+        if let prefetch { environment["PREFETCH"] = "\(prefetch)" }
         for _ in 0..<processes {
             servers.append(try ServerProcess(product: "inventory-rpc", ["serve"], environment: environment))
         }
@@ -126,7 +128,7 @@ func withCore<T>(
             holdTTLSeconds: holdTTL,
             expiryIntervalSeconds: expiryInterval,
             workers: workers,
-            prefetch: 8,
+            prefetch: prefetch ?? CoreConfiguration().prefetch,
             opsPort: 0,
             redisCommandTimeout: .milliseconds(200),
             outboxPollInterval: outboxPollInterval,

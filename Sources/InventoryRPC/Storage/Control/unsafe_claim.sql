@@ -1,7 +1,8 @@
 -- CONTROL BUILD ONLY (`-Xswiftc -DINVENTORY_CONTROL_UNSAFE_CLAIM`, see ControlUnsafeClaim.swift): the
 -- store's hold statement without the claim's availability condition and without its locking step, to
 -- show that the concurrency tests catch a double hold. Parameters as inventory_hold's:
--- $1 hold_id, $2 showtime_id, $3 seat_ids, $4 user_id, $5 idempotency_key, $6 request_hash, $7 ttl_seconds.
+-- $1 hold_id, $2 showtime_id, $3 seat_ids, $4 user_id, $5 idempotency_key, $6 request_hash, $7 ttl_seconds,
+-- and inventory_hold_idempotent's $8 derived (not used here: the control keeps no idempotency records).
 WITH h AS (
     INSERT INTO holds (hold_id, showtime_id, user_id, seat_ids, status, expires_at, idempotency_key, request_hash)
     VALUES ($1, $2, $4, $3::text[], 'active',
@@ -13,4 +14,4 @@ WITH h AS (
      WHERE s.showtime_id = $2 AND s.seat_id = ANY ($3::text[])
     RETURNING s.seat_id
 )
-SELECT (inventory_result('created', h)).* FROM h WHERE (SELECT count(*) FROM claim) >= 0
+SELECT (inventory_result('created', h)).* FROM h WHERE (SELECT count(*) FROM claim) >= 0 AND $8::boolean IS NOT NULL
