@@ -241,7 +241,7 @@ def check_asyncapi(path, schemas):
             warnings.simplefilter("ignore")
             from asyncapi3 import AsyncAPI3
     except ImportError:
-        fail("the asyncapi3 package is missing: pip install -r contracts/requirements.txt")
+        fail("the asyncapi3 package is missing: pip install -r requirements-test.txt")
     else:
         try:
             AsyncAPI3.model_validate(document)

@@ -10,7 +10,8 @@
 # when all three do. It sets up what the default URLs of README.md need: database `inventory_db` with
 # user postgres/postgres, and RabbitMQ's guest/guest. On a fresh Debian machine it installs the
 # servers and the -dev packages the Swift build links against (apt-get update runs only when something
-# is missing), and the Python packages the contract tests use. Run it as root, or as a user with sudo.
+# is missing), the network tools of the fault suite (ip, nft), and the Python packages the tests use,
+# at the exact versions of requirements-test.txt. Run it as root, or as a user with sudo.
 set -euo pipefail
 
 # The ports and the state folder can be moved, to try this script beside services already running.
@@ -19,10 +20,12 @@ readonly DATABASE=inventory_db DB_USER=postgres DB_PASSWORD=postgres
 readonly APT_PACKAGES=(
     postgresql redis-server rabbitmq-server
     librabbitmq-dev libpq-dev libhiredis-dev libmicrohttpd-dev pkg-config
+    iproute2 nftables
 )
-readonly PYTHON_MODULES=(jsonschema openapi_spec_validator yaml)
-readonly PIP_PACKAGES=(jsonschema openapi-spec-validator pyyaml)
-readonly APT_PYTHON_PACKAGES=(python3 python3-pip python3-jsonschema python3-openapi-spec-validator python3-yaml)
+# The tests' Python tools, each pinned (schemathesis, hypothesis, jsonschema, ...): one file for all.
+REQUIREMENTS=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/requirements-test.txt
+readonly REQUIREMENTS
+readonly APT_PYTHON_PACKAGES=(python3 python3-pip)
 # Bounded waits, in seconds. RabbitMQ boots slowest, most of all the first time.
 readonly PG_WAIT=60 REDIS_WAIT=20 RABBIT_WAIT=120
 
@@ -101,21 +104,36 @@ install_packages() {
         apt_install "${missing[@]}" || fail "apt-get install ${missing[*]} failed; see $STATE_DIR/apt.log"
     fi
 
-    if ! python_modules_present; then
-        say python "installing ${PIP_PACKAGES[*]} (log: $STATE_DIR/pip.log)"
-        # pip first; Debian's own Python refuses that (PEP 668) without the flag; its packages last.
-        python3 -m pip install -q "${PIP_PACKAGES[@]}" >"$STATE_DIR/pip.log" 2>&1 ||
-            python3 -m pip install -q --break-system-packages "${PIP_PACKAGES[@]}" >>"$STATE_DIR/pip.log" 2>&1 ||
-            apt_install "${APT_PYTHON_PACKAGES[@]}" || true
-        python_modules_present || fail "cannot install the Python packages ${PIP_PACKAGES[*]}; see $STATE_DIR/pip.log"
+    if ! python_pins_installed; then
+        say python "installing $REQUIREMENTS (log: $STATE_DIR/pip.log)"
+        # pip first; Debian's own Python refuses that (PEP 668) without the flag.
+        python3 -m pip install -q --disable-pip-version-check -r "$REQUIREMENTS" >"$STATE_DIR/pip.log" 2>&1 ||
+            python3 -m pip install -q --disable-pip-version-check --break-system-packages -r "$REQUIREMENTS" \
+                >>"$STATE_DIR/pip.log" 2>&1 || true
+        python_pins_installed || fail "the Python packages of $REQUIREMENTS are not as pinned; see $STATE_DIR/pip.log"
     fi
 }
 
-python_modules_present() {
-    # find_spec locates a module without importing it: fast enough to run every time.
-    python3 - "${PYTHON_MODULES[@]}" <<'EOF' 2>/dev/null
-import importlib.util, sys
-sys.exit(0 if all(importlib.util.find_spec(name) for name in sys.argv[1:]) else 1)
+# Every `name==version` line of requirements-test.txt is installed at exactly that version. Reads the
+# installed packages' metadata without importing them: fast enough to run every time.
+python_pins_installed() {
+    python3 - "$REQUIREMENTS" <<'EOF'
+import importlib.metadata, sys
+wrong = []
+for line in open(sys.argv[1], encoding="utf-8"):
+    line = line.split("#", 1)[0].strip()
+    if not line:
+        continue
+    name, version = line.split("==")
+    try:
+        installed = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        installed = None
+    if installed != version:
+        wrong.append(f"{name} {installed or 'missing'} (pinned {version})")
+if wrong:
+    print("requirements-test.txt: not as pinned: " + ", ".join(wrong), file=sys.stderr)
+sys.exit(1 if wrong else 0)
 EOF
 }
 

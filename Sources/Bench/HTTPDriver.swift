@@ -313,6 +313,26 @@ final class HTTPLoadDriver {
     }
 }
 
+/// Polls `GET /readyz` until it answers 200 (the facade is connected to the broker and a core answers
+/// ping); throws with the last answer when that does not happen within `limit`.
+func awaitReady(host: String, port: Int, within limit: Duration = .seconds(60)) throws {
+    let deadline = ContinuousClock.now + limit
+    var last = "no answer"
+    while true {
+        do {
+            let (status, body) = try httpCall(host: host, port: port, method: "GET", path: "/readyz", body: [])
+            if status == 200 { return }
+            last = "\(status) \(String(decoding: body, as: UTF8.self))"
+        } catch {
+            last = "\(error)"
+        }
+        guard ContinuousClock.now < deadline else {
+            throw BenchError("http://\(host):\(port)/readyz did not answer 200 within \(limit): \(last)")
+        }
+        Thread.sleep(forTimeInterval: 0.1)
+    }
+}
+
 /// One blocking REST call (provisioning over HTTP).
 func httpCall(host: String, port: Int, method: String, path: String, body: [UInt8]) throws -> (Int, [UInt8]) {
     let connection = try HTTPClientConnection(host: host, port: port)

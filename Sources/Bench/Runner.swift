@@ -234,6 +234,9 @@ public enum BenchRunner {
             // The facade takes bodies up to 64 KiB: 4,000 seat ids of up to 8 characters stay well under.
             chunk = 4_000
             let (host, port) = try hostAndPort(options.httpURL)
+            // A facade that has just started answers 503 until its RPC client is connected and a core
+            // answers ping: the first request waits for that, not for luck.
+            try awaitReady(host: host, port: port)
             let encoder = ContractJSON.encoder()
             for showtime in options.showtimeIDs {
                 for start in stride(from: 1, through: options.seatsPerShowtime, by: chunk) {

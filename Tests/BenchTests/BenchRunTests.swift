@@ -116,6 +116,40 @@ struct BenchRunTests {
         }
     }
 
+    @Test("over REST, the first request waits for the facade's /readyz 200 (a facade started before its core)")
+    func httpAwaitsReadiness() throws {
+        try withScratchVhost { amqpURL in
+            try withScratchDatabase { databaseURL in
+                let facade = try FacadeProcess(amqpURL: amqpURL)
+                defer { facade.stop() }
+                // Up but not ready: no core answers ping yet. Before the fix, provisioning sent its first
+                // PUT now and failed with this 503.
+                let (status, _) = try httpCall(
+                    host: "127.0.0.1",
+                    port: facade.port,
+                    method: "GET",
+                    path: "/readyz",
+                    body: []
+                )
+                #expect(status == 503)
+                let core = LateCore()
+                defer { core.stop() }
+                core.start(databaseURL: databaseURL, amqpURL: amqpURL, afterSeconds: 0.5)
+                let options = BenchOptions(
+                    transport: .http,
+                    amqpURL: amqpURL,
+                    httpURL: "http://127.0.0.1:\(facade.port)",
+                    databaseURL: databaseURL,
+                    showtimes: 1,
+                    seatsPerShowtime: 10,
+                    verify: false
+                )
+                try BenchRunner.provision(options, amqp: try AMQPConfiguration(url: amqpURL), logger: quietLogger)
+                #expect(core.error == nil, "\(core.error.map { "\($0)" } ?? "")")
+            }
+        }
+    }
+
     @Test("the null RPC echo answers every request")
     func echo() throws {
         try withScratchVhost { amqpURL in
@@ -133,5 +167,38 @@ struct BenchRunTests {
             let echo = try #require(outcome.report.operations.first)
             #expect(echo.operation == "echo" && echo.won > 0 && echo.error == 0 && echo.timeout == 0)
         }
+    }
+}
+
+/// A core started on another thread a moment after the test goes on (so the test's first request comes
+/// before any core exists), stopped by `stop()`.
+final class LateCore: @unchecked Sendable {
+    // @unchecked: `core` and `failure` are only touched under `lock`; `thread` only by the test's thread.
+    private let lock = NSLock()
+    private var core: CoreProcess?
+    private var failure: (any Error)?
+    private var thread: Thread?
+    private let started = DispatchSemaphore(value: 0)
+
+    var error: (any Error)? { lock.withLock { failure } }
+
+    func start(databaseURL: String, amqpURL: String, afterSeconds delay: Double) {
+        let thread = Thread { [self] in
+            Thread.sleep(forTimeInterval: delay)
+            do {
+                let process = try CoreProcess(databaseURL: databaseURL, amqpURL: amqpURL)
+                lock.withLock { core = process }
+            } catch {
+                lock.withLock { failure = error }
+            }
+            started.signal()
+        }
+        self.thread = thread
+        thread.start()
+    }
+
+    func stop() {
+        if thread != nil { started.wait() }
+        lock.withLock { core }?.stop()
     }
 }
