@@ -104,6 +104,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
+            // The schema (Storage/SQL/NNNN_*.sql) and the control claim, embedded in the binary (decision 0002).
+            resources: [.embedInCode("Storage/SQL"), .embedInCode("Storage/Control")],
             swiftSettings: swiftSettings
         ),
         .target(

@@ -1,3 +1,4 @@
+import Foundation
 import PostgresClient
 import Testing
 
@@ -5,6 +6,23 @@ import Testing
 
 @Suite("Storage: migrations")
 struct StorageMigrationTests {
+    @Test("the migrations are exactly the files of Storage/SQL, in version order (what setup.sh runs with psql)")
+    func migrationsAreTheSQLFiles() throws {
+        let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../Sources/InventoryRPC/Storage/SQL").standardized
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted()
+        #expect(files.count == Migrations.all.count)
+        for (file, migration) in zip(files, Migrations.all) {
+            #expect(file.hasSuffix(".sql"))
+            #expect(
+                file.hasPrefix(String(format: "%04d_", migration.version)),
+                "\(file) is not version \(migration.version)"
+            )
+            let text = try String(contentsOf: directory.appendingPathComponent(file), encoding: .utf8)
+            #expect(text == migration.sql, "\(file) differs from the SQL migration \(migration.version) runs")
+        }
+    }
+
     @Test("migrating twice applies everything once, then nothing")
     func migrateTwice() throws {
         try withTestDatabase(migrated: false) { url in

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Creates a scratch database for the hold benchmark: the schema (the migrations of
-# Sources/InventoryRPC/Storage/Migrations.swift, applied in order), one showtime `bench` with $SEATS seats,
+# Creates a scratch database for the hold benchmark: the schema (the migrations,
+# Sources/InventoryRPC/Storage/SQL/NNNN_*.sql, applied in order, each in one transaction, as the migrator
+# does; no schema_migrations table), one showtime `bench` with $SEATS seats,
 # then ANALYZE (after seeding: plans made on empty tables stay with prepared statements).
 #
 #   PGPASSWORD=postgres bench/pgbench/setup.sh inv_bench            # creates the database inv_bench
@@ -10,14 +11,12 @@ set -euo pipefail
 db="${1:?usage: setup.sh DATABASE}"
 seats="${SEATS:-200000}"
 here="$(cd "$(dirname "$0")" && pwd)"
-migrations="$here/../../Sources/InventoryRPC/Storage/Migrations.swift"
+sql="$here/../../Sources/InventoryRPC/Storage/SQL"
 psql=(psql -h "${PGHOST:-localhost}" -U "${PGUSER:-postgres}" -v ON_ERROR_STOP=1 -q)
 
 createdb -h "${PGHOST:-localhost}" -U "${PGUSER:-postgres}" "$db"
-# Each migration's SQL sits between `sql: #"""` and `"""#`; run them in file order, one transaction each.
-awk '/sql: #"""/ { n++; file = sprintf("'"$(mktemp -d)"'/%03d.sql", n); inside = 1; next }
-     /"""#/ { inside = 0; close(file); print file; next }
-     inside { print > file }' "$migrations" | while read -r file; do
+# The glob sorts by name, so by version (the file names start with the zero-padded version).
+for file in "$sql"/[0-9][0-9][0-9][0-9]_*.sql; do
     "${psql[@]}" -d "$db" -1 -f "$file"
 done
 "${psql[@]}" -d "$db" -c "SELECT * FROM inventory_define_seats('bench', ARRAY(SELECT 'S' || g FROM generate_series(1, $seats) g))"

@@ -17,6 +17,19 @@ public enum HoldOutcome: Sendable, Hashable {
     case keyReused
 }
 
+/// The statement `InventoryStore.hold` prepares: the claim of migration 2 (`inventory_hold`). The
+/// default below is the production one; the control build replaces it with a member of its own
+/// (`ControlUnsafeClaim.swift`, the only file that reads `INVENTORY_CONTROL_UNSAFE_CLAIM`).
+protocol ClaimStatement {
+    static var claimSQL: String { get }
+}
+
+extension ClaimStatement {
+    static var claimSQL: String { "SELECT * FROM inventory_hold($1, $2, $3::text[], $4, $5, $6, $7)" }
+}
+
+extension InventoryStore: ClaimStatement {}
+
 /// A hold the expiry sweep marked `expired`: what the caller needs to delete its Redis locks.
 public struct ExpiredHold: Sendable, Hashable {
     public var holdID: String
@@ -93,12 +106,7 @@ public final class InventoryStore {
 
         var sql: String {
             switch self {
-            case .hold:
-                #if INVENTORY_CONTROL_UNSAFE_CLAIM
-                return InventoryStore.unsafeClaimSQL
-                #else
-                return "SELECT * FROM inventory_hold($1, $2, $3::text[], $4, $5, $6, $7)"
-                #endif
+            case .hold: return InventoryStore.claimSQL
             case .findIdempotentHold:
                 return """
                     SELECT (inventory_result(CASE WHEN h.request_hash = $3 THEN 'replayed' ELSE 'key_reused' END, h)).*
@@ -125,26 +133,6 @@ public final class InventoryStore {
             }
         }
     }
-
-    #if INVENTORY_CONTROL_UNSAFE_CLAIM
-    /// CONTROL BUILD ONLY (`-Xswiftc -DINVENTORY_CONTROL_UNSAFE_CLAIM`): the claim without its
-    /// availability condition, to show that the concurrency tests catch a double hold. Never in a
-    /// release build.
-    static let unsafeClaimSQL = """
-        WITH h AS (
-            INSERT INTO holds (hold_id, showtime_id, user_id, seat_ids, status, expires_at, idempotency_key, request_hash)
-            VALUES ($1, $2, $4, $3::text[], 'active',
-                    inventory_ceil_second(now() + make_interval(secs => $7::integer)), $5, $6)
-            RETURNING *
-        ), claim AS (
-            UPDATE seat_states s
-               SET state = 'held', hold_id = $1, hold_expires_at = (SELECT h.expires_at FROM h), updated_at = now()
-             WHERE s.showtime_id = $2 AND s.seat_id = ANY ($3::text[])
-            RETURNING s.seat_id
-        )
-        SELECT (inventory_result('created', h)).* FROM h WHERE (SELECT count(*) FROM claim) >= 0
-        """
-    #endif
 
     /// Prepares every statement on `connection` (once per connection).
     public init(connection: PostgresConnection) throws {
