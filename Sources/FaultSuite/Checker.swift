@@ -125,7 +125,11 @@ public struct FaultReport: Codable, Sendable {
                     + results.sorted(by: { $0.key < $1.key }).map { "\($0.key) \($0.value)" }.joined(separator: ", ")
             )
         }
-        lines.append("faults: \(faults.values.reduce(0, +)) injected")
+        let doubles = faults["double", default: 0]
+        lines.append(
+            "faults: \(faults.values.reduce(0, +)) injected"
+                + (doubles > 0 ? " (\(doubles) of them double: two faults at once)" : "")
+        )
         for (kind, count) in faults.sorted(by: { $0.key < $1.key }) {
             var line = "  \(kind): \(count)"
             if let recovery = recovery[kind] {
