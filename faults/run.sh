@@ -224,11 +224,14 @@ unpublished() { psql_ -tAc 'SELECT count(*) FROM outbox WHERE published_at IS NU
 
 # MARK: Faults
 
-random_core() { echo "${CORES[RANDOM % ${#CORES[@]}]}"; }
+# Random draws set variables, never print: bash reseeds $RANDOM in every subshell, so a draw inside
+# $(...) would not follow --seed.
+random_core() { CORE=${CORES[RANDOM % ${#CORES[@]}]}; } # sets CORE
 
 fault_kill_core() {
     local name start back
-    name=$(random_core)
+    random_core
+    name=$CORE
     start=$(now_ms)
     kill9 "$name"
     sleep "0.$((RANDOM % 8 + 2))"
@@ -250,7 +253,8 @@ commits_since() { # name since_ms
 # a moment later (up to 20 times); then kill -9: each such write committed and its answer was never read.
 fault_kill_core_after_commit() {
     local name start back pid committed=0 frozen tries=0
-    name=$(random_core)
+    random_core
+    name=$CORE
     pid=${PIDS[$name]}
     start=$(now_ms)
     while :; do
@@ -261,7 +265,7 @@ fault_kill_core_after_commit() {
         tries=$((tries + 1))
         [ "$committed" = 0 ] && [ $tries -lt 20 ] || break
         kill -CONT "$pid" 2>/dev/null || true
-        sleep "0.$((RANDOM % 2 + 1))"
+        sleep "0.$((SRANDOM % 2 + 1))"
     done
     kill9 "$name"
     sleep 0.2
@@ -276,7 +280,8 @@ fault_kill_core_after_commit() {
 # core's relay, once the dead session's advisory lock is gone) must publish what it left, once.
 fault_kill_relay_unpublished() {
     local name start back waiting=0 rows=0
-    name=$(relay_leader || random_core)
+    random_core # drawn in every case, so that the sequence of draws does not depend on timing
+    name=$(relay_leader) || name=$CORE
     start=$(now_ms)
     kill -STOP "${PIDS[$name]}" 2>/dev/null || true
     while [ $waiting -lt 60 ]; do
@@ -362,17 +367,19 @@ fault_kill_rabbitmq() {
 
 # MARK: Partitions (faults/net.sh): one core's link to one service, dropped in the core's namespace.
 
-random_between() { # "MIN-MAX" -> an integer in it
+random_between() { # "MIN-MAX": sets BETWEEN to an integer in it
     local low=${1%-*} high=${1#*-}
-    echo $((low + RANDOM % (high - low + 1)))
+    BETWEEN=$((low + RANDOM % (high - low + 1)))
 }
 
 # Draws a partition's parameters (in this shell, so the seed decides them): PART_NAME PART_DIRECTION PART_SECONDS.
 draw_partition() {
-    PART_NAME=$(random_core)
+    random_core
+    PART_NAME=$CORE
     local directions=(both out in)
     PART_DIRECTION=${directions[RANDOM % 3]}
-    if [ $((RANDOM % 4)) = 0 ]; then PART_SECONDS=$(random_between "$LONG_CUT"); else PART_SECONDS=$(random_between "$SHORT_CUT"); fi
+    if [ $((RANDOM % 4)) = 0 ]; then random_between "$LONG_CUT"; else random_between "$SHORT_CUT"; fi
+    PART_SECONDS=$BETWEEN
 }
 
 describe_direction() { # direction service name
@@ -407,7 +414,8 @@ fault_partition() { # service
 # then healed. handoverMs: from the cut to the other core's lock.
 fault_partition_relay_db() {
     local name start back now successor="" handover=-1
-    name=$(relay_leader || random_core)
+    random_core # drawn in every case, so that the sequence of draws does not depend on timing
+    name=$(relay_leader) || name=$CORE
     start=$(now_ms)
     net_cut "$name" postgres both
     while [ $(($(now_ms) - start)) -lt 40000 ]; do

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-/// The short fault run of the test command: `faults/run.sh --duration 30 --seed 13 --kinds ...` on its own
+/// The short fault run of the test command: `faults/run.sh --duration 30 --seed 45 --kinds ...` on its own
 /// private PostgreSQL, Redis and RabbitMQ (never the shared ones), the cores in network namespaces of their
 /// own, with the binaries this test run was built with: a partition of the relay leader's database link
 /// (the leadership must pass on), two faults at once, a partition of a core's broker link, a core killed
@@ -46,7 +46,7 @@ struct FaultRunTests {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
         process.arguments = [
-            Self.repository.appendingPathComponent("faults/run.sh").path, "--duration", "30", "--seed", "13",
+            Self.repository.appendingPathComponent("faults/run.sh").path, "--duration", "30", "--seed", "45",
             "--gap", "1-2", "--kinds", Self.kinds, "--bin", Self.binaries!.path, "--out", out.path,
         ]
         process.currentDirectoryURL = Self.repository
