@@ -8,6 +8,8 @@ import PackageDescription
 //                      thin Swift owners of the C handles: typed errors, no C types in their API.
 //   Contracts          the messages of INTERFACE.md as Codable types, codes and validation.
 //   ServiceSupport     configuration, logging, metrics, signals, back-off shared by the processes.
+//   InventoryRPCClient the one RPC client over AMQPClient (correlation, deadlines, returns, reconnect):
+//                      the facade, the gateway, the benchmark and the fault suite call the core with it.
 //   InventoryRPC       the core (library); `inventory-rpc` is its command line.
 //   HTTPFacade         the REST facade (library); `http-facade` is its command line.
 //   RealtimeGateway    the WebSocket gateway (library, Hummingbird); `realtime-gateway` is its command line.
@@ -98,6 +100,13 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "InventoryRPCClient",
+            dependencies: [
+                "AMQPClient", "Contracts", "ServiceSupport", .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "InventoryRPC",
             dependencies: [
                 "Contracts", "AMQPClient", "PostgresClient", "RedisClient", "HTTPServer", "ServiceSupport",
@@ -111,7 +120,7 @@ let package = Package(
         .target(
             name: "HTTPFacade",
             dependencies: [
-                "Contracts", "AMQPClient", "HTTPServer", "ServiceSupport",
+                "Contracts", "AMQPClient", "HTTPServer", "ServiceSupport", "InventoryRPCClient",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
@@ -137,7 +146,7 @@ let package = Package(
         .target(
             name: "RealtimeGateway",
             dependencies: [
-                "Contracts", "AMQPClient", "ServiceSupport",
+                "Contracts", "AMQPClient", "ServiceSupport", "InventoryRPCClient",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
@@ -162,7 +171,7 @@ let package = Package(
         .target(
             name: "Bench",
             dependencies: [
-                "Contracts", "AMQPClient", "PostgresClient", "InventoryRPC",
+                "Contracts", "AMQPClient", "PostgresClient", "InventoryRPC", "InventoryRPCClient",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -182,7 +191,7 @@ let package = Package(
         .target(
             name: "FaultSuite",
             dependencies: [
-                "Bench", "Contracts", "AMQPClient", "PostgresClient",
+                "Bench", "Contracts", "AMQPClient", "PostgresClient", "InventoryRPCClient",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -203,6 +212,13 @@ let package = Package(
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"], swiftSettings: swiftSettings),
         .testTarget(name: "ContractsTests", dependencies: ["Contracts"], swiftSettings: swiftSettings),
         .testTarget(name: "ServiceSupportTests", dependencies: ["ServiceSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "InventoryRPCClientTests",
+            dependencies: [
+                "InventoryRPCClient", "AMQPClient", "Contracts", .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "InventoryRPCTests",
             dependencies: ["InventoryRPC", "Contracts", "AMQPClient", "PostgresClient", "RedisClient"],

@@ -1,6 +1,7 @@
 import AMQPClient
 import Contracts
 import Foundation
+import InventoryRPCClient
 import Logging
 
 #if canImport(Glibc)
@@ -38,77 +39,40 @@ protocol ServiceTransport: AnyObject {
     func close()
 }
 
-/// AMQP RPC through `inventory.rpc`, replies by direct reply-to, both deadline forms set as INTERFACE.md asks.
+/// AMQP RPC through `inventory.rpc` with the shared RPC channel (direct reply-to, both deadline forms,
+/// `mandatory`), reconnecting on demand: a call after a lost connection opens a new one.
 final class AMQPTransport: ServiceTransport {
     let name = "amqp"
-    private let configuration: AMQPConfiguration
-    private let logger: Logger
-    private var connection: AMQPConnection?
-    private var nextID = 0
+    private let channel: RPCChannel
     private let decoder = ContractJSON.decoder()
-    private let clientName: String
 
     init(url: String, clientName: String, logger: Logger) throws {
         var configuration = try AMQPConfiguration(url: url)
         configuration.connectTimeout = .seconds(2)
         configuration.heartbeat = .seconds(10)
-        self.configuration = configuration
-        self.clientName = clientName
-        self.logger = logger
-    }
-
-    private func connected() throws(AMQPError) -> AMQPConnection {
-        if let connection, connection.isOpen { return connection }
-        connection?.close()
-        connection = nil
-        var configuration = self.configuration
         configuration.connectionName = "faults-\(clientName)"
-        let opened = try AMQPConnection(configuration: configuration, logger: logger)
-        do {
-            try opened.consume(queue: "amq.rabbitmq.reply-to", noAck: true)
-        } catch {
-            opened.close()
-            throw error
-        }
-        connection = opened
-        return opened
+        channel = RPCChannel(configuration: .init(amqp: configuration), logger: logger)
     }
 
     func call(_ operation: RPCOperation, body: [UInt8], timeout: Duration, disconnectAfterSend: Bool) -> CallOutcome {
-        nextID += 1
-        let correlationID = "\(clientName)-\(nextID)"
-        let timeoutMs = timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000
-        do {
-            let connection = try connected()
-            let properties = AMQPProperties(
-                contentType: "application/json",
-                correlationID: correlationID,
-                replyTo: "amq.rabbitmq.reply-to",
-                expiration: String(timeoutMs),
-                headers: [ContractHeaders.deadline: .int(epochMilliseconds() + timeoutMs)]
-            )
-            try connection.publish(
-                exchange: RPCOperation.exchange,
-                routingKey: operation.routingKey,
-                body: body,
-                properties: properties
-            )
+        let request = RPCRequest(operation, body: body, timeout: timeout)
+        do throws(AMQPError) {
+            try channel.connect()
             if disconnectAfterSend {
-                connection.close()
-                self.connection = nil
+                var failedAtOnce: RPCFailure?
+                channel.send(request) { if case .failure(let failure) = $0 { failedAtOnce = failure } }
+                // A clean close after the publish: the broker routes the request, nobody waits for its reply.
+                channel.close()
+                if let failedAtOnce, failedAtOnce != .stopped { return .transport("\(failedAtOnce)") }
                 return .disconnected
             }
-            let deadline = ContinuousClock.now + timeout
-            while ContinuousClock.now < deadline {
-                guard let event = try connection.nextEvent(timeout: .milliseconds(100)),
-                    case .delivery(let message) = event, message.properties.correlationID == correlationID
-                else { continue }
-                return Self.decode(message.body, decoder: decoder)
+            switch try channel.call(request) {
+            case .success(let reply): return Self.decode(reply.body, decoder: decoder)
+            case .failure(.timedOut): return .timeout
+            case .failure(let failure): return .transport("\(failure)")
             }
-            return .timeout
         } catch {
-            connection?.close()
-            connection = nil
+            channel.close()
             return .transport("\(error)")
         }
     }
@@ -125,8 +89,7 @@ final class AMQPTransport: ServiceTransport {
     }
 
     func close() {
-        connection?.close()
-        connection = nil
+        channel.close()
     }
 }
 

@@ -1,5 +1,6 @@
 import Contracts
 import HTTPServer
+import InventoryRPCClient
 import Logging
 import ServiceSupport
 import Synchronization
@@ -123,17 +124,21 @@ final class FacadeHandler: Sendable {
                 return
             }
             let correlationID = rpc.makeCorrelationID()
-            rpc.call(operation, body: body, timeout: settings.rpcTimeout, correlationID: correlationID) {
-                [self] outcome in
+            let call = RPCRequest(operation, body: body, timeout: settings.rpcTimeout, correlationID: correlationID)
+            rpc.call(call) { [self] outcome in
                 finish(answer(for: outcome, route: route, operation: operation), correlationID)
             }
         }
     }
 
-    private func answer(for outcome: RPCOutcome, route: Route, operation: RPCOperation) -> RESTAnswer {
+    private func answer(
+        for outcome: Result<RPCResponse, RPCFailure>,
+        route: Route,
+        operation: RPCOperation
+    ) -> RESTAnswer {
         switch outcome {
-        case .reply(let body, let replayed):
-            switch ReplyTranslator.answer(route: route, replyBody: body, replayed: replayed) {
+        case .success(let reply):
+            switch ReplyTranslator.answer(route: route, replyBody: reply.body, replayed: reply.isIdempotentReplay) {
             case .success(let answer):
                 return answer
             case .failure(let problem):
@@ -143,17 +148,23 @@ final class FacadeHandler: Sendable {
                 )
                 return .error(.internalError, "Internal error")
             }
-        case .failed(.unavailable):
+        case .failure(.notConnected), .failure(.connectionLost), .failure(.stopped):
             return .error(
                 .serviceUnavailable,
                 "The inventory service is unavailable: no connection to the message broker"
             )
-        case .failed(.unroutable):
+        case .failure(.unroutable):
             return .error(
                 .serviceUnavailable,
                 "The inventory service is unavailable: no core serves \(operation.routingKey)"
             )
-        case .failed(.timedOut):
+        case .failure(.duplicateCorrelationID):
+            logger.error(
+                "RPC call refused: correlation id in use",
+                metadata: ["rpc.operation": "\(operation.routingKey)"]
+            )
+            return .error(.internalError, "Internal error")
+        case .failure(.timedOut):
             metrics.rpcTimedOut()
             let milliseconds =
                 settings.rpcTimeout.components.seconds * 1000

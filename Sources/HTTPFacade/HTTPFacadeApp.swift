@@ -1,6 +1,7 @@
 import AMQPClient
 import Contracts
 import HTTPServer
+import InventoryRPCClient
 import Logging
 import ServiceSupport
 
@@ -37,7 +38,7 @@ public final class Facade: Sendable {
         // short bound keeps a blackholed broker from delaying reconnects and shutdown.
         amqp.connectTimeout = min(amqp.connectTimeout, .seconds(2))
         amqp.connectionName = "http-facade"
-        rpc = try RPCClient(configuration: .init(amqp: amqp), logger: logger)
+        rpc = try RPCClient(configuration: .init(amqp: amqp, whileDisconnected: .failAtOnce), logger: logger)
         handler = FacadeHandler(
             settings: .init(
                 cors: CORSPolicy(origins: configuration.corsOrigins),

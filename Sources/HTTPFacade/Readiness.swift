@@ -1,4 +1,5 @@
 import Contracts
+import InventoryRPCClient
 import Synchronization
 
 /// `/readyz`: ready when the broker connection is up and the core answers `ping.request`.
@@ -55,7 +56,7 @@ final class Readiness: Sendable {
     }
 
     private func ping() {
-        rpc.call(.ping, body: Array("{}".utf8), timeout: pingTimeout) { [self] outcome in
+        rpc.call(RPCRequest(.ping, body: Array("{}".utf8), timeout: pingTimeout)) { [self] outcome in
             let verdict = Self.verdict(outcome)
             let waiters = state.withLock { state -> [@Sendable (Verdict) -> Void] in
                 state.cached = (verdict, ContinuousClock.now)
@@ -66,10 +67,10 @@ final class Readiness: Sendable {
         }
     }
 
-    static func verdict(_ outcome: RPCOutcome) -> Verdict {
+    static func verdict(_ outcome: Result<RPCResponse, RPCFailure>) -> Verdict {
         switch outcome {
-        case .reply(let body, _):
-            switch (try? ContractJSON.decode(RPCReply<PingReply>.self, from: body))?.result {
+        case .success(let reply):
+            switch (try? ContractJSON.decode(RPCReply<PingReply>.self, from: reply.body))?.result {
             case .success(let reply) where reply.status == "ok":
                 return Verdict(ready: true, reason: "ok")
             case .success(let reply):
@@ -79,12 +80,14 @@ final class Readiness: Sendable {
             case nil:
                 return Verdict(ready: false, reason: "the core's ping reply does not fit the contract")
             }
-        case .failed(.unavailable):
+        case .failure(.notConnected), .failure(.connectionLost), .failure(.stopped):
             return Verdict(ready: false, reason: "no connection to the message broker")
-        case .failed(.unroutable):
+        case .failure(.unroutable):
             return Verdict(ready: false, reason: "no core has declared its queues")
-        case .failed(.timedOut):
+        case .failure(.timedOut):
             return Verdict(ready: false, reason: "the core did not answer ping in time")
+        case .failure(.duplicateCorrelationID):
+            return Verdict(ready: false, reason: "the ping could not be sent (correlation id in use)")
         }
     }
 }
