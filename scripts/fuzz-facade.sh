@@ -11,6 +11,10 @@
 # when schemathesis found nothing and generated at least MIN_CASES (default 1000) requests in all.
 # schemathesis and hypothesis are the versions pinned in requirements-test.txt (installed when not).
 #
+# One worker: with two, schemathesis generates in two threads, and hypothesis's `ast.parse` of lambda
+# sources racing in two threads crashes CPython 3.11 ("SystemError: AST constructor recursion depth
+# mismatch", or a KeyError from linecache) on any seed, now and then (seen with seed 1207 fixed).
+#
 # PUT /showtimes/{showtimeId}/seats runs without the coverage phase: its seatIds may hold 10,000 items,
 # and schemathesis spends minutes building boundary-sized arrays for that phase (measured: over 120 s
 # for that operation alone). Fuzzing still sends it valid and invalid bodies of every size.
@@ -35,7 +39,7 @@ fi
 checks=not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance
 common=(
     "$root/contracts/openapi.yaml" --url "$base_url" --checks "$checks" --max-examples "$max_examples"
-    --seed "$seed" --generation-database none --workers 2 --request-timeout 15 --continue-on-failure --no-color
+    --seed "$seed" --generation-database none --workers 1 --request-timeout 15 --continue-on-failure --no-color
 )
 
 # schemathesis keeps a cache (.schemathesis/) in its working directory: not in the repository.
