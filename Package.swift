@@ -40,6 +40,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        // SHA-1 (Redis script names) and SHA-256 (the idempotency request hash).
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         // MARK: C libraries
@@ -78,7 +80,10 @@ let package = Package(
         ),
         .target(
             name: "RedisClient",
-            dependencies: ["CHiredis", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "CHiredis", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -110,6 +115,7 @@ let package = Package(
             name: "InventoryRPC",
             dependencies: [
                 "Contracts", "AMQPClient", "PostgresClient", "RedisClient", "HTTPServer", "ServiceSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
@@ -206,11 +212,38 @@ let package = Package(
         ),
 
         // MARK: Tests
-        .testTarget(name: "AMQPClientTests", dependencies: ["AMQPClient"], swiftSettings: swiftSettings),
-        .testTarget(name: "PostgresClientTests", dependencies: ["PostgresClient"], swiftSettings: swiftSettings),
-        .testTarget(name: "RedisClientTests", dependencies: ["RedisClient"], swiftSettings: swiftSettings),
-        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"], swiftSettings: swiftSettings),
-        .testTarget(name: "ContractsTests", dependencies: ["Contracts"], swiftSettings: swiftSettings),
+        // The fixtures every test target shares (scratch vhosts and databases, a private redis-server,
+        // child processes, raw HTTP and RPC test clients), as swift-nio's NIOTestUtils.
+        .target(
+            name: "TestSupport",
+            dependencies: [
+                "AMQPClient", "Contracts", "PostgresClient", "RedisClient",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/TestSupport",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "AMQPClientTests",
+            dependencies: ["AMQPClient", "TestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PostgresClientTests",
+            dependencies: ["PostgresClient", "TestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RedisClientTests",
+            dependencies: ["RedisClient", "TestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "HTTPServerTests",
+            dependencies: ["HTTPServer", "TestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "ContractsTests", dependencies: ["Contracts", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ServiceSupportTests", dependencies: ["ServiceSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "InventoryRPCClientTests",
@@ -221,31 +254,31 @@ let package = Package(
         ),
         .testTarget(
             name: "InventoryRPCTests",
-            dependencies: ["InventoryRPC", "Contracts", "AMQPClient", "PostgresClient", "RedisClient"],
+            dependencies: ["InventoryRPC", "Contracts", "AMQPClient", "PostgresClient", "RedisClient", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "BenchTests",
             dependencies: [
-                "Bench", "Contracts", "AMQPClient", "PostgresClient", "InventoryRPC",
+                "Bench", "Contracts", "AMQPClient", "PostgresClient", "InventoryRPC", "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "FaultSuiteTests",
-            dependencies: ["FaultSuite", "Bench"],
+            dependencies: ["FaultSuite", "Bench", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "HTTPFacadeTests",
-            dependencies: ["HTTPFacade", "Contracts", "AMQPClient"],
+            dependencies: ["HTTPFacade", "Contracts", "AMQPClient", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "RealtimeGatewayTests",
             dependencies: [
-                "RealtimeGateway", "Contracts", "AMQPClient", "ServiceSupport",
+                "RealtimeGateway", "Contracts", "AMQPClient", "ServiceSupport", "TestSupport",
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 @testable import AMQPClient
@@ -385,12 +386,15 @@ import Testing
             let (local, peer) = try #require(connection.socketEndpoints())
             let name = "\(local) -> \(peer)"
             // rabbitmqctl closes by connection pid: find ours by its name (our own socket's endpoints).
-            let listing = try run(
+            let listing = try runProcess(
                 "/usr/sbin/rabbitmqctl", ["list_connections", "pid", "name", "--no-table-headers", "-q"])
             let line = listing.output.split(separator: "\n").first { $0.hasSuffix("\t" + name) }
             let pid = try #require(
                 line?.split(separator: "\t").first.map(String.init), "\(name) not in \(listing.output)")
-            let result = try run("/usr/sbin/rabbitmqctl", ["close_connection", pid, "closed by amqp-client-tests"])
+            let result = try runProcess(
+                "/usr/sbin/rabbitmqctl",
+                ["close_connection", pid, "closed by amqp-client-tests"]
+            )
             try #require(result.status == 0, "rabbitmqctl: \(result.output)")
             let error = #expect(throws: AMQPError.self) {
                 while try connection.nextEvent(timeout: .seconds(5)) != nil {}

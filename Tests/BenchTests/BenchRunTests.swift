@@ -1,6 +1,7 @@
 import AMQPClient
 import Contracts
 import Foundation
+import TestSupport
 import Testing
 
 @testable import Bench
@@ -10,16 +11,24 @@ struct BenchRunTests {
     /// Starts `inventory-rpc serve` on its own vhost and database and waits for it to answer a ping.
     /// BENCH_TEST_STUB=1 runs the bench against the storage-only `StubCore` instead.
     private func withCore<T>(_ body: (_ amqpURL: String, _ databaseURL: String) throws -> T) throws -> T {
-        try withScratchVhost { amqpURL in
-            try withScratchDatabase { databaseURL in
+        try withScratchVhost(prefix: "bench-test") { vhost in
+            let amqpURL = vhost.url
+            return try withMigratedDatabase { databaseURL in
                 if ProcessInfo.processInfo.environment["BENCH_TEST_STUB"] == "1" {
                     let stub = try StubCore(amqpURL: amqpURL, databaseURL: databaseURL, logger: quietLogger)
                     defer { stub.stop() }
                     return try body(amqpURL, databaseURL)
                 }
-                let core = try CoreProcess(databaseURL: databaseURL, amqpURL: amqpURL)
+                let core = try ServerProcess(
+                    product: "inventory-rpc",
+                    ["serve"],
+                    environment: [
+                        "DATABASE_URL": databaseURL, "RABBITMQ_URL": amqpURL, "HOLD_TTL_SECONDS": "2",
+                        "EXPIRY_INTERVAL_SECONDS": "1", "OPS_PORT": "0", "LOG_LEVEL": "warning",
+                    ]
+                )
                 defer { core.stop() }
-                guard try answersPing(amqpURL, within: .seconds(20), while: { core.process.isRunning }) else {
+                guard try answersPing(amqpURL, within: .seconds(20), while: { core.isRunning }) else {
                     throw TestFailure("inventory-rpc serve did not answer ping.request within 20 s")
                 }
                 return try body(amqpURL, databaseURL)
@@ -88,8 +97,8 @@ struct BenchRunTests {
     @Test("a few seconds of the mix over REST through http-facade, verified")
     func http() throws {
         try withCore { amqpURL, databaseURL in
-            let facade = try FacadeProcess(amqpURL: amqpURL)
-            defer { facade.stop() }
+            let facade = try startFacade(amqpURL: amqpURL)
+            defer { facade.process.stop() }
             let options = BenchOptions(
                 transport: .http,
                 amqpURL: amqpURL,
@@ -152,7 +161,8 @@ struct BenchRunTests {
 
     @Test("the null RPC echo answers every request")
     func echo() throws {
-        try withScratchVhost { amqpURL in
+        try withScratchVhost(prefix: "bench-test") { vhost in
+            let amqpURL = vhost.url
             let options = BenchOptions(
                 transport: .echo,
                 amqpURL: amqpURL,

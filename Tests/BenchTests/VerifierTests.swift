@@ -17,7 +17,7 @@ struct VerifierTests {
 
     @Test("passes a clean history, then names a planted double hold (seat, both holds, their intervals)")
     func catchesPlantedDoubleHold() throws {
-        try withScratchDatabase { url in
+        try withMigratedDatabase { url in
             let connection = try PostgresConnection(url: url, logger: quietLogger)
             defer { connection.close() }
             let (a, b) = try plant(connection)

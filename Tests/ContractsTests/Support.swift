@@ -1,12 +1,12 @@
 import Foundation
+import TestSupport
 import Testing
 
 @testable import Contracts
 
 /// Paths and loaders for the contracts folder, found from this file's place in the repository.
 enum Repo {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
+    static let root = Repository.root
     static let contracts = root.appendingPathComponent("contracts")
     static let schemas = contracts.appendingPathComponent("schemas")
     static let examples = contracts.appendingPathComponent("examples")
@@ -38,26 +38,10 @@ enum Repo {
         }
     }
 
-    /// Runs a command from the repository root; stdout and stderr together.
+    /// Runs a command (found on PATH) from the repository root; stdout and stderr together.
     static func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        process.currentDirectoryURL = root
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        try runProcess("/usr/bin/env", arguments, currentDirectory: root.path)
     }
-}
-
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
 }
 
 extension JSONValue {

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// The short fault run of the test command: `faults/run.sh --duration 30 --seed 45 --kinds ...` on its own
@@ -9,22 +10,14 @@ import Testing
 /// FAULTS_SKIP=1 to leave it out.
 @Suite("Fault suite, short run")
 struct FaultRunTests {
-    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
+    static let repository = Repository.root
 
-    /// The directory of the test executable: where `swift build --build-tests` put the service's binaries.
-    static let binaries: URL? = {
-        let candidates = [
-            Bundle.main.executableURL?.deletingLastPathComponent(),
-            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
-            repository.appendingPathComponent(".build/debug"),
-        ]
-        return candidates.compactMap { $0 }.first { directory in
-            ["inventory-rpc", "http-facade", "inventory-faults"].allSatisfy {
-                FileManager.default.isExecutableFile(atPath: directory.appendingPathComponent($0).path)
-            }
-        }
-    }()
+    /// Where `swift build --build-tests` put the service's binaries, if it built all three.
+    static let binaries: URL? = Products.directory.flatMap { directory in
+        ["inventory-rpc", "http-facade", "inventory-faults"].allSatisfy {
+            FileManager.default.isExecutableFile(atPath: directory.appendingPathComponent($0).path)
+        } ? directory : nil
+    }
 
     /// Root is needed to run the private PostgreSQL as `postgres` and RabbitMQ as `rabbitmq` (as
     /// scripts/services.sh needs it for the shared ones).
@@ -43,22 +36,18 @@ struct FaultRunTests {
     func shortRun() throws {
         // The run's report and logs: kept when it fails (the path is in the output), removed when it passes.
         let out = Self.repository.appendingPathComponent(".build/faults/test-\(getpid())")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = [
-            Self.repository.appendingPathComponent("faults/run.sh").path, "--duration", "30", "--seed", "45",
-            "--gap", "1-2", "--kinds", Self.kinds, "--bin", Self.binaries!.path, "--out", out.path,
-        ]
-        process.currentDirectoryURL = Self.repository
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        if process.terminationStatus != 0 { print(text) }
-        #expect(process.terminationStatus == 0, "faults/run.sh failed (logs in \(out.path)):\n\(text.suffix(6_000))")
+        let run = try runProcess(
+            "/bin/bash",
+            [
+                Self.repository.appendingPathComponent("faults/run.sh").path, "--duration", "30", "--seed", "45",
+                "--gap", "1-2", "--kinds", Self.kinds, "--bin", Self.binaries!.path, "--out", out.path,
+            ],
+            currentDirectory: Self.repository.path
+        )
+        let text = run.output
+        if run.status != 0 { print(text) }
+        #expect(run.status == 0, "faults/run.sh failed (logs in \(out.path)):\n\(text.suffix(6_000))")
         #expect(text.contains("PASS: no anomaly"))
-        if process.terminationStatus == 0 { try? FileManager.default.removeItem(at: out) }
+        if run.status == 0 { try? FileManager.default.removeItem(at: out) }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// Over real HTTP, against the real core (`inventory-rpc serve` as a subprocess) and the real PostgreSQL,
@@ -373,13 +374,15 @@ struct EndToEndTests {
 
     @Test("broker unreachable: 503 at once, also for calls pending on the lost connection; recovers by itself")
     func brokerDown() async throws {
-        try await withStack(rpcTimeoutMilliseconds: 5000) { stack in
+        // The RPC timeout is far longer than any answer on a lost connection may take: a call that waited
+        // for it would be answered 504 UPSTREAM_TIMEOUT, so a 503 proves the loss itself answered it (no
+        // wall-clock bound, which a loaded machine breaks).
+        try await withStack(rpcTimeoutMilliseconds: 30_000) { stack in
             let showtime = try stack.showtime(seats: 3)
             // A call pending on the connection (the core is stopped, so nobody answers it)...
             stack.stopCore()
             let pending = Thread.detachedResult { try hold(stack, showtime, ["s1"], user: "u") }
             usleep(300_000)
-            let cut = ContinuousClock.now
             // ...then the broker goes away for this stack: deleting the vhost closes its connections.
             try stack.deleteVhost()
             let pendingAnswer = try pending.value()
@@ -387,12 +390,9 @@ struct EndToEndTests {
                 pendingAnswer.status == 503 && pendingAnswer.errorCode == "SERVICE_UNAVAILABLE",
                 "\(pendingAnswer.text)"
             )
-            #expect(cut.duration(to: .now) < .milliseconds(2500), "answered after \(cut.duration(to: .now))")
 
-            let started = ContinuousClock.now
             let refused = try hold(stack, showtime, ["s1"], user: "u")
             #expect(refused.status == 503 && refused.errorCode == "SERVICE_UNAVAILABLE", "\(refused.text)")
-            #expect(started.duration(to: .now) < .milliseconds(500), "\(started.duration(to: .now))")
             #expect(try stack.request("GET", "/readyz").status == 503)
             #expect(try stack.request("GET", "/healthz").status == 200)
 
@@ -470,10 +470,9 @@ struct EndToEndTests {
         "schemathesis fuzzes the OpenAPI document against the live facade: no 5xx, no schema break, >= 1,000 requests"
     )
     func contractFuzzing() async throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
+        let root = Repository.root
         let result = try await withStack { stack in
-            try run(
+            try runProcess(
                 "/bin/bash",
                 [root.appendingPathComponent("scripts/fuzz-facade.sh").path, "http://127.0.0.1:\(stack.port)", "1000"]
             )

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPServer
 import Logging
+import TestSupport
 import Testing
 
 /// The control for "1,000 waiting requests starve nobody" (EndToEndTests.coreStopped): the same

@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import HTTPServer
+import TestSupport
 import Testing
 
 /// `HTTPSERVER_BENCH=1 swift test -c release --filter HTTPServerTests.Benchmark` runs `wrk` (if installed)

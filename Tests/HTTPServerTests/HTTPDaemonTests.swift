@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import HTTPServer
 import Synchronization
+import TestSupport
 import Testing
 
 @Suite("HTTPDaemon over real HTTP")
@@ -128,7 +129,7 @@ struct HTTPDaemonTests {
         defer { daemon.shutdown(timeout: .seconds(2)) }
         let port = daemon.port
         let body = [UInt8](repeating: 0x61, count: 5_000)
-        let response = try await blocking { () -> TestConnection.Response in
+        let response = try await blocking { () -> TestResponse in
             let connection = try TestConnection(port: port)
             switch framing {
             case "content-length":

@@ -1,6 +1,7 @@
 import AMQPClient
 import Contracts
 import Foundation
+import TestSupport
 import Testing
 
 @testable import InventoryRPC
@@ -196,7 +197,7 @@ extension CoreServiceTests {
             try await withCore(workers: 2, processes: 2) { core in
                 let showtimeID = try await core.showtime(seats: 100)
                 for seat in 1...10 { #expect(try await core.hold(showtimeID, ["s\(seat)"]).errorCode == nil) }
-                var leader: ServeProcess?
+                var leader: ServerProcess?
                 for _ in 0..<100 {
                     leader = core.processes.first { $0.output.contains("outbox relay is the leader") }
                     if leader != nil { break }

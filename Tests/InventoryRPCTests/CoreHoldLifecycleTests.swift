@@ -1,6 +1,7 @@
 import AMQPClient
 import Contracts
 import Foundation
+import TestSupport
 import Testing
 
 @testable import InventoryRPC

@@ -3,6 +3,7 @@ import Contracts
 import Foundation
 import HTTPServer
 import Logging
+import TestSupport
 import Testing
 
 @testable import InventoryRPC
@@ -44,13 +45,13 @@ struct CoreUnitTests {
             maximumBackoff: .milliseconds(300)
         )
         #expect(circuit.permit() && circuit.permit())
-        circuit.failed(FixtureError("refused"))
+        circuit.failed(TestFailure("refused"))
         #expect(circuit.isOpen)
         #expect(!circuit.permit())
         try await Task.sleep(for: .milliseconds(300))
         #expect(circuit.permit(), "one probe after the back-off")
         #expect(!circuit.permit(), "only one")
-        circuit.failed(FixtureError("still refused"))
+        circuit.failed(TestFailure("still refused"))
         #expect(!circuit.permit())
         try await Task.sleep(for: .milliseconds(350))
         #expect(circuit.permit())

@@ -1,6 +1,7 @@
 import Contracts
 import Foundation
 import PostgresClient
+import TestSupport
 import Testing
 
 @testable import InventoryRPC

@@ -132,6 +132,29 @@ struct StorageRequestHashTests {
         )
     }
 
+    @Test("the hash is the one already stored in databases (values pinned from the hand-written SHA-256)")
+    func pinnedValues() {
+        // Computed by the hand-written SHA-256 the package had before swift-crypto (and by Python's hashlib).
+        #expect(
+            RequestHash.of(HoldRequest(showtimeId: "show", seatIds: ["A1", "A2"], userId: "alice"))
+                == "d9a3eaa2e71ab0c2ad5a592b69dc2247a327ad2bb6163b6aed822ae4dcccfb90"
+        )
+        #expect(
+            RequestHash.of(HoldRequest(showtimeId: "showtime_123", seatIds: ["seat_1"], userId: "user-42"))
+                == "ed2aab687409479fad8918f24d44a0d2f0894f57dce24ef5a9f6ff07c1d20627"
+        )
+        #expect(
+            RequestHash.of(
+                HoldRequest(showtimeId: "s\u{e9}ance-\u{1F3AC}", seatIds: ["A1", "B12", "C3"], userId: "\u{fc}")
+            )
+                == "9946d4e25e15167fd30ed6a5a76699c3f175d5da236fb5e2734a8c61fe6bd56c"
+        )
+        #expect(
+            RequestHash.of(HoldRequest(showtimeId: "", seatIds: [], userId: ""))
+                == "7b804097c9cc931abf1e114c02f8889766879c70d280d87a657d50df45ea293d"
+        )
+    }
+
     @Test("the hash is stable, ignores the key, and tells apart seats, order, user and showtime")
     func requestHash() {
         let base = HoldRequest(showtimeId: "show", seatIds: ["A1", "A2"], userId: "alice", idempotencyKey: "k")

@@ -1,37 +1,9 @@
 import Foundation
 import Logging
+import TestSupport
 import Testing
 
 @testable import PostgresClient
-
-/// Collects log messages so tests can see what the connection logged.
-final class CapturedLogs: @unchecked Sendable {  // guarded by `lock`
-    private let lock = NSLock()
-    private var entries: [(Logger.Level, String, Logger.Metadata)] = []
-
-    func append(_ level: Logger.Level, _ message: String, _ metadata: Logger.Metadata) {
-        lock.withLock { entries.append((level, message, metadata)) }
-    }
-
-    var all: [(level: Logger.Level, message: String, metadata: Logger.Metadata)] {
-        lock.withLock { entries.map { (level: $0.0, message: $0.1, metadata: $0.2) } }
-    }
-}
-
-struct CapturingLogHandler: LogHandler {
-    let logs: CapturedLogs
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        logs.append(event.level, "\(event.message)", metadata.merging(event.metadata ?? [:]) { $1 })
-    }
-}
 
 @Suite("Messages, logs and secrets") struct MessageTests {
     @Test("libpq's verbose connection message yields the server's SQLSTATE and one clean line")
@@ -83,8 +55,8 @@ struct CapturingLogHandler: LogHandler {
 
     @Test("server notices go to the logger, not to stderr, and nothing logged shows the password")
     func noticesAreLogged() throws {
-        let logs = CapturedLogs()
-        let logger = Logger(label: "capture") { _ in CapturingLogHandler(logs: logs) }
+        let logs = LogRecorder()
+        let logger = logs.logger(label: "capture")
         let connection = try PostgresConnection(url: TestDatabase.url, logger: logger)
         let missing = TestDatabase.uniqueName("absent")
         try connection.query("DROP TABLE IF EXISTS \(missing)")

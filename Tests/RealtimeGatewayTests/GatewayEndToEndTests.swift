@@ -2,210 +2,74 @@ import AMQPClient
 import Contracts
 import Foundation
 import Synchronization
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Blocking AMQP RPC calls (direct reply-to) for the test, each run on a thread of its own so that
-/// Swift's two pool threads stay free for the WebSocket clients whose receipt times are measured.
-final class TestRPC: @unchecked Sendable {
-    // @unchecked: `connection` is used by one thread at a time: calls are serialized by `lock`.
-    private let lock = NSLock()
-    private let connection: AMQPConnection
-
-    struct Answer: Sendable {
-        var body: [UInt8]
-        var sent: ContinuousClock.Instant
-        var replied: ContinuousClock.Instant
-    }
-
-    init(vhost: String) throws {
-        var configuration = try AMQPConfiguration(url: TestBroker.url(vhost))
-        configuration.heartbeat = .zero
-        configuration.connectionName = "gateway-tests rpc"
-        connection = try AMQPConnection(configuration: configuration, logger: quietLogger)
-        // Publishing to a missing exchange would close the channel: declare it as the core does.
-        try connection.declareExchange(RPCOperation.exchange, type: .direct, durable: true)
-        try connection.consume(queue: "amq.rabbitmq.reply-to", noAck: true)
-    }
-
-    func call(
-        _ operation: RPCOperation,
-        _ request: some Encodable & Sendable,
-        timeout: Duration = .seconds(5)
-    )
-        async throws -> Answer
-    {
-        let body = try ContractJSON.encode(request)
-        return try await withCheckedThrowingContinuation { continuation in
-            Thread { [self] in
-                lock.lock()
-                defer { lock.unlock() }
-                do {
-                    let id = UUID().uuidString
-                    let sent = ContinuousClock.now
-                    try connection.publish(
-                        exchange: RPCOperation.exchange,
-                        routingKey: operation.routingKey,
-                        body: body,
-                        properties: AMQPProperties(
-                            contentType: "application/json",
-                            correlationID: id,
-                            replyTo: "amq.rabbitmq.reply-to"
-                        )
-                    )
-                    let deadline = sent.advanced(by: timeout)
-                    while ContinuousClock.now < deadline {
-                        if case .delivery(let message)? = try connection.nextEvent(timeout: .milliseconds(100)),
-                            message.properties.correlationID == id
-                        {
-                            continuation.resume(returning: Answer(body: message.body, sent: sent, replied: .now))
-                            return
-                        }
-                    }
-                    continuation.resume(throwing: TestFailure("no reply to \(operation.routingKey)"))
-                } catch {
-                    continuation.resume(throwing: error)
-                }
-            }.start()
-        }
-    }
-
+extension RPCTestClient {
     /// The call's `data`, or a failure naming the error.
     func ok<T: Codable & Sendable>(
         _ type: T.Type,
         _ operation: RPCOperation,
         _ request: some Encodable & Sendable
     )
-        async throws -> (T, Answer)
+        async throws -> (T, RPCAnswer)
     {
-        let answer = try await call(operation, request)
+        let answer = try await call(operation, request, timeout: .seconds(5))
         switch try ContractJSON.decode(RPCReply<T>.self, from: answer.body) {
         case .ok(let data): return (data, answer)
         case .error(let error): throw TestFailure("\(operation.routingKey): \(error.code.rawValue) \(error.message)")
         }
-    }
-
-    deinit { connection.close() }
-}
-
-/// Receipt times of every event at a plain consumer of `inventory.events` in the test's vhost: what the
-/// broker hands out, against which the gateway's own share of the latency is measured.
-final class EventObserver: Sendable {
-    private let seen = Mutex<[String: ContinuousClock.Instant]>([:])
-    private let stopped = Atomic<Bool>(false)
-
-    init(vhost: String) throws {
-        var configuration = try AMQPConfiguration(url: TestBroker.url(vhost))
-        configuration.connectionName = "gateway-tests observer"
-        let connection = try AMQPConnection(configuration: configuration, logger: quietLogger)
-        try connection.declareExchange(EventType.exchange, type: .topic, durable: true)
-        let queue = try connection.declareQueue("", durable: false, exclusive: true, autoDelete: true)
-        try connection.bindQueue(queue, exchange: EventType.exchange, routingKey: "#")
-        try connection.consume(queue: queue, noAck: true)
-        let box = UncheckedBox(connection)
-        Thread { [self] in
-            let connection = box.value
-            while !stopped.load(ordering: .relaxed) {
-                guard case .delivery(let message)? = try? connection.nextEvent(timeout: .milliseconds(100)) else {
-                    if !connection.isOpen { break }
-                    continue
-                }
-                let now = ContinuousClock.now
-                if let event = try? ContractJSON.decode(InventoryEvent.self, from: message.body) {
-                    seen.withLock { $0[event.eventId] = $0[event.eventId] ?? now }
-                }
-            }
-            connection.close()
-        }.start()
-    }
-
-    func receipt(of eventId: String) -> ContinuousClock.Instant? { seen.withLock { $0[eventId] } }
-    func stop() { stopped.store(true, ordering: .relaxed) }
-}
-
-/// `inventory-rpc serve` as a subprocess with its own database and vhost.
-final class CoreProcess: Sendable {
-    let process: Process
-
-    static var binary: URL? {
-        RealServices.GatewayProcessTests.executable?.deletingLastPathComponent().appendingPathComponent("inventory-rpc")
-    }
-
-    init(binary: URL, environment: [String: String]) throws {
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = ["serve"]
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-        process.currentDirectoryURL = FileManager.default.temporaryDirectory
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        self.process = process
-    }
-
-    func stop() async {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGTERM)
-        try? await eventually("the core stopped", timeout: .seconds(15)) { !process.isRunning }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
     }
 }
 
 extension RealServices {
     @Suite("Realtime gateway end to end, through the core", .serialized)
     struct GatewayEndToEndTests {
-        static let adminDatabaseURL =
-            ProcessInfo.processInfo.environment["TEST_DATABASE_URL"]
-            ?? "postgresql://postgres:postgres@localhost:5432/postgres"
-
-        static func psql(_ sql: String) async throws {
-            let (status, output) = try await TestBroker.run("/usr/bin/psql", [adminDatabaseURL, "-q", "-c", sql])
-            guard status == 0 else { throw TestFailure("psql: \(output)") }
-        }
-
         @Test("a hold, a release, a purchase and an expiry made through the core reach exactly the right clients")
         func throughTheCore() async throws {
-            let core = try #require(CoreProcess.binary, "build the inventory-rpc product first")
-            let database = "gateway_e2e_\(UInt32.random(in: 0...UInt32.max))"
-            try await Self.psql("CREATE DATABASE \(database)")
-            var components = URLComponents(string: Self.adminDatabaseURL)!
-            components.path = "/" + database
-            let databaseURL = components.string!
+            _ = try #require(try? Products.path("inventory-rpc"), "build the inventory-rpc product first")
+            let database = ScratchDatabase(prefix: "gateway_e2e")
+            try await blocking { try database.create() }
             do {
-                try await TestBroker.withVhost { vhost in
+                try await withScratchVhost(prefix: "test-gw") { scratch in
+                    let vhost = scratch.name
                     let environment = [
-                        "DATABASE_URL": databaseURL, "RABBITMQ_URL": TestBroker.url(vhost), "HOLD_TTL_SECONDS": "3",
+                        "DATABASE_URL": database.url, "RABBITMQ_URL": scratch.url, "HOLD_TTL_SECONDS": "3",
                         "EXPIRY_INTERVAL_SECONDS": "1", "OPS_PORT": "0", "WORKERS": "2", "LOG_LEVEL": "warning",
                     ]
-                    let migrate = Process()
-                    migrate.executableURL = core
-                    migrate.arguments = ["migrate"]
-                    migrate.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-                    migrate.standardOutput = FileHandle.nullDevice
-                    try migrate.run()
-                    try await eventually("migrations", timeout: .seconds(30)) { !migrate.isRunning }
-                    #expect(migrate.terminationStatus == 0)
+                    let migrate = try await blocking {
+                        try runProcess(try Products.path("inventory-rpc"), ["migrate"], environment: environment)
+                    }
+                    #expect(migrate.status == 0)
 
-                    let coreProcess = try CoreProcess(binary: core, environment: environment)
+                    let coreProcess = try ServerProcess(product: "inventory-rpc", ["serve"], environment: environment)
                     do {
                         try await Self.scenario(vhost: vhost)
-                        await coreProcess.stop()
+                        try await blocking { coreProcess.stop(timeout: .seconds(15)) }
                     } catch {
-                        await coreProcess.stop()
+                        try? await blocking { coreProcess.stop(timeout: .seconds(15)) }
                         throw error
                     }
                 }
-                try await Self.psql("DROP DATABASE IF EXISTS \(database) WITH (FORCE)")
+                try await blocking { database.drop() }
             } catch {
-                try? await Self.psql("DROP DATABASE IF EXISTS \(database) WITH (FORCE)")
+                try? await blocking { database.drop() }
                 throw error
             }
         }
 
         static func scenario(vhost: String) async throws {
-            let rpc = try TestRPC(vhost: vhost)
+            let rpc = try RPCTestClient(
+                url: RabbitMQ.url(vhost: vhost),
+                connectionName: "gateway-tests rpc",
+                declaresExchange: true,
+                logger: quietLogger
+            )
+            defer { rpc.close() }
             try await eventuallyAsync("the core answers ping", timeout: .seconds(30)) {
                 (try? await rpc.call(.ping, PingRequest(), timeout: .milliseconds(500))) != nil
             }
@@ -215,8 +79,12 @@ extension RealServices {
             _ = try await rpc.ok(SeatsDefined.self, .seatsDefine, SeatsDefineRequest(showtimeId: x, seatIds: seats))
             _ = try await rpc.ok(SeatsDefined.self, .seatsDefine, SeatsDefineRequest(showtimeId: y, seatIds: seats))
 
-            let observer = try EventObserver(vhost: vhost)
-            defer { observer.stop() }
+            let observer = try EventRecorder(
+                url: RabbitMQ.url(vhost: vhost),
+                connectionName: "gateway-tests observer",
+                logger: quietLogger
+            )
+            defer { observer.close() }
             let gateway = try await RunningGateway.start(vhost: vhost)
             do {
                 let a1 = try await TestClient.connect("a1", url: gateway.url + "?showtimeId=\(x)")
@@ -235,7 +103,7 @@ extension RealServices {
                     _ type: EventType,
                     hold: String,
                     at clients: [TestClient],
-                    answer: TestRPC.Answer?,
+                    answer: RPCAnswer?,
                     within timeout: Duration = .seconds(10)
                 )
                     async throws -> Received
@@ -340,15 +208,5 @@ extension RealServices {
                 throw error
             }
         }
-    }
-}
-
-/// `eventually` whose condition needs to await.
-func eventuallyAsync(_ what: String, timeout: Duration, _ condition: () async -> Bool) async throws {
-    let clock = ContinuousClock()
-    let deadline = clock.now.advanced(by: timeout)
-    while await !condition() {
-        guard clock.now < deadline else { throw TestFailure("timed out waiting for \(what)") }
-        try await Task.sleep(for: .milliseconds(50))
     }
 }

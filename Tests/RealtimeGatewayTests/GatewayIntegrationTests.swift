@@ -3,6 +3,7 @@ import Foundation
 import RealtimeGateway
 import ServiceSupport
 import Synchronization
+import TestSupport
 import Testing
 
 /// Everything that talks to the shared broker, database and core runs one test at a time, so the
@@ -249,7 +250,7 @@ extension RealServices {
                 let before = (a.messages.count, b.messages.count)
                 // rabbitmqctl takes about half a second to start: times are from before it, so upper bounds.
                 let lostAt = ContinuousClock.now
-                let closed = try await TestBroker.closeConnections(vhost: vhost, namePrefix: "realtime-gateway")
+                let closed = try await closeBrokerConnections(vhost: vhost, namePrefix: "realtime-gateway")
                 #expect(closed == 2)
                 let resync = try await a.next(after: before.0, "resync") { $0.type == "resync" }
                 let snapshot = try await a.next(after: before.0, "fresh snapshot") { $0.type == "snapshot" }
@@ -326,54 +327,25 @@ extension RealServices {
             }
         }
 
-        /// The built executable (next to the test bundle).
-        static var executable: URL? {
-            let candidates = [
-                URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
-                URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().deletingLastPathComponent(),
-                Bundle.main.bundleURL,
-            ].map { $0.appendingPathComponent("realtime-gateway") }
-            return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) }
-        }
-
         @Test("the executable serves, and stops on SIGTERM with exit status 0, closing its WebSockets")
         func sigterm() async throws {
-            let executable = try #require(Self.executable, "build the realtime-gateway product first")
-            try await TestBroker.withVhost { vhost in
-                let process = Process()
-                process.executableURL = executable
-                var environment = ProcessInfo.processInfo.environment
-                environment["WS_PORT"] = "0"
-                environment["RABBITMQ_URL"] = TestBroker.url(vhost)
-                environment["LOG_LEVEL"] = "warning"
-                process.environment = environment
-                process.currentDirectoryURL = FileManager.default.temporaryDirectory
-                let output = Pipe()
-                process.standardOutput = output
-                let lines = Mutex<String>("")
-                output.fileHandleForReading.readabilityHandler = { handle in
-                    let data = handle.availableData
-                    lines.withLock { $0 += String(decoding: data, as: UTF8.self) }
-                }
-                let (exits, exitContinuation) = AsyncStream.makeStream(of: Int32.self)
-                process.terminationHandler = { exitContinuation.yield($0.terminationStatus) }
-                try process.run()
-                var port = 0
-                try await eventually("the listening line") {
-                    let text = lines.withLock { $0 }
-                    guard let range = text.range(of: "Realtime gateway listening on port ") else { return false }
-                    port = Int(text[range.upperBound...].prefix { $0.isNumber }) ?? 0
-                    return port > 0
-                }
+            _ = try #require(try? Products.path("realtime-gateway"), "build the realtime-gateway product first")
+            try await withScratchVhost(prefix: "test-gw") { vhost in
+                let process = try ServerProcess(
+                    product: "realtime-gateway",
+                    environment: ["WS_PORT": "0", "RABBITMQ_URL": vhost.url, "LOG_LEVEL": "warning"]
+                )
+                defer { process.stop() }
+                let port = try await process.waitForNumber(
+                    after: "Realtime gateway listening on port ",
+                    timeout: .seconds(10)
+                )
                 let client = try await TestClient.connect("c", url: "ws://127.0.0.1:\(port)/?showtimeId=s1")
                 try await eventually("broker up") { (try? httpGet(port: port, path: "/readyz").status) == 200 }
 
                 let signalled = ContinuousClock.now
-                kill(process.processIdentifier, SIGTERM)
-                var iterator = exits.makeAsyncIterator()
-                let status = await iterator.next()
+                let status = try await blocking { process.terminate(timeout: .seconds(15)) }
                 let took = signalled.duration(to: .now)
-                output.fileHandleForReading.readabilityHandler = nil
                 #expect(status == 0)
                 #expect(took < .seconds(10))
                 try await eventually("the client closed") { client.isClosed }

@@ -7,96 +7,26 @@ import NIOCore
 import RealtimeGateway
 import ServiceLifecycle
 import Synchronization
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-// MARK: - Broker fixture: a vhost of the test's own
+// MARK: - Broker fixtures: scratch vhosts (TestSupport), and connection loss
 
-enum TestBroker {
-    static let host = "127.0.0.1"
-
-    /// Runs a tool to completion without blocking a thread of Swift's pool (the gateway's WebSocket
-    /// tasks share those two threads on this machine).
-    @discardableResult
-    static func run(_ executable: String, _ arguments: [String]) async throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let output = FileManager.default.temporaryDirectory.appendingPathComponent("gw-tool-\(UUID().uuidString)")
-        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
-        let handle = try FileHandle(forWritingTo: output)
-        process.standardOutput = handle
-        process.standardError = handle
-        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-            do { try process.run() } catch { continuation.resume(throwing: error) }
-        }
-        try? handle.close()
-        let text = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
-        try? FileManager.default.removeItem(at: output)
-        return (status, text)
-    }
-
-    @discardableResult
-    static func rabbitmqctl(_ arguments: String...) async throws -> String {
-        let (status, output) = try await run("/usr/sbin/rabbitmqctl", arguments)
-        guard status == 0 else { throw TestFailure("rabbitmqctl \(arguments.joined(separator: " ")): \(output)") }
-        return output
-    }
-
-    /// A fresh vhost for `body`, deleted afterwards (with everything in it).
-    static func withVhost<R>(_ body: (String) async throws -> R) async throws -> R {
-        let vhost = "test-gw-\(UUID().uuidString.prefix(8).lowercased())"
-        try await rabbitmqctl("add_vhost", vhost)
-        try await rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-        do {
-            let result = try await body(vhost)
-            _ = try? await rabbitmqctl("delete_vhost", vhost)
-            return result
-        } catch {
-            _ = try? await rabbitmqctl("delete_vhost", vhost)
-            throw error
-        }
-    }
-
-    static func url(_ vhost: String) -> String { "amqp://guest:guest@\(host):5672/\(vhost)" }
-
-    /// Closes, from the broker's side, every connection of `vhost` whose name starts with `prefix`:
-    /// what the gateway sees when the broker restarts, without restarting the shared broker.
-    static func closeConnections(vhost: String, namePrefix: String) async throws -> Int {
+/// Closes, from the broker's side, every connection of `vhost` whose name starts with `namePrefix`: what
+/// the gateway sees when the broker restarts, without restarting the shared broker. How many it closed.
+func closeBrokerConnections(vhost: String, namePrefix: String) async throws -> Int {
+    try await blocking {
         // The connection_name client property shows only inside client_properties.
-        let listing = try await rabbitmqctl(
-            "list_connections",
-            "-q",
-            "--no-table-headers",
-            "pid",
-            "vhost",
-            "client_properties"
-        )
-        var closed = 0
-        for line in listing.split(separator: "\n") {
-            let fields = line.split(separator: "\t", maxSplits: 2).map(String.init)
-            guard fields.count == 3, fields[1] == vhost, fields[2].contains("\"\(namePrefix)") else { continue }
-            try await rabbitmqctl("close_connection", fields[0], "test: broker-side connection loss")
-            closed += 1
-        }
-        return closed
+        let pids = try RabbitMQ.connections(vhost: vhost, clientPropertiesContaining: "\"\(namePrefix)")
+        try RabbitMQ.closeConnections(pids, reason: "test: broker-side connection loss")
+        return pids.count
     }
 }
 
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
-
-let quietLogger: Logger = {
-    var logger = Logger(label: "realtime-gateway-tests")
-    logger.logLevel =
-        ProcessInfo.processInfo.environment["GATEWAY_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .warning
-    return logger
-}()
+let quietLogger = makeTestLogger("realtime-gateway-tests", level: .warning, variable: "GATEWAY_TEST_LOG")
 
 // MARK: - Broker-side helpers: an event publisher and a stand-in for the core's availability RPC
 
@@ -107,7 +37,7 @@ final class EventPublisher: @unchecked Sendable {
     private let connection: AMQPConnection
 
     init(vhost: String) throws {
-        var configuration = try AMQPConfiguration(url: TestBroker.url(vhost))
+        var configuration = try AMQPConfiguration(url: RabbitMQ.url(vhost: vhost))
         configuration.heartbeat = .zero  // idle between publishes; nothing reads heartbeats here
         configuration.connectionName = "gateway-tests publisher"
         connection = try AMQPConnection(configuration: configuration, logger: quietLogger)
@@ -141,7 +71,7 @@ final class FakeCore: Sendable {
 
     init(vhost: String, seatMaps: [String: [String]]) throws {
         self.seatMaps.withLock { $0 = seatMaps }
-        var configuration = try AMQPConfiguration(url: TestBroker.url(vhost))
+        var configuration = try AMQPConfiguration(url: RabbitMQ.url(vhost: vhost))
         configuration.connectionName = "gateway-tests fake-core"
         let connection = try AMQPConnection(configuration: configuration, logger: quietLogger)
         try connection.declareExchange(RPCOperation.exchange, type: .direct, durable: true)
@@ -203,12 +133,6 @@ final class FakeCore: Sendable {
     }
 }
 
-/// Hands a non-Sendable value to the one thread that uses it from then on.
-struct UncheckedBox<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
-}
-
 // MARK: - The gateway under test
 
 final class RunningGateway: Sendable {
@@ -233,7 +157,7 @@ final class RunningGateway: Sendable {
         var configuration = GatewayConfiguration()
         configuration.port = 0
         configuration.host = "127.0.0.1"
-        configuration.rabbitMQURL = TestBroker.url(vhost)
+        configuration.rabbitMQURL = RabbitMQ.url(vhost: vhost)
         configuration.rpcTimeout = .seconds(2)
         configuration.connectionName = "realtime-gateway"
         configure(&configuration)
@@ -272,7 +196,8 @@ func withGateway<R>(
     configure: (inout GatewayConfiguration) -> Void = { _ in },
     _ body: (RunningGateway, String) async throws -> R
 ) async throws -> R {
-    try await TestBroker.withVhost { vhost in
+    try await withScratchVhost(prefix: "test-gw") { scratch in
+        let vhost = scratch.name
         let core = try FakeCore(vhost: vhost, seatMaps: seatMaps)
         let gateway: RunningGateway
         do {
@@ -291,16 +216,6 @@ func withGateway<R>(
             await core.stop()
             throw error
         }
-    }
-}
-
-/// A bounded poll, for conditions that cannot be awaited (another thread's state).
-func eventually(_ what: String, timeout: Duration = .seconds(10), _ condition: () -> Bool) async throws {
-    let clock = ContinuousClock()
-    let deadline = clock.now.advanced(by: timeout)
-    while !condition() {
-        guard clock.now < deadline else { throw TestFailure("timed out waiting for \(what)") }
-        try await Task.sleep(for: .milliseconds(5))
     }
 }
 
@@ -403,7 +318,7 @@ final class TestClient: Sendable {
     }
 }
 
-// MARK: - Raw sockets: a client that never reads, and plain HTTP GETs
+// MARK: - Raw sockets: a client that never reads
 
 /// Connects with a tiny receive buffer, upgrades to WebSocket following `showtimeId`, then never reads
 /// again: the kind of client whose socket fills and stops taking data.
@@ -418,7 +333,7 @@ final class NeverReadingClient: Sendable {
         let request =
             "GET /?showtimeId=\(showtimeId) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\n"
             + "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        try sendAll(fd, request)
+        try HTTPTestClient.send(fd, Array(request.utf8))
         // Read the 101 response headers, a byte at a time so no WebSocket frame is consumed after them.
         var headers: [UInt8] = []
         var byte: UInt8 = 0
@@ -438,48 +353,6 @@ extension Array where Element == UInt8 {
     func ends(with suffix: [UInt8]) -> Bool {
         count >= suffix.count && Array(self[(count - suffix.count)...]) == suffix
     }
-}
-
-func connectLoopback(_ fd: Int32, port: Int) throws {
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = in_port_t(UInt16(port).bigEndian)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let result = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-        }
-    }
-    guard result == 0 else { throw TestFailure("connect: \(String(cString: strerror(errno)))") }
-}
-
-func sendAll(_ fd: Int32, _ text: String) throws {
-    let bytes = Array(text.utf8)
-    var sent = 0
-    while sent < bytes.count {
-        let n = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        guard n > 0 else { throw TestFailure("send failed") }
-        sent += n
-    }
-}
-
-/// A plain HTTP/1.1 GET (`Connection: close`): status line and body.
-func httpGet(port: Int, path: String) throws -> (status: Int, body: String) {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { _ = Glibc.close(fd) }
-    try connectLoopback(fd, port: port)
-    try sendAll(fd, "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-    var response: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 65_536)
-    while true {
-        let n = read(fd, &buffer, buffer.count)
-        if n <= 0 { break }
-        response += buffer[..<n]
-    }
-    let text = String(decoding: response, as: UTF8.self)
-    let status = Int(text.split(separator: " ", maxSplits: 2).dropFirst().first ?? "") ?? 0
-    let body = text.range(of: "\r\n\r\n").map { String(text[$0.upperBound...]) } ?? ""
-    return (status, body)
 }
 
 // MARK: - Events

@@ -1,5 +1,6 @@
 import Foundation
 import RedisClient
+import TestSupport
 import Testing
 
 @Suite("Commands against the shared Redis")
@@ -108,7 +109,7 @@ struct CommandTests {
     @Test("The database in the URL is selected")
     func selectsDatabase() async throws {
         let (inDB3, inDB0) = try await onOwnThread {
-            let keys = KeySpace()
+            let keys = RedisKeySpace("redisclient-test")
             let db3 = try RedisConnection(url: sharedRedisURL + "/3", logger: testLogger)
             let db0 = try RedisConnection(url: sharedRedisURL, logger: testLogger)
             defer {

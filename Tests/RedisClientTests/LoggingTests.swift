@@ -1,38 +1,8 @@
 import Foundation
 import Logging
 import RedisClient
-import Synchronization
+import TestSupport
 import Testing
-
-/// Keeps every log record, to check what a connection says and that it never says the password.
-final class LogRecorder: Sendable {
-    struct Record: Sendable {
-        var level: Logger.Level
-        var message: String
-        var metadata: [String: String]
-    }
-
-    private let records = Mutex<[Record]>([])
-    var logger: Logger { Logger(label: "recording") { _ in RecordingLogHandler(recorder: self) } }
-    var all: [Record] { records.withLock { $0 } }
-    func append(_ record: Record) { records.withLock { $0.append(record) } }
-}
-
-struct RecordingLogHandler: LogHandler {
-    let recorder: LogRecorder
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        let all = metadata.merging(event.metadata ?? [:]) { $1 }.mapValues { "\($0)" }
-        recorder.append(.init(level: event.level, message: "\(event.message)", metadata: all))
-    }
-}
 
 @Suite("Logs")
 struct LoggingTests {

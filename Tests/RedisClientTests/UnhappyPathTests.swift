@@ -1,5 +1,6 @@
 import Foundation
 import RedisClient
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -11,7 +12,7 @@ struct UnhappyPathTests {
     @Test("Nothing listening: connectionFailed, fast, retryable")
     func nothingListening() async throws {
         let (result, elapsed) = try await onOwnThread {
-            let port = try freeTCPPort()
+            let port = try freePort()
             let start = ContinuousClock.now
             let result = outcome { () throws(RedisError) in
                 try RedisConnection(url: "redis://127.0.0.1:\(port)", logger: testLogger)

@@ -2,54 +2,11 @@ import Foundation
 import HTTPFacade
 import Logging
 import ServiceSupport
-import Synchronization
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// Runs a program to completion; its output (stdout and stderr together) and status.
-@discardableResult
-func run(
-    _ program: String,
-    _ arguments: [String],
-    environment: [String: String] = [:]
-) throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: program)
-    process.arguments = arguments
-    process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let output = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: output, as: UTF8.self))
-}
-
-/// Where `swift build` put the executables: beside the test bundle.
-enum Products {
-    static var directory: URL {
-        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        var directory = executable.deletingLastPathComponent()
-        // swift test runs .../debug/<package>PackageTests.xctest; the products are in .../debug.
-        while directory.path != "/"
-            && !FileManager.default.fileExists(atPath: directory.appendingPathComponent("inventory-rpc").path)
-        {
-            directory = directory.deletingLastPathComponent()
-        }
-        return directory
-    }
-
-    static func path(_ name: String) throws -> String {
-        let path = directory.appendingPathComponent(name).path
-        guard FileManager.default.isExecutableFile(atPath: path) else {
-            throw TestFailure("\(name) not built (looked in \(directory.path)); run swift build first")
-        }
-        return path
-    }
-}
 
 /// Log lines of the in-process facade, kept for the tests to read.
 final class LogCapture: @unchecked Sendable {
@@ -76,42 +33,32 @@ final class LogCapture: @unchecked Sendable {
     }
 }
 
-/// A unique name for this test process and call: `prefix-<pid>-<n>`.
-func uniqueName(_ prefix: String) -> String {
-    "\(prefix)-\(getpid())-\(nameCounter.add(1, ordering: .relaxed).newValue)-\(UInt32.random(in: 0...UInt32.max))"
-}
-
-private let nameCounter = Atomic<Int>(0)
-
 /// A core (`inventory-rpc serve`) and an in-process facade on their own RabbitMQ vhost and PostgreSQL
 /// database, so that tests run beside other engineers' services and each other. `close()` removes all
 /// of it.
 final class Stack: @unchecked Sendable {
     // @unchecked: mutable state (`core`, `facade`) is changed only by the test that owns the stack,
     // one step at a time.
-    let vhost: String
-    let database: String
+    let vhost: ScratchVhost
+    let database: ScratchDatabase
     let rpcTimeoutMilliseconds: Int
     let holdTTLSeconds: Int
     let logs = LogCapture()
-    private(set) var core: Process?
+    private(set) var core: ServerProcess?
     private(set) var facade: Facade?
-    private var coreOutput: FileHandle?
     let coreLogPath: String
-
-    static let postgres = ["PGPASSWORD": "postgres"]
 
     init(rpcTimeoutMilliseconds: Int = 3000, holdTTLSeconds: Int = 300) {
         let id = uniqueName("facade")
-        vhost = "test-\(id)"
-        database = "test_" + id.replacingOccurrences(of: "-", with: "_")
+        vhost = ScratchVhost(name: "test-\(id)")
+        database = ScratchDatabase(prefix: "test_facade")
         self.rpcTimeoutMilliseconds = rpcTimeoutMilliseconds
         self.holdTTLSeconds = holdTTLSeconds
         coreLogPath = NSTemporaryDirectory() + "\(id)-core.log"
     }
 
-    var rabbitMQURL: String { "amqp://guest:guest@localhost:5672/\(vhost)" }
-    var databaseURL: String { "postgresql://postgres:postgres@localhost:5432/\(database)" }
+    var rabbitMQURL: String { vhost.url }
+    var databaseURL: String { database.url }
 
     var port: Int { facade?.port ?? 0 }
 
@@ -129,28 +76,19 @@ final class Stack: @unchecked Sendable {
     /// `/readyz` says 200.
     func start() throws {
         try createVhost()
-        let created = try run(
-            "/usr/bin/createdb",
-            ["-h", "localhost", "-U", "postgres", database],
-            environment: Self.postgres
-        )
-        guard created.status == 0 else { throw TestFailure("createdb: \(created.output)") }
-        let migrated = try run(try Products.path("inventory-rpc"), ["migrate"], environment: environment)
-        guard migrated.status == 0 else { throw TestFailure("migrate: \(migrated.output)") }
+        try database.create()
+        try database.migrateWithBuiltCore(environment: environment)
         try startCore()
         try startFacade()
         try waitUntilReady()
     }
 
     func createVhost() throws {
-        let added = try run("/usr/sbin/rabbitmqctl", ["add_vhost", vhost])
-        guard added.status == 0 else { throw TestFailure("add_vhost: \(added.output)") }
-        let permitted = try run("/usr/sbin/rabbitmqctl", ["set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"])
-        guard permitted.status == 0 else { throw TestFailure("set_permissions: \(permitted.output)") }
+        try vhost.create()
     }
 
     func deleteVhost() throws {
-        try run("/usr/sbin/rabbitmqctl", ["delete_vhost", vhost])
+        try vhost.delete()
     }
 
     func startFacade() throws {
@@ -169,36 +107,15 @@ final class Stack: @unchecked Sendable {
         facade = nil
     }
 
+    /// Starts `inventory-rpc serve`; its output is appended to one log over restarts.
     func startCore() throws {
-        if !FileManager.default.fileExists(atPath: coreLogPath) {
-            guard FileManager.default.createFile(atPath: coreLogPath, contents: nil) else {
-                throw TestFailure("cannot create \(coreLogPath)")
-            }
-        }
-        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: coreLogPath))
-        output.seekToEndOfFile()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try Products.path("inventory-rpc"))
-        process.arguments = ["serve"]
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        core = process
-        coreOutput = output
+        core = try ServerProcess(product: "inventory-rpc", ["serve"], environment: environment, logPath: coreLogPath)
     }
 
     /// SIGTERM, then waits for the core to exit (it promises to within 10 s).
     func stopCore() {
-        guard let core else { return }
-        if core.isRunning { core.terminate() }
-        let deadline = Date().addingTimeInterval(15)
-        while core.isRunning && Date() < deadline { usleep(20_000) }
-        if core.isRunning { kill(core.processIdentifier, SIGKILL) }
-        core.waitUntilExit()
-        self.core = nil
-        try? coreOutput?.close()
-        coreOutput = nil
+        core?.stop(timeout: .seconds(15))
+        core = nil
     }
 
     /// Polls `/readyz` (bounded): the facade is connected and the core answers ping.
@@ -225,11 +142,7 @@ final class Stack: @unchecked Sendable {
         stopFacade()
         stopCore()
         try? deleteVhost()
-        _ = try? run(
-            "/usr/bin/dropdb",
-            ["-h", "localhost", "-U", "postgres", "--if-exists", "--force", database],
-            environment: Self.postgres
-        )
+        database.drop()
         try? FileManager.default.removeItem(atPath: coreLogPath)
     }
 

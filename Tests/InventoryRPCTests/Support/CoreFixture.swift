@@ -5,6 +5,7 @@ import Logging
 import PostgresClient
 import RedisClient
 import ServiceSupport
+import TestSupport
 
 @testable import InventoryRPC
 
@@ -16,133 +17,21 @@ enum TestRedis {
     case `private`
 }
 
-/// Logs of the core under test: warnings and worse to standard error, unless `CORE_TEST_LOG` says a level.
-let testLogger: Logger = {
-    var logger = Logger(label: "core.test") { label in
-        var handler = StreamLogHandler.standardError(label: label)
-        handler.logLevel = .trace
-        return handler
-    }
-    let level = ProcessInfo.processInfo.environment["CORE_TEST_LOG"].flatMap(Logger.Level.init(rawValue:))
-    logger.logLevel = level ?? .error
-    return logger
-}()
-
-/// A random id for names in the shared services.
-func uniqueID() -> String {
-    String(UInt64.random(in: 0...UInt64.max), radix: 36)
-}
-
-/// A RabbitMQ vhost of the test's own, so the fixed names of INTERFACE.md can stay as pinned.
-struct TestVhost {
-    let name: String
-
-    static func create() throws -> TestVhost {
-        let name = "test-\(uniqueID())"
-        try rabbitmqctl(["add_vhost", name])
-        try rabbitmqctl(["set_permissions", "-p", name, "guest", ".*", ".*", ".*"])
-        return TestVhost(name: name)
-    }
-
-    var url: String { "amqp://guest:guest@localhost:5672/\(name)" }
-
-    func delete() {
-        try? Self.rabbitmqctl(["delete_vhost", name])
-    }
-
-    private static func rabbitmqctl(_ arguments: [String]) throws {
-        let output = try runProcess("/usr/sbin/rabbitmqctl", ["-q"] + arguments)
-        if output.status != 0 {
-            throw FixtureError("rabbitmqctl \(arguments.joined(separator: " ")) failed: \(output.text)")
-        }
-    }
-}
-
-struct FixtureError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
-
-func freePort() -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = 0
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
-    }
-    _ = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-    }
-    return Int(UInt16(bigEndian: address.sin_port))
-}
-
-/// A redis-server of the test's own: no persistence, on a free port.
-final class PrivateRedis: @unchecked Sendable {
-    // @unchecked: `process` is replaced only by start()/stop(), which tests call from one task at a time.
-    let port: Int
-    private var process: ChildProcess?
-
-    init() throws {
-        port = freePort()
-        try start()
-    }
-
-    var url: String { "redis://127.0.0.1:\(port)" }
-
-    func start() throws {
-        process = try ChildProcess(
-            "/usr/bin/redis-server",
-            ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        )
-        let deadline = Date().addingTimeInterval(5)
-        while Date() < deadline {
-            if let connection = try? RedisConnection(url: url, logger: testLogger) {
-                defer { connection.close() }
-                if (try? connection.command(["PING"])) != nil { return }
-            }
-            usleep(20_000)
-        }
-        throw FixtureError("private redis-server on \(port) did not start")
-    }
-
-    func command(_ arguments: [String]) throws -> RedisValue {
-        let connection = try RedisConnection(url: url, logger: testLogger)
-        defer { connection.close() }
-        return try connection.command(arguments)
-    }
-
-    /// Kills the server (no persistence: nothing to save).
-    func stop() {
-        guard let process else { return }
-        process.signal(SIGCONT)
-        process.signal(SIGKILL)
-        process.wait()
-        self.process = nil
-    }
-
-    /// Freezes the server (SIGSTOP): connections stay open, commands time out.
-    func pause() { process?.signal(SIGSTOP) }
-    func resume() { process?.signal(SIGCONT) }
-
-    deinit { stop() }
-}
+/// Logs of the core under test: errors to standard error, unless `CORE_TEST_LOG` says a level.
+let testLogger = makeTestLogger("core.test", level: .error, variable: "CORE_TEST_LOG")
 
 /// One test's core and everything it talks to.
 struct CoreHarness: Sendable {
     /// The in-process core (nil when the fixture runs `inventory-rpc serve` processes instead).
     var core: CoreService?
     /// The `inventory-rpc serve` processes, when the fixture runs those.
-    var processes: [ServeProcess] = []
+    var processes: [ServerProcess] = []
     var client: RPCTestClient
-    var events: EventCollector
+    var events: EventRecorder
     var databaseURL: String
     var vhost: String
     var rabbitmqURL: String
-    var redis: PrivateRedis?
+    var redis: PrivateRedisServer?
     var redisURL: String
 
     /// Defines `seats` seats `s1`...`sN` of a new showtime; returns its id.
@@ -153,7 +42,7 @@ struct CoreHarness: Sendable {
             SeatsDefineRequest(showtimeId: showtimeID, seatIds: (1...seats).map { "s\($0)" })
         )
         guard case .ok = try answer.decode(SeatsDefined.self) else {
-            throw FixtureError("seats.define failed: \(String(decoding: answer.body, as: UTF8.self))")
+            throw TestFailure("seats.define failed: \(String(decoding: answer.body, as: UTF8.self))")
         }
         return showtimeID
     }
@@ -174,7 +63,7 @@ struct CoreHarness: Sendable {
 
     /// Runs a query on the test database (blocking; short).
     func query(_ sql: String, _ parameters: [(any PostgresEncodable)?] = []) throws -> [PostgresRow] {
-        let connection = try PostgresConnection(url: databaseURL, logger: testLogger)
+        let connection = try ScratchDatabase.connect(databaseURL)
         defer { connection.close() }
         return try connection.query(sql, parameters).rows
     }
@@ -192,22 +81,18 @@ func withCore<T>(
     outboxPollInterval: Duration = .milliseconds(500),
     _ body: (CoreHarness) async throws -> T
 ) async throws -> T {
-    let vhost = try TestVhost.create()
-    defer { vhost.delete() }
-    let database = try TestDatabase.create(prefix: "core_test")
-    defer { TestDatabase.drop(database) }
-    let databaseURL = TestDatabase.url(database: database)
-    do {
-        let connection = try TestDatabase.connect(databaseURL)
-        defer { connection.close() }
-        _ = try Migrator.migrate(connection, logger: TestDatabase.logger)
-    }
-    let privateRedis = redis == .private ? try PrivateRedis() : nil
+    let vhost = try ScratchVhost.create()
+    defer { try? vhost.delete() }
+    let database = try ScratchDatabase.create(prefix: "core_test")
+    defer { database.drop() }
+    let databaseURL = database.url
+    try database.withConnection { _ = try Migrator.migrate($0, logger: ScratchDatabase.logger) }
+    let privateRedis = redis == .private ? try PrivateRedisServer() : nil
     defer { privateRedis?.stop() }
     let redisURL = privateRedis?.url ?? "redis://localhost:6379"
 
     var core: CoreService?
-    var servers: [ServeProcess] = []
+    var servers: [ServerProcess] = []
     defer {
         core?.stop()
         for server in servers { server.stop() }
@@ -218,8 +103,11 @@ func withCore<T>(
             "HOLD_TTL_SECONDS": "\(holdTTL)", "EXPIRY_INTERVAL_SECONDS": "\(expiryInterval)",
             "WORKERS": "\(workers)", "OPS_PORT": "0", "PREFETCH": "8", "LOG_LEVEL": "info",
         ]
-        for _ in 0..<processes { servers.append(try ServeProcess(environment: environment)) }
-        for server in servers { try await server.waitUntilStarted() }
+        for _ in 0..<processes {
+            servers.append(try ServerProcess(product: "inventory-rpc", ["serve"], environment: environment))
+        }
+        // The last start-up line.
+        for server in servers { try await server.waitForOutput(containing: "Hold TTL:") }
     } else {
         let configuration = CoreConfiguration(
             databaseURL: databaseURL,
@@ -244,9 +132,9 @@ func withCore<T>(
         core = service
         try service.start()
     }
-    let events = try EventCollector(url: vhost.url)
+    let events = try EventRecorder(url: vhost.url, logger: testLogger)
     defer { events.close() }
-    let client = try RPCTestClient(url: vhost.url)
+    let client = try RPCTestClient(url: vhost.url, logger: testLogger)
     defer { client.close() }
     let harness = CoreHarness(
         core: core,
@@ -260,53 +148,4 @@ func withCore<T>(
         redisURL: redisURL
     )
     return try await body(harness)
-}
-
-/// `inventory-rpc serve`, the built binary beside the test bundle, as a child process.
-final class ServeProcess: Sendable {
-    let child: ChildProcess
-    let outputPath: String
-
-    static var binary: String {
-        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        return executable.deletingLastPathComponent().appendingPathComponent("inventory-rpc").path
-    }
-
-    init(environment: [String: String]) throws {
-        outputPath = NSTemporaryDirectory() + "inventory-rpc-\(uniqueID()).log"
-        var merged = ProcessInfo.processInfo.environment
-        merged.merge(environment) { $1 }
-        guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
-            throw FixtureError("\(Self.binary) is missing: run `swift build --build-tests` first")
-        }
-        child = try ChildProcess(Self.binary, ["serve"], environment: merged, outputPath: outputPath)
-    }
-
-    var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
-
-    /// Waits (bounded poll) for the last start-up line.
-    func waitUntilStarted(timeout: Duration = .seconds(30)) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if output.contains("Hold TTL:") { return }
-            guard child.isRunning else { throw FixtureError("inventory-rpc exited at start:\n\(output)") }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        throw FixtureError("inventory-rpc did not start in time:\n\(output)")
-    }
-
-    /// SIGTERM, then the exit status (nil if it did not exit within `timeout`; it is killed then).
-    @discardableResult
-    func terminate(timeout: Duration = .seconds(10)) -> Int32? {
-        child.signal(SIGTERM)
-        if let status = child.wait(timeout: timeout) { return status }
-        child.signal(SIGKILL)
-        child.wait()
-        return nil
-    }
-
-    func stop() {
-        if child.isRunning { terminate() }
-        unlink(outputPath)
-    }
 }

@@ -1,6 +1,7 @@
 import Contracts
 import Foundation
 import PostgresClient
+import TestSupport
 import Testing
 
 @testable import InventoryRPC
@@ -158,21 +159,10 @@ func checkEventsMatchOutbox(
 
 /// The broker's ids of the AMQP connections the core opened in `vhost` (named "inventory-rpc ...").
 func coreBrokerConnections(vhost: String) throws -> [String] {
-    let listing = try runProcess(
-        "/usr/sbin/rabbitmqctl",
-        ["-q", "list_connections", "pid", "vhost", "client_properties"]
-    )
-    return listing.text.split(separator: "\n").compactMap { line -> String? in
-        let columns = line.split(separator: "\t", maxSplits: 2).map(String.init)
-        guard columns.count == 3, columns[1] == vhost, columns[2].contains("inventory-rpc") else { return nil }
-        return columns[0]
-    }
+    try RabbitMQ.connections(vhost: vhost, clientPropertiesContaining: "inventory-rpc")
 }
 
 /// Closes those connections (all at once), as a broker that went away would.
 func closeBrokerConnections(_ pids: [String]) throws {
-    let closers = try pids.map { pid in
-        try ChildProcess("/usr/sbin/rabbitmqctl", ["-q", "close_connection", pid, "test: broker connection lost"])
-    }
-    for closer in closers { closer.wait() }
+    try RabbitMQ.closeConnections(pids)
 }
