@@ -127,10 +127,11 @@ struct BenchRunTests {
 
     @Test("over REST, the first request waits for the facade's /readyz 200 (a facade started before its core)")
     func httpAwaitsReadiness() throws {
-        try withScratchVhost { amqpURL in
-            try withScratchDatabase { databaseURL in
-                let facade = try FacadeProcess(amqpURL: amqpURL)
-                defer { facade.stop() }
+        try withScratchVhost(prefix: "bench-test") { vhost in
+            let amqpURL = vhost.url
+            try withMigratedDatabase { databaseURL in
+                let facade = try startFacade(amqpURL: amqpURL)
+                defer { facade.process.stop() }
                 // Up but not ready: no core answers ping yet. Before the fix, provisioning sent its first
                 // PUT now and failed with this 503.
                 let (status, _) = try httpCall(
@@ -185,7 +186,7 @@ struct BenchRunTests {
 final class LateCore: @unchecked Sendable {
     // @unchecked: `core` and `failure` are only touched under `lock`; `thread` only by the test's thread.
     private let lock = NSLock()
-    private var core: CoreProcess?
+    private var core: ServerProcess?
     private var failure: (any Error)?
     private var thread: Thread?
     private let started = DispatchSemaphore(value: 0)
@@ -196,7 +197,14 @@ final class LateCore: @unchecked Sendable {
         let thread = Thread { [self] in
             Thread.sleep(forTimeInterval: delay)
             do {
-                let process = try CoreProcess(databaseURL: databaseURL, amqpURL: amqpURL)
+                let process = try ServerProcess(
+                    product: "inventory-rpc",
+                    ["serve"],
+                    environment: [
+                        "DATABASE_URL": databaseURL, "RABBITMQ_URL": amqpURL, "HOLD_TTL_SECONDS": "2",
+                        "EXPIRY_INTERVAL_SECONDS": "1", "OPS_PORT": "0", "LOG_LEVEL": "warning",
+                    ]
+                )
                 lock.withLock { core = process }
             } catch {
                 lock.withLock { failure = error }
