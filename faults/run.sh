@@ -1,28 +1,37 @@
 #!/usr/bin/env bash
-# The fault suite (issue 7): a contended workload against two `inventory-rpc serve` processes and the REST
-# facade, on a PRIVATE PostgreSQL / Redis / RabbitMQ that this script starts, breaks at random moments,
-# and stops; then the history checker. Exit 0 when no anomaly of any kind was found.
+# The fault suite (issues 7, 13): a contended workload against two `inventory-rpc serve` processes, each in
+# a network namespace of its own, and the REST facade, on a PRIVATE PostgreSQL / Redis / RabbitMQ that
+# this script starts, breaks at random moments (processes killed, services restarted or crashed, links
+# partitioned, two faults at once), and stops; then the history checker. Exit 0 when no anomaly of any
+# kind was found.
 #
-#   faults/run.sh [--duration SECONDS] [--seed N] [--control] [--gap MIN-MAX] [--out DIR]
+#   faults/run.sh [--duration SECONDS] [--seed N] [--control] [--gap MIN-MAX] [--out DIR] [--kinds K,K,...]
 #                 [--amqp-clients N] [--http-clients N] [--no-faults] [--bin DIR]
 #
 #   --duration   seconds of load with faults (default 60); the checks add about half a minute
-#   --seed       seeds the fault order, the pauses between faults and the clients' choices
+#   --seed       seeds the fault order, each fault's choices (core, link, direction, length), the pauses
+#                between faults and the clients' choices (default: random, printed)
 #   --control    the control run: builds the core with -DINVENTORY_CONTROL_UNSAFE_CLAIM (scratch path
 #                .build-control), turns the seat guard trigger off in the private database, and exits 0
 #                only if the checker DOES find double holds
-#   --gap        seconds between one fault's recovery and the next fault (default 1-4)
+#   --gap        seconds between one fault's recovery and the next fault (default 1-4; 0-2 for the soak)
+#   --kinds      inject these kinds in this order, round after round (default: every kind, cheap ones
+#                twice, in a seeded random order per round); RELIABILITY.md lists the kinds
 #   --bin        use the binaries in DIR instead of building (the Swift test passes its own)
 #
+# FAULTS_CORE_DB_PARAMS: query parameters added to the cores' DATABASE_URL (to show what a setting does,
+# e.g. `keepalives=0&tcp_user_timeout=0` turns the keepalives off and the relay's handover fails).
 # Never touches the shared services on 5432 / 6379 / 5672. Ports: FAULTS_PORT_OFFSET (default 0) shifts
-# all of PostgreSQL 5442, Redis 6392, RabbitMQ 5692 (distribution 25692), facade 3095, core ops 3096-3097.
-# RELIABILITY.md explains the faults, the checks and the results.
+# all of PostgreSQL 5442, Redis 6392, RabbitMQ 5692 (distribution 25692), facade 3095, core ops 3096-3097,
+# and the cores' namespaces (flt<offset>-core1, ...) and subnets (10.213.<offset + 1>.0/30, ...).
+# Needs root, `ip` and `nft` (scripts/services.sh up installs them). RELIABILITY.md explains the faults,
+# the checks and the results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 readonly ROOT=$PWD
 
 duration=60 seed=$(((RANDOM << 15) | RANDOM)) control=false gap=1-4 out="" amqp_clients=16 http_clients=6
-inject=true bin=""
+inject=true bin="" kinds_arg=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --duration) duration=$2; shift 2 ;;
@@ -34,7 +43,8 @@ while [ $# -gt 0 ]; do
     --http-clients) http_clients=$2; shift 2 ;;
     --no-faults) inject=false; shift ;;
     --bin) bin=$2; shift 2 ;;
-    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+    --kinds) kinds_arg=$2; shift 2 ;;
+    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -63,13 +73,21 @@ readonly FACADE_PORT=$((3095 + offset)) OPS_PORT_BASE=$((3096 + offset)) FACADE_
 JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export JWT_SECRET
 readonly HOLD_TTL=3 EXPIRY_INTERVAL=1 SHOWTIME_PERIOD=5 SEATS=48
+# The cores' AMQP heartbeat (seconds): a broker link cut for longer than two of these is declared dead by
+# both ends. The long partitions last longer than that, and longer than the PostgreSQL keepalives'
+# ~5 s (PostgresConnection.defaultKeepalives).
+readonly HEARTBEAT=5 SHORT_CUT=2-3 LONG_CUT=11-12
+readonly NET_TAG=$offset
 
 FAULTS_DIR=$(mktemp -d /tmp/faults.XXXXXX)
 chmod 755 "$FAULTS_DIR"
-trap 'rm -rf "$FAULTS_DIR"' EXIT # until the full clean-up below takes over
 export FAULTS_DIR
 # shellcheck source=faults/stack.sh
 source "$ROOT/faults/stack.sh"
+# shellcheck source=faults/net.sh
+source "$ROOT/faults/net.sh"
+trap 'net_down; rm -rf "$FAULTS_DIR"' EXIT # until the full clean-up below takes over
+net_available || { log "needs root, ip and nft (scripts/services.sh up installs iproute2 and nftables)"; exit 1; }
 
 suffix=""
 if $control; then suffix=-control; fi
@@ -80,8 +98,8 @@ readonly HISTORY=$out/history.jsonl FAULTS_LOG=$out/faults.jsonl
 : >"$FAULTS_LOG"
 RANDOM=$seed
 
+# The harness, the clients and the facade use loopback; each core reaches the services through its veth.
 readonly DATABASE_URL="postgresql://postgres@127.0.0.1:$FAULTS_PG_PORT/inventory_faults"
-readonly REDIS_URL="redis://127.0.0.1:$FAULTS_REDIS_PORT"
 readonly RABBITMQ_URL="amqp://guest:guest@127.0.0.1:$FAULTS_AMQP_PORT"
 # Every process of the run logs in as guest on the run's private broker: the core's table grants guest
 # what the facade's broker user has (README, "Broker users"; the core warns at start).
@@ -89,12 +107,26 @@ readonly RPC_PERMISSIONS="inventory-admin=*,act-for-users,admin inventory-facade
 
 # MARK: Processes of the service (ours: started, killed and restarted only by this script)
 
-declare -A PIDS=() OPS=()
+declare -A PIDS=() OPS=() HOST=()
 CORES=(core1 core2)
 OPS[core1]=$OPS_PORT_BASE
 OPS[core2]=$((OPS_PORT_BASE + 1))
 OPS[facade]=$FACADE_PORT
+HOST[facade]=127.0.0.1
 workload_pid=""
+
+# The cores' namespaces, before the services start: those listen on the host-side addresses.
+net_index=0
+for name in "${CORES[@]}"; do
+    net_index=$((net_index + 1))
+    net_add "$name" "$net_index"
+    HOST[$name]=${NS_ADDR[$name]}
+done
+FAULTS_LISTEN="" FAULTS_PEERS=""
+for name in "${CORES[@]}"; do
+    FAULTS_LISTEN+="${FAULTS_LISTEN:+ }${HOST_ADDR[$name]}" FAULTS_PEERS+="${FAULTS_PEERS:+ }${NS_ADDR[$name]}"
+done
+export FAULTS_LISTEN FAULTS_PEERS
 
 start_process() {
     local name=$1
@@ -104,7 +136,11 @@ start_process() {
             AUTH_MODE=jwt FACADE_OPS_PORT="$FACADE_OPS_PORT" \
             LOG_LEVEL=info CORS_ORIGIN='*' "$bin/http-facade" >>"$out/facade.log" 2>&1) &
     else
-        (cd "$out" && exec setsid env DATABASE_URL="$DATABASE_URL" REDIS_URL="$REDIS_URL" RABBITMQ_URL="$RABBITMQ_URL" \
+        local via=${HOST_ADDR[$name]}
+        (cd "$out" && exec ip netns exec "${NETNS[$name]}" setsid env \
+            DATABASE_URL="postgresql://postgres@$via:$FAULTS_PG_PORT/inventory_faults${FAULTS_CORE_DB_PARAMS:+?$FAULTS_CORE_DB_PARAMS}" \
+            REDIS_URL="redis://$via:$FAULTS_REDIS_PORT" \
+            RABBITMQ_URL="amqp://guest:guest@$via:$FAULTS_AMQP_PORT?heartbeat=$HEARTBEAT" \
             HOLD_TTL_SECONDS=$HOLD_TTL EXPIRY_INTERVAL_SECONDS=$EXPIRY_INTERVAL OPS_PORT="${OPS[$name]}" WORKERS=4 \
             RPC_PERMISSIONS="$RPC_PERMISSIONS" LOG_LEVEL=info "$bin/inventory-rpc" serve >>"$out/$name.log" 2>&1) &
     fi
@@ -123,7 +159,7 @@ kill9() {
     wait "$pid" 2>/dev/null || true
 }
 
-ready() { curl -sf -m 1 -o /dev/null "http://127.0.0.1:${OPS[$1]}/readyz"; }
+ready() { curl -sf -m 1 -o /dev/null "http://${HOST[$1]}:${OPS[$1]}/readyz"; }
 
 all_names() { echo "${CORES[@]}" facade; }
 
@@ -166,40 +202,44 @@ wait_all_ready() {
     done
 }
 
+# In a double fault the first part's record waits for the second's (fault_double writes one record).
+DEFER_RECORD=false DEFERRED=()
+EXTRA_JSON=""
 record_fault() { # kind target start return detail
+    if $DEFER_RECORD; then
+        DEFERRED=("$@")
+        return
+    fi
     wait_all_ready "$4"
-    printf '{"kind":"%s","target":"%s","startMs":%s,"returnMs":%s,"ready":{%s},"notReady":[%s],"detail":"%s"}\n' \
-        "$1" "$2" "$3" "$4" "$READY_JSON" "$NOT_READY_JSON" "$5" >>"$FAULTS_LOG"
+    printf '{"kind":"%s","target":"%s","startMs":%s,"returnMs":%s,"ready":{%s},"notReady":[%s],"detail":"%s"%s}\n' \
+        "$1" "$2" "$3" "$4" "$READY_JSON" "$NOT_READY_JSON" "$5" "$EXTRA_JSON" >>"$FAULTS_LOG"
+    EXTRA_JSON=""
     [ -z "$NOT_READY_JSON" ] || log "NOT READY after $1: $NOT_READY_JSON"
 }
 
-# The core whose relay holds the outbox leadership (a session advisory lock): its backend's client port,
-# then the process on our side of that connection.
+# The core whose relay holds the outbox leadership (a session advisory lock): its backend's client
+# address is that core's namespace address.
 relay_leader() {
-    local port pid name
-    port=$(psql_ -tAc "SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+    local address
+    address=$(psql_ -tAc "SELECT host(a.client_addr) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
         WHERE l.locktype = 'advisory' AND l.granted AND l.classid = x'696E765F'::int AND l.objid = x'6F757462'::int
         LIMIT 1" 2>/dev/null || true)
-    [ -n "$port" ] || return 1
-    pid=$(ss -Htnp "sport = :$port" 2>/dev/null | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n 1)
-    for name in "${CORES[@]}"; do
-        if [ "${PIDS[$name]}" = "$pid" ]; then
-            echo "$name"
-            return 0
-        fi
-    done
-    return 1
+    [ -n "$address" ] || return 1
+    name_of_address "$address"
 }
 
 unpublished() { psql_ -tAc 'SELECT count(*) FROM outbox WHERE published_at IS NULL' 2>/dev/null || echo "?"; }
 
 # MARK: Faults
 
-random_core() { echo "${CORES[RANDOM % ${#CORES[@]}]}"; }
+# Random draws set variables, never print: bash reseeds $RANDOM in every subshell, so a draw inside
+# $(...) would not follow --seed.
+random_core() { CORE=${CORES[RANDOM % ${#CORES[@]}]}; } # sets CORE
 
 fault_kill_core() {
     local name start back
-    name=$(random_core)
+    random_core
+    name=$CORE
     start=$(now_ms)
     kill9 "$name"
     sleep "0.$((RANDOM % 8 + 2))"
@@ -208,19 +248,11 @@ fault_kill_core() {
     record_fault kill-core "$name" "$start" "$back" "kill -9 at a random moment under load"
 }
 
-# Local ports of a process's connections to our PostgreSQL (to find its backends in pg_stat_activity).
-db_ports_of() {
-    ss -Htnp "dport = :$FAULTS_PG_PORT" 2>/dev/null | grep "pid=$1," | awk '{ split($4, a, ":"); print a[length(a)] }' |
-        paste -sd, -
-}
-
-# Write pipelines (BEGIN; inventory_x(...); COMMIT; notify) of this process that the server finished after
-# `since`: with the process frozen since then, each is a commit whose answer nobody read.
-commits_since() { # pid since_ms
-    local ports
-    ports=$(db_ports_of "$1")
-    [ -n "$ports" ] || { echo 0; return; }
-    psql_ -tAc "SELECT count(*) FROM pg_stat_activity WHERE client_port IN ($ports) AND state = 'idle'
+# Write pipelines (BEGIN; inventory_x(...); COMMIT; notify) of this core that the server finished after
+# `since`: with the core frozen since then, each is a commit whose answer nobody read. Its backends are
+# the sessions from its namespace's address.
+commits_since() { # name since_ms
+    psql_ -tAc "SELECT count(*) FROM pg_stat_activity WHERE client_addr = '${NS_ADDR[$1]}' AND state = 'idle'
         AND query LIKE '%pg_notify%' AND state_change > to_timestamp($2 / 1000.0)" 2>/dev/null || echo "?"
 }
 
@@ -229,18 +261,19 @@ commits_since() { # pid since_ms
 # a moment later (up to 20 times); then kill -9: each such write committed and its answer was never read.
 fault_kill_core_after_commit() {
     local name start back pid committed=0 frozen tries=0
-    name=$(random_core)
+    random_core
+    name=$CORE
     pid=${PIDS[$name]}
     start=$(now_ms)
     while :; do
         frozen=$(now_ms)
         kill -STOP "$pid" 2>/dev/null || true
         sleep 0.1
-        committed=$(commits_since "$pid" "$frozen")
+        committed=$(commits_since "$name" "$frozen")
         tries=$((tries + 1))
         [ "$committed" = 0 ] && [ $tries -lt 20 ] || break
         kill -CONT "$pid" 2>/dev/null || true
-        sleep "0.$((RANDOM % 2 + 1))"
+        sleep "0.$((SRANDOM % 2 + 1))"
     done
     kill9 "$name"
     sleep 0.2
@@ -255,7 +288,8 @@ fault_kill_core_after_commit() {
 # core's relay, once the dead session's advisory lock is gone) must publish what it left, once.
 fault_kill_relay_unpublished() {
     local name start back waiting=0 rows=0
-    name=$(relay_leader || random_core)
+    random_core # drawn in every case, so that the sequence of draws does not depend on timing
+    name=$(relay_leader) || name=$CORE
     start=$(now_ms)
     kill -STOP "${PIDS[$name]}" 2>/dev/null || true
     while [ $waiting -lt 60 ]; do
@@ -329,6 +363,129 @@ fault_postgres_restart() {
         "pg_ctl stop -m $mode, start"
 }
 
+fault_kill_rabbitmq() {
+    local start back
+    start=$(now_ms)
+    rabbit_kill
+    sleep 0.5
+    rabbit_start || log "RabbitMQ did not come back in time"
+    back=$(now_ms)
+    record_fault kill-rabbitmq rabbitmq "$start" "$back" "kill -9 of the broker's Erlang VM, started again"
+}
+
+# MARK: Partitions (faults/net.sh): one core's link to one service, dropped in the core's namespace.
+
+random_between() { # "MIN-MAX": sets BETWEEN to an integer in it
+    local low=${1%-*} high=${1#*-}
+    BETWEEN=$((low + RANDOM % (high - low + 1)))
+}
+
+# Draws a partition's parameters (in this shell, so the seed decides them): PART_NAME PART_DIRECTION PART_SECONDS.
+draw_partition() {
+    random_core
+    PART_NAME=$CORE
+    local directions=(both out in)
+    PART_DIRECTION=${directions[RANDOM % 3]}
+    if [ $((RANDOM % 4)) = 0 ]; then random_between "$LONG_CUT"; else random_between "$SHORT_CUT"; fi
+    PART_SECONDS=$BETWEEN
+}
+
+describe_direction() { # direction service name
+    case "$1" in
+    both) echo "$3 <-/-> $2 (both ways)" ;;
+    out) echo "$3 -/-> $2 (one way: $3's packets dropped)" ;;
+    in) echo "$2 -/-> $3 (one way: $2's packets dropped)" ;;
+    esac
+}
+
+# Cuts, waits, heals; prints "start return detail" (also run in the background by fault_double).
+partition_body() { # service name direction seconds
+    local start back
+    start=$(now_ms)
+    net_cut "$2" "$1" "$3"
+    sleep "$4"
+    net_heal "$2" "$1"
+    back=$(now_ms)
+    echo "$start $back $(describe_direction "$3" "$1" "$2") for $4 s"
+}
+
+fault_partition() { # service
+    local line start back detail
+    draw_partition
+    line=$(partition_body "$1" "$PART_NAME" "$PART_DIRECTION" "$PART_SECONDS")
+    read -r start back detail <<<"$line"
+    record_fault "partition-$1" "$PART_NAME" "$start" "$back" "$detail"
+}
+
+# The relay leader's database link cut both ways until the other core holds the leadership (the dead
+# session's advisory lock released by the server's keepalives, then taken by the other relay's retry),
+# then healed. handoverMs: from the cut to the other core's lock.
+fault_partition_relay_db() {
+    local name start back now successor="" handover=-1
+    random_core # drawn in every case, so that the sequence of draws does not depend on timing
+    name=$(relay_leader) || name=$CORE
+    start=$(now_ms)
+    net_cut "$name" postgres both
+    while [ $(($(now_ms) - start)) -lt 40000 ]; do
+        successor=$(relay_leader || true)
+        if [ -n "$successor" ] && [ "$successor" != "$name" ]; then
+            handover=$(($(now_ms) - start))
+            break
+        fi
+        sleep 0.1
+    done
+    sleep 1
+    net_heal "$name" postgres
+    back=$(now_ms)
+    if [ "$handover" -ge 0 ]; then
+        log "relay leadership passed from $name to $successor ${handover} ms after its database link was cut"
+        EXTRA_JSON=",\"handoverMs\":$handover"
+    else
+        log "relay leadership did NOT pass on within 40 s of cutting $name's database link"
+        EXTRA_JSON=",\"handoverMs\":null"
+    fi
+    record_fault partition-relay-db "$name" "$start" "$back" \
+        "relay leader $name <-/-> postgres until ${successor:-no other core} held the leadership ($handover ms), healed 1 s later"
+}
+
+# Two faults at once: a link partition or a Redis freeze (in the background) and, while it lasts, another
+# fault. One record (kind double): from the first start to the later return.
+readonly DOUBLE_FIRST=(partition-postgres partition-rabbitmq partition-redis redis-pause)
+readonly DOUBLE_SECOND=(kill-core kill-facade kill-rabbitmq rabbitmq-restart postgres-crash postgres-restart redis-flushall)
+fault_double() {
+    local first second file bg line start1 back1 detail1 delay
+    first=${DOUBLE_FIRST[RANDOM % ${#DOUBLE_FIRST[@]}]}
+    second=${DOUBLE_SECOND[RANDOM % ${#DOUBLE_SECOND[@]}]}
+    if [ "$first" = redis-pause ] && [ "$second" = redis-flushall ]; then second=kill-core; fi
+    file=$FAULTS_DIR/double.$faults
+    if [ "$first" = redis-pause ]; then
+        (
+            pid=$(redis_pid)
+            start=$(now_ms)
+            kill -STOP "$pid"
+            sleep $((HOLD_TTL + 1)).5
+            kill -CONT "$pid"
+            echo "$start $(now_ms) redis SIGSTOP for $((HOLD_TTL + 1)).5 s"
+        ) >"$file" &
+    else
+        draw_partition
+        partition_body "${first#partition-}" "$PART_NAME" "$PART_DIRECTION" "$PART_SECONDS" >"$file" &
+    fi
+    bg=$!
+    delay=0.$((RANDOM % 7 + 2))
+    sleep "$delay"
+    DEFER_RECORD=true
+    inject_fault "$second"
+    DEFER_RECORD=false
+    wait "$bg" || true
+    start1=${DEFERRED[2]} back1=${DEFERRED[3]} detail1="not recorded"
+    read -r start1 back1 detail1 <"$file" || true
+    # DEFERRED: kind target start return detail of the second fault.
+    local start=$((start1 < DEFERRED[2] ? start1 : DEFERRED[2])) back=$((back1 > DEFERRED[3] ? back1 : DEFERRED[3]))
+    record_fault double "$first+$second" "$start" "$back" \
+        "$first ($detail1) and, ${delay} s into it, $second (${DEFERRED[4]})"
+}
+
 inject_fault() {
     case "$1" in
     kill-core) fault_kill_core ;;
@@ -341,16 +498,27 @@ inject_fault() {
     redis-pause) fault_redis_pause ;;
     postgres-restart) fault_postgres_restart fast ;;
     postgres-crash) fault_postgres_restart immediate ;;
+    kill-rabbitmq) fault_kill_rabbitmq ;;
+    partition-postgres | partition-rabbitmq | partition-redis) fault_partition "${1#partition-}" ;;
+    partition-relay-db) fault_partition_relay_db ;;
+    double) fault_double ;;
+    *) log "unknown fault kind $1"; exit 2 ;;
     esac
 }
 
-# Every kind once per round, in a fresh seeded order each round; the cheap ones twice.
+# Every kind at least once per round, in a fresh seeded order each round; the cheap ones (and the double
+# faults) more often, so that a 12-minute soak holds 150 or more. With --kinds: those, in that order, round
+# after round.
 ROUND=()
 next_fault_kind() {
-    if [ ${#ROUND[@]} = 0 ]; then
-        local kinds=(kill-core kill-core kill-core-after-commit kill-core-after-commit kill-relay-unpublished
-            kill-relay-unpublished kill-facade rabbitmq-restart redis-flushall redis-flushall redis-restart redis-pause
-            postgres-restart postgres-crash)
+    if [ ${#ROUND[@]} = 0 ] && [ -n "$kinds_arg" ]; then
+        IFS=, read -r -a ROUND <<<"$kinds_arg"
+    elif [ ${#ROUND[@]} = 0 ]; then
+        local kinds=(kill-core kill-core kill-core kill-core-after-commit kill-core-after-commit
+            kill-core-after-commit kill-relay-unpublished kill-relay-unpublished kill-facade kill-facade
+            rabbitmq-restart kill-rabbitmq redis-flushall redis-flushall redis-flushall redis-restart redis-pause
+            postgres-restart postgres-crash partition-postgres partition-postgres partition-rabbitmq
+            partition-rabbitmq partition-redis partition-redis partition-relay-db double double double double)
         local i j tmp
         for ((i = ${#kinds[@]} - 1; i > 0; i--)); do
             j=$((RANDOM % (i + 1)))
@@ -386,6 +554,7 @@ cleanup() {
         kill -9 "${PIDS[$name]}" 2>/dev/null || true
     done
     stack_down >/dev/null 2>&1 || true
+    net_down
     # Keep the logs with the report; drop the data directories.
     cp "$FAULTS_DIR"/pg/server.log "$out/postgresql.log" 2>/dev/null || true
     rm -rf "$FAULTS_DIR"

@@ -4,6 +4,9 @@
 # on those, and a fault suite restarts, pauses and flushes what it runs on.
 #
 # Sourced by faults/run.sh. Needs FAULTS_DIR (a fresh directory) and the FAULTS_*_PORT variables.
+# FAULTS_LISTEN (space-separated addresses, optional): the host-side addresses of the harness's own veth
+# pairs (faults/net.sh); each server listens there too, so the cores in their network namespaces reach it
+# (and the harness can cut those links). Never any address but loopback and those.
 
 readonly PG_BIN=${FAULTS_PG_BIN:-$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d | sort -V | tail -n 1)}
 readonly RABBIT_NODE=${FAULTS_RABBIT_NODE:-faults${FAULTS_AMQP_PORT}@localhost}
@@ -39,11 +42,15 @@ pg_init() {
     }
     cat >>"$FAULTS_DIR/pg/data/postgresql.conf" <<CONF
 port = $FAULTS_PG_PORT
-listen_addresses = '127.0.0.1'
+listen_addresses = '$(echo 127.0.0.1 ${FAULTS_LISTEN:-} | tr ' ' ',')'
 unix_socket_directories = '$FAULTS_DIR/pg'
 max_connections = 200
 shared_buffers = 64MB
 CONF
+    local address
+    for address in ${FAULTS_PEERS:-}; do # the cores' namespace addresses: trust, like 127.0.0.1
+        echo "host all all $address/32 trust" >>"$FAULTS_DIR/pg/data/pg_hba.conf"
+    done
 }
 
 pg_start() {
@@ -62,7 +69,8 @@ redis_pid() { cat "$FAULTS_DIR/redis/redis.pid" 2>/dev/null; }
 
 redis_start() {
     mkdir -p "$FAULTS_DIR/redis"
-    redis-server --daemonize yes --bind 127.0.0.1 --port "$FAULTS_REDIS_PORT" --save '' --appendonly no \
+    # shellcheck disable=SC2086 # one argument per address
+    redis-server --daemonize yes --bind 127.0.0.1 ${FAULTS_LISTEN:-} --protected-mode no --port "$FAULTS_REDIS_PORT" --save '' --appendonly no \
         --dir "$FAULTS_DIR/redis" --pidfile "$FAULTS_DIR/redis/redis.pid" \
         --logfile "$FAULTS_DIR/redis/redis.log" >/dev/null
     wait_until 20 redis_answers
@@ -80,8 +88,7 @@ redis_stop() {
 # MARK: RabbitMQ: a node of our own (name, AMQP port, distribution port, data, logs, no plugins).
 
 rabbit_env() {
-    env RABBITMQ_NODENAME="$RABBIT_NODE" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
-        RABBITMQ_NODE_PORT="$FAULTS_AMQP_PORT" RABBITMQ_DIST_PORT="$FAULTS_DIST_PORT" \
+    env RABBITMQ_NODENAME="$RABBIT_NODE" RABBITMQ_DIST_PORT="$FAULTS_DIST_PORT" \
         RABBITMQ_MNESIA_BASE="$FAULTS_DIR/rabbit/mnesia" RABBITMQ_LOG_BASE="$FAULTS_DIR/rabbit/log" \
         RABBITMQ_ENABLED_PLUGINS_FILE="$FAULTS_DIR/rabbit/enabled_plugins" \
         RABBITMQ_CONFIG_FILE="$FAULTS_DIR/rabbit/rabbitmq" \
@@ -96,6 +103,12 @@ rabbit_init() {
     echo '[].' >"$FAULTS_DIR/rabbit/enabled_plugins"
     # Small disk limit: the machine is shared, and a full-disk alarm would block publishers.
     printf 'disk_free_limit.absolute = 50MB\nloopback_users = none\n' >"$FAULTS_DIR/rabbit/rabbitmq.conf"
+    # The AMQP listeners: loopback and the veth addresses (not RABBITMQ_NODE_IP_ADDRESS: one address only).
+    local address index=0
+    for address in 127.0.0.1 ${FAULTS_LISTEN:-}; do
+        index=$((index + 1))
+        echo "listeners.tcp.l$index = $address:$FAULTS_AMQP_PORT" >>"$FAULTS_DIR/rabbit/rabbitmq.conf"
+    done
     chown -R rabbitmq:rabbitmq "$FAULTS_DIR/rabbit"
     chmod 755 "$FAULTS_DIR"
 }
@@ -110,11 +123,13 @@ rabbit_stop() {
     wait_until 30 bash -c "! (exec 3<>/dev/tcp/127.0.0.1/$FAULTS_AMQP_PORT) 2>/dev/null" || true
 }
 
-rabbit_kill() { # a broker crash: the Erlang VM killed
+rabbit_kill() { # a broker crash: kill -9 of the Erlang VM, nothing flushed, no clean close of a connection
     local pid
     pid=$(cat "$FAULTS_DIR/rabbit/rabbit.pid" 2>/dev/null || true)
     if [ -n "$pid" ]; then kill -9 "$pid" 2>/dev/null || true; fi
     wait_until 30 bash -c "! (exec 3<>/dev/tcp/127.0.0.1/$FAULTS_AMQP_PORT) 2>/dev/null" || true
+    # epmd forgets the node once its connection closes; a start before that fails "name in use".
+    wait_until 30 bash -c "! epmd -names 2>/dev/null | grep -q '^name ${RABBIT_NODE%@*} '" || true
 }
 
 # MARK: All three

@@ -16,6 +16,12 @@ public struct FaultRecord: Codable, Sendable, Hashable {
     /// Processes that did not become ready within the harness's bound.
     public var notReady: [String]?
     public var detail: String?
+    /// `partition-relay-db`: milliseconds from cutting the relay leader's database link until another
+    /// core held the leadership; null when none did within the harness's bound.
+    public var handoverMs: Int64?
+    /// Filled by `Gather` from the outbox, not by the harness: milliseconds from `returnMs` until every
+    /// event committed before it was published (0 when all were already).
+    public var outboxDrainedMs: Int64?
 
     public init(
         kind: String,
@@ -24,7 +30,9 @@ public struct FaultRecord: Codable, Sendable, Hashable {
         returnMs: Int64? = nil,
         ready: [String: Int64]? = nil,
         notReady: [String]? = nil,
-        detail: String? = nil
+        detail: String? = nil,
+        handoverMs: Int64? = nil,
+        outboxDrainedMs: Int64? = nil
     ) {
         self.kind = kind
         self.target = target
@@ -33,6 +41,8 @@ public struct FaultRecord: Codable, Sendable, Hashable {
         self.ready = ready
         self.notReady = notReady
         self.detail = detail
+        self.handoverMs = handoverMs
+        self.outboxDrainedMs = outboxDrainedMs
     }
 }
 
@@ -44,6 +54,12 @@ public struct FaultReport: Codable, Sendable {
         public var p50Ms: Int64?
         public var maxMs: Int64?
         public var processReadyMaxMs: Int64?
+        /// From the return until every event committed before it was published (the outbox lag back to 0).
+        public var outboxP50Ms: Int64?
+        public var outboxMaxMs: Int64?
+        /// `partition-relay-db`: from the cut until another core led the relay.
+        public var handoverP50Ms: Int64?
+        public var handoverMaxMs: Int64?
     }
 
     public struct Events: Codable, Sendable {
@@ -96,6 +112,7 @@ public struct FaultReport: Codable, Sendable {
         "unexpected-event", "unpublished-event", "idempotency-two-holds", "idempotency-mismatch",
         "idempotency-lost-reply", "stuck-seat", "stuck-hold", "availability-disagrees", "no-recovery",
         "no-reconnect", "process-crash", "seat-versions", "late-duplicate", "committed-after-deadline",
+        "no-handover",
     ]
 
     public func text() -> String {
@@ -110,7 +127,11 @@ public struct FaultReport: Codable, Sendable {
                     + results.sorted(by: { $0.key < $1.key }).map { "\($0.key) \($0.value)" }.joined(separator: ", ")
             )
         }
-        lines.append("faults: \(faults.values.reduce(0, +)) injected")
+        let doubles = faults["double", default: 0]
+        lines.append(
+            "faults: \(faults.values.reduce(0, +)) injected"
+                + (doubles > 0 ? " (\(doubles) of them double: two faults at once)" : "")
+        )
         for (kind, count) in faults.sorted(by: { $0.key < $1.key }) {
             var line = "  \(kind): \(count)"
             if let recovery = recovery[kind] {
@@ -121,6 +142,12 @@ public struct FaultReport: Codable, Sendable {
                     line += "not measured"
                 }
                 if let ready = recovery.processReadyMaxMs { line += "; every process ready again within \(ready) ms" }
+                if let p50 = recovery.outboxP50Ms, let max = recovery.outboxMaxMs {
+                    line += "; outbox lag back to 0: p50 \(p50) ms, max \(max) ms"
+                }
+                if let p50 = recovery.handoverP50Ms, let max = recovery.handoverMaxMs {
+                    line += "; relay leadership passed on after the cut: p50 \(p50) ms, max \(max) ms"
+                }
             }
             lines.append(line)
         }
@@ -494,6 +521,8 @@ public enum HistoryChecker {
         let lastInvoke = history.map(\.invokeMs).max() ?? 0
         var samples: [String: [Int64]] = [:]
         var readyMax: [String: Int64] = [:]
+        var drained: [String: [Int64]] = [:]
+        var handovers: [String: [Int64]] = [:]
         for fault in faults {
             if fault.kind == "crash" {
                 report.anomaly("process-crash", "\(fault.target ?? "?") exited on its own: \(fault.detail ?? "")")
@@ -507,6 +536,17 @@ public enum HistoryChecker {
                 report.anomaly("no-reconnect", "\(name) not ready again after \(fault.kind) at \(fault.startMs)")
             }
             if let ready = fault.ready?.values.max() { readyMax[fault.kind] = max(readyMax[fault.kind] ?? 0, ready) }
+            if let ms = fault.outboxDrainedMs { drained[fault.kind, default: []].append(ms) }
+            if fault.kind == "partition-relay-db" {
+                if let ms = fault.handoverMs {
+                    handovers[fault.kind, default: []].append(ms)
+                } else {
+                    report.anomaly(
+                        "no-handover",
+                        "the relay leadership did not pass on after \(fault.target ?? "?")'s database link was cut at \(fault.startMs)"
+                    )
+                }
+            }
             guard let back = fault.returnMs else { continue }
             var low = 0
             var high = wins.count
@@ -526,6 +566,12 @@ public enum HistoryChecker {
             entry.p50Ms = sorted.isEmpty ? nil : sorted[sorted.count / 2]
             entry.maxMs = sorted.last
             entry.processReadyMaxMs = readyMax[kind]
+            let outbox = (drained[kind] ?? []).sorted()
+            entry.outboxP50Ms = outbox.isEmpty ? nil : outbox[outbox.count / 2]
+            entry.outboxMaxMs = outbox.last
+            let handover = (handovers[kind] ?? []).sorted()
+            entry.handoverP50Ms = handover.isEmpty ? nil : handover[handover.count / 2]
+            entry.handoverMaxMs = handover.last
             report.recovery[kind] = entry
         }
     }

@@ -36,7 +36,7 @@ public struct GatherConfiguration: Sendable {
 public enum Gather {
     public static func collect(_ configuration: GatherConfiguration, logger: Logger) throws -> CheckInput {
         let (history, skipped) = try readJSONLines(configuration.historyPath, as: Attempt.self)
-        let (faults, _) = try readJSONLines(configuration.faultsPath, as: FaultRecord.self)
+        var (faults, _) = try readJSONLines(configuration.faultsPath, as: FaultRecord.self)
         let database = try PostgresConnection(url: configuration.databaseURL, logger: logger)
         defer { database.close() }
 
@@ -50,6 +50,21 @@ public enum Gather {
             if unpublished == 0 { break }
             Thread.sleep(forTimeInterval: 0.5)
         } while ContinuousClock.now < deadline
+
+        // Per fault, the outbox lag back to 0: when the last event committed before the return was published.
+        for index in faults.indices {
+            guard let back = faults[index].returnMs else { continue }
+            let row = try database.query(
+                """
+                SELECT (extract(epoch FROM max(published_at)) * 1000)::bigint AS last
+                FROM outbox WHERE created_at < to_timestamp($1::bigint / 1000.0)
+                """,
+                [back]
+            ).rows[0]
+            if let last = try row.decode("last", as: Int64?.self) {
+                faults[index].outboxDrainedMs = max(0, last - back)
+            }
+        }
 
         let (events, undecodable) = try EventQueue.drain(
             url: configuration.amqpURL,

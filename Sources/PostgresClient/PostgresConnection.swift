@@ -42,9 +42,20 @@ public final class PostgresConnection {
     public static let defaultConnectTimeoutSeconds = 5
     static let sessionOptions = "-c TimeZone=UTC -c DateStyle=ISO"
 
+    /// TCP keepalive defaults, used unless the URL sets its own (`keepalives_idle=10`, ...): a peer that
+    /// vanished (a cut link, a host gone) is noticed after about idle + interval x count = 5 s of silence,
+    /// and unacknowledged data is given up after `tcp_user_timeout` ms, instead of the kernel's two hours
+    /// and fifteen minutes. The same values go to the server as session settings (`tcp_keepalives_*`,
+    /// `tcp_user_timeout`), so the server also ends a session whose client vanished, and with it the
+    /// session's advisory locks (the outbox relay's leadership passes on within seconds).
+    public static let defaultKeepalives: [(keyword: String, value: String)] = [
+        ("keepalives", "1"), ("keepalives_idle", "2"), ("keepalives_interval", "1"), ("keepalives_count", "3"),
+        ("tcp_user_timeout", "5000"),
+    ]
+
     /// Opens a connection from a `postgresql://user:password@host:port/database?option=value` URL (any libpq
-    /// connection string works). Adds `connect_timeout=5` and `application_name=seat-inventory` unless the URL sets
-    /// them. The password never appears in logs or errors.
+    /// connection string works). Adds `connect_timeout=5`, `application_name=seat-inventory` and the keepalive
+    /// settings of `defaultKeepalives` unless the URL sets them. The password never appears in logs or errors.
     public init(url: String, logger: Logger) throws(PostgresError) {
         var secrets = Self.passwords(in: url)
         let parsed = try Self.parse(url, secrets: secrets)
@@ -55,10 +66,28 @@ public final class PostgresConnection {
 
         var options = Self.sessionOptions
         if let urlOptions = parsed.options, !urlOptions.isEmpty { options = urlOptions + " " + options }
+        // The server's side of the keepalives, before the URL's own options (the later `-c` wins).
+        let keepalives = Self.defaultKeepalives.map { ($0.keyword, parsed.values[$0.keyword] ?? $0.value) }
+        if keepalives.first(where: { $0.0 == "keepalives" })?.1 != "0" {
+            let server = keepalives.compactMap { keyword, value -> String? in
+                switch keyword {
+                case "keepalives_idle": "-c tcp_keepalives_idle=\(value)"
+                case "keepalives_interval": "-c tcp_keepalives_interval=\(value)"
+                case "keepalives_count": "-c tcp_keepalives_count=\(value)"
+                case "tcp_user_timeout": "-c tcp_user_timeout=\(value)"
+                default: nil
+                }
+            }
+            options = server.joined(separator: " ") + " " + options
+        }
         // Later keywords override earlier ones: ours go around the expanded URL as defaults (before) and
         // requirements (after).
-        let keywords = ["connect_timeout", "application_name", "dbname", "client_encoding", "options"]
-        let values = [String(Self.defaultConnectTimeoutSeconds), "seat-inventory", url, "UTF8", options]
+        let keywords =
+            ["connect_timeout", "application_name"] + Self.defaultKeepalives.map(\.keyword)
+            + ["dbname", "client_encoding", "options"]
+        let values =
+            [String(Self.defaultConnectTimeoutSeconds), "seat-inventory"] + Self.defaultKeepalives.map(\.value)
+            + [url, "UTF8", options]
         let handle = withCStringArray(keywords) { keywords in
             withCStringArray(values) { values in PQconnectdbParams(keywords, values, 1) }
         }
@@ -603,12 +632,13 @@ public final class PostgresConnection {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// Checks the URL with libpq's own parser; returns what logs may show and any `options` it sets.
+    /// Checks the URL with libpq's own parser; returns what logs may show, any `options` it sets, and all the
+    /// values it sets (by keyword).
     private static func parse(
         _ url: String,
         secrets: [String]
     ) throws(PostgresError) -> (
-        target: String, options: String?, password: String?
+        target: String, options: String?, password: String?, values: [String: String]
     ) {
         var errorMessage: UnsafeMutablePointer<CChar>?
         guard let options = PQconninfoParse(url, &errorMessage) else {
@@ -629,7 +659,7 @@ public final class PostgresConnection {
         let host = values["host"] ?? values["hostaddr"] ?? "localhost"
         let target =
             "\(values["user"].map { $0 + "@" } ?? "")\(host):\(values["port"] ?? "5432")/\(values["dbname"] ?? "")"
-        return (target, values["options"], values["password"])
+        return (target, values["options"], values["password"], values)
     }
 }
 

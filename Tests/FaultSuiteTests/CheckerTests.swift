@@ -313,4 +313,21 @@ struct CheckerTests {
         for index in unversioned.indices { unversioned[index].seatVersions = nil }
         #expect(report(answered: 2, events: unversioned).anomalies["seat-versions"] == 2)
     }
+
+    @Test("a cut relay leader whose leadership never passed on is an anomaly; handover and outbox lag are reported")
+    func handover() {
+        let history = [Self.hold("a1", "h1", seats: ["s1"], at: 20_500, expires: 24_000)]
+        let faults = [
+            FaultRecord(kind: "partition-relay-db", startMs: 10_000, returnMs: 18_000, handoverMs: 7_000),
+            FaultRecord(kind: "partition-relay-db", startMs: 30_000, returnMs: 71_000, handoverMs: nil),
+            FaultRecord(kind: "partition-redis", startMs: 5_000, returnMs: 8_000, outboxDrainedMs: 120),
+        ]
+        var report = FaultReport()
+        HistoryChecker.checkRecovery(history, faults: faults, bound: 60_000, into: &report)
+        #expect(report.anomalies["no-handover"] == 1)
+        #expect(report.recovery["partition-relay-db"]?.handoverMaxMs == 7_000)
+        #expect(report.recovery["partition-redis"]?.outboxMaxMs == 120)
+        #expect(report.text().contains("relay leadership passed on after the cut: p50 7000 ms"))
+        #expect(report.text().contains("outbox lag back to 0: p50 120 ms"))
+    }
 }

@@ -2,9 +2,12 @@ import Foundation
 import TestSupport
 import Testing
 
-/// The short fault run of the test command: `faults/run.sh --duration 45` on its own private PostgreSQL,
-/// Redis and RabbitMQ (never the shared ones), with the binaries this test run was built with. About a
-/// minute and a half; set FAULTS_SKIP=1 to leave it out.
+/// The short fault run of the test command: `faults/run.sh --duration 30 --seed 45 --kinds ...` on its own
+/// private PostgreSQL, Redis and RabbitMQ (never the shared ones), the cores in network namespaces of their
+/// own, with the binaries this test run was built with: a partition of the relay leader's database link
+/// (the leadership must pass on), two faults at once, a partition of a core's broker link, a core killed
+/// after its commits. Seeded: the same faults, cores, links and directions every run. About a minute; set
+/// FAULTS_SKIP=1 to leave it out.
 @Suite("Fault suite, short run")
 struct FaultRunTests {
     static let repository = Repository.root
@@ -22,8 +25,11 @@ struct FaultRunTests {
         ProcessInfo.processInfo.environment["FAULTS_SKIP"] != "1" && binaries != nil && getuid() == 0
     }
 
+    /// In this order (faults/run.sh --kinds): at least one partition, the relay's handover, a double fault.
+    static let kinds = "partition-relay-db,double,partition-rabbitmq,kill-core-after-commit,partition-redis"
+
     @Test(
-        "45 s of faults under contended load: no anomaly of any kind, every fault recovered",
+        "30 s of faults (partitions, kills, two at once) under contended load: no anomaly, every fault recovered",
         .enabled(if: enabled),
         .timeLimit(.minutes(10))
     )
@@ -33,8 +39,8 @@ struct FaultRunTests {
         let run = try runProcess(
             "/bin/bash",
             [
-                Self.repository.appendingPathComponent("faults/run.sh").path, "--duration", "45", "--bin",
-                Self.binaries!.path, "--out", out.path,
+                Self.repository.appendingPathComponent("faults/run.sh").path, "--duration", "30", "--seed", "45",
+                "--gap", "1-2", "--kinds", Self.kinds, "--bin", Self.binaries!.path, "--out", out.path,
             ],
             currentDirectory: Self.repository.path
         )

@@ -80,6 +80,32 @@ import Testing
         #expect(try connection.query("SELECT current_setting('application_name') AS app").rows[0]["app"] == "probe")
     }
 
+    @Test("TCP keepalives by default on both ends (a vanished peer is noticed in seconds); a URL's own win")
+    func keepalives() throws {
+        let query =
+            "SELECT current_setting('tcp_keepalives_idle') AS idle, current_setting('tcp_keepalives_interval') AS interval, current_setting('tcp_keepalives_count') AS count, current_setting('tcp_user_timeout') AS timeout"
+        // Over TCP: a Unix socket has no keepalives, and the server reads these as 0 there.
+        try TestDatabase.withConnection { connection in
+            let row = try connection.query(query).rows[0]
+            #expect([row["idle"], row["interval"], row["count"], row["timeout"]] == ["2", "1", "3", "5000"])
+        }
+        let separator = TestDatabase.url.contains("?") ? "&" : "?"
+        let own = try PostgresConnection(
+            url: TestDatabase.url + separator + "keepalives_idle=7&tcp_user_timeout=9000",
+            logger: TestDatabase.logger
+        )
+        defer { own.close() }
+        let row = try own.query(query).rows[0]
+        #expect([row["idle"], row["interval"], row["count"], row["timeout"]] == ["7", "1", "3", "9000"])
+        let off = try PostgresConnection(
+            url: TestDatabase.url + separator + "keepalives=0",
+            logger: TestDatabase.logger
+        )
+        defer { off.close() }
+        // Off: neither end asks; the server shows the operating system's default (7200 on Linux).
+        #expect(try off.query(query).rows[0]["idle"] != "2")
+    }
+
     /// Kills `connection`'s server process from another connection and waits (server-side) until it is gone.
     static func terminate(_ connection: PostgresConnection) throws {
         try TestDatabase.withConnection { killer in
