@@ -252,13 +252,12 @@ struct ForwardedSnapshot: Decodable {
     }
 }
 
-/// An event as the gateway forwards it (no `userId`).
+/// An event as the gateway forwards it (no `userId`, `holdId` or `orderId`).
 struct ForwardedEvent: Decodable {
     var eventId: String
     var type: EventType
     var occurredAt: Date
     var showtimeId: String
-    var holdId: String
     var seatIds: [String]
     var seatVersions: [String: Int64]
     var expiresAt: Date?
@@ -270,7 +269,7 @@ struct ForwardedEvent: Decodable {
             type: event.type,
             occurredAt: event.occurredAt,
             showtimeId: event.showtimeId,
-            holdId: event.holdId,
+            holdId: "-",
             userId: "-",
             seatIds: event.seatIds,
             seatVersions: event.seatVersions,
