@@ -14,7 +14,8 @@
 #   --control    the control run: builds the core with -DINVENTORY_CONTROL_UNSAFE_CLAIM (scratch path
 #                .build-control), turns the seat guard trigger off in the private database, and exits 0
 #                only if the checker DOES find double holds
-#   --gap        seconds between one fault's recovery and the next fault (default 1-4; 0-2 for the soak)
+#   --gap        seconds between one fault's recovery and the next fault (default 1-4; 0-0 for the soak:
+#                under a second)
 #   --kinds      inject these kinds in this order, round after round (default: every kind, cheap ones
 #                twice, in a seeded random order per round); RELIABILITY.md lists the kinds
 #   --bin        use the binaries in DIR instead of building (the Swift test passes its own)
@@ -506,8 +507,9 @@ inject_fault() {
     esac
 }
 
-# Every kind at least once per round, in a fresh seeded order each round; the cheap ones (and the double
-# faults) more often, so that a 12-minute soak holds 150 or more. With --kinds: those, in that order, round
+# Every kind at least once per round (33 faults), in a fresh seeded order each round; the cheap ones (and
+# the double faults) more often, so that a 12-minute soak holds 150 or more (on a 2-core machine at load
+# ~12 a round takes about 2.5 minutes: the broker's restarts and the long partitions are most of it). With --kinds: those, in that order, round
 # after round.
 ROUND=()
 next_fault_kind() {
@@ -515,8 +517,9 @@ next_fault_kind() {
         IFS=, read -r -a ROUND <<<"$kinds_arg"
     elif [ ${#ROUND[@]} = 0 ]; then
         local kinds=(kill-core kill-core kill-core kill-core-after-commit kill-core-after-commit
-            kill-core-after-commit kill-relay-unpublished kill-relay-unpublished kill-facade kill-facade
-            rabbitmq-restart kill-rabbitmq redis-flushall redis-flushall redis-flushall redis-restart redis-pause
+            kill-core-after-commit kill-core-after-commit kill-relay-unpublished kill-relay-unpublished kill-facade
+            kill-facade kill-facade rabbitmq-restart kill-rabbitmq redis-flushall redis-flushall redis-flushall
+            redis-flushall redis-restart redis-pause
             postgres-restart postgres-crash partition-postgres partition-postgres partition-rabbitmq
             partition-rabbitmq partition-redis partition-redis partition-relay-db double double double double)
         local i j tmp
