@@ -377,16 +377,24 @@ struct HTTPDaemonTests {
             }
         }
         #expect(try await eventually { daemon.inFlight == 10 })
-        // Two concurrent calls: both return once the daemon is stopped.
-        async let first: Void = blocking { daemon.shutdown(timeout: .seconds(10)) }
-        async let second: Void = blocking { daemon.shutdown(timeout: .seconds(10)) }
-        #expect(try await eventually { daemon.isDraining })
+        // Two concurrent calls: both return once the daemon is stopped. On threads started here, not in
+        // child tasks: with the cooperative pool busy (the whole suite on 2 cores) a child task may not
+        // start for seconds, and isDraining was once not seen within 10 s.
+        let stopped = DispatchGroup()
+        for _ in 0..<2 {
+            stopped.enter()
+            Thread {
+                daemon.shutdown(timeout: .seconds(10))
+                stopped.leave()
+            }.start()
+        }
+        #expect(try await eventually(within: .seconds(30)) { daemon.isDraining })
         DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(100)) {
             for responder in parked.withLock({ $0 }) {
                 responder.respond(.text(200, "done"))
             }
         }
-        _ = try await (first, second)
+        try await blocking { stopped.wait() }
         #expect(daemon.inFlight == 0)
         let responses = try await blocking { try connections.map { try $0.value.readResponse() } }
         #expect(responses.count == 10)
