@@ -308,13 +308,14 @@ import Testing
     @Test("nothing listening fails with connectionFailed, fast")
     func nothingListening() throws {
         var configuration = try AMQPConfiguration(url: "amqp://guest:guest@127.0.0.1:5999/")
-        configuration.connectTimeout = .seconds(2)
+        // Refused at once, not after the connect timeout: a long timeout tells the two apart on a loaded machine.
+        configuration.connectTimeout = .seconds(30)
         let clock = ContinuousClock()
         let started = clock.now
         let error = #expect(throws: AMQPError.self) {
             try AMQPConnection(configuration: configuration, logger: Broker.quietLogger)
         }
-        #expect(started.duration(to: clock.now) < .seconds(1))
+        #expect(started.duration(to: clock.now) < .seconds(15))
         #expect(error?.kind == .connectionFailed)
         #expect(error?.isRetryable == true)
         #expect(error?.message.contains("127.0.0.1:5999") == true)
@@ -334,16 +335,17 @@ import Testing
             let clock = ContinuousClock()
             let started = clock.now
             for call in [
-                { _ = try connection.declareQueue("") }, { _ = try connection.nextEvent(timeout: .seconds(5)) },
+                { _ = try connection.declareQueue("") }, { _ = try connection.nextEvent(timeout: .seconds(30)) },
                 { _ = try connection.publish(exchange: "", routingKey: "x", body: []) },
-                { _ = try connection.waitForInput(wakeup: nil, timeout: .seconds(5)) },
+                { _ = try connection.waitForInput(wakeup: nil, timeout: .seconds(30)) },
             ] {
                 let later = #expect(throws: AMQPError.self) { try call() }
                 #expect(later?.kind == .connectionClosed)
                 #expect(later?.message.contains("NOT_FOUND") == true)
             }
-            // Each of these would wait 5 s on a live connection; on a closed one they must fail at once.
-            #expect(started.duration(to: clock.now) < .seconds(1))
+            // Each of these would wait 30 s on a live connection; on a closed one they must fail at once
+            // (half of one wait is the bound: a loaded machine's scheduling never comes near it).
+            #expect(started.duration(to: clock.now) < .seconds(15))
             connection.close()
             connection.close()
         }
@@ -499,10 +501,11 @@ import Testing
             let clock = ContinuousClock()
             let started = clock.now
             signaller.start()
-            let result = try connection.waitForInput(wakeup: wakeup, timeout: .seconds(5))
+            let result = try connection.waitForInput(wakeup: wakeup, timeout: .seconds(30))
             #expect(result.woken)
             #expect(!result.readable)
-            #expect(started.duration(to: clock.now) < .seconds(2))
+            // Woken, not timed out: well before the 30 s.
+            #expect(started.duration(to: clock.now) < .seconds(15))
             wakeup.drain()
             let quiet = try connection.waitForInput(wakeup: wakeup, timeout: .milliseconds(50))
             #expect(quiet == (readable: false, woken: false))
@@ -519,7 +522,7 @@ import Testing
                 }
                 var bodies: [[UInt8]] = []
                 let clock = ContinuousClock()
-                let deadline = clock.now.advanced(by: .seconds(3))
+                let deadline = clock.now.advanced(by: .seconds(15))
                 while bodies.count < 5, clock.now < deadline {
                     let result = try connection.waitForInput(wakeup: nil, timeout: .seconds(1))
                     guard result.readable else { continue }

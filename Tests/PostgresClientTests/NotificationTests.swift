@@ -42,10 +42,11 @@ import Testing
                 try sender.notify(channel, payload: "during query")
                 try listener.query("SELECT pg_sleep(0.2)")
                 let start = clock.now
-                var pending = try listener.waitForNotifications(timeout: .seconds(5))
-                if pending.isEmpty { pending = try listener.waitForNotifications(timeout: .seconds(5)) }
+                var pending = try listener.waitForNotifications(timeout: .seconds(30))
+                if pending.isEmpty { pending = try listener.waitForNotifications(timeout: .seconds(30)) }
                 #expect(pending.map(\.payload) == ["during query"])
-                #expect(start.duration(to: clock.now) < .seconds(1))
+                // Returned without waiting for the 30 s timeout.
+                #expect(start.duration(to: clock.now) < .seconds(15))
             }
         }
     }
@@ -59,7 +60,7 @@ import Testing
             #expect(try listener.waitForNotifications(timeout: .milliseconds(200)).isEmpty)
             let waited = start.duration(to: clock.now)
             #expect(waited >= .milliseconds(190))
-            #expect(waited < .seconds(2))
+            #expect(waited < .seconds(10))
             #expect(try listener.waitForNotifications(timeout: .zero).isEmpty)
         }
     }

@@ -131,7 +131,9 @@ extension RealServices {
                         if let answer {
                             line += " \(ms(answer.replied.duration(to: message.at))) ms after the reply,"
                             line += " \(ms(answer.sent.duration(to: message.at))) ms after the request"
-                            #expect(answer.sent.duration(to: message.at) < .seconds(2), "\(line)")
+                            // Pushed as it happens (the times are printed); the bound only catches an event
+                            // that waited for something else, generous for a loaded 2-core machine.
+                            #expect(answer.sent.duration(to: message.at) < .seconds(10), "\(line)")
                         }
                         if let eventId = message.eventId, let seen = observer.receipt(of: eventId) {
                             line += " (\(ms(seen.duration(to: message.at))) ms after a plain AMQP consumer got it)"
