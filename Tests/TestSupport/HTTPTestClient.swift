@@ -83,7 +83,7 @@ public enum HTTPTestClient {
         _ path: String,
         headers: [(String, String)] = [],
         body: String? = nil,
-        timeout: Duration = .seconds(15)
+        timeout: Duration = .seconds(60)
     ) throws -> TestResponse {
         let socket = try open(port: port, timeout: timeout)
         defer { close(socket) }

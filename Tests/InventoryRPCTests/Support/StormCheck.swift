@@ -154,7 +154,14 @@ func checkEventsMatchOutbox(
     var actual: [String: [String]] = [:]
     for event in received { actual[event.holdId, default: []].append(event.eventId) }
     #expect(expected == actual, "per-hold order", sourceLocation: sourceLocation)
-    let unpublished = try core.query("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")
+    // The relay marks rows after the broker confirmed them, so the mark may follow the events' arrival:
+    // wait for it (bounded) rather than read it once.
+    let deadline = ContinuousClock.now + timeout
+    var unpublished = try core.query("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")
+    while unpublished.first?["n"] != "0" && ContinuousClock.now < deadline {
+        try await Task.sleep(for: .milliseconds(100))
+        unpublished = try core.query("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")
+    }
     #expect(unpublished.first?["n"] == "0", "every row marked published", sourceLocation: sourceLocation)
 }
 
