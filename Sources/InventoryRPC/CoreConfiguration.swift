@@ -14,7 +14,7 @@ public struct CoreConfiguration: Sendable {
     public var maxSeatsPerHold: Int
     /// RPC worker threads; each owns one broker, one database and one Redis connection.
     public var workers: Int
-    /// Unacknowledged deliveries per worker, shared by its seven consumers (`basic.qos` with `global`: per
+    /// Unacknowledged deliveries per worker, shared by its consumers (one per operation) (`basic.qos` with `global`: per
     /// channel). A worker decides one request at a time; what it holds beyond that waits behind it, so this is
     /// kept small (decision 0013): the rest stays in the queues, where any free worker takes it.
     public var prefetch: UInt16
