@@ -12,6 +12,9 @@ ALTER TABLE seat_states
     ADD COLUMN category text,
     ADD COLUMN rank     integer;
 
+-- A together hold locks the seats of one block: one row's seats by number.
+CREATE INDEX seat_states_row_number ON seat_states (showtime_id, seat_row, number) WHERE seat_row IS NOT NULL;
+
 -- 3. hold.extended is an event like the others.
 ALTER TABLE outbox DROP CONSTRAINT outbox_event_type_check;
 ALTER TABLE outbox ADD CONSTRAINT outbox_event_type_check
@@ -104,13 +107,13 @@ END $$;
 -- ranked seat), then the row (rows in seat map order: the position of the row's first seat), then the
 -- distance from the row's centre (the middle of its lowest and highest number). A row is (section, row).
 CREATE FUNCTION inventory_seat_order(p_showtime_id text)
-RETURNS TABLE (seat_id text, rank_key bigint, row_order integer, row_centre numeric, centre_distance numeric)
+RETURNS TABLE (seat_id text, rank_key bigint, row_order integer, row_centre float8, centre_distance float8)
 LANGUAGE sql STABLE AS $$
     SELECT s.seat_id,
            coalesce(s.rank::bigint, 9223372036854775807),
            min(s.position) OVER w,
-           (min(s.number) OVER w + max(s.number) OVER w) / 2.0,
-           abs(s.number - (min(s.number) OVER w + max(s.number) OVER w) / 2.0)
+           (min(s.number) OVER w + max(s.number) OVER w) / 2.0::float8,
+           abs(s.number - (min(s.number) OVER w + max(s.number) OVER w) / 2.0::float8)
       FROM seat_states s
      WHERE s.showtime_id = p_showtime_id
     WINDOW w AS (PARTITION BY s.section, s.seat_row)
@@ -166,9 +169,11 @@ BEGIN
             v_chosen := NULL;
         END;
     ELSE
+        -- Blocks are named by their row and first number (no per-block arrays: on a 2,000-seat map that
+        -- halves the query); the lock statement reads the block's seats itself.
         FOR v_block IN
             WITH free AS (
-                SELECT s.seat_id, s.section, s.seat_row, s.number, o.rank_key, o.row_order, o.row_centre
+                SELECT s.section, s.seat_row, s.number, o.rank_key, o.row_order, o.row_centre
                   FROM seat_states s
                   JOIN inventory_seat_order(p_showtime_id) o ON o.seat_id = s.seat_id
                  WHERE s.showtime_id = p_showtime_id AND s.seat_row IS NOT NULL AND s.number IS NOT NULL
@@ -176,28 +181,30 @@ BEGIN
                    AND (p_category IS NULL OR s.category = p_category)
                    AND (s.state = 'available' OR (s.state = 'held' AND s.hold_expires_at <= v_now))),
             runs AS (
-                SELECT f.number, f.row_order, f.row_centre,
+                SELECT f.section, f.seat_row, f.number, f.row_order, f.row_centre,
                        lead(f.number, p_quantity - 1) OVER w AS last_number,
-                       array_agg(f.seat_id) OVER (w ROWS BETWEEN CURRENT ROW AND p_quantity - 1 FOLLOWING) AS seat_ids,
                        max(f.rank_key) OVER (w ROWS BETWEEN CURRENT ROW AND p_quantity - 1 FOLLOWING) AS block_rank
                   FROM free f
-                WINDOW w AS (PARTITION BY f.section, f.seat_row ORDER BY f.number, f.seat_id))
-            SELECT r.seat_ids
+                WINDOW w AS (PARTITION BY f.section, f.seat_row ORDER BY f.number))
+            SELECT r.section, r.seat_row, r.number
               FROM runs r
              WHERE r.last_number = r.number + p_quantity - 1
-             ORDER BY r.block_rank, r.row_order, abs((r.number + r.last_number) / 2.0 - r.row_centre), r.number
+             ORDER BY r.block_rank, r.row_order, abs((r.number + r.last_number) / 2.0::float8 - r.row_centre), r.number
         LOOP
             BEGIN
-                SELECT count(*)::integer INTO v_locked
-                  FROM (SELECT 1 FROM seat_states s
-                         WHERE s.showtime_id = p_showtime_id AND s.seat_id = ANY (v_block.seat_ids)
+                SELECT count(DISTINCT l.number)::integer, array_agg(l.seat_id ORDER BY l.number, l.seat_id)
+                  INTO v_locked, v_chosen
+                  FROM (SELECT s.seat_id, s.number FROM seat_states s
+                         WHERE s.showtime_id = p_showtime_id AND s.section IS NOT DISTINCT FROM v_block.section
+                           AND s.seat_row = v_block.seat_row
+                           AND s.number BETWEEN v_block.number AND v_block.number + p_quantity - 1
+                           AND (p_category IS NULL OR s.category = p_category)
                            AND (s.state = 'available' OR (s.state = 'held' AND s.hold_expires_at <= v_now))
                          ORDER BY s.seat_id
                            FOR UPDATE NOWAIT) l;
-                IF v_locked <> p_quantity THEN
+                IF v_locked <> p_quantity OR cardinality(v_chosen) <> p_quantity THEN
                     RAISE EXCEPTION USING ERRCODE = 'IV001';
                 END IF;
-                v_chosen := v_block.seat_ids;
             EXCEPTION WHEN lock_not_available OR SQLSTATE 'IV001' THEN
                 v_chosen := NULL;
             END;
