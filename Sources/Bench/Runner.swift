@@ -228,7 +228,10 @@ public enum BenchRunner {
                     let numbers = start...min(options.seatsPerShowtime, start + chunk - 1)
                     let request =
                         options.shape == .bestAvailable
-                        ? SeatsDefineRequest(showtimeId: showtime, seats: numbers.map(WorkloadConfiguration.seatDefinition))
+                        ? SeatsDefineRequest(
+                            showtimeId: showtime,
+                            seats: numbers.map(WorkloadConfiguration.seatDefinition)
+                        )
                         : SeatsDefineRequest(showtimeId: showtime, seatIds: seats)
                     let result = try caller.call(.seatsDefine, request, as: SeatsDefined.self)
                     if case .failure(let error) = result {

@@ -4,7 +4,8 @@
 ///
 /// Written as `RPC_PERMISSIONS`: entries separated by spaces or `;`, each `user=item,item,...`, where an
 /// item is an operation (`hold`, `release`, `purchase`, `hold.get`, `availability`, `seats.define`,
-/// `ping`, `hold.extend`, `seat.history`: the routing key without `.request`), `*` for every operation, or one of two rights:
+/// `ping`, `hold.extend`, `seat.history`: the routing key without `.request`), `*` for every operation, or one
+/// of two rights:
 ///
 /// - `act-for-users`: the core believes the body's `userId` (the facade, the Orders Service, an admin).
 ///   A caller without it may only name itself as `userId`.

@@ -136,7 +136,7 @@ public struct RESTErrorBody: Codable, Sendable, Hashable {
 public enum ValidationRule: String, Codable, CaseIterable, Sendable {
     case json, required, type, pattern, minItems, maxItems, uniqueItems, additionalProperties, mismatch
     // Venue features (issue 15): numbers, labels, and "exactly one of" (seatIds or seats, seatIds or quantity).
-    case minimum, maximum, maxLength, oneOf
+    case minimum, maximum, minLength, maxLength, oneOf
 }
 
 /// One problem of a request: the field it concerns (`userId`, `seatIds[2]`, `$` for the body as a whole),

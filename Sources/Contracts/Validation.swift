@@ -159,7 +159,8 @@ public enum RequestDecoder {
             let given = exactlyOneOf.filter { object[$0] != nil }
             let names = exactlyOneOf.joined(separator: " or ")
             if given.isEmpty {
-                problems.append(ValidationProblem(field: exactlyOneOf[0], rule: .required, message: "\(names) is required"))
+                problems.append(
+                    ValidationProblem(field: exactlyOneOf[0], rule: .required, message: "\(names) is required"))
             } else if given.count > 1 {
                 problems.append(ValidationProblem(
                     field: given[1], rule: .oneOf, message: "Give \(names), not both"))
@@ -184,7 +185,8 @@ public enum RequestDecoder {
             case .boolean:
                 if case .bool = fieldValue {} else {
                     problems.append(ValidationProblem(
-                        field: field.name, rule: .type, message: "\(field.name) must be true or false, not \(article(fieldValue.typeName))"))
+                        field: field.name, rule: .type,
+                        message: "\(field.name) must be true or false, not \(article(fieldValue.typeName))"))
                 }
             case .label:
                 checkLabel(fieldValue, field: field.name, into: &problems)
@@ -275,21 +277,28 @@ public enum RequestDecoder {
             return
         }
         if !SeatDefinition.isValidLabel(text) {
-            let rule: ValidationRule = text.isEmpty || text.count > SeatDefinition.maxLabelLength ? .maxLength : .pattern
+            // The JSON Schema keyword that fails first: minLength, maxLength (in code points), then pattern.
+            let length = text.unicodeScalars.count
+            let rule: ValidationRule =
+                length == 0 ? .minLength : length > SeatDefinition.maxLabelLength ? .maxLength : .pattern
             problems.append(ValidationProblem(
-                field: field, rule: text.isEmpty ? .pattern : rule,
-                message: "\(field) must be 1 to \(SeatDefinition.maxLabelLength) characters without control characters"))
+                field: field, rule: rule,
+                message: "\(field) must be 1 to \(SeatDefinition.maxLabelLength) characters, none a control character"))
         }
     }
 
-    private static func checkSeatDefinitions(_ value: JSONValue, field: String, into problems: inout [ValidationProblem]) {
+    private static func checkSeatDefinitions(
+        _ value: JSONValue, field: String, into problems: inout [ValidationProblem]
+    ) {
         guard case .array(let items) = value else {
             problems.append(ValidationProblem(
-                field: field, rule: .type, message: "\(field) must be an array of seats, not \(article(value.typeName))"))
+                field: field, rule: .type,
+                message: "\(field) must be an array of seats, not \(article(value.typeName))"))
             return
         }
         if items.isEmpty {
-            problems.append(ValidationProblem(field: field, rule: .minItems, message: "\(field) must name at least one seat"))
+            problems.append(
+                ValidationProblem(field: field, rule: .minItems, message: "\(field) must name at least one seat"))
         }
         if items.count > RequestLimits.maxSeatsPerDefine {
             problems.append(ValidationProblem(

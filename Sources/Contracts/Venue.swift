@@ -17,7 +17,11 @@ public struct SeatDefinition: Codable, Sendable, Hashable {
     public var rank: Int?
 
     public init(
-        seatId: String, section: String? = nil, row: String? = nil, number: Int? = nil, category: String? = nil,
+        seatId: String,
+        section: String? = nil,
+        row: String? = nil,
+        number: Int? = nil,
+        category: String? = nil,
         rank: Int? = nil
     ) {
         self.seatId = seatId
@@ -40,7 +44,8 @@ public struct SeatDefinition: Codable, Sendable, Hashable {
 
     /// `section`, `row`, `category`: 1 to 64 characters, none of them a control character.
     public static func isValidLabel(_ text: String) -> Bool {
-        guard !text.isEmpty, text.count <= maxLabelLength else { return false }
+        // Counted in code points, as JSON Schema's maxLength counts.
+        guard !text.isEmpty, text.unicodeScalars.count <= maxLabelLength else { return false }
         return text.unicodeScalars.allSatisfy { $0.value >= 0x20 && !(0x7F...0x9F).contains($0.value) }
     }
 }
@@ -59,8 +64,13 @@ public struct BestAvailableHoldRequest: ValidatableRequest, Hashable {
     public var idempotencyKey: String?
 
     public init(
-        showtimeId: String, quantity: Int, userId: String, section: String? = nil, category: String? = nil,
-        together: Bool? = nil, idempotencyKey: String? = nil
+        showtimeId: String,
+        quantity: Int,
+        userId: String,
+        section: String? = nil,
+        category: String? = nil,
+        together: Bool? = nil,
+        idempotencyKey: String? = nil
     ) {
         self.showtimeId = showtimeId
         self.quantity = quantity
@@ -152,8 +162,14 @@ public struct SeatHistoryEntry: Codable, Sendable, Hashable {
     public var expiresAt: Date?
 
     public init(
-        version: Int64, type: EventType, occurredAt: Date, state: SeatState, holdId: String, userId: String,
-        orderId: String? = nil, expiresAt: Date? = nil
+        version: Int64,
+        type: EventType,
+        occurredAt: Date,
+        state: SeatState,
+        holdId: String,
+        userId: String,
+        orderId: String? = nil,
+        expiresAt: Date? = nil
     ) {
         self.version = version
         self.type = type

@@ -96,7 +96,9 @@ final class RequestHandler {
             return Self.ok(PingReply(status: "ok"))
         case .hold:
             let response =
-                if case .success(let value) = RequestDecoder.parse(body), BestAvailableHoldRequest.isBestAvailable(value) {
+                if case .success(let value) = RequestDecoder.parse(body),
+                    BestAvailableHoldRequest.isBestAvailable(value)
+                {
                     try bestAvailableHold(body: value, headers: headers, caller: caller, delivery: delivery)
                 } else {
                     try hold(body: body, headers: headers, caller: caller, delivery: delivery, logger: logger)

@@ -74,7 +74,9 @@ struct DriftTests {
                 idempotencyKey: "k"),
             minimal: BestAvailableHoldRequest(showtimeId: "s", quantity: 2, userId: "u")
         ),
-        Shape("hold-extend-request", full: HoldExtendRequest(holdId: "h", userId: "u"), minimal: HoldExtendRequest(holdId: "h")),
+        Shape(
+            "hold-extend-request", full: HoldExtendRequest(holdId: "h", userId: "u"),
+            minimal: HoldExtendRequest(holdId: "h")),
         Shape(
             "seat-history-request",
             full: SeatHistoryRequest(showtimeId: "s", seatId: "A1", limit: 5, before: 9),
@@ -97,8 +99,9 @@ struct DriftTests {
         Shape("hold", full: hold, minimal: Hold(holdId: "h", showtimeId: "s", userId: "u", seatIds: ["A1"], status: .active, expiresAt: date)),
         Shape("availability", full: Availability(showtimeId: "s", availability: []),
               minimal: Availability(showtimeId: "s", availability: [])),
-        Shape("availability", "$defs/seatAvailability", full: SeatAvailability(seatId: "A1", state: .held, holdExpiresAt: date, version: 3,
-                                                                              section: "s", row: "A", number: 1, category: "c", rank: 1),
+        Shape("availability", "$defs/seatAvailability",
+              full: SeatAvailability(seatId: "A1", state: .held, holdExpiresAt: date, version: 3,
+                                     section: "s", row: "A", number: 1, category: "c", rank: 1),
               minimal: SeatAvailability(seatId: "A1", state: .available)),
         Shape("availability", "$defs/summary", full: AvailabilitySummary(available: 1, held: 0, purchased: 0),
               minimal: AvailabilitySummary(available: 1, held: 0, purchased: 0)),
@@ -135,7 +138,9 @@ struct DriftTests {
         let node = try Self.schemaNode(shape)
         // With `oneOf` alternatives (seatIds or seats) an instance has one of them: the others count as present.
         var alternatives: Set<String> = []
-        if case .array(let items)? = node["oneOf"] { for item in items { alternatives.formUnion(item["required"]?.strings ?? []) } }
+        if case .array(let items)? = node["oneOf"] {
+            for item in items { alternatives.formUnion(item["required"]?.strings ?? []) }
+        }
         #expect(
             try shape.full().objectKeys.union(alternatives) == node["properties"]?.objectKeys ?? [],
             "\(shape.schema)#/\(shape.path)"
@@ -159,7 +164,8 @@ struct DriftTests {
         ("purchase-request", PurchaseRequest.fields, []), ("hold-get-request", HoldGetRequest.fields, []),
         ("availability-request", AvailabilityRequest.fields, []),
         ("seats-define-request", SeatsDefineRequest.fields, SeatsDefineRequest.exactlyOneOf),
-        ("seats-define-body", SeatsDefineBody.fields, SeatsDefineBody.exactlyOneOf), ("ping-request", PingRequest.fields, []),
+        ("seats-define-body", SeatsDefineBody.fields, SeatsDefineBody.exactlyOneOf),
+        ("ping-request", PingRequest.fields, []),
         ("hold-best-available-request", BestAvailableHoldRequest.fields, []),
         ("hold-extend-request", HoldExtendRequest.fields, []), ("seat-history-request", SeatHistoryRequest.fields, []),
         ("common#$defs/seatDefinition", SeatDefinition.fields, []),
@@ -185,7 +191,8 @@ struct DriftTests {
                 switch field.kind {
                 case .identifier:
                     let ref = property["$ref"]?.string
-                    #expect(ref == "common.json#/$defs/identifier" || ref == "#/$defs/identifier", "\(name).\(field.name)")
+                    #expect(
+                        ref == "common.json#/$defs/identifier" || ref == "#/$defs/identifier", "\(name).\(field.name)")
                 case .seatIds(let limit):
                     #expect(property["$ref"]?.string == "common.json#/$defs/seatIds", "\(name).\(field.name)")
                     let max =

@@ -48,8 +48,12 @@ import Testing
     func bestAvailableHold() throws {
         let body = #"{"showtimeId":"s1","quantity":2,"together":true,"userId":"u1"}"#
         let value = try build(.hold, body: body, headers: ["idempotency-key": "k-9"]).get()
-        #expect(value == ["showtimeId": "s1", "quantity": 2, "together": true, "userId": "u1", "idempotencyKey": "k-9"])
-        #expect(problems(build(.hold, body: #"{"showtimeId":"s1","quantity":4,"userId":"u1"}"#)).map(\.rule) == ["maximum"])
+        #expect(
+            value == ["showtimeId": "s1", "quantity": 2, "together": true, "userId": "u1", "idempotencyKey": "k-9"]
+        )
+        #expect(
+            problems(build(.hold, body: #"{"showtimeId":"s1","quantity":4,"userId":"u1"}"#)).map(\.rule) == ["maximum"]
+        )
         #expect(
             problems(build(.hold, body: #"{"showtimeId":"s1","quantity":1,"seatIds":["a"],"userId":"u1"}"#))
                 .map(\.field) == ["seatIds"]

@@ -27,7 +27,10 @@ struct VenueRoutesTests {
             #expect(defined.status == 200 && defined.json["added"] as? Int == 6, "\(defined.text)")
             let availability = try stack.request("GET", "/availability?showtimeId=\(showtime)", token: nil)
             let first = try #require((availability.json["availability"] as? [[String: Any]])?.first)
-            #expect(first["section"] as? String == "Stalls" && first["row"] as? String == "A" && first["number"] as? Int == 1)
+            #expect(
+                first["section"] as? String == "Stalls" && first["row"] as? String == "A"
+                    && first["number"] as? Int == 1
+            )
 
             let tokenA = Stack.token(Self.userA)
             let held = try stack.request(
@@ -45,7 +48,10 @@ struct VenueRoutesTests {
                 body: #"{"showtimeId":"\#(showtime)","quantity":5,"together":true}"#,
                 token: tokenA
             )
-            #expect(none.status == 409 && (none.json["error"] as? [String: Any])?["details"] as? [String: Int] == ["quantity": 5])
+            #expect(
+                none.status == 409
+                    && (none.json["error"] as? [String: Any])?["details"] as? [String: Int] == ["quantity": 5]
+            )
 
             let other = try stack.request("POST", "/holds/\(holdID)/extend", token: Stack.token(Self.userB))
             #expect(other.status == 403, "\(other.text)")
@@ -67,7 +73,10 @@ struct VenueRoutesTests {
             let types = (history.json["entries"] as? [[String: Any]])?.compactMap { $0["type"] as? String }
             #expect(types == ["hold.extended", "hold.created"])
             let bad = try stack.request("GET", path + "?limit=ten")
-            #expect(bad.status == 400 && (bad.json["error"] as? [String: Any])?["details"].map { "\($0)" }?.contains("limit") == true)
+            #expect(
+                bad.status == 400
+                    && (bad.json["error"] as? [String: Any])?["details"].map { "\($0)" }?.contains("limit") == true
+            )
             #expect(try stack.request("GET", "/showtimes/\(showtime)/seats/Z9/history").status == 422)
         }
     }

@@ -63,8 +63,11 @@ extension CoreServiceTests {
                 )
                 #expect(first.seatIds == ["s1", "s2"] && first.seatVersions == ["s1": 2, "s2": 2])
                 #expect(first.expiresAt != nil && first.expiresAt! > hold.expiresAt)
-                let availability = try await core.client.call(.availability, AvailabilityRequest(showtimeId: showtimeID))
-                    .decode(Availability.self).result.get()
+                let availability = try await core.client.call(
+                    .availability,
+                    AvailabilityRequest(showtimeId: showtimeID)
+                )
+                .decode(Availability.self).result.get()
                 let s1 = try #require(availability.availability.first { $0.seatId == "s1" })
                 #expect(s1.version >= 2 && s1.holdExpiresAt! > hold.expiresAt)
 
@@ -109,12 +112,17 @@ extension CoreServiceTests {
                 #expect(longer.expiresAt > kept.expiresAt && longer.status == .active)
                 #expect(try await Self.extend(core, dead.holdId).errorCode == .holdExpired)
                 // Its seat reads held, and a new hold of it fails.
-                let availability = try await core.client.call(.availability, AvailabilityRequest(showtimeId: showtimeID))
-                    .decode(Availability.self).result.get()
+                let availability = try await core.client.call(
+                    .availability,
+                    AvailabilityRequest(showtimeId: showtimeID)
+                )
+                .decode(Availability.self).result.get()
                 #expect(availability.availability.first { $0.seatId == "s2" }?.state == .held)
                 #expect(try await core.hold(showtimeID, ["s2"], user: "u3").errorCode == .seatUnavailable)
                 // The sweep expires the dead one, not the extended one.
-                let swept = await core.events.wait { $0.contains { $0.type == .holdExpired && $0.holdId == dead.holdId } }
+                let swept = await core.events.wait {
+                    $0.contains { $0.type == .holdExpired && $0.holdId == dead.holdId }
+                }
                 #expect(swept)
                 let status = try core.query("SELECT status FROM holds WHERE hold_id = $1", [kept.holdId])
                 #expect(status.first?["status"] == "active" || Date() >= longer.expiresAt)
@@ -128,7 +136,9 @@ extension CoreServiceTests {
             try await withCore(holdTTL: 1, expiryInterval: 1) { core in
                 let showtimeID = try await core.showtime(seats: 2)
                 let first = try await core.hold(showtimeID, ["s1"], user: "ann").decode(Hold.self).result.get()
-                let swept = await core.events.wait { $0.contains { $0.type == .holdExpired && $0.holdId == first.holdId } }
+                let swept = await core.events.wait {
+                    $0.contains { $0.type == .holdExpired && $0.holdId == first.holdId }
+                }
                 #expect(swept)
                 let second = try await core.hold(showtimeID, ["s1"], user: "bob").decode(Hold.self).result.get()
                 _ = try await core.client.call(
@@ -163,12 +173,17 @@ extension CoreServiceTests {
                     SeatHistoryRequest(showtimeId: showtimeID, seatId: "s9")
                 )
                 #expect(unknown.errorCode == .unknownSeats)
-                let noShow = try await core.client.call(.seatHistory, SeatHistoryRequest(showtimeId: "nope", seatId: "s1"))
+                let noShow = try await core.client.call(
+                    .seatHistory,
+                    SeatHistoryRequest(showtimeId: "nope", seatId: "s1")
+                )
                 #expect(noShow.errorCode == .showtimeNotFound)
             }
         }
 
-        @Test("a hold that takes a dead hold's seat before the sweep: the history has the expiry the events do not name")
+        @Test(
+            "a hold that takes a dead hold's seat before the sweep: the history has the expiry the events do not name"
+        )
         func overtakenExpiry() async throws {
             try await withCore(holdTTL: 1, expiryInterval: 3600) { core in
                 let showtimeID = try await core.showtime(seats: 1)

@@ -115,7 +115,9 @@ extension CoreServiceTests {
                     .get()
                 #expect(three.seatIds == ["R2-2", "R2-3", "R2-4"], "R1 has no 3 adjacent seats left")
                 let apart = try await Self.bestAvailable(core, showtimeID, 3).decode(Hold.self).result.get()
-                #expect(Set(apart.seatIds) == ["R1-4", "R1-5", "R2-1"] || Set(apart.seatIds) == ["R1-4", "R1-5", "R2-5"])
+                #expect(
+                    Set(apart.seatIds) == ["R1-4", "R1-5", "R2-1"] || Set(apart.seatIds) == ["R1-4", "R1-5", "R2-5"]
+                )
                 let none = try await Self.bestAvailable(core, showtimeID, 2, together: true)
                 #expect(none.errorCode == .seatUnavailable)
                 #expect(none.error?.details == ["quantity": 2])
@@ -179,7 +181,9 @@ extension CoreServiceTests {
                     "SELECT count(*) AS n FROM seat_states WHERE showtime_id = $1 AND state = 'available'",
                     [showtimeID]
                 )
-                print("best-available sell-out rush: \(outcome.created) holds, \(outcome.refused) refused, \(free[0]["n"]!) seats left")
+                print(
+                    "best-available sell-out rush: \(outcome.created) holds, \(outcome.refused) refused, \(free[0]["n"]!) seats left"
+                )
             }
         }
 

@@ -65,7 +65,9 @@ struct StorageVenueTests {
             for line in results[0] where !line.hasPrefix("extended:") {
                 #expect(line.hasPrefix("HOLD_EXPIRED:") || line.hasPrefix("HOLD_NOT_ACTIVE:"), "\(line)")
             }
-            for line in results[1] where !line.hasPrefix("purchased:") { #expect(line.hasPrefix("HOLD_EXPIRED:"), "\(line)") }
+            for line in results[1] where !line.hasPrefix("purchased:") {
+                #expect(line.hasPrefix("HOLD_EXPIRED:"), "\(line)")
+            }
 
             for id in ids {
                 let status = try setup.connection.query("SELECT status FROM holds WHERE hold_id = $1", [id]).rows[0]
@@ -78,7 +80,8 @@ struct StorageVenueTests {
                 switch status {
                 case "purchased":
                     #expect(purchased.contains(id) && !expired.contains(id))
-                    let expected = extended.contains(id)
+                    let expected =
+                        extended.contains(id)
                         ? ["hold.created", "hold.extended", "seats.purchased"] : ["hold.created", "seats.purchased"]
                     #expect(events == expected, "\(id): \(events)")
                 case "expired":

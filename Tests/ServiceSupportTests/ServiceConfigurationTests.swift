@@ -112,7 +112,9 @@ struct ServiceConfigurationTests {
         #expect(defaults.maxHoldSeconds == 900 && defaults.historyRetentionDays == 365)
         let configuration = try await load(["MAX_HOLD_SECONDS": "600", "HISTORY_RETENTION_DAYS": "30"])
         #expect(configuration.maxHoldSeconds == 600 && configuration.historyRetentionDays == 30)
-        for (variable, value) in [("MAX_HOLD_SECONDS", "0"), ("MAX_HOLD_SECONDS", "15m"), ("HISTORY_RETENTION_DAYS", "-1")] {
+        for (variable, value) in [
+            ("MAX_HOLD_SECONDS", "0"), ("MAX_HOLD_SECONDS", "15m"), ("HISTORY_RETENTION_DAYS", "-1"),
+        ] {
             let error = try #require(await loadError([variable: value]))
             #expect(error.variable == variable)
         }

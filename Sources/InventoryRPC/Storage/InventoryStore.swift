@@ -352,7 +352,9 @@ public final class InventoryStore {
                 "SELECT count(*) FILTER (WHERE seat_id = $2) AS seat, count(*) AS seats FROM seat_states WHERE showtime_id = $1",
                 [request.showtimeId, request.seatId]
             ).rows[0]
-            if try known.decode("seats", as: Int.self) == 0 { return .failure(Self.showtimeNotFound(request.showtimeId)) }
+            if try known.decode("seats", as: Int.self) == 0 {
+                return .failure(Self.showtimeNotFound(request.showtimeId))
+            }
             if try known.decode("seat", as: Int.self) == 0 { return .failure(.unknownSeats([request.seatId])) }
         }
         var entries: [SeatHistoryEntry] = []

@@ -46,7 +46,11 @@ struct BestAvailableResult: Sendable {
 }
 
 /// Sends the best-available `together` requests of `quantities` all at once.
-func bestAvailableRush(_ core: CoreHarness, showtimeID: String, quantities: [Int]) async throws
+func bestAvailableRush(
+    _ core: CoreHarness,
+    showtimeID: String,
+    quantities: [Int]
+) async throws
     -> [BestAvailableResult]
 {
     try await withThrowingTaskGroup(of: BestAvailableResult.self) { group in
@@ -116,11 +120,15 @@ func checkBestAvailableRush(
             outcome.created += 1
             answered.insert(hold.holdId)
             if hold.seatIds.count != result.quantity {
-                outcome.violations.append("hold \(hold.holdId) has \(hold.seatIds.count) seats, asked \(result.quantity)")
+                outcome.violations.append(
+                    "hold \(hold.holdId) has \(hold.seatIds.count) seats, asked \(result.quantity)"
+                )
             }
             let places = hold.seatIds.compactMap { layout[$0] }
             let numbers = places.map(\.number).sorted()
-            if Set(places.map(\.row)).count != 1 || numbers != Array((numbers.first ?? 0)..<((numbers.first ?? 0) + numbers.count)) {
+            if Set(places.map(\.row)).count != 1
+                || numbers != Array((numbers.first ?? 0)..<((numbers.first ?? 0) + numbers.count))
+            {
                 outcome.violations.append("hold \(hold.holdId) seats \(hold.seatIds) are not adjacent in one row")
             }
             for seat in hold.seatIds {
