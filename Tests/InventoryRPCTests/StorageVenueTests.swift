@@ -114,6 +114,69 @@ struct StorageVenueTests {
         }
     }
 
+    @Test(
+        "a best-available hold with a caller's key: the same request replays its hold, a refusal is kept even after seats free up, another request is IDEMPOTENCY_KEY_REUSED"
+    )
+    func bestAvailableIdempotency() throws {
+        try withTestDatabase { url in
+            let f = try StoreFixture(url)
+            _ = try f.store.defineSeatMap(
+                SeatsDefineRequest(
+                    showtimeId: "show",
+                    seats: (1...3).map { (n: Int) in SeatDefinition(seatId: "A\(n)", section: "S", row: "A", number: n)
+                    }
+                )
+            )
+            func decide(_ quantity: Int, key: String, user: String = "ann") throws -> HoldDecision {
+                try f.store.decideBestAvailableHold(
+                    holdID: StoreFixture.newHoldID(),
+                    request: BestAvailableHoldRequest(
+                        showtimeId: "show",
+                        quantity: quantity,
+                        userId: user,
+                        together: true
+                    ),
+                    key: .caller(key),
+                    ttlSeconds: 300
+                )
+            }
+            let first = try decide(2, key: "k1")
+            let hold = try #require(first.outcome.createdHold)
+            #expect(hold.seatIds == ["A1", "A2"] || hold.seatIds == ["A2", "A3"], "\(hold.seatIds)")
+            let again = try decide(2, key: "k1")
+            #expect(again.replayed && again.outcome.replayedHold?.holdId == hold.holdId)
+            #expect(try decide(1, key: "k1").outcome.isKeyReused)
+
+            let refused = try decide(3, key: "k2")
+            #expect(refused.outcome == .noSuitableSeats(quantity: 3) && !refused.replayed)
+            _ = try f.store.release(ReleaseRequest(holdId: hold.holdId, userId: "ann"))
+            let kept = try decide(3, key: "k2")
+            #expect(kept.replayed && kept.outcome == .noSuitableSeats(quantity: 3), "rule 9: the refusal is kept")
+            #expect(try decide(3, key: "k3").outcome.createdHold?.seatIds == ["A1", "A2", "A3"])
+        }
+    }
+
+    @Test("seat history older than HISTORY_RETENTION_DAYS is purged in batches; newer entries stay")
+    func historyRetention() throws {
+        try withTestDatabase { url in
+            let f = try StoreFixture(url)
+            try f.define("show", ["S1", "S2"])
+            for seat in ["S1", "S2"] {
+                let hold = try #require(try f.created("show", [seat]))
+                _ = try f.store.release(ReleaseRequest(holdId: hold.holdId, userId: "user_1"))
+            }
+            #expect(try f.int("SELECT count(*) AS n FROM seat_history") == 4)
+            try f.connection.simpleQuery(
+                "UPDATE seat_history SET occurred_at = occurred_at - interval '400 days' WHERE seat_id = 'S1'"
+            )
+            #expect(try f.store.purgeSeatHistory(retentionDays: 365, batchSize: 1) == 1)
+            #expect(try f.store.purgeSeatHistory(retentionDays: 365, batchSize: 1) == 1)
+            #expect(try f.store.purgeSeatHistory(retentionDays: 365, batchSize: 1) == 0)
+            #expect(try f.int("SELECT count(*) AS n FROM seat_history WHERE seat_id = 'S2'") == 2)
+            #expect(try f.int("SELECT count(*) AS n FROM seat_history") == 2)
+        }
+    }
+
     @Test("control: an extension that does not lock the hold row races the sweep into two outcomes")
     func extensionControl() throws {
         try withTestDatabase { url in
