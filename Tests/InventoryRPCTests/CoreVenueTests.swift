@@ -164,15 +164,26 @@ extension CoreServiceTests {
         }
 
         @Test(
-            "a best-available rush that sells the showtime out: refusals (counted) begin only when the seat history shows no suitable free set was left"
+            "a best-available rush that sells the showtime out: refusals (counted) begin only when the seat history shows no suitable free set was left",
+            arguments: [true, false]
         )
-        func rushToSellOut() async throws {
+        func rushToSellOut(together: Bool) async throws {
             try await withCore(workers: 4) { core in
                 let showtimeID = try await core.venue(venueSeats(rows: 100, perRow: 20))
                 var generator = SeededGenerator(seed: 1507)
                 let quantities = (0..<1000).map { _ in Int.random(in: 1...4, using: &generator) }
-                let results = try await bestAvailableRush(core, showtimeID: showtimeID, quantities: quantities)
-                let outcome = try checkBestAvailableRush(results, core: core, showtimeID: showtimeID)
+                let results = try await bestAvailableRush(
+                    core,
+                    showtimeID: showtimeID,
+                    quantities: quantities,
+                    together: together
+                )
+                let outcome = try checkBestAvailableRush(
+                    results,
+                    core: core,
+                    showtimeID: showtimeID,
+                    together: together
+                )
                 #expect(outcome.violations.isEmpty, "\(outcome.violations.prefix(5))")
                 #expect(outcome.unjustifiedRefusals.isEmpty, "\(outcome.unjustifiedRefusals.prefix(5))")
                 #expect(outcome.refused > 0, "asked \(quantities.reduce(0, +)) of 2000 seats")
@@ -182,22 +193,33 @@ extension CoreServiceTests {
                     [showtimeID]
                 )
                 print(
-                    "best-available sell-out rush: \(outcome.created) holds, \(outcome.refused) refused, \(free[0]["n"]!) seats left"
+                    "best-available sell-out rush (together: \(together)): \(outcome.created) holds, \(outcome.refused) refused, \(free[0]["n"]!) seats left"
                 )
             }
         }
 
         @Test(
-            "control: best-available that waits for locked seats instead of skipping them is caught refusing while adjacent seats are free"
+            "control: best-available that waits for locked seats instead of skipping them is caught refusing while suitable seats are free",
+            arguments: [true, false]
         )
-        func rushControl() async throws {
+        func rushControl(together: Bool) async throws {
             try await withCore(workers: 4) { core in
                 _ = try core.query(naiveBestAvailableSQL)
                 let showtimeID = try await core.venue(venueSeats(rows: 100, perRow: 20))
                 var generator = SeededGenerator(seed: 1507)
                 let quantities = (0..<1000).map { _ in Int.random(in: 1...4, using: &generator) }
-                let results = try await bestAvailableRush(core, showtimeID: showtimeID, quantities: quantities)
-                let outcome = try checkBestAvailableRush(results, core: core, showtimeID: showtimeID)
+                let results = try await bestAvailableRush(
+                    core,
+                    showtimeID: showtimeID,
+                    quantities: quantities,
+                    together: together
+                )
+                let outcome = try checkBestAvailableRush(
+                    results,
+                    core: core,
+                    showtimeID: showtimeID,
+                    together: together
+                )
                 #expect(!outcome.unjustifiedRefusals.isEmpty, "the check must see the race")
             }
         }

@@ -45,11 +45,12 @@ struct BestAvailableResult: Sendable {
     var answeredAt: Date
 }
 
-/// Sends the best-available `together` requests of `quantities` all at once.
+/// Sends the best-available requests of `quantities` (`together`, or any seats) all at once.
 func bestAvailableRush(
     _ core: CoreHarness,
     showtimeID: String,
-    quantities: [Int]
+    quantities: [Int],
+    together: Bool = true
 ) async throws
     -> [BestAvailableResult]
 {
@@ -62,7 +63,7 @@ func bestAvailableRush(
                         showtimeId: showtimeID,
                         quantity: quantity,
                         userId: "rush-\(index)",
-                        together: true
+                        together: together
                     ),
                     timeout: .seconds(120)
                 )
@@ -93,10 +94,14 @@ struct RushOutcome {
 /// refusal was received (holds only: nothing is released during a rush), no `quantity` adjacent free seats
 /// were left. (A hold that took effect before that instant but committed after it is counted as taken: the
 /// check never blames a refusal on a seat that was not free, and seats only get taken during a rush.)
+///
+/// With `together: false` the holds need not be adjacent, and a refusal is justified when fewer than
+/// `quantity` seats of the whole showtime were free.
 func checkBestAvailableRush(
     _ results: [BestAvailableResult],
     core: CoreHarness,
-    showtimeID: String
+    showtimeID: String,
+    together: Bool = true
 ) throws -> RushOutcome {
     var outcome = RushOutcome()
     var layout: [String: (row: String, number: Int)] = [:]
@@ -126,8 +131,9 @@ func checkBestAvailableRush(
             }
             let places = hold.seatIds.compactMap { layout[$0] }
             let numbers = places.map(\.number).sorted()
-            if Set(places.map(\.row)).count != 1
-                || numbers != Array((numbers.first ?? 0)..<((numbers.first ?? 0) + numbers.count))
+            if together,
+                Set(places.map(\.row)).count != 1
+                    || numbers != Array((numbers.first ?? 0)..<((numbers.first ?? 0) + numbers.count))
             {
                 outcome.violations.append("hold \(hold.holdId) seats \(hold.seatIds) are not adjacent in one row")
             }
@@ -168,7 +174,15 @@ func checkBestAvailableRush(
     ) {
         takenAt[row["seat_id"]!] = Date(timeIntervalSince1970: Double(Int64(row["ms"]!)!) / 1000)
     }
-    for result in results where result.answer.errorCode != nil {
+    for result in results where result.answer.errorCode != nil && !together {
+        let free = layout.keys.filter { seat in takenAt[seat].map { $0 > result.answeredAt } ?? true }
+        if free.count >= result.quantity {
+            outcome.unjustifiedRefusals.append(
+                "a request of \(result.quantity) was refused at \(result.answeredAt) while \(free.count) seats were free"
+            )
+        }
+    }
+    for result in results where result.answer.errorCode != nil && together {
         // Free, by the history, when the refusal arrived: never taken, or taken later.
         for (rowKey, seats) in rows {
             var run = 0
@@ -202,6 +216,17 @@ let naiveBestAvailableSQL = """
     DECLARE
         v_chosen text[];
     BEGIN
+        IF NOT coalesce(p_together, false) THEN
+            SELECT array_agg(c.seat_id) INTO v_chosen
+              FROM (SELECT s.seat_id FROM seat_states s JOIN inventory_seat_order(p_showtime_id) o ON o.seat_id = s.seat_id
+                     WHERE s.showtime_id = p_showtime_id
+                       AND (s.state = 'available' OR (s.state = 'held' AND s.hold_expires_at <= now()))
+                     ORDER BY o.rank_key, o.row_order, o.centre_distance, s.position LIMIT p_quantity) c;
+            IF coalesce(cardinality(v_chosen), 0) < p_quantity THEN
+                RETURN inventory_outcome('no_suitable_seats');
+            END IF;
+            RETURN inventory_hold(p_hold_id, p_showtime_id, v_chosen, p_user_id, NULL, NULL, p_ttl_seconds);
+        END IF;
         WITH free AS (
             SELECT s.seat_id, s.section, s.seat_row, s.number, o.rank_key, o.row_order, o.row_centre
               FROM seat_states s JOIN inventory_seat_order(p_showtime_id) o ON o.seat_id = s.seat_id
