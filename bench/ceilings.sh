@@ -6,7 +6,8 @@
 #   echo         a null AMQP RPC through the project's AMQP layer (inventory-bench echo)
 #   stub         the same SQL behind the same AMQP layer and nothing else (inventory-bench stub-core)
 #   core         inventory-bench against inventory-rpc serve: uniform holds (as provisioned, then again with the
-#                planner's statistics fresh: --analyze), a hot rush, availability of 2,000 seats, the mix
+#                planner's statistics fresh: --analyze), a hot rush, availability of 2,000 seats, the mix,
+#                best-available holds (1-4 seats together on 2,000-seat showtimes with rows)
 #   sweep        100,000 holds expiring at once (inventory-bench sweep), the core sweeping every 5 s
 #   http         inventory-bench against http-facade in front of the core (when it serves)
 # and the ratios the targets are stated in (BENCHMARKS.md): hold throughput / pgbench rate.
@@ -162,6 +163,9 @@ if has core && (( core_up )); then
         --seats-per-showtime 2000 --no-verify
     run_bench core-mix "$core" amqp "${common[@]}" --in-flight "$IN_FLIGHT" --shape mix --showtimes 8 \
         --seats-per-showtime 2000
+    # Best available (issue 15): 1-4 seats together, rows of 20, winners release at once; next to plain holds.
+    run_bench core-best-available "$core" amqp "${common[@]}" --in-flight "$IN_FLIGHT" --shape best-available \
+        --showtimes 4 --seats-per-showtime 2000
 fi
 
 if has http && (( core_up )) && [[ -x "$bin/http-facade" ]]; then
@@ -230,6 +234,7 @@ bench_rows("core-uniform-analyzed", "core, uniform, fresh statistics", {"hold"})
 bench_rows("core-hot", "core, hot rush (10 seats)", {"hold", "release"})
 bench_rows("core-availability", "core, availability 2,000 seats", {"availability"})
 bench_rows("core-mix", "core, mix", {"hold", "release", "purchase", "availability"})
+bench_rows("core-best-available", "core, best available (1-4 together)", {"hold.best", "release"})
 bench_rows("http-uniform", "facade (REST), uniform", {"hold"})
 bench_rows("http-uniform-analyzed", "facade (REST), fresh statistics", {"hold"})
 sw = load("sweep")

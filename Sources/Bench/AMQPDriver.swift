@@ -136,7 +136,7 @@ final class AMQPLoadDriver {
         _ reply: BenchReply,
         at now: ContinuousClock.Instant
     ) {
-        if case .hold(let hold) = request, reply.outcome == .won, let won = reply.hold {
+        if let hold = request.holdRequester, reply.outcome == .won, let won = reply.hold {
             stats.wonHolds.append(
                 WonHold(
                     holdID: won.holdId,

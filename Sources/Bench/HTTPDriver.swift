@@ -154,7 +154,7 @@ final class HTTPClientConnection {
 /// The REST route of a request (INTERFACE.md's facade table).
 func httpRoute(_ request: BenchRequest, encoder: JSONEncoder) throws -> (method: String, path: String, body: [UInt8]) {
     switch request {
-    case .hold: ("POST", "/hold", try request.body(encoder: encoder))
+    case .hold, .holdBest: ("POST", "/hold", try request.body(encoder: encoder))
     case .release: ("POST", "/release", try request.body(encoder: encoder))
     case .purchase: ("POST", "/purchase", try request.body(encoder: encoder))
     case .availability(let availability): ("GET", "/availability?showtimeId=\(availability.showtimeId)", [])
@@ -295,7 +295,7 @@ final class HTTPLoadDriver {
         _ reply: BenchReply,
         at now: ContinuousClock.Instant
     ) {
-        if case .hold(let request) = entry.request, reply.outcome == .won, let hold = reply.hold {
+        if let request = entry.request.holdRequester, reply.outcome == .won, let hold = reply.hold {
             stats.wonHolds.append(
                 WonHold(
                     holdID: hold.holdId,

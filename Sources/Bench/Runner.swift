@@ -225,19 +225,24 @@ public enum BenchRunner {
                     let seats = (start...min(options.seatsPerShowtime, start + chunk - 1)).map(
                         WorkloadConfiguration.seatID
                     )
-                    let result = try caller.call(
-                        .seatsDefine,
-                        SeatsDefineRequest(showtimeId: showtime, seatIds: seats),
-                        as: SeatsDefined.self
-                    )
+                    let numbers = start...min(options.seatsPerShowtime, start + chunk - 1)
+                    let request =
+                        options.shape == .bestAvailable
+                        ? SeatsDefineRequest(
+                            showtimeId: showtime,
+                            seats: numbers.map(WorkloadConfiguration.seatDefinition)
+                        )
+                        : SeatsDefineRequest(showtimeId: showtime, seatIds: seats)
+                    let result = try caller.call(.seatsDefine, request, as: SeatsDefined.self)
                     if case .failure(let error) = result {
                         throw BenchError("seats.define \(showtime): \(error.code.rawValue) \(error.message)")
                     }
                 }
             }
         case .http:
-            // The facade takes bodies up to 64 KiB: 4,000 seat ids of up to 8 characters stay well under.
-            chunk = 4_000
+            // The facade takes bodies up to 64 KiB: 4,000 seat ids of up to 8 characters stay well under, and 500
+            // seats with rows (about 90 bytes each).
+            chunk = options.shape == .bestAvailable ? 500 : 4_000
             let (host, port) = try hostAndPort(options.httpURL)
             // A facade that has just started answers 503 until its RPC client is connected and a core
             // answers ping: the first request waits for that, not for luck.
@@ -248,13 +253,20 @@ public enum BenchRunner {
                     let seats = (start...min(options.seatsPerShowtime, start + chunk - 1)).map(
                         WorkloadConfiguration.seatID
                     )
-                    struct Body: Encodable { var seatIds: [String] }
+                    struct Body: Encodable {
+                        var seatIds: [String]?
+                        var seats: [SeatDefinition]?
+                    }
+                    let numbers = start...min(options.seatsPerShowtime, start + chunk - 1)
+                    let definition =
+                        options.shape == .bestAvailable
+                        ? Body(seats: numbers.map(WorkloadConfiguration.seatDefinition)) : Body(seatIds: seats)
                     let (status, body) = try httpCall(
                         host: host,
                         port: port,
                         method: "PUT",
                         path: "/showtimes/\(showtime)/seats",
-                        body: Array(try encoder.encode(Body(seatIds: seats))),
+                        body: Array(try encoder.encode(definition)),
                         headers: options.tokens.map { [("Authorization", "Bearer \($0.admin)")] } ?? []
                     )
                     guard status == 200 else {

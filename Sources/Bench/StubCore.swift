@@ -87,6 +87,7 @@ public final class StubCore: Sendable {
                         case .unknownSeats(let seats): .failure(ErrorBody.unknownSeats(seats))
                         case .showtimeNotFound: .failure(ErrorBody(code: .showtimeNotFound, message: "no seat map"))
                         case .keyReused: .failure(ErrorBody(code: .idempotencyKeyReused, message: "key reused"))
+                        case .noSuitableSeats(let quantity): .failure(ErrorBody.noSuitableSeats(quantity: quantity))
                         }
                     }
                 case .release:

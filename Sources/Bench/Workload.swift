@@ -4,6 +4,8 @@ import Foundation
 /// The operations the bench measures, one row each in the report.
 public enum BenchOperation: String, CaseIterable, Sendable, Codable, Comparable {
     case hold
+    /// A best-available hold (`quantity` instead of `seatIds`; issue 15): its own row, next to plain holds.
+    case holdBest = "hold.best"
     case release
     case purchase
     case availability
@@ -26,11 +28,15 @@ public enum RushShape: String, CaseIterable, Sendable, Codable {
     case mix
     /// Only availability reads of random showtimes (the seat map page everybody refreshes).
     case availability
+    /// Best-available holds (`quantity` seats `together`, drawn from `seatsPerHold`) of random showtimes whose
+    /// seats have rows (20 a row); a winner releases at once, so the best seats keep changing hands.
+    case bestAvailable = "best-available"
 }
 
 /// One request of the workload, independent of the transport.
 public enum BenchRequest: Sendable {
     case hold(HoldRequest)
+    case holdBest(BestAvailableHoldRequest)
     case release(ReleaseRequest)
     case purchase(PurchaseRequest)
     case availability(AvailabilityRequest)
@@ -40,6 +46,7 @@ public enum BenchRequest: Sendable {
     public var operation: BenchOperation {
         switch self {
         case .hold: .hold
+        case .holdBest: .holdBest
         case .release: .release
         case .purchase: .purchase
         case .availability: .availability
@@ -48,9 +55,18 @@ public enum BenchRequest: Sendable {
         }
     }
 
+    /// The showtime and user of a hold request (either form), for the record of won holds.
+    public var holdRequester: (showtimeId: String, userId: String)? {
+        switch self {
+        case .hold(let request): (request.showtimeId, request.userId)
+        case .holdBest(let request): (request.showtimeId, request.userId)
+        default: nil
+        }
+    }
+
     public var rpcOperation: RPCOperation? {
         switch self {
-        case .hold: .hold
+        case .hold, .holdBest: .hold
         case .release: .release
         case .purchase: .purchase
         case .availability: .availability
@@ -63,6 +79,7 @@ public enum BenchRequest: Sendable {
     public func body(encoder: JSONEncoder) throws -> [UInt8] {
         switch self {
         case .hold(let request): Array(try encoder.encode(request))
+        case .holdBest(let request): Array(try encoder.encode(request))
         case .release(let request): Array(try encoder.encode(request))
         case .purchase(let request): Array(try encoder.encode(request))
         case .availability(let request): Array(try encoder.encode(request))
@@ -116,7 +133,7 @@ public struct BenchReply: Sendable {
     public static func decodeRPC(_ body: [UInt8], operation: BenchOperation, decoder: JSONDecoder) -> BenchReply {
         do {
             switch operation {
-            case .hold, .release, .purchase, .holdGet:
+            case .hold, .holdBest, .release, .purchase, .holdGet:
                 switch try decoder.decode(RPCReply<Hold>.self, from: Data(body)) {
                 case .ok(let hold): return BenchReply(outcome: .won, hold: hold)
                 case .error(let error): return .failure(code: error.code.rawValue)
@@ -146,7 +163,7 @@ public struct BenchReply: Sendable {
     {
         if (200..<300).contains(status) {
             switch operation {
-            case .hold, .release, .purchase, .holdGet:
+            case .hold, .holdBest, .release, .purchase, .holdGet:
                 guard let hold = try? decoder.decode(Hold.self, from: Data(body)) else {
                     return BenchReply(outcome: .error, errorCode: "MALFORMED_REPLY")
                 }
@@ -217,6 +234,22 @@ public struct WorkloadConfiguration: Sendable, Codable {
     }
 
     public static func seatID(_ number: Int) -> String { "s\(number)" }
+
+    /// Seats a row in the seat maps of the best-available shape.
+    public static let seatsPerRow = 20
+
+    /// Seat `number` (1...) with rows: row `R<n>` of `seatsPerRow` seats numbered 1..., rank 1 for the first
+    /// five rows, one more per five rows.
+    public static func seatDefinition(_ number: Int) -> SeatDefinition {
+        let row = (number - 1) / seatsPerRow + 1
+        return SeatDefinition(
+            seatId: seatID(number),
+            section: "Stalls",
+            row: "R\(row)",
+            number: (number - 1) % seatsPerRow + 1,
+            rank: (row - 1) / 5 + 1
+        )
+    }
 }
 
 /// One simulated user: a small state machine that says what to send next and learns from each answer.
@@ -254,16 +287,25 @@ public struct VirtualClient: Sendable {
             return .availability(
                 AvailabilityRequest(showtimeId: configuration.showtimeIDs.randomElement(using: &random)!)
             )
+        case .bestAvailable:
+            return .holdBest(
+                BestAvailableHoldRequest(
+                    showtimeId: configuration.showtimeIDs.randomElement(using: &random)!,
+                    quantity: Int.random(in: configuration.seatsPerHold, using: &random),
+                    userId: userID,
+                    together: true
+                )
+            )
         }
     }
 
     /// Plans the follow-ups of an answer.
     public mutating func received(_ reply: BenchReply, for request: BenchRequest) {
-        guard case .hold = request, reply.outcome == .won, let hold = reply.hold else { return }
+        guard request.holdRequester != nil, reply.outcome == .won, let hold = reply.hold else { return }
         switch configuration.shape {
         case .uniform, .availability:
             break
-        case .hot:
+        case .hot, .bestAvailable:
             queue.append(.release(ReleaseRequest(holdId: hold.holdId, userId: userID)))
         case .mix:
             if Double.random(in: 0..<1, using: &random) < configuration.pollProbability {

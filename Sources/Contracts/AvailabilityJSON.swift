@@ -15,13 +15,30 @@ public enum AvailabilityJSON {
         for (index, seat) in availability.availability.enumerated() {
             if index > 0 { out.append(UInt8(ascii: ",")) }
             out.append(UInt8(ascii: "{"))
+            // Keys in JSONEncoder's sorted order: category, holdExpiresAt, number, rank, row, seatId, section, ...
+            if let category = seat.category {
+                out += Array(#""category":"#.utf8)
+                appendString(category, to: &out)
+                out.append(UInt8(ascii: ","))
+            }
             if let expiresAt = seat.holdExpiresAt {
                 out += Array(#""holdExpiresAt":""#.utf8)
                 appendDate(expiresAt, to: &out)
                 out += Array(#"","#.utf8)
             }
+            if let number = seat.number { out += Array(#""number":\#(number),"#.utf8) }
+            if let rank = seat.rank { out += Array(#""rank":\#(rank),"#.utf8) }
+            if let row = seat.row {
+                out += Array(#""row":"#.utf8)
+                appendString(row, to: &out)
+                out.append(UInt8(ascii: ","))
+            }
             out += Array(#""seatId":"#.utf8)
             appendString(seat.seatId, to: &out)
+            if let section = seat.section {
+                out += Array(#","section":"#.utf8)
+                appendString(section, to: &out)
+            }
             out += Array(#","state":"#.utf8)
             appendString(seat.state.rawValue, to: &out)
             out += Array(#","version":"#.utf8)

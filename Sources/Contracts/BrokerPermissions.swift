@@ -4,11 +4,13 @@
 ///
 /// Written as `RPC_PERMISSIONS`: entries separated by spaces or `;`, each `user=item,item,...`, where an
 /// item is an operation (`hold`, `release`, `purchase`, `hold.get`, `availability`, `seats.define`,
-/// `ping`: the routing key without `.request`), `*` for every operation, or one of two rights:
+/// `ping`, `hold.extend`, `seat.history`: the routing key without `.request`), `*` for every operation, or one
+/// of two rights:
 ///
 /// - `act-for-users`: the core believes the body's `userId` (the facade, the Orders Service, an admin).
 ///   A caller without it may only name itself as `userId`.
-/// - `admin`: may leave `userId` out of `release`, `purchase` and `hold.get` (an admin act: any hold).
+/// - `admin`: may leave `userId` out of `release`, `purchase`, `hold.get` and `hold.extend` (an admin act:
+///   any hold).
 ///
 /// Users not in the table may call nothing. ``default`` is INTERFACE.md's table.
 public struct BrokerPermissions: Sendable, Equatable, CustomStringConvertible {
@@ -47,7 +49,7 @@ public struct BrokerPermissions: Sendable, Equatable, CustomStringConvertible {
         return BrokerPermissions(grants: [
             Users.facade: Grant(operations: all, actsForUsers: true, admin: true),
             Users.orders: Grant(
-                operations: [.hold, .release, .purchase, .holdGet, .availability, .ping],
+                operations: [.hold, .release, .purchase, .holdGet, .availability, .ping, .holdExtend],
                 actsForUsers: true
             ),
             Users.gateway: Grant(operations: [.availability, .ping]),
@@ -165,7 +167,7 @@ public enum BrokerAuthorization {
         grant: BrokerPermissions.Grant
     ) -> ErrorBody? {
         switch operation {
-        case .hold, .release, .purchase, .holdGet:
+        case .hold, .release, .purchase, .holdGet, .holdExtend:
             guard let userId else {
                 // hold: userId is a required field, which the decoder already reported.
                 if grant.admin || operation == .hold { return nil }
@@ -185,7 +187,7 @@ public enum BrokerAuthorization {
                 )
             }
             return nil
-        case .availability, .seatsDefine, .ping:
+        case .availability, .seatsDefine, .ping, .seatHistory:
             return nil
         }
     }

@@ -19,6 +19,8 @@ public enum ErrorCode: String, Codable, CaseIterable, Sendable {
     case serviceUnavailable = "SERVICE_UNAVAILABLE"
     case upstreamTimeout = "UPSTREAM_TIMEOUT"
     case internalError = "INTERNAL"
+    // Venue features (issue 15).
+    case extensionLimit = "EXTENSION_LIMIT"
 
     public var httpStatus: Int {
         switch self {
@@ -28,6 +30,7 @@ public enum ErrorCode: String, Codable, CaseIterable, Sendable {
         case .showtimeNotFound, .holdNotFound, .notFound: 404
         case .methodNotAllowed: 405
         case .seatUnavailable, .holdNotActive, .holdExpired, .idempotencyKeyInUse: 409
+        case .extensionLimit: 409
         case .payloadTooLarge: 413
         case .unknownSeats, .idempotencyKeyReused: 422
         case .internalError: 500
@@ -72,6 +75,16 @@ public struct ErrorBody: Codable, Sendable, Hashable, Error {
     /// 409 SEAT_UNAVAILABLE: `details.seatIds` lists the seats that were not available.
     public static func seatUnavailable(_ seatIDs: [String]) -> ErrorBody {
         ErrorBody(code: .seatUnavailable, message: "Seat unavailable", details: ["seatIds": .array(seatIDs.map(JSONValue.string))])
+    }
+
+    /// 409 SEAT_UNAVAILABLE for a best-available hold: no suitable set of `quantity` seats is free;
+    /// `details: {quantity}` (INTERFACE.md, "Venue features").
+    public static func noSuitableSeats(quantity: Int) -> ErrorBody {
+        ErrorBody(
+            code: .seatUnavailable,
+            message: "Seat unavailable: no \(quantity) suitable seats are free",
+            details: ["quantity": .number(Double(quantity))]
+        )
     }
 
     /// 422 UNKNOWN_SEATS: `details.seatIds` lists the seats the seat map does not have.
@@ -122,6 +135,8 @@ public struct RESTErrorBody: Codable, Sendable, Hashable {
 /// an `Idempotency-Key` header that differs from the body's `idempotencyKey`.
 public enum ValidationRule: String, Codable, CaseIterable, Sendable {
     case json, required, type, pattern, minItems, maxItems, uniqueItems, additionalProperties, mismatch
+    // Venue features (issue 15): numbers, labels, and "exactly one of" (seatIds or seats, seatIds or quantity).
+    case minimum, maximum, minLength, maxLength, oneOf
 }
 
 /// One problem of a request: the field it concerns (`userId`, `seatIds[2]`, `$` for the body as a whole),

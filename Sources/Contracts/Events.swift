@@ -3,6 +3,7 @@ import Foundation
 /// The events of the `inventory.events` topic exchange; the routing key is the type.
 public enum EventType: String, Codable, CaseIterable, Sendable {
     case holdCreated = "hold.created"
+    case holdExtended = "hold.extended"
     case holdReleased = "hold.released"
     case holdExpired = "hold.expired"
     case seatsPurchased = "seats.purchased"
@@ -12,7 +13,7 @@ public enum EventType: String, Codable, CaseIterable, Sendable {
     public var routingKey: String { rawValue }
 }
 
-/// Body of every event (contracts/schemas/event.json): `expiresAt` on `hold.created` and only there,
+/// Body of every event (contracts/schemas/event.json): `expiresAt` on `hold.created` and `hold.extended` only,
 /// `orderId` on `seats.purchased` and only there. Published persistent with `message_id` = `eventId`.
 ///
 /// `seatIds` are exactly the seats whose state the event changed, in the hold's order: all of the hold's
@@ -55,14 +56,14 @@ public struct InventoryEvent: Codable, Sendable, Hashable {
             eventId: eventId, type: type, occurredAt: occurredAt, showtimeId: hold.showtimeId, holdId: hold.holdId,
             userId: hold.userId, seatIds: hold.seatIds.filter { seatVersions[$0] != nil },
             seatVersions: seatVersions,
-            expiresAt: type == .holdCreated ? hold.expiresAt : nil,
+            expiresAt: type == .holdCreated || type == .holdExtended ? hold.expiresAt : nil,
             orderId: type == .seatsPurchased ? hold.orderId : nil)
     }
 
     /// The state the event gives each seat it names.
     public var seatState: SeatState {
         switch type {
-        case .holdCreated: .held
+        case .holdCreated, .holdExtended: .held
         case .holdReleased, .holdExpired: .available
         case .seatsPurchased: .purchased
         }

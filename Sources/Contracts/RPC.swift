@@ -8,6 +8,9 @@ public enum RPCOperation: String, CaseIterable, Sendable {
     case availability = "availability.request"
     case seatsDefine = "seats.define.request"
     case ping = "ping.request"
+    // Venue features (issue 15).
+    case holdExtend = "hold.extend.request"
+    case seatHistory = "seat.history.request"
 
     public static let exchange = "inventory.rpc"
 

@@ -36,17 +36,33 @@ public enum SeatState: String, Codable, CaseIterable, Sendable {
 /// (INTERFACE.md rule 8): it grows with each change of the seat, and an event's `seatVersions` name the
 /// version each change produced, so a consumer orders what it applies per seat (decision 0012). A seat
 /// no event has touched yet is at version 0.
+///
+/// The seat's metadata (`section`, `row`, `number`, `category`, `rank`), when the seat map gives it
+/// (`seats.define` with `seats`), is carried as well; absent fields are not set.
 public struct SeatAvailability: Codable, Sendable, Hashable {
     public var seatId: String
     public var state: SeatState
     public var holdExpiresAt: Date?
     public var version: Int64
+    public var section: String?
+    public var row: String?
+    public var number: Int?
+    public var category: String?
+    public var rank: Int?
 
-    public init(seatId: String, state: SeatState, holdExpiresAt: Date? = nil, version: Int64 = 0) {
+    public init(
+        seatId: String, state: SeatState, holdExpiresAt: Date? = nil, version: Int64 = 0, section: String? = nil,
+        row: String? = nil, number: Int? = nil, category: String? = nil, rank: Int? = nil
+    ) {
         self.seatId = seatId
         self.state = state
         self.holdExpiresAt = holdExpiresAt
         self.version = version
+        self.section = section
+        self.row = row
+        self.number = number
+        self.category = category
+        self.rank = rank
     }
 }
 
@@ -92,17 +108,19 @@ public struct Availability: Codable, Sendable, Hashable {
     }
 }
 
-/// Reply data of `seats.define.request`: the seats the showtime has now, and how many of the requested
-/// ones were new (contracts/schemas/seats-defined.json).
+/// Reply data of `seats.define.request`: the seats the showtime has now, how many of the requested ones
+/// were new, and how many existing ones got new metadata (`seats` only; contracts/schemas/seats-defined.json).
 public struct SeatsDefined: Codable, Sendable, Hashable {
     public var showtimeId: String
     public var seatCount: Int
     public var added: Int
+    public var updated: Int
 
-    public init(showtimeId: String, seatCount: Int, added: Int) {
+    public init(showtimeId: String, seatCount: Int, added: Int, updated: Int = 0) {
         self.showtimeId = showtimeId
         self.seatCount = seatCount
         self.added = added
+        self.updated = updated
     }
 }
 

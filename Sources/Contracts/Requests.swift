@@ -75,30 +75,59 @@ public struct AvailabilityRequest: ValidatableRequest, Hashable {
     public static let fields: [RequestField] = [.init("showtimeId", .identifier)]
 }
 
-/// `seats.define.request` (contracts/schemas/seats-define-request.json).
+/// `seats.define.request` (contracts/schemas/seats-define-request.json): the seats as plain ids (`seatIds`)
+/// or as objects with metadata (`seats`), exactly one of the two. Seats the showtime does not have are added
+/// in the order given; a seat it has keeps its place, and its metadata is set from a `seats` object when it
+/// differs (only while the seat is available: otherwise SEAT_UNAVAILABLE, and nothing changes). A plain id
+/// never changes an existing seat.
 public struct SeatsDefineRequest: ValidatableRequest, Hashable {
     public var showtimeId: String
-    public var seatIds: [String]
+    public var seatIds: [String]?
+    public var seats: [SeatDefinition]?
 
     public init(showtimeId: String, seatIds: [String]) {
         self.showtimeId = showtimeId
         self.seatIds = seatIds
     }
 
-    public static let fields: [RequestField] = [.init("showtimeId", .identifier), .init("seatIds", .seatIds(.perDefine))]
+    public init(showtimeId: String, seats: [SeatDefinition]) {
+        self.showtimeId = showtimeId
+        self.seats = seats
+    }
+
+    public static let fields: [RequestField] = [
+        .init("showtimeId", .identifier), .init("seatIds", .seatIds(.perDefine), required: false),
+        .init("seats", .seatDefinitions, required: false),
+    ]
+    public static let exactlyOneOf = ["seatIds", "seats"]
+
+    /// The seats in the order given, and whether each carries metadata (a `seats` object) or is a plain id.
+    public var definitions: [(seat: SeatDefinition, hasMetadata: Bool)] {
+        if let seats { return seats.map { ($0, true) } }
+        return (seatIds ?? []).map { (SeatDefinition(seatId: $0), false) }
+    }
 }
 
 /// The body of `PUT /showtimes/{showtimeId}/seats`: the seats alone, the showtime is in the path
 /// (contracts/schemas/seats-define-body.json).
 public struct SeatsDefineBody: ValidatableRequest, Hashable {
-    public var seatIds: [String]
+    public var seatIds: [String]?
+    public var seats: [SeatDefinition]?
 
     public init(seatIds: [String]) { self.seatIds = seatIds }
 
-    public static let fields: [RequestField] = [.init("seatIds", .seatIds(.perDefine))]
+    public init(seats: [SeatDefinition]) { self.seats = seats }
+
+    public static let fields: [RequestField] = [
+        .init("seatIds", .seatIds(.perDefine), required: false), .init("seats", .seatDefinitions, required: false),
+    ]
+    public static let exactlyOneOf = ["seatIds", "seats"]
 
     public func request(showtimeId: String) -> SeatsDefineRequest {
-        SeatsDefineRequest(showtimeId: showtimeId, seatIds: seatIds)
+        var request = SeatsDefineRequest(showtimeId: showtimeId, seatIds: [])
+        request.seatIds = seatIds
+        request.seats = seats
+        return request
     }
 }
 

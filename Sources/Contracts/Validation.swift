@@ -50,6 +50,17 @@ public struct RequestField: Sendable, Hashable {
     public enum Kind: Sendable, Hashable {
         case identifier
         case seatIds(SeatListLimit)
+        // Venue features (issue 15).
+        /// A seat count of a best-available hold: an integer from 1 to `maxSeatsPerHold`.
+        case quantity
+        /// An integer within the range.
+        case integer(ClosedRange<Int>)
+        case boolean
+        /// A seat map label (`section`, `row`, `category`): 1 to `SeatDefinition.maxLabelLength` characters,
+        /// no control characters.
+        case label
+        /// `seats` of `seats.define`: 1 to `maxSeatsPerDefine` seat objects (`SeatDefinition`), no seat twice.
+        case seatDefinitions
     }
 
     public enum SeatListLimit: Sendable, Hashable {
@@ -81,14 +92,21 @@ public struct RequestField: Sendable, Hashable {
 /// that returns every problem found, each naming its field.
 public protocol ValidatableRequest: Codable, Sendable {
     static var fields: [RequestField] { get }
+    /// Fields of which exactly one must be given (`seatIds` or `seats`); empty for most requests. Each of them
+    /// is an optional field of `fields`.
+    static var exactlyOneOf: [String] { get }
     func validate(limits: RequestLimits) -> [ValidationProblem]
+}
+
+extension ValidatableRequest {
+    public static var exactlyOneOf: [String] { [] }
 }
 
 extension ValidatableRequest {
     public func validate(limits: RequestLimits) -> [ValidationProblem] {
         guard let bytes = try? ContractJSON.encode(self), let value = try? JSONDecoder().decode(JSONValue.self, from: Data(bytes))
         else { return [ValidationProblem(field: "$", rule: .type, message: "The request cannot be encoded")] }
-        return RequestDecoder.problems(in: value, fields: Self.fields, limits: limits)
+        return RequestDecoder.problems(in: value, fields: Self.fields, limits: limits, exactlyOneOf: Self.exactlyOneOf)
     }
 }
 
@@ -109,7 +127,7 @@ public enum RequestDecoder {
     public static func decode<T: ValidatableRequest>(_ type: T.Type, from value: JSONValue, limits: RequestLimits)
         -> Result<T, ErrorBody>
     {
-        let problems = problems(in: value, fields: T.fields, limits: limits)
+        let problems = problems(in: value, fields: T.fields, limits: limits, exactlyOneOf: T.exactlyOneOf)
         guard problems.isEmpty else { return .failure(.validation(problems)) }
         do {
             return .success(try ContractJSON.decoder().decode(T.self, from: try ContractJSON.encoder().encode(value)))
@@ -130,11 +148,24 @@ public enum RequestDecoder {
 
     /// Every problem of `value` as a body with `fields`: type first (a field of the wrong type is not
     /// checked further), then the field's own rules; declared fields in order, then unknown fields by name.
-    public static func problems(in value: JSONValue, fields: [RequestField], limits: RequestLimits) -> [ValidationProblem] {
+    public static func problems(
+        in value: JSONValue, fields: [RequestField], limits: RequestLimits, exactlyOneOf: [String] = []
+    ) -> [ValidationProblem] {
         guard case .object(let object) = value else {
             return [ValidationProblem(field: "$", rule: .type, message: "The body must be a JSON object, not \(article(value.typeName))")]
         }
         var problems: [ValidationProblem] = []
+        if !exactlyOneOf.isEmpty {
+            let given = exactlyOneOf.filter { object[$0] != nil }
+            let names = exactlyOneOf.joined(separator: " or ")
+            if given.isEmpty {
+                problems.append(
+                    ValidationProblem(field: exactlyOneOf[0], rule: .required, message: "\(names) is required"))
+            } else if given.count > 1 {
+                problems.append(ValidationProblem(
+                    field: given[1], rule: .oneOf, message: "Give \(names), not both"))
+            }
+        }
         for field in fields {
             guard let fieldValue = object[field.name] else {
                 if field.required {
@@ -147,6 +178,20 @@ public enum RequestDecoder {
                 checkIdentifier(fieldValue, field: field.name, into: &problems)
             case .seatIds(let limit):
                 checkSeatIDs(fieldValue, field: field.name, maxItems: limit.maxItems(limits), into: &problems)
+            case .quantity:
+                checkInteger(fieldValue, field: field.name, range: 1...max(1, limits.maxSeatsPerHold), into: &problems)
+            case .integer(let range):
+                checkInteger(fieldValue, field: field.name, range: range, into: &problems)
+            case .boolean:
+                if case .bool = fieldValue {} else {
+                    problems.append(ValidationProblem(
+                        field: field.name, rule: .type,
+                        message: "\(field.name) must be true or false, not \(article(fieldValue.typeName))"))
+                }
+            case .label:
+                checkLabel(fieldValue, field: field.name, into: &problems)
+            case .seatDefinitions:
+                checkSeatDefinitions(fieldValue, field: field.name, into: &problems)
             }
         }
         let known = Set(fields.map(\.name))
@@ -199,6 +244,81 @@ public enum RequestDecoder {
                     problems.append(ValidationProblem(
                         field: element, rule: .type, message: "\(element) must be a string, not \(article(item.typeName))"))
                 }
+            }
+        }
+        if !duplicates.isEmpty {
+            problems.append(ValidationProblem(
+                field: field, rule: .uniqueItems,
+                message: "\(field) names a seat more than once: " + duplicates.joined(separator: ", ")))
+        }
+    }
+
+    private static func checkInteger(
+        _ value: JSONValue, field: String, range: ClosedRange<Int>, into problems: inout [ValidationProblem]
+    ) {
+        guard case .number(let number) = value, number.rounded() == number, abs(number) < 1e15 else {
+            problems.append(ValidationProblem(
+                field: field, rule: .type, message: "\(field) must be a whole number, not \(article(value.typeName))"))
+            return
+        }
+        if number < Double(range.lowerBound) {
+            problems.append(ValidationProblem(
+                field: field, rule: .minimum, message: "\(field) must be at least \(range.lowerBound)"))
+        } else if number > Double(range.upperBound) {
+            problems.append(ValidationProblem(
+                field: field, rule: .maximum, message: "\(field) must be at most \(range.upperBound)"))
+        }
+    }
+
+    private static func checkLabel(_ value: JSONValue, field: String, into problems: inout [ValidationProblem]) {
+        guard case .string(let text) = value else {
+            problems.append(ValidationProblem(
+                field: field, rule: .type, message: "\(field) must be a string, not \(article(value.typeName))"))
+            return
+        }
+        if !SeatDefinition.isValidLabel(text) {
+            // The JSON Schema keyword that fails first: minLength, maxLength (in code points), then pattern.
+            let length = text.unicodeScalars.count
+            let rule: ValidationRule =
+                length == 0 ? .minLength : length > SeatDefinition.maxLabelLength ? .maxLength : .pattern
+            problems.append(ValidationProblem(
+                field: field, rule: rule,
+                message: "\(field) must be 1 to \(SeatDefinition.maxLabelLength) characters, none a control character"))
+        }
+    }
+
+    private static func checkSeatDefinitions(
+        _ value: JSONValue, field: String, into problems: inout [ValidationProblem]
+    ) {
+        guard case .array(let items) = value else {
+            problems.append(ValidationProblem(
+                field: field, rule: .type,
+                message: "\(field) must be an array of seats, not \(article(value.typeName))"))
+            return
+        }
+        if items.isEmpty {
+            problems.append(
+                ValidationProblem(field: field, rule: .minItems, message: "\(field) must name at least one seat"))
+        }
+        if items.count > RequestLimits.maxSeatsPerDefine {
+            problems.append(ValidationProblem(
+                field: field, rule: .maxItems,
+                message: "\(field) names \(items.count) seats; at most \(RequestLimits.maxSeatsPerDefine) are allowed"))
+        }
+        var seen: Set<String> = []
+        var duplicates: [String] = []
+        for (index, item) in items.enumerated() {
+            if problems.count > ErrorBody.maxReportedProblems { break }
+            let element = "\(field)[\(index)]"
+            var found = Self.problems(in: item, fields: SeatDefinition.fields, limits: .default)
+            for i in found.indices {
+                found[i].field = found[i].field == "$" ? element : "\(element).\(found[i].field)"
+            }
+            problems += found
+            if case .object(let object) = item, case .string(let seatID)? = object["seatId"],
+                !seen.insert(seatID).inserted, duplicates.count < 10, !duplicates.contains(seatID)
+            {
+                duplicates.append(seatID)
             }
         }
         if !duplicates.isEmpty {

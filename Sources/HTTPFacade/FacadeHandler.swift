@@ -129,7 +129,7 @@ final class FacadeHandler: Sendable {
                     return
                 }
             }
-            let owner = route == .holdGet ? AccessPolicy.holdGetUser(caller: caller) : nil
+            let owner = route == .holdGet || route == .holdExtend ? AccessPolicy.holdGetUser(caller: caller) : nil
             let body: [UInt8]
             switch RPCRequestBuilder.body(
                 for: route,

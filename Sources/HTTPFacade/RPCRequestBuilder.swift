@@ -33,6 +33,13 @@ enum RPCRequestBuilder {
             return encoded(RequestDecoder.decode(AvailabilityRequest.self, from: .object(object), limits: limits))
         case .seatsDefine:
             return seatsDefineBody(showtimeID: pathParameter ?? "", body: body, limits: limits)
+        case .holdExtend:
+            // The hold is the path's; a body, if any, is ignored (the route takes none).
+            var object: [String: JSONValue] = ["holdId": .string(pathParameter ?? "")]
+            if let holdGetUser { object["userId"] = .string(holdGetUser) }
+            return encoded(RequestDecoder.decode(HoldExtendRequest.self, from: .object(object), limits: limits))
+        case .seatHistory:
+            return seatHistoryBody(pathParameter: pathParameter, query: query, limits: limits)
         case .healthz, .readyz:
             return .success(Array("{}".utf8))
         }
@@ -44,6 +51,12 @@ enum RPCRequestBuilder {
     static func holdBody(headers: [String: String], body: [UInt8], limits: RequestLimits) -> Result<[UInt8], ErrorBody>
     {
         let headerKeys = [headers[ContractHeaders.httpIdempotencyKey], headers[ContractHeaders.httpIdempotencyKeySeed]]
+        if case .success(let value) = RequestDecoder.parse(body), BestAvailableHoldRequest.isBestAvailable(value) {
+            return encoded(
+                RequestDecoder.decode(BestAvailableHoldRequest.self, from: value, limits: limits)
+                    .flatMap { $0.mergingIdempotencyKey(headers: headerKeys) }
+            )
+        }
         return encoded(
             RequestDecoder.decode(HoldRequest.self, from: body, limits: limits)
                 .flatMap { $0.mergingIdempotencyKey(headers: headerKeys) }
@@ -59,7 +72,12 @@ enum RPCRequestBuilder {
         case .failure(let problem):
             problems.append(problem)
         case .success(let value):
-            problems += RequestDecoder.problems(in: value, fields: SeatsDefineBody.fields, limits: limits)
+            problems += RequestDecoder.problems(
+                in: value,
+                fields: SeatsDefineBody.fields,
+                limits: limits,
+                exactlyOneOf: SeatsDefineBody.exactlyOneOf
+            )
             if problems.isEmpty {
                 return encoded(
                     RequestDecoder.decode(SeatsDefineBody.self, from: value, limits: limits)
@@ -68,6 +86,26 @@ enum RPCRequestBuilder {
             }
         }
         return .failure(.validation(problems))
+    }
+
+    /// `GET /showtimes/{showtimeId}/seats/{seatId}/history?limit=&before=`: the seat from the path, the page
+    /// from the query (whole numbers; anything else is VALIDATION_FAILED naming the parameter).
+    static func seatHistoryBody(
+        pathParameter: String?,
+        query: [String: String],
+        limits: RequestLimits
+    ) -> Result<[UInt8], ErrorBody> {
+        let (showtimeID, seatID) = Route.historyParameters(pathParameter)
+        var object: [String: JSONValue] = ["showtimeId": .string(showtimeID), "seatId": .string(seatID)]
+        for name in ["limit", "before"] {
+            guard let text = query[name] else { continue }
+            if let number = Int(text) {
+                object[name] = .number(Double(number))
+            } else {
+                object[name] = .string(text)  // Reported as a type problem naming the parameter.
+            }
+        }
+        return encoded(RequestDecoder.decode(SeatHistoryRequest.self, from: .object(object), limits: limits))
     }
 
     private static func encoded<T: Encodable>(_ result: Result<T, ErrorBody>) -> Result<[UInt8], ErrorBody> {

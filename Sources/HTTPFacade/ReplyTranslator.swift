@@ -36,7 +36,7 @@ enum ReplyTranslator {
         owner: String? = nil
     ) -> Result<RESTAnswer, ReplyProblem> {
         switch route {
-        case .hold, .release, .purchase, .holdGet:
+        case .hold, .release, .purchase, .holdGet, .holdExtend:
             if let owner, case .ok(let hold)? = try? ContractJSON.decode(RPCReply<Hold>.self, from: replyBody),
                 hold.userId != owner
             {
@@ -55,6 +55,8 @@ enum ReplyTranslator {
             return translate(RPCReply<Availability>.self, route: route, replyBody: replyBody, replayed: replayed)
         case .seatsDefine:
             return translate(RPCReply<SeatsDefined>.self, route: route, replyBody: replyBody, replayed: replayed)
+        case .seatHistory:
+            return translate(RPCReply<SeatHistory>.self, route: route, replyBody: replyBody, replayed: replayed)
         case .healthz, .readyz:
             return translate(RPCReply<PingReply>.self, route: route, replyBody: replyBody, replayed: replayed)
         }

@@ -11,6 +11,9 @@ enum Route: String, CaseIterable, Sendable {
     case seatsDefine
     case healthz
     case readyz
+    // Venue features (issue 15).
+    case holdExtend
+    case seatHistory
 
     var template: String {
         switch self {
@@ -22,15 +25,17 @@ enum Route: String, CaseIterable, Sendable {
         case .seatsDefine: "/showtimes/{showtimeId}/seats"
         case .healthz: "/healthz"
         case .readyz: "/readyz"
+        case .holdExtend: "/holds/{holdId}/extend"
+        case .seatHistory: "/showtimes/{showtimeId}/seats/{seatId}/history"
         }
     }
 
     /// The one method the route answers (besides `OPTIONS`, the CORS preflight every route takes).
     var method: String {
         switch self {
-        case .hold, .release, .purchase: "POST"
+        case .hold, .release, .purchase, .holdExtend: "POST"
         case .seatsDefine: "PUT"
-        case .holdGet, .availability, .healthz, .readyz: "GET"
+        case .holdGet, .availability, .healthz, .readyz, .seatHistory: "GET"
         }
     }
 
@@ -46,6 +51,8 @@ enum Route: String, CaseIterable, Sendable {
         case .holdGet: .holdGet
         case .availability: .availability
         case .seatsDefine: .seatsDefine
+        case .holdExtend: .holdExtend
+        case .seatHistory: .seatHistory
         case .healthz, .readyz: nil
         }
     }
@@ -56,7 +63,9 @@ enum Route: String, CaseIterable, Sendable {
 
 /// Where a request lands: the pure routing table, tested on its own.
 enum RouteMatch: Equatable, Sendable {
-    /// `pathParameter` is the `{holdId}` or `{showtimeId}` segment (percent-decoded by libmicrohttpd).
+    /// `pathParameter` is the `{holdId}` or `{showtimeId}` segment (percent-decoded by libmicrohttpd); for
+    /// the seat history route, `{showtimeId}/{seatId}` (`Route.historyParameters` splits it: a segment never
+    /// holds a `/`).
     case matched(Route, pathParameter: String?)
     /// A CORS preflight on a known path.
     case preflight(Route)
@@ -100,6 +109,22 @@ enum Router {
         if segments.count == 4, segments[0].isEmpty, segments[1] == "showtimes", segments[3] == "seats" {
             return (.seatsDefine, String(segments[2]))
         }
+        if segments.count == 4, segments[0].isEmpty, segments[1] == "holds", segments[3] == "extend" {
+            return (.holdExtend, String(segments[2]))
+        }
+        if segments.count == 6, segments[0].isEmpty, segments[1] == "showtimes", segments[3] == "seats",
+            segments[5] == "history"
+        {
+            return (.seatHistory, "\(segments[2])/\(segments[4])")
+        }
         return nil
+    }
+}
+
+extension Route {
+    /// The `{showtimeId}` and `{seatId}` of the seat history route's path parameter.
+    static func historyParameters(_ parameter: String?) -> (showtimeId: String, seatId: String) {
+        let parts = (parameter ?? "").split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+        return (parts.first.map(String.init) ?? "", parts.count > 1 ? String(parts[1]) : "")
     }
 }

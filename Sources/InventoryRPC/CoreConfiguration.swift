@@ -14,7 +14,7 @@ public struct CoreConfiguration: Sendable {
     public var maxSeatsPerHold: Int
     /// RPC worker threads; each owns one broker, one database and one Redis connection.
     public var workers: Int
-    /// Unacknowledged deliveries per worker, shared by its seven consumers (`basic.qos` with `global`: per
+    /// Unacknowledged deliveries per worker, shared by its consumers (one per operation) (`basic.qos` with `global`: per
     /// channel). A worker decides one request at a time; what it holds beyond that waits behind it, so this is
     /// kept small (decision 0013): the rest stays in the queues, where any free worker takes it.
     public var prefetch: UInt16
@@ -36,6 +36,10 @@ public struct CoreConfiguration: Sendable {
     public var idempotencyRetentionHours: Int
     /// Records deleted per purge transaction; the purge repeats until a batch comes back short.
     public var idempotencyPurgeBatchSize: Int
+    /// `MAX_HOLD_SECONDS`: the longest a hold may live with its extensions, from its creation.
+    public var maxHoldSeconds: Int
+    /// `HISTORY_RETENTION_DAYS`: seat history entries older than this are purged by the expiry timer.
+    public var historyRetentionDays: Int
 
     public init(
         databaseURL: String = "postgresql://postgres:postgres@localhost:5432/inventory_db",
@@ -54,7 +58,9 @@ public struct CoreConfiguration: Sendable {
         printsStartupLines: Bool = true,
         permissions: BrokerPermissions = .default,
         idempotencyRetentionHours: Int = 48,
-        idempotencyPurgeBatchSize: Int = 500
+        idempotencyPurgeBatchSize: Int = 500,
+        maxHoldSeconds: Int = 900,
+        historyRetentionDays: Int = 365
     ) {
         self.databaseURL = databaseURL
         self.redisURL = redisURL
@@ -73,5 +79,7 @@ public struct CoreConfiguration: Sendable {
         self.permissions = permissions
         self.idempotencyRetentionHours = idempotencyRetentionHours
         self.idempotencyPurgeBatchSize = idempotencyPurgeBatchSize
+        self.maxHoldSeconds = maxHoldSeconds
+        self.historyRetentionDays = historyRetentionDays
     }
 }

@@ -63,6 +63,32 @@ final class ExpiryTimer {
         }
         if total > 0 { logger.info("expired holds", metadata: ["count": "\(total)"]) }
         purgeIdempotencyRecords()
+        purgeSeatHistory()
+        return total
+    }
+
+    /// Deletes the seat history entries older than `HISTORY_RETENTION_DAYS`, in short transactions (as the
+    /// idempotency purge). Returns how many it deleted.
+    @discardableResult
+    func purgeSeatHistory() -> Int {
+        guard let store = database.currentStore() else { return 0 }
+        let batch = context.configuration.idempotencyPurgeBatchSize
+        var total = 0
+        do {
+            while !context.stop.isTriggered {
+                let deleted = try store.purgeSeatHistory(
+                    retentionDays: context.configuration.historyRetentionDays,
+                    batchSize: batch
+                )
+                total += deleted
+                if deleted < batch { break }
+            }
+        } catch {
+            if !database.handle(error) {
+                logger.error("seat history purge failed", metadata: ["error": "\(error)"])
+            }
+        }
+        if total > 0 { logger.info("purged seat history", metadata: ["count": "\(total)"]) }
         return total
     }
 

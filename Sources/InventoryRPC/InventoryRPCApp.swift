@@ -10,6 +10,19 @@ public enum InventoryRPCApp {
     /// The demo showtime the README's run command provisions, so the seed's example requests work at once.
     public static let demoShowtimeID = "showtime_123"
     public static let demoSeatIDs = (1...100).map { "seat_\($0)" }
+    /// The demo seat map: `seat_1`...`seat_50` in the Stalls (rows A-E, premium), `seat_51`...`seat_100` in the
+    /// Circle (rows F-J, standard), ten seats a row numbered 1-10; rank 1 for the front row, one more per row.
+    public static let demoSeats: [SeatDefinition] = (1...100).map { index in
+        let rowIndex = (index - 1) / 10
+        return SeatDefinition(
+            seatId: "seat_\(index)",
+            section: rowIndex < 5 ? "Stalls" : "Circle",
+            row: String(UnicodeScalar(UInt8(ascii: "A") + UInt8(rowIndex))),
+            number: (index - 1) % 10 + 1,
+            category: rowIndex < 5 ? "premium" : "standard",
+            rank: rowIndex + 1
+        )
+    }
 
     /// `inventory-rpc migrate`: applies the schema migrations; safe to run twice or from two hosts.
     public static func migrate(configuration: ServiceConfiguration, logger: Logger) throws {
@@ -23,13 +36,23 @@ public enum InventoryRPCApp {
     }
 
     /// `inventory-rpc provision-demo` (and `serve --demo`): migrates, then defines `showtime_123` with
-    /// `seat_1` ... `seat_100`. Idempotent: seats that exist keep their state.
+    /// `seat_1` ... `seat_100` with sections and rows (`demoSeats`). Idempotent: seats that exist keep their
+    /// state (and get the demo metadata if they are available; a held or sold one keeps what it had).
     public static func provisionDemo(configuration: ServiceConfiguration, logger: Logger) throws {
         try migrate(configuration: configuration, logger: logger)
         let connection = try PostgresConnection(url: configuration.databaseURL, logger: logger)
         defer { connection.close() }
         let store = try InventoryStore(connection: connection)
-        let defined = try store.defineSeats(SeatsDefineRequest(showtimeId: demoShowtimeID, seatIds: demoSeatIDs))
+        let defined: SeatsDefined
+        switch try store.defineSeatMap(SeatsDefineRequest(showtimeId: demoShowtimeID, seats: demoSeats)) {
+        case .success(let done): defined = done
+        case .failure(let refusal):
+            logger.warning(
+                "demo seat metadata not applied: some seats are held or sold",
+                metadata: ["error": "\(refusal.message)"]
+            )
+            defined = try store.defineSeats(SeatsDefineRequest(showtimeId: demoShowtimeID, seatIds: demoSeatIDs))
+        }
         logger.info(
             "demo showtime provisioned",
             metadata: [
@@ -65,7 +88,9 @@ extension CoreConfiguration {
             prefetch: UInt16(clamping: configuration.prefetch),
             opsPort: configuration.opsPort,
             permissions: configuration.rpcPermissions,
-            idempotencyRetentionHours: configuration.idempotencyRetentionHours
+            idempotencyRetentionHours: configuration.idempotencyRetentionHours,
+            maxHoldSeconds: configuration.maxHoldSeconds,
+            historyRetentionDays: configuration.historyRetentionDays
         )
     }
 }

@@ -98,7 +98,7 @@ final class RPCWorker {
             configuration.connectionName = "inventory-rpc \(name)"
             let connection = try AMQPConnection(configuration: configuration, logger: logger)
             try declareTopology(connection)
-            // One limit for the worker's seven consumers together: what a worker holds beyond the request it is
+            // One limit for the worker's consumers together (one per operation): what a worker holds beyond the request it is
             // deciding waits behind that request, so it is kept small; the rest waits in the queues for any
             // free worker (decision 0013).
             try connection.setPrefetch(context.configuration.prefetch, perChannel: true)

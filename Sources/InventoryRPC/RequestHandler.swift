@@ -50,7 +50,7 @@ struct Caller {
     }
 }
 
-/// Runs the seven operations for one worker thread, on that thread's database and Redis connections.
+/// Runs the operations for one worker thread, on that thread's database and Redis connections.
 ///
 /// The database decides every outcome; Redis only answers a loser early when the seat's holder is known to
 /// be live (so a lock left behind by a crashed or failed request can never turn a buyer away).
@@ -95,7 +95,14 @@ final class RequestHandler {
         case .ping:
             return Self.ok(PingReply(status: "ok"))
         case .hold:
-            let response = try hold(body: body, headers: headers, caller: caller, delivery: delivery, logger: logger)
+            let response =
+                if case .success(let value) = RequestDecoder.parse(body),
+                    BestAvailableHoldRequest.isBestAvailable(value)
+                {
+                    try bestAvailableHold(body: value, headers: headers, caller: caller, delivery: delivery)
+                } else {
+                    try hold(body: body, headers: headers, caller: caller, delivery: delivery, logger: logger)
+                }
             metrics.hold(
                 outcome: response.replayed ? "replayed" : (response.outcome == "ok" ? "created" : response.outcome)
             )
@@ -146,10 +153,108 @@ final class RequestHandler {
             return try withStore { store in
                 switch decode(SeatsDefineRequest.self, body) {
                 case .failure(let error): return Self.failure(error)
-                case .success(let request): return Self.ok(try store.defineSeats(request))
+                case .success(let request): return Self.reply(try store.defineSeatMap(request))
+                }
+            }
+        case .holdExtend:
+            return try withStore(deadline: deadline) { store in
+                switch decode(HoldExtendRequest.self, body) {
+                case .failure(let error): return Self.failure(error)
+                case .success(let request):
+                    if let refusal = caller.refusal(operation, userId: request.userId) { return Self.failure(refusal) }
+                    return Self.reply(
+                        try store.extend(
+                            request,
+                            ttlSeconds: configuration.holdTTLSeconds,
+                            maxHoldSeconds: configuration.maxHoldSeconds,
+                            deadline: deadline
+                        )
+                    )
+                }
+            }
+        case .seatHistory:
+            return try withStore { store in
+                switch decode(SeatHistoryRequest.self, body) {
+                case .failure(let error): return Self.failure(error)
+                case .success(let request): return Self.reply(try store.seatHistory(request))
                 }
             }
         }
+    }
+
+    // MARK: Best-available hold
+
+    /// A hold of `quantity` seats the database chooses (decision 0018). No Redis lock first: the seats are
+    /// not known until the database has chosen and locked them (skipping seats other requests have locked),
+    /// which is also what makes it race-free. Keys and deadlines as for a hold of named seats.
+    private func bestAvailableHold(
+        body: JSONValue,
+        headers: [String: AMQPFieldValue],
+        caller: Caller,
+        delivery: DeliveryContext
+    ) throws -> RPCResponse {
+        var request: BestAvailableHoldRequest
+        switch RequestDecoder.decode(BestAvailableHoldRequest.self, from: body, limits: limits) {
+        case .failure(let error): return Self.failure(error)
+        case .success(let decoded): request = decoded
+        }
+        if let refusal = caller.refusal(.hold, userId: request.userId) { return Self.failure(refusal) }
+        switch Self.headerKey(headers, bodyKey: request.idempotencyKey) {
+        case .failure(let error): return Self.failure(error)
+        case .success(let key): request.idempotencyKey = key
+        }
+        let key: HoldKey? =
+            request.idempotencyKey.map(HoldKey.caller)
+            ?? delivery.messageID.map { .derived(Self.derivedKey(brokerUser: delivery.brokerUser, messageID: $0)) }
+        return try withStore(deadline: delivery.deadline) { store in
+            if let key, let earlier = try store.findIdempotentAnswer(userID: request.userId, key: key, request: request)
+            {
+                return Self.reply(earlier)
+            }
+            let decision = try store.decideBestAvailableHold(
+                holdID: Self.makeHoldID(),
+                request: request,
+                key: key,
+                ttlSeconds: configuration.holdTTLSeconds,
+                deadline: delivery.deadline
+            )
+            if case .created(let hold) = decision.outcome {
+                liveHolders[hold.holdId] = Self.cacheUntil(hold.expiresAt)
+            }
+            return Self.reply(decision)
+        }
+    }
+
+    /// The key of the `idempotency-key` header merged with the body's: a header that is not an identifier
+    /// string, or one that differs from the body's key, is VALIDATION_FAILED.
+    static func headerKey(_ headers: [String: AMQPFieldValue], bodyKey: String?) -> Result<String?, ErrorBody> {
+        guard let header = headers[ContractHeaders.amqpIdempotencyKey] else { return .success(bodyKey) }
+        guard case .string(let headerKey) = header else {
+            return .failure(
+                .validation([
+                    ValidationProblem(
+                        field: ContractHeaders.amqpIdempotencyKey,
+                        rule: .type,
+                        message: "The idempotency-key header must be a string"
+                    )
+                ])
+            )
+        }
+        if let problem = Identifier.problem(headerKey, field: ContractHeaders.amqpIdempotencyKey) {
+            return .failure(.validation([problem]))
+        }
+        if let bodyKey, bodyKey != headerKey {
+            return .failure(
+                .validation([
+                    ValidationProblem(
+                        field: "idempotencyKey",
+                        rule: .mismatch,
+                        message: "The body's idempotencyKey and the idempotency-key header differ"
+                    )
+                ])
+            )
+        }
+        return .success(headerKey)
     }
 
     // MARK: Hold
@@ -395,6 +500,8 @@ final class RequestHandler {
                     message: "This idempotency key was used with a different request"
                 )
             )
+        case .noSuitableSeats(let quantity):
+            return failure(.noSuitableSeats(quantity: quantity))
         }
     }
 

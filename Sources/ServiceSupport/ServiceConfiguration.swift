@@ -55,6 +55,11 @@ public struct ServiceConfiguration: Sendable, Equatable {
     /// `IDEMPOTENCY_RETENTION_HOURS`: how long an idempotency record (a key's first answer) is kept; at least
     /// 24 (INTERFACE.md rule 9).
     public var idempotencyRetentionHours: Int
+    // Venue features (issue 15).
+    /// `MAX_HOLD_SECONDS`: the longest a hold may live with its extensions, from its creation.
+    public var maxHoldSeconds: Int = 900
+    /// `HISTORY_RETENTION_DAYS`: how long seat history entries are kept.
+    public var historyRetentionDays: Int = 365
 
     /// The defaults of INTERFACE.md's table and of the README's.
     public static let defaults = ServiceConfiguration(
@@ -142,6 +147,8 @@ public struct ServiceConfiguration: Sendable, Equatable {
             "FACADE_OPS_BIND": "\(facadeOpsBindAddress)",
             "RPC_PERMISSIONS": "\(rpcPermissions)",
             "IDEMPOTENCY_RETENTION_HOURS": "\(idempotencyRetentionHours)",
+            "MAX_HOLD_SECONDS": "\(maxHoldSeconds)",
+            "HISTORY_RETENTION_DAYS": "\(historyRetentionDays)",
         ].merging(auth.logMetadata) { current, _ in current }
     }
 }
@@ -229,6 +236,19 @@ private struct Parser {
     var sources: [(name: String, reader: ConfigReader)]
 
     func parse() throws(ConfigurationError) -> ServiceConfiguration {
+        var configuration = try parseCommon()
+        let defaults = ServiceConfiguration.defaults
+        // Venue features (issue 15).
+        configuration.maxHoldSeconds = try integer("MAX_HOLD_SECONDS", in: 1...86_400, default: defaults.maxHoldSeconds)
+        configuration.historyRetentionDays = try integer(
+            "HISTORY_RETENTION_DAYS",
+            in: 1...36_500,
+            default: defaults.historyRetentionDays
+        )
+        return configuration
+    }
+
+    private func parseCommon() throws(ConfigurationError) -> ServiceConfiguration {
         let defaults = ServiceConfiguration.defaults
         return ServiceConfiguration(
             // libpq takes a URL without a host: the local socket.

@@ -51,7 +51,7 @@ struct LoadOptions: ParsableArguments {
     var seatsPerShowtime = 10_000
     @Option(help: "Seats per hold: N or A-B (adjacent seats, length drawn from the range).")
     var seatsPerHold = "1-4"
-    @Option(help: "uniform | hot | mix | availability")
+    @Option(help: "uniform | hot | mix | availability | best-available")
     var shape: RushShape = .uniform
     @Option(help: "hot: how many seats everybody wants (of the first showtime).")
     var hotSeats = 10

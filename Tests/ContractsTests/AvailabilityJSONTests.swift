@@ -21,6 +21,18 @@ struct AvailabilityJSONTests {
                     holdExpiresAt: Date(timeIntervalSince1970: 946_684_799), version: Int64.max),
             ]
         ),
+        // Seats with metadata (issue 15): every field, some, and labels that need escaping or are not ASCII.
+        Availability(
+            showtimeId: "venue",
+            availability: [
+                SeatAvailability(
+                    seatId: "A1", state: .held, holdExpiresAt: Date(timeIntervalSince1970: 1_767_269_100), version: 3,
+                    section: "Stalls", row: "A", number: 1, category: "premium", rank: 0),
+                SeatAvailability(seatId: "B2", state: .available, section: "Dress \"Circle\"/Left", number: 100_000),
+                SeatAvailability(seatId: "C3", state: .purchased, version: 9, row: "Rang 1 – Mitte", rank: 1_000_000),
+                SeatAvailability(seatId: "D4", state: .available, category: "view\\restricted"),
+            ]
+        ),
         // Never valid identifiers, but the encoder must still agree with JSONEncoder on them.
         Availability(
             showtimeId: "quote\" back\\ slash/ tab\t nl\n bell\u{7} é",

@@ -16,7 +16,10 @@ struct BrokerPermissionsTests {
         #expect(table.grants[Users.admin] == .init(operations: all, actsForUsers: true, admin: true))
         #expect(
             table.grants[Users.orders]
-                == .init(operations: [.hold, .release, .purchase, .holdGet, .availability, .ping], actsForUsers: true)
+                == .init(
+                    operations: [.hold, .release, .purchase, .holdGet, .availability, .ping, .holdExtend],
+                    actsForUsers: true
+                )
         )
         #expect(table.grants[Users.gateway] == .init(operations: [.availability, .ping]))
         #expect(table.grants[Users.core] == nil)
@@ -31,7 +34,7 @@ struct BrokerPermissionsTests {
             text
                 == "inventory-admin=*,act-for-users,admin inventory-facade=*,act-for-users,admin "
                 + "inventory-gateway=availability,ping "
-                + "inventory-orders=hold,release,purchase,hold.get,availability,ping,act-for-users"
+                + "inventory-orders=hold,release,purchase,hold.get,availability,ping,hold.extend,act-for-users"
         )
         #expect(try BrokerPermissions.parse(text).get() == .default)
         let withGuest = try BrokerPermissions.parse("guest=*;ops=hold.get,seats.define,admin").get()

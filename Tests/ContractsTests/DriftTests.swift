@@ -61,11 +61,47 @@ struct DriftTests {
             minimal: SeatsDefineRequest(showtimeId: "s", seatIds: ["A1"])
         ),
         Shape("seats-define-body", full: SeatsDefineBody(seatIds: ["A1"]), minimal: SeatsDefineBody(seatIds: ["A1"])),
+        // Venue features (issue 15).
+        Shape(
+            "common", "$defs/seatDefinition",
+            full: SeatDefinition(seatId: "A1", section: "s", row: "A", number: 1, category: "c", rank: 1),
+            minimal: SeatDefinition(seatId: "A1")
+        ),
+        Shape(
+            "hold-best-available-request",
+            full: BestAvailableHoldRequest(
+                showtimeId: "s", quantity: 2, userId: "u", section: "x", category: "c", together: true,
+                idempotencyKey: "k"),
+            minimal: BestAvailableHoldRequest(showtimeId: "s", quantity: 2, userId: "u")
+        ),
+        Shape(
+            "hold-extend-request", full: HoldExtendRequest(holdId: "h", userId: "u"),
+            minimal: HoldExtendRequest(holdId: "h")),
+        Shape(
+            "seat-history-request",
+            full: SeatHistoryRequest(showtimeId: "s", seatId: "A1", limit: 5, before: 9),
+            minimal: SeatHistoryRequest(showtimeId: "s", seatId: "A1")
+        ),
+        Shape(
+            "seat-history",
+            full: SeatHistory(showtimeId: "s", seatId: "A1", entries: [], nextBefore: 3),
+            minimal: SeatHistory(showtimeId: "s", seatId: "A1", entries: [])
+        ),
+        Shape(
+            "seat-history", "$defs/entry",
+            full: SeatHistoryEntry(
+                version: 2, type: .seatsPurchased, occurredAt: date, state: .purchased, holdId: "h", userId: "u",
+                orderId: "o", expiresAt: date),
+            minimal: SeatHistoryEntry(
+                version: 1, type: .holdReleased, occurredAt: date, state: .available, holdId: "h", userId: "u")
+        ),
         Shape("ping-request", full: PingRequest(), minimal: PingRequest()),
         Shape("hold", full: hold, minimal: Hold(holdId: "h", showtimeId: "s", userId: "u", seatIds: ["A1"], status: .active, expiresAt: date)),
         Shape("availability", full: Availability(showtimeId: "s", availability: []),
               minimal: Availability(showtimeId: "s", availability: [])),
-        Shape("availability", "$defs/seatAvailability", full: SeatAvailability(seatId: "A1", state: .held, holdExpiresAt: date, version: 3),
+        Shape("availability", "$defs/seatAvailability",
+              full: SeatAvailability(seatId: "A1", state: .held, holdExpiresAt: date, version: 3,
+                                     section: "s", row: "A", number: 1, category: "c", rank: 1),
               minimal: SeatAvailability(seatId: "A1", state: .available)),
         Shape("availability", "$defs/summary", full: AvailabilitySummary(available: 1, held: 0, purchased: 0),
               minimal: AvailabilitySummary(available: 1, held: 0, purchased: 0)),
@@ -100,31 +136,52 @@ struct DriftTests {
     )
     func fullInstanceHasEveryProperty(_ shape: Shape) throws {
         let node = try Self.schemaNode(shape)
-        #expect(try shape.full().objectKeys == node["properties"]?.objectKeys ?? [], "\(shape.schema)#/\(shape.path)")
+        // With `oneOf` alternatives (seatIds or seats) an instance has one of them: the others count as present.
+        var alternatives: Set<String> = []
+        if case .array(let items)? = node["oneOf"] {
+            for item in items { alternatives.formUnion(item["required"]?.strings ?? []) }
+        }
+        #expect(
+            try shape.full().objectKeys.union(alternatives) == node["properties"]?.objectKeys ?? [],
+            "\(shape.schema)#/\(shape.path)"
+        )
     }
 
     @Test("an instance without optional fields has exactly the schema's required fields", arguments: shapes)
     func minimalInstanceHasRequiredFields(_ shape: Shape) throws {
         let node = try Self.schemaNode(shape)
-        #expect(
-            try shape.minimal().objectKeys == Set(node["required"]?.strings ?? []),
-            "\(shape.schema)#/\(shape.path)"
-        )
+        // With `oneOf` alternatives (seatIds or seats), the required fields and one alternative's.
+        let required = Set(node["required"]?.strings ?? [])
+        var allowed = [required]
+        if case .array(let alternatives)? = node["oneOf"] {
+            allowed = alternatives.map { required.union($0["required"]?.strings ?? []) }
+        }
+        #expect(allowed.contains(try shape.minimal().objectKeys), "\(shape.schema)#/\(shape.path)")
     }
 
-    static let requests: [(String, [RequestField])] = [
-        ("hold-request", HoldRequest.fields), ("release-request", ReleaseRequest.fields),
-        ("purchase-request", PurchaseRequest.fields), ("hold-get-request", HoldGetRequest.fields),
-        ("availability-request", AvailabilityRequest.fields), ("seats-define-request", SeatsDefineRequest.fields),
-        ("seats-define-body", SeatsDefineBody.fields), ("ping-request", PingRequest.fields),
+    static let requests: [(String, [RequestField], [String])] = [
+        ("hold-request", HoldRequest.fields, []), ("release-request", ReleaseRequest.fields, []),
+        ("purchase-request", PurchaseRequest.fields, []), ("hold-get-request", HoldGetRequest.fields, []),
+        ("availability-request", AvailabilityRequest.fields, []),
+        ("seats-define-request", SeatsDefineRequest.fields, SeatsDefineRequest.exactlyOneOf),
+        ("seats-define-body", SeatsDefineBody.fields, SeatsDefineBody.exactlyOneOf),
+        ("ping-request", PingRequest.fields, []),
+        ("hold-best-available-request", BestAvailableHoldRequest.fields, []),
+        ("hold-extend-request", HoldExtendRequest.fields, []), ("seat-history-request", SeatHistoryRequest.fields, []),
+        ("common#$defs/seatDefinition", SeatDefinition.fields, []),
     ]
 
     @Test("the validation rules of each request are its schema's: names, required, closed, limits")
     func requestFieldsMatchSchemas() throws {
         let common = try Repo.schema("common")
         #expect(common.at("$defs/identifier/pattern")?.string == Identifier.pattern)
-        for (name, fields) in Self.requests {
-            let schema = try Repo.schema(name)
+        for (name, fields, exactlyOneOf) in Self.requests {
+            let parts = name.split(separator: "#")
+            let file = try Repo.schema(String(parts[0]))
+            let schema = try #require(parts.count > 1 ? file.at(String(parts[1])) : file, "\(name)")
+            let alternatives: [[String]] =
+                if case .array(let items)? = schema["oneOf"] { items.map { $0["required"]?.strings ?? [] } } else { [] }
+            #expect(alternatives == exactlyOneOf.map { [$0] }, "\(name): oneOf")
             let properties = try #require(schema["properties"], "\(name)")
             #expect(Set(fields.map(\.name)) == properties.objectKeys, "\(name)")
             #expect(Set(fields.filter(\.required).map(\.name)) == Set(schema["required"]?.strings ?? []), "\(name)")
@@ -133,12 +190,32 @@ struct DriftTests {
                 let property = try #require(properties[field.name], "\(name).\(field.name)")
                 switch field.kind {
                 case .identifier:
-                    #expect(property["$ref"]?.string == "common.json#/$defs/identifier", "\(name).\(field.name)")
+                    let ref = property["$ref"]?.string
+                    #expect(
+                        ref == "common.json#/$defs/identifier" || ref == "#/$defs/identifier", "\(name).\(field.name)")
                 case .seatIds(let limit):
                     #expect(property["$ref"]?.string == "common.json#/$defs/seatIds", "\(name).\(field.name)")
                     let max =
                         limit == .perHold ? RequestLimits.default.maxSeatsPerHold : RequestLimits.maxSeatsPerDefine
                     #expect(property["maxItems"]?.number == Double(max), "\(name).\(field.name)")
+                case .quantity:
+                    #expect(property["type"]?.string == "integer", "\(name).\(field.name)")
+                    #expect(property["minimum"]?.number == 1, "\(name).\(field.name)")
+                    #expect(
+                        property["maximum"]?.number == Double(RequestLimits.default.maxSeatsPerHold),
+                        "\(name).\(field.name)"
+                    )
+                case .integer(let range):
+                    #expect(property["type"]?.string == "integer", "\(name).\(field.name)")
+                    #expect(property["minimum"]?.number == Double(range.lowerBound), "\(name).\(field.name)")
+                    #expect(property["maximum"]?.number == Double(range.upperBound), "\(name).\(field.name)")
+                case .boolean:
+                    #expect(property["type"]?.string == "boolean", "\(name).\(field.name)")
+                case .label:
+                    let ref = property["$ref"]?.string
+                    #expect(ref == "common.json#/$defs/label" || ref == "#/$defs/label", "\(name).\(field.name)")
+                case .seatDefinitions:
+                    #expect(property["$ref"]?.string == "common.json#/$defs/seatDefinitions", "\(name).\(field.name)")
                 }
             }
         }

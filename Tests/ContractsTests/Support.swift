@@ -119,5 +119,11 @@ struct SwiftCodec: Sendable {
         "reply-seats-defined": .of(RPCReply<SeatsDefined>.self),
         "reply-ping": .of(RPCReply<PingReply>.self),
         "event": .of(InventoryEvent.self),
+        // Venue features (issue 15).
+        "hold-best-available-request": .request(BestAvailableHoldRequest.self),
+        "hold-extend-request": .request(HoldExtendRequest.self),
+        "seat-history-request": .request(SeatHistoryRequest.self),
+        "seat-history": .of(SeatHistory.self),
+        "reply-seat-history": .of(RPCReply<SeatHistory>.self),
     ]
 }

@@ -44,6 +44,32 @@ import Testing
         #expect(value == ["showtimeId": "s1", "seatIds": ["a1", "a2"], "userId": "u1"])
     }
 
+    @Test("a best-available hold (quantity) is validated as that form, with the header key merged in")
+    func bestAvailableHold() throws {
+        let body = #"{"showtimeId":"s1","quantity":2,"together":true,"userId":"u1"}"#
+        let value = try build(.hold, body: body, headers: ["idempotency-key": "k-9"]).get()
+        #expect(
+            value == ["showtimeId": "s1", "quantity": 2, "together": true, "userId": "u1", "idempotencyKey": "k-9"]
+        )
+        #expect(
+            problems(build(.hold, body: #"{"showtimeId":"s1","quantity":4,"userId":"u1"}"#)).map(\.rule) == ["maximum"]
+        )
+        #expect(
+            problems(build(.hold, body: #"{"showtimeId":"s1","quantity":1,"seatIds":["a"],"userId":"u1"}"#))
+                .map(\.field) == ["seatIds"]
+        )
+    }
+
+    @Test("extend takes the hold from the path; history the showtime and seat from the path, the page from the query")
+    func venueRoutes() throws {
+        #expect(try build(.holdExtend, parameter: "h_1").get() == ["holdId": "h_1"])
+        #expect(problems(build(.holdExtend, parameter: "")).map(\.field) == ["holdId"])
+        let history = try build(.seatHistory, parameter: "s1/A1", query: ["limit": "5", "before": "9"]).get()
+        #expect(history == ["showtimeId": "s1", "seatId": "A1", "limit": 5, "before": 9])
+        #expect(problems(build(.seatHistory, parameter: "s1/A1", query: ["limit": "x"])).map(\.field) == ["limit"])
+        #expect(problems(build(.seatHistory, parameter: "s1/A1", query: ["limit": "0"])).map(\.rule) == ["minimum"])
+    }
+
     @Test("the Idempotency-Key header, or the seed's idempotencyKey header, goes into the RPC body")
     func headerKeyInBody() {
         #expect(key(build(.hold, body: hold, headers: ["idempotency-key": "k-1"])) == "k-1")

@@ -14,6 +14,13 @@ import Testing
             Router.match(method: "PUT", path: "/showtimes/show:1/seats")
                 == .matched(.seatsDefine, pathParameter: "show:1")
         )
+        #expect(Router.match(method: "POST", path: "/holds/h_1/extend") == .matched(.holdExtend, pathParameter: "h_1"))
+        #expect(
+            Router.match(method: "GET", path: "/showtimes/show:1/seats/A-1/history")
+                == .matched(.seatHistory, pathParameter: "show:1/A-1")
+        )
+        #expect(Route.historyParameters("show:1/A-1") == ("show:1", "A-1"))
+        #expect(Route.historyParameters("/") == ("", ""))
         #expect(Router.match(method: "GET", path: "/healthz") == .matched(.healthz, pathParameter: nil))
         #expect(Router.match(method: "GET", path: "/readyz") == .matched(.readyz, pathParameter: nil))
         // /metrics is on the operations port only.
@@ -41,7 +48,8 @@ import Testing
         "unknown paths are 404, including near misses",
         arguments: [
             "/", "/hold/", "/holds", "/holds/a/b", "/showtimes/s", "/showtimes/s/seats/x", "/showtimes//seat", "/HOLD",
-            "//hold", "/availability/x", "/metrics/",
+            "//hold", "/availability/x", "/metrics/", "/holds/a/extend/x", "/showtimes/s/seats/a/history/x",
+            "/showtimes/s/seats/a/b",
         ]
     )
     func unknownPaths(path: String) {

@@ -106,6 +106,20 @@ struct ServiceConfigurationTests {
         #expect(configuration.idempotencyRetentionHours == 24)
     }
 
+    @Test("the venue features' variables: MAX_HOLD_SECONDS and HISTORY_RETENTION_DAYS, with their defaults")
+    func venueVariables() async throws {
+        let defaults = try await load([:])
+        #expect(defaults.maxHoldSeconds == 900 && defaults.historyRetentionDays == 365)
+        let configuration = try await load(["MAX_HOLD_SECONDS": "600", "HISTORY_RETENTION_DAYS": "30"])
+        #expect(configuration.maxHoldSeconds == 600 && configuration.historyRetentionDays == 30)
+        for (variable, value) in [
+            ("MAX_HOLD_SECONDS", "0"), ("MAX_HOLD_SECONDS", "15m"), ("HISTORY_RETENTION_DAYS", "-1"),
+        ] {
+            let error = try #require(await loadError([variable: value]))
+            #expect(error.variable == variable)
+        }
+    }
+
     @Test("a database URL may leave out the host, as libpq allows (the local socket)")
     func socketDatabaseURL() async throws {
         let configuration = try await load(["DATABASE_URL": "postgresql:///inventory_db?host=/var/run/postgresql"])
@@ -220,8 +234,9 @@ struct ServiceConfigurationTests {
         #expect(!rendered.contains("postgres:postgres@"))
         #expect(!rendered.contains("guest:guest@"))
         #expect(rendered.contains("DATABASE_URL=postgresql://postgres:***@localhost:5432/inventory_db"))
-        // 13 variables, FACADE_OPS_PORT, FACADE_OPS_BIND, RPC_PERMISSIONS, IDEMPOTENCY_RETENTION_HOURS and the five of authentication.
-        #expect(ServiceConfiguration.defaults.logMetadata.count == 22)
+        // 13 variables, FACADE_OPS_PORT, FACADE_OPS_BIND, RPC_PERMISSIONS, IDEMPOTENCY_RETENTION_HOURS and the five of authentication,
+        // MAX_HOLD_SECONDS and HISTORY_RETENTION_DAYS (issue 15).
+        #expect(ServiceConfiguration.defaults.logMetadata.count == 24)
         var withSecret = ServiceConfiguration.defaults
         withSecret.auth.jwtSecret = "a-secret-that-must-never-be-logged-0123456789"
         let shown = withSecret.logMetadata.map { "\($0.key)=\($0.value)" }.joined(separator: " ")

@@ -22,9 +22,9 @@ enum AccessRequirement: Sendable, Hashable {
 extension Route {
     var access: AccessRequirement {
         switch self {
-        case .hold, .release, .holdGet: .authenticated
+        case .hold, .release, .holdGet, .holdExtend: .authenticated
         case .purchase: .scope(Scope.purchase)
-        case .seatsDefine: .scope(Scope.admin)
+        case .seatsDefine, .seatHistory: .scope(Scope.admin)
         case .availability, .healthz, .readyz: .open
         }
     }
@@ -218,7 +218,8 @@ enum AccessPolicy {
         return spliced
     }
 
-    /// `userId` of `hold.get`: the caller's, or none for an admin (who may read any hold).
+    /// `userId` of `hold.get` and `hold.extend`: the caller's, or none for an admin (who may read or extend any
+    /// hold).
     static func holdGetUser(caller: Caller?) -> String? {
         guard let caller, !caller.isAdmin else { return nil }
         return caller.subject

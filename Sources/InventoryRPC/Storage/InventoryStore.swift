@@ -15,6 +15,8 @@ public enum HoldOutcome: Sendable, Hashable {
     case showtimeNotFound
     /// The user's idempotency key was first used with another request.
     case keyReused
+    /// A best-available hold found no suitable set of `quantity` free seats.
+    case noSuitableSeats(quantity: Int)
 }
 
 /// A hold decided by the database, and whether the answer is an earlier request's, given again.
@@ -129,16 +131,21 @@ public final class InventoryStore {
         case purchase = "inventory_store_purchase"
         case getHold = "inventory_store_get_hold"
         case availability = "inventory_store_availability"
-        case defineSeats = "inventory_store_define_seats"
         case expireHolds = "inventory_store_expire_holds"
         case unpublishedEvents = "inventory_store_unpublished_events"
         case markPublished = "inventory_store_mark_published"
         case notifyRelay = "inventory_store_notify_relay"
+        // Venue features (issue 15).
+        case holdBest = "inventory_store_hold_best"
+        case extend = "inventory_store_extend"
+        case defineSeatMap = "inventory_store_define_seat_map"
+        case seatHistory = "inventory_store_seat_history"
+        case purgeSeatHistory = "inventory_store_purge_seat_history"
 
         /// Operations that may write outbox rows: they commit, then wake the relay (see `run`).
         var writesEvents: Bool {
             switch self {
-            case .hold, .release, .purchase, .expireHolds: true
+            case .hold, .release, .purchase, .expireHolds, .holdBest, .extend: true
             default: false
             }
         }
@@ -156,7 +163,6 @@ public final class InventoryStore {
             case .purchase: return "SELECT * FROM inventory_purchase($1, $2, $3)"
             case .getHold: return "SELECT * FROM inventory_get_hold($1, $2)"
             case .availability: return "SELECT * FROM inventory_availability($1)"
-            case .defineSeats: return "SELECT * FROM inventory_define_seats($1, $2::text[])"
             case .expireHolds: return "SELECT * FROM inventory_expire_holds($1)"
             case .unpublishedEvents:
                 return """
@@ -170,6 +176,15 @@ public final class InventoryStore {
                     """
             case .markPublished:
                 return "UPDATE outbox SET published_at = now() WHERE id = ANY ($1::bigint[]) AND published_at IS NULL"
+            case .holdBest:
+                return """
+                    SELECT r.replayed, (r.result).*
+                      FROM inventory_hold_best_idempotent($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) r
+                    """
+            case .extend: return "SELECT * FROM inventory_extend_hold($1, $2, $3, $4)"
+            case .defineSeatMap: return "SELECT * FROM inventory_define_seat_map($1, $2::jsonb)"
+            case .seatHistory: return "SELECT * FROM inventory_seat_history($1, $2, $3, $4)"
+            case .purgeSeatHistory: return "SELECT inventory_purge_seat_history($1, $2) AS deleted"
             }
         }
     }
@@ -231,9 +246,32 @@ public final class InventoryStore {
     /// optimisation, never a requirement. For a derived key, only a replay counts (a message id reused for
     /// another request is not a redelivery).
     public func findIdempotentAnswer(userID: String, key: HoldKey, request: HoldRequest) throws -> HoldDecision? {
-        let rows = try run(.findIdempotentHold, [userID, key.text, RequestHash.of(request)]).rows
+        try findIdempotentAnswer(userID: userID, key: key, requestHash: RequestHash.of(request), quantity: nil)
+    }
+
+    /// `findIdempotentAnswer` for a best-available hold.
+    public func findIdempotentAnswer(
+        userID: String,
+        key: HoldKey,
+        request: BestAvailableHoldRequest
+    ) throws -> HoldDecision? {
+        try findIdempotentAnswer(
+            userID: userID,
+            key: key,
+            requestHash: RequestHash.of(request),
+            quantity: request.quantity
+        )
+    }
+
+    private func findIdempotentAnswer(
+        userID: String,
+        key: HoldKey,
+        requestHash: String,
+        quantity: Int?
+    ) throws -> HoldDecision? {
+        let rows = try run(.findIdempotentHold, [userID, key.text, requestHash]).rows
         guard let row = rows.first else { return nil }
-        let decision = try Self.decision(from: row)
+        let decision = try Self.decision(from: row, quantity: quantity)
         if key.isDerived && !decision.replayed { return nil }
         return decision
     }
@@ -243,7 +281,7 @@ public final class InventoryStore {
         try findIdempotentAnswer(userID: userID, key: .caller(key), request: request)?.outcome
     }
 
-    private static func decision(from row: PostgresRow) throws -> HoldDecision {
+    private static func decision(from row: PostgresRow, quantity: Int? = nil) throws -> HoldDecision {
         // The control build's statement has no `replayed` column.
         let replayed = try row.decodeIfPresent("replayed", as: Bool.self) ?? false
         let outcome: HoldOutcome
@@ -254,9 +292,99 @@ public final class InventoryStore {
         case "unavailable": outcome = .unavailable(seatIDs: try row.decode("problem_seat_ids", as: [String].self))
         case "unknown_seats": outcome = .unknownSeats(try row.decode("problem_seat_ids", as: [String].self))
         case "showtime_not_found": outcome = .showtimeNotFound
+        case "no_suitable_seats": outcome = .noSuitableSeats(quantity: quantity ?? 0)
         case let other: throw unexpected("inventory_hold", other)
         }
         return HoldDecision(outcome: outcome, replayed: replayed)
+    }
+
+    // MARK: Best-available holds
+
+    /// A best-available hold (`quantity` seats chosen by the database, all or none), decided and (with a key)
+    /// recorded in one transaction, with `decideHold`'s rules for keys and deadlines.
+    public func decideBestAvailableHold(
+        holdID: String,
+        request: BestAvailableHoldRequest,
+        key: HoldKey?,
+        ttlSeconds: Int,
+        deadline: Int64? = nil
+    ) throws -> HoldDecision {
+        let row = try single(
+            .holdBest,
+            [
+                holdID, request.showtimeId, request.quantity, request.section, request.category,
+                request.together ?? false, request.userId, key?.text, key.map { _ in RequestHash.of(request) },
+                ttlSeconds, key?.isDerived ?? false,
+            ],
+            deadline: deadline
+        )
+        return try Self.decision(from: row, quantity: request.quantity)
+    }
+
+    // MARK: Hold extension
+
+    /// Moves the hold's `expiresAt` to min(now + `ttlSeconds`, created + `maxHoldSeconds`) and writes
+    /// `hold.extended` (unless nothing moved). `userID` nil: an admin's (any hold).
+    public func extend(
+        _ request: HoldExtendRequest,
+        ttlSeconds: Int,
+        maxHoldSeconds: Int,
+        deadline: Int64? = nil
+    ) throws -> Result<Hold, ErrorBody> {
+        try holdResult(
+            .extend,
+            [request.holdId, request.userId, ttlSeconds, maxHoldSeconds],
+            holdID: request.holdId,
+            deadline: deadline
+        )
+    }
+
+    // MARK: Seat history
+
+    /// A page of the seat's history, newest first; `.failure` SHOWTIME_NOT_FOUND or UNKNOWN_SEATS when the
+    /// seat map has no such seat.
+    public func seatHistory(_ request: SeatHistoryRequest) throws -> Result<SeatHistory, ErrorBody> {
+        let limit = request.limit ?? SeatHistoryRequest.defaultLimit
+        // One more than asked: whether another page follows.
+        let rows = try run(.seatHistory, [request.showtimeId, request.seatId, request.before, limit + 1]).rows
+        if rows.isEmpty {
+            let known = try connection.query(
+                "SELECT count(*) FILTER (WHERE seat_id = $2) AS seat, count(*) AS seats FROM seat_states WHERE showtime_id = $1",
+                [request.showtimeId, request.seatId]
+            ).rows[0]
+            if try known.decode("seats", as: Int.self) == 0 {
+                return .failure(Self.showtimeNotFound(request.showtimeId))
+            }
+            if try known.decode("seat", as: Int.self) == 0 { return .failure(.unknownSeats([request.seatId])) }
+        }
+        var entries: [SeatHistoryEntry] = []
+        for row in rows.prefix(limit) {
+            entries.append(
+                SeatHistoryEntry(
+                    version: try row.decode("version", as: Int64.self),
+                    type: try Self.enumValue(row, "event_type", as: EventType.self),
+                    occurredAt: Self.date(try row.decode("occurred_at_ms", as: Int64.self)),
+                    state: try Self.enumValue(row, "state", as: SeatState.self),
+                    holdId: try row.decode("hold_id", as: String.self),
+                    userId: try row.decode("user_id", as: String.self),
+                    orderId: try row.decodeIfPresent("order_id", as: String.self),
+                    expiresAt: try row.decodeIfPresent("expires_at_ms", as: Int64.self).map(Self.date)
+                )
+            )
+        }
+        return .success(
+            SeatHistory(
+                showtimeId: request.showtimeId,
+                seatId: request.seatId,
+                entries: entries,
+                nextBefore: rows.count > limit ? entries.last?.version : nil
+            )
+        )
+    }
+
+    /// Deletes up to `batchSize` history entries older than `retentionDays`, oldest first; returns how many.
+    public func purgeSeatHistory(retentionDays: Int, batchSize: Int) throws -> Int {
+        try single(.purgeSeatHistory, [retentionDays, batchSize]).decode("deleted", as: Int.self)
     }
 
     // MARK: Idempotency records
@@ -306,19 +434,53 @@ public final class InventoryStore {
                     seatId: try row.decode("seat_id", as: String.self),
                     state: state,
                     holdExpiresAt: try row.decodeIfPresent("hold_expires_at_ms", as: Int64.self).map(Self.date),
-                    version: try row.decode("version", as: Int64.self)
+                    version: try row.decode("version", as: Int64.self),
+                    section: try row.decodeIfPresent("section", as: String.self),
+                    row: try row.decodeIfPresent("seat_row", as: String.self),
+                    number: try row.decodeIfPresent("number", as: Int.self),
+                    category: try row.decodeIfPresent("category", as: String.self),
+                    rank: try row.decodeIfPresent("rank", as: Int.self)
                 )
             )
         }
         return .success(Availability(showtimeId: showtimeID, availability: seats, summary: summary))
     }
 
+    /// Adds the seats the showtime does not have (in the order given) and sets the metadata of existing ones
+    /// given as `seats` objects. A seat whose metadata would change while it is held or purchased refuses the
+    /// whole request (SEAT_UNAVAILABLE, `details.seatIds`; nothing changes).
     public func defineSeats(_ request: SeatsDefineRequest) throws -> SeatsDefined {
-        let row = try single(.defineSeats, [request.showtimeId, request.seatIds])
+        switch try defineSeatMap(request) {
+        case .success(let defined): return defined
+        case .failure(let error): throw DefineRefused(error: error)
+        }
+    }
+
+    /// The seats could not be defined (`defineSeatMap`'s refusal, thrown by `defineSeats`).
+    public struct DefineRefused: Error { public var error: ErrorBody }
+
+    public func defineSeatMap(_ request: SeatsDefineRequest) throws -> Result<SeatsDefined, ErrorBody> {
+        var seats: [JSONValue] = []
+        seats.reserveCapacity(request.definitions.count)
+        for (seat, hasMetadata) in request.definitions {
+            var object: [String: JSONValue] = ["seatId": .string(seat.seatId), "meta": .bool(hasMetadata)]
+            if let section = seat.section { object["section"] = .string(section) }
+            if let row = seat.row { object["row"] = .string(row) }
+            if let number = seat.number { object["number"] = .number(Double(number)) }
+            if let category = seat.category { object["category"] = .string(category) }
+            if let rank = seat.rank { object["rank"] = .number(Double(rank)) }
+            seats.append(.object(object))
+        }
+        let json = String(decoding: try ContractJSON.encode(JSONValue.array(seats)), as: UTF8.self)
+        let row = try single(.defineSeatMap, [request.showtimeId, json])
+        if try row.decode("outcome", as: String.self) == "unavailable" {
+            return .failure(.seatUnavailable(try row.decode("problem_seat_ids", as: [String].self)))
+        }
         let defined = SeatsDefined(
             showtimeId: request.showtimeId,
             seatCount: try row.decode("seat_count", as: Int.self),
-            added: try row.decode("added", as: Int.self)
+            added: try row.decode("added", as: Int.self),
+            updated: try row.decode("updated", as: Int.self)
         )
         if defined.added > 0 {
             // A showtime provisioned minutes before its rush is unknown to the planner until autovacuum
@@ -327,7 +489,7 @@ public final class InventoryStore {
             // refreshing the statistics right away is cheap.
             try connection.query("ANALYZE seat_states")
         }
-        return defined
+        return .success(defined)
     }
 
     // MARK: Expiry
@@ -507,6 +669,14 @@ public final class InventoryStore {
         case "expired":
             return .failure(
                 ErrorBody(code: .holdExpired, message: "The hold has expired", details: ["holdId": .string(holdID)])
+            )
+        case "extension_limit":
+            return .failure(
+                ErrorBody(
+                    code: .extensionLimit,
+                    message: "The hold is already at its longest life (MAX_HOLD_SECONDS)",
+                    details: ["holdId": .string(holdID)]
+                )
             )
         case let other: throw Self.unexpected(statement.rawValue, other)
         }

@@ -55,5 +55,15 @@ public enum Migrations {
             name: "idempotency records: refusals kept, derived keys, retention",
             file: PackageResources._006_idempotency_records_sql
         ),
+        Migration(
+            version: 8,
+            name: "venue features: seat metadata, best-available holds, hold extensions",
+            file: PackageResources._008_venue_features_sql
+        ),
+        Migration(
+            version: 9,
+            name: "seat history",
+            file: PackageResources._009_seat_history_sql
+        ),
     ]
 }

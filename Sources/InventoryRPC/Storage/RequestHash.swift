@@ -22,6 +22,24 @@ public enum RequestHash {
         for seatID in request.seatIds { field(seatID) }
         return SHA256.hex(bytes)
     }
+
+    /// A best-available hold: its own version tag, so it never equals a hold of named seats; every field,
+    /// absent ones as `-` (`together` absent and false are the same request).
+    public static func of(_ request: BestAvailableHoldRequest) -> String {
+        var bytes: [UInt8] = Array("inventory.hold.best.v1".utf8)
+        func field(_ value: String) {
+            let utf8 = Array(value.utf8)
+            bytes.append(contentsOf: Array("\n\(utf8.count):".utf8))
+            bytes.append(contentsOf: utf8)
+        }
+        field(request.showtimeId)
+        field(request.userId)
+        field(String(request.quantity))
+        field(request.section.map { "+" + $0 } ?? "-")
+        field(request.category.map { "+" + $0 } ?? "-")
+        field((request.together ?? false) ? "together" : "any")
+        return SHA256.hex(bytes)
+    }
 }
 
 /// SHA-256 (swift-crypto) as lowercase hex. The request hash needs no secrecy: collision resistance is

@@ -83,6 +83,7 @@ func withCore<T>(
     outboxPollInterval: Duration = .milliseconds(500),
     serviceUsers: Bool = false,
     prefetch: UInt16? = 8,
+    maxHoldSeconds: Int = 900,
     _ body: (CoreHarness) async throws -> T
 ) async throws -> T {
     let vhost = try ScratchVhost.create()
@@ -112,7 +113,7 @@ func withCore<T>(
             "DATABASE_URL": databaseURL, "REDIS_URL": redisURL, "RABBITMQ_URL": coreURL,
             "RPC_PERMISSIONS": "\(permissions)",
             "HOLD_TTL_SECONDS": "\(holdTTL)", "EXPIRY_INTERVAL_SECONDS": "\(expiryInterval)",
-            "WORKERS": "\(workers)", "OPS_PORT": "0", "LOG_LEVEL": "info",
+            "WORKERS": "\(workers)", "OPS_PORT": "0", "LOG_LEVEL": "info", "MAX_HOLD_SECONDS": "\(maxHoldSeconds)",
         ]
         if let prefetch { environment["PREFETCH"] = "\(prefetch)" }
         for _ in 0..<processes {
@@ -134,7 +135,8 @@ func withCore<T>(
             outboxPollInterval: outboxPollInterval,
             relayLeaderRetry: .milliseconds(500),
             printsStartupLines: false,
-            permissions: permissions
+            permissions: permissions,
+            maxHoldSeconds: maxHoldSeconds
         )
         MetricsSetup.bootstrap()
         let service = CoreService(
