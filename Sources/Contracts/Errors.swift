@@ -19,6 +19,9 @@ public enum ErrorCode: String, Codable, CaseIterable, Sendable {
     case serviceUnavailable = "SERVICE_UNAVAILABLE"
     case upstreamTimeout = "UPSTREAM_TIMEOUT"
     case internalError = "INTERNAL"
+    case uriTooLong = "URI_TOO_LONG"
+    case rateLimited = "RATE_LIMITED"
+    case headersTooLarge = "HEADERS_TOO_LARGE"
 
     public var httpStatus: Int {
         switch self {
@@ -33,6 +36,9 @@ public enum ErrorCode: String, Codable, CaseIterable, Sendable {
         case .internalError: 500
         case .serviceUnavailable: 503
         case .upstreamTimeout: 504
+        case .uriTooLong: 414
+        case .rateLimited: 429
+        case .headersTooLarge: 431
         }
     }
 }
@@ -122,6 +128,7 @@ public struct RESTErrorBody: Codable, Sendable, Hashable {
 /// an `Idempotency-Key` header that differs from the body's `idempotencyKey`.
 public enum ValidationRule: String, Codable, CaseIterable, Sendable {
     case json, required, type, pattern, minItems, maxItems, uniqueItems, additionalProperties, mismatch
+    case framing
 }
 
 /// One problem of a request: the field it concerns (`userId`, `seatIds[2]`, `$` for the body as a whole),

@@ -73,6 +73,8 @@ public final class Facade: Sendable {
             // 1,000 slow requests in flight plus room for the others.
             connectionLimit: 4_096
         )
+        let limits = http
+        http.rejectionResponse = { rejection in EdgeAnswers.rejection(rejection, limits: limits) }
         http.shutdownResponse = HTTPResponse(
             status: 503,
             headers: [("Content-Type", ContractHeaders.contentType)],

@@ -47,32 +47,47 @@ public final class HTTPDaemon: @unchecked Sendable {
         if address.isIPv6 {
             flags |= MHD_USE_IPv6.rawValue
         }
-        let accessHandler: MHD_AccessHandlerCallback = { cls, connection, url, method, _, data, size, slot in
+        let accessHandler: MHD_AccessHandlerCallback = { cls, connection, url, method, version, data, size, slot in
             guard let cls, let connection, let size, let slot else { return .NO }
             return Unmanaged<DaemonCore>.fromOpaque(cls).takeUnretainedValue()
-                .access(connection: connection, url: url, method: method, data: data, size: size, slot: slot)
+                .access(
+                    connection: connection,
+                    url: url,
+                    method: method,
+                    version: version,
+                    data: data,
+                    size: size,
+                    slot: slot
+                )
         }
         let completed: MHD_RequestCompletedCallback = { cls, _, slot, termination in
             guard let cls, let slot else { return }
             Unmanaged<DaemonCore>.fromOpaque(cls).takeUnretainedValue()
                 .completed(slot: slot, termination: termination)
         }
+        let uriLog: cmhd_uri_log_fn = { cls, uri, _ in
+            guard let cls else { return nil }
+            return Unmanaged<DaemonCore>.fromOpaque(cls).takeUnretainedValue().requestStarted(rawTarget: uri)
+        }
         // libmicrohttpd keeps this reference until MHD_stop_daemon; `shutdown` releases it.
         let coreReference = Unmanaged.passRetained(core).toOpaque()
         errno = 0
         let started = address.withSocketAddress { socketAddress in
-            cmhd_start_daemon(
-                flags,
-                socketAddress,
-                UInt32(configuration.threads),
-                UInt32(configuration.connectionLimit),
-                UInt32(configuration.connectionTimeout.components.seconds),
-                accessHandler,
-                coreReference,
-                completed,
-                coreReference,
-                core.logSink
-            )
+            var options = cmhd_daemon_options()
+            options.flags = flags
+            options.bind_address = socketAddress
+            options.thread_pool_size = UInt32(configuration.threads)
+            options.connection_limit = UInt32(configuration.connectionLimit)
+            options.connection_timeout_seconds = UInt32(configuration.connectionTimeout.components.seconds)
+            options.connection_memory_limit = configuration.connectionMemoryLimit
+            options.access_handler = accessHandler
+            options.access_handler_cls = coreReference
+            options.completed = completed
+            options.completed_cls = coreReference
+            options.uri_log = uriLog
+            options.uri_log_cls = coreReference
+            options.log_sink = UnsafePointer(core.logSink)
+            return cmhd_start_daemon(&options)
         }
         let startErrno = errno
         let startupLog = core.endStartup()
@@ -165,6 +180,12 @@ public final class HTTPDaemon: @unchecked Sendable {
         guard (1...1_000_000).contains(configuration.connectionLimit) else {
             throw invalid("connectionLimit \(configuration.connectionLimit) is not in 1...1000000")
         }
+        guard configuration.maxTargetBytes >= 1, configuration.maxHeaderBytes >= configuration.maxTargetBytes else {
+            throw invalid("maxTargetBytes must be positive and at most maxHeaderBytes")
+        }
+        guard configuration.connectionMemoryLimit >= 4_096 else {
+            throw invalid("connectionMemoryLimit \(configuration.connectionMemoryLimit) is under 4096 bytes")
+        }
         guard (0...86_400).contains(configuration.connectionTimeout.components.seconds) else {
             throw invalid("connectionTimeout \(configuration.connectionTimeout) is not in 0...86400 seconds")
         }
@@ -180,6 +201,15 @@ struct ConnectionHandle: @unchecked Sendable {
 /// Per-request state while libmicrohttpd calls the access handler; lives in `*con_cls`, released in the
 /// request-completed callback. Only the connection's daemon thread touches it.
 final class RequestContext {
+    /// The target as sent (libmicrohttpd's URI log callback sees it before percent-decoding).
+    var rawTarget: [UInt8] = []
+    /// Where libmicrohttpd kept the raw target, for finding a raw NUL byte in it (see `checkHead`).
+    var rawTargetAddress: UInt = 0
+    var rawTargetLength = 0
+    /// Why the request is refused before the handler sees it; checked on the first access call.
+    var rejection: HTTPRejection?
+    /// The first access call (the head complete) has been made.
+    var headSeen = false
     var body: [UInt8] = []
     var bodyTooLarge = false
     var discardedBytes = 0
@@ -293,18 +323,55 @@ final class DaemonCore: @unchecked Sendable {
 
     // MARK: Access handler (daemon threads)
 
+    /// The URI log callback: a request line has arrived. Its context lives in `*con_cls` from here on and
+    /// is released in the request-completed callback (which libmicrohttpd calls for every request that
+    /// got this far, also when the library itself answers it).
+    func requestStarted(rawTarget: UnsafePointer<CChar>?) -> UnsafeMutableRawPointer {
+        let context = RequestContext()
+        if let rawTarget {
+            let length = strlen(rawTarget)
+            context.rawTargetAddress = UInt(bitPattern: rawTarget)
+            context.rawTargetLength = length
+            // A target far over the limit is refused whole; only its length matters then.
+            if length > configuration.maxTargetBytes {
+                context.rejection = HTTPRejection(
+                    kind: .targetTooLong,
+                    location: .request,
+                    message:
+                        "The request target is \(length) bytes; at most \(configuration.maxTargetBytes) are accepted"
+                )
+            } else {
+                context.rawTarget = Array(UnsafeRawBufferPointer(start: rawTarget, count: length))
+                context.rejection = RequestHygiene.checkTarget(
+                    context.rawTarget,
+                    maxBytes: configuration.maxTargetBytes
+                )
+            }
+        }
+        return Unmanaged.passRetained(context).toOpaque()
+    }
+
     func access(
         connection: OpaquePointer,
         url: UnsafePointer<CChar>?,
         method: UnsafePointer<CChar>?,
+        version: UnsafePointer<CChar>?,
         data: UnsafePointer<CChar>?,
         size: UnsafeMutablePointer<Int>,
         slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>
     ) -> MHD_Result {
-        guard let existing = slot.pointee else {
-            // First call: headers only.
-            let context = RequestContext()
-            slot.pointee = Unmanaged.passRetained(context).toOpaque()
+        if slot.pointee == nil {
+            // Not expected (the URI log callback made one), but a request never goes unchecked.
+            slot.pointee = requestStarted(rawTarget: nil)
+        }
+        guard let existing = slot.pointee else { return .NO }
+        let context = Unmanaged<RequestContext>.fromOpaque(existing).takeUnretainedValue()
+        if !context.headSeen {
+            // First call: the head is complete, no body byte has been handed over yet.
+            context.headSeen = true
+            if let rejection = context.rejection ?? checkHead(context, connection: connection, version: version) {
+                return reject(context, rejection, connection: connection)
+            }
             if let declared = Self.contentLength(connection) {
                 if declared > configuration.maxBodyBytes {
                     context.bodyTooLarge = true
@@ -319,7 +386,6 @@ final class DaemonCore: @unchecked Sendable {
             }
             return .YES
         }
-        let context = Unmanaged<RequestContext>.fromOpaque(existing).takeUnretainedValue()
         if context.dispatched {
             return deliverAnswer(context, connection: connection)
         }
@@ -348,6 +414,49 @@ final class DaemonCore: @unchecked Sendable {
             return .YES
         }
         return dispatch(context, connection: connection, url: url, method: method)
+    }
+
+    /// The head's checks (`RequestHygiene`), and a raw NUL byte in the target: libmicrohttpd cuts the
+    /// target's C string there, but its version string starts right after the target's end in the same
+    /// buffer (connection.c, `parse_initial_message_line`), so a gap between the two means bytes were lost.
+    private func checkHead(
+        _ context: RequestContext,
+        connection: OpaquePointer,
+        version: UnsafePointer<CChar>?
+    ) -> HTTPRejection? {
+        let versionText = version.map { String(cString: $0) } ?? ""
+        if let version, context.rawTargetAddress != 0 {
+            let targetEnd = context.rawTargetAddress &+ UInt(context.rawTargetLength)
+            let versionStart = UInt(bitPattern: version)
+            // Only where the layout is the one described (the version right after the target); otherwise
+            // nothing is concluded.
+            if versionStart > targetEnd &+ 1, versionStart - targetEnd < UInt(configuration.connectionMemoryLimit) {
+                return HTTPRejection(
+                    kind: .controlCharacter,
+                    location: .path,
+                    message: "The request target contains a NUL byte"
+                )
+            }
+        }
+        return RequestHygiene.checkHead(
+            version: versionText,
+            fields: Self.fields(of: connection),
+            targetBytes: context.rawTargetLength,
+            maxHeaderBytes: configuration.maxHeaderBytes
+        )
+    }
+
+    /// Answers a refused request at once with `Connection: close` (libmicrohttpd reads no body after an
+    /// early answer and closes), without calling the handler.
+    private func reject(_ context: RequestContext, _ rejection: HTTPRejection, connection: OpaquePointer) -> MHD_Result
+    {
+        context.dispatched = true
+        context.body = []
+        logger.debug("HTTP request refused", metadata: ["http.rejection": "\(rejection)"])
+        var response = configuration.rejectionResponse(rejection)
+        response.headers.removeAll { $0.0.lowercased() == "connection" }
+        response.headers.append(("Connection", "close"))
+        return queue(response, on: connection, closing: true)
     }
 
     /// Hands the request to the handler. Ordering, and why it is race-free:
@@ -639,6 +748,34 @@ final class DaemonCore: @unchecked Sendable {
             }
         }
         return result
+    }
+}
+
+extension DaemonCore {
+    private final class FieldList {
+        var items: [RequestHygiene.Field] = []
+    }
+
+    /// The header fields with their lengths as libmicrohttpd counted them (a NUL inside a value shows).
+    static func fields(of connection: OpaquePointer) -> [RequestHygiene.Field] {
+        let list = FieldList()
+        withExtendedLifetime(list) {
+            _ = MHD_get_connection_values_n(
+                connection,
+                .HEADER_KIND,
+                { cls, _, key, keySize, value, valueSize in
+                    guard let cls else { return .YES }
+                    let name = key.map { Array(UnsafeRawBufferPointer(start: $0, count: keySize)) } ?? []
+                    let bytes = value.map { Array(UnsafeRawBufferPointer(start: $0, count: valueSize)) } ?? []
+                    Unmanaged<FieldList>.fromOpaque(cls).takeUnretainedValue().items.append(
+                        RequestHygiene.Field(name: name, value: bytes)
+                    )
+                    return .YES
+                },
+                Unmanaged.passUnretained(list).toOpaque()
+            )
+        }
+        return list.items
     }
 }
 

@@ -55,6 +55,18 @@ public struct HTTPServerConfiguration: Sendable {
     public var connectionLimit: Int = 1_000
     /// An idle connection is closed after this long (whole seconds; a suspended one never times out).
     public var connectionTimeout: Duration = .seconds(30)
+    /// The request target (path and query, as sent) may be this long; longer is answered 414 by
+    /// `rejectionResponse`. libmicrohttpd answers a head that does not fit `connectionMemoryLimit` itself.
+    public var maxTargetBytes: Int = 8_192
+    /// The request head (target and header fields) may be this big; bigger is answered 431.
+    public var maxHeaderBytes: Int = 16_384
+    /// libmicrohttpd's memory pool per connection (MHD_OPTION_CONNECTION_MEMORY_LIMIT): the request head
+    /// must fit into it, or the library answers 414 / 431 with its own HTML body. Keep it at about twice
+    /// `maxHeaderBytes` so the daemon's own JSON answer comes first.
+    public var connectionMemoryLimit: Int = 32_768
+    /// The answer to a request the daemon refuses before the handler sees it (framing errors, control
+    /// characters, target or head too long). It is sent with `Connection: close`.
+    public var rejectionResponse: @Sendable (HTTPRejection) -> HTTPResponse = HTTPRejection.plainText
     /// What `shutdown(timeout:)` answers to requests still unanswered when its timeout passes, and to
     /// requests that arrive on open connections after that.
     public var shutdownResponse = HTTPResponse(
@@ -77,6 +89,62 @@ public struct HTTPServerConfiguration: Sendable {
         self.threads = threads
         self.connectionLimit = connectionLimit
         self.connectionTimeout = connectionTimeout
+    }
+}
+
+/// Why the daemon refused a request itself, before its handler saw it; the connection is then closed.
+public struct HTTPRejection: Sendable, Equatable, CustomStringConvertible {
+    public enum Kind: String, Sendable {
+        /// The message framing cannot be trusted: repeated `Content-Length`, `Content-Length` with
+        /// `Transfer-Encoding`, a transfer coding other than `chunked`, a bad header line, a missing or
+        /// repeated `Host` (request smuggling starts with any of these).
+        case framing
+        /// A control character (raw or percent-encoded) in the target, or one in a header value.
+        case controlCharacter
+        /// The target is over `maxTargetBytes` (414).
+        case targetTooLong
+        /// The head is over `maxHeaderBytes` (431).
+        case headersTooLarge
+    }
+
+    /// Where the problem is.
+    public enum Location: Sendable, Equatable {
+        case path
+        /// The query argument of that name (as sent, percent-decoded).
+        case query(String)
+        /// The header field of that name (lowercased).
+        case header(String)
+        /// The request as a whole (its framing, its size).
+        case request
+    }
+
+    public var kind: Kind
+    public var location: Location
+    public var message: String
+
+    public init(kind: Kind, location: Location, message: String) {
+        self.kind = kind
+        self.location = location
+        self.message = message
+    }
+
+    public var status: Int {
+        switch kind {
+        case .framing, .controlCharacter: 400
+        case .targetTooLong: 414
+        case .headersTooLarge: 431
+        }
+    }
+
+    public var description: String { "\(status) \(kind.rawValue): \(message)" }
+
+    /// The default answer: the message as plain text.
+    public static let plainText: @Sendable (HTTPRejection) -> HTTPResponse = { rejection in
+        HTTPResponse(
+            status: rejection.status,
+            headers: [("Content-Type", "text/plain; charset=utf-8")],
+            body: Array((rejection.message + "\n").utf8)
+        )
     }
 }
 
