@@ -16,18 +16,23 @@ final class FacadeHandler: Sendable {
         var limits: RequestLimits
         var rpcTimeout: Duration
         var authentication: Authentication = .disabled
+        /// nil: no rate limits (`RATE_LIMIT_ENABLED=false`).
+        var ratePolicies: RatePolicies?
+        var trustedProxies: [AddressRange] = []
     }
 
     private let settings: Settings
     private let rpc: RPCClient
+    private let limiter: RateLimiter?
     private let readiness: Readiness
     private let metrics = FacadeMetrics()
     private let logger: Logger
     private let draining = Atomic<Bool>(false)
 
-    init(settings: Settings, rpc: RPCClient, logger: Logger) {
+    init(settings: Settings, rpc: RPCClient, limiter: RateLimiter? = nil, logger: Logger) {
         self.settings = settings
         self.rpc = rpc
+        self.limiter = settings.ratePolicies == nil ? nil : limiter
         self.logger = logger
         self.readiness = Readiness(rpc: rpc, pingTimeout: min(settings.rpcTimeout, .seconds(2)))
     }
@@ -145,10 +150,36 @@ final class FacadeHandler: Sendable {
                 finish(.error(error), nil)
                 return
             }
-            let correlationID = rpc.makeCorrelationID()
-            let call = RPCRequest(operation, body: body, timeout: settings.rpcTimeout, correlationID: correlationID)
-            rpc.call(call) { [self] outcome in
-                finish(answer(for: outcome, route: route, operation: operation, owner: owner), correlationID)
+            let startCall: @Sendable () -> Void = { [self] in
+                let correlationID = rpc.makeCorrelationID()
+                let call = RPCRequest(operation, body: body, timeout: settings.rpcTimeout, correlationID: correlationID)
+                rpc.call(call) { [self] outcome in
+                    finish(answer(for: outcome, route: route, operation: operation, owner: owner), correlationID)
+                }
+            }
+            let address = ClientAddress.resolve(
+                peer: request.peerAddress,
+                forwardedFor: request.headers["x-forwarded-for"],
+                trusted: settings.trustedProxies
+            )
+            guard let limiter,
+                let check = settings.ratePolicies?.check(route: route, user: caller?.subject, address: address)
+            else {
+                startCall()
+                return
+            }
+            // The connection stays suspended while Redis decides; the daemon thread goes on at once.
+            limiter.check(check) { [self] decision in
+                switch decision {
+                case .allowed, .failedOpen:
+                    startCall()
+                case .limited(let policy, let retryAfter, let reset):
+                    metrics.rateLimited(policy: policy.name)
+                    finish(
+                        RatePolicies.limitedAnswer(policy: policy, retryAfterSeconds: retryAfter, resetSeconds: reset),
+                        nil
+                    )
+                }
             }
         }
     }

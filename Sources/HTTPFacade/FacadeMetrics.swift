@@ -19,6 +19,11 @@ struct FacadeMetrics: Sendable {
             .recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 
+    /// `policy` is one of four names, so the label stays bounded.
+    func rateLimited(policy: String) {
+        Counter(label: "facade_rate_limited_total", dimensions: [("policy", policy)]).increment()
+    }
+
     func rpcTimedOut() {
         rpcTimeouts.increment()
     }

@@ -30,6 +30,7 @@ public final class Facade: Sendable {
     private let daemon: HTTPDaemon
     private let ops: OpsServer
     private let rpc: RPCClient
+    private let limiter: RateLimiter?
     private let handler: FacadeHandler
     private let logger: Logger
 
@@ -55,17 +56,24 @@ public final class Facade: Sendable {
         amqp.connectTimeout = min(amqp.connectTimeout, .seconds(2))
         amqp.connectionName = "http-facade"
         rpc = try RPCClient(configuration: .init(amqp: amqp, whileDisconnected: .failAtOnce), logger: logger)
+        let edge = configuration.edge
+        limiter = edge.rateLimitEnabled ? RateLimiter(redisURL: configuration.redisURL, logger: logger) : nil
         handler = FacadeHandler(
             settings: .init(
                 cors: CORSPolicy(origins: configuration.corsOrigins),
                 limits: RequestLimits(maxSeatsPerHold: configuration.maxSeatsPerHold),
                 rpcTimeout: configuration.rpcTimeout,
-                authentication: authentication
+                authentication: authentication,
+                ratePolicies: edge.rateLimitEnabled
+                    ? RatePolicies(settings: edge, keyPrefix: edge.rateLimitKeyPrefix) : nil,
+                trustedProxies: edge.trustedProxies
             ),
             rpc: rpc,
+            limiter: limiter,
             logger: logger
         )
         rpc.start()
+        limiter?.start()
         var http = HTTPServerConfiguration(
             port: configuration.port,
             maxBodyBytes: RequestLimits.maxBodyBytes,
@@ -88,6 +96,7 @@ public final class Facade: Sendable {
                 logger: logger
             )
         } catch {
+            limiter?.stop()
             rpc.stop()
             throw error
         }
@@ -97,6 +106,7 @@ public final class Facade: Sendable {
             }
         } catch {
             ops.shutdown()
+            limiter?.stop()
             rpc.stop()
             throw error
         }
@@ -108,6 +118,7 @@ public final class Facade: Sendable {
         handler.beginDraining()
         daemon.shutdown(timeout: .seconds(8))
         ops.shutdown()
+        limiter?.stop()
         rpc.stop(timeout: .seconds(1))
         logger.info("facade stopped")
     }

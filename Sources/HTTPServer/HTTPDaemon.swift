@@ -480,7 +480,8 @@ final class DaemonCore: @unchecked Sendable {
             query: Self.values(of: connection, kind: .GET_ARGUMENT_KIND, join: false),
             headers: Self.values(of: connection, kind: .HEADER_KIND, join: true),
             body: context.bodyTooLarge ? [] : context.body,
-            bodyTooLarge: context.bodyTooLarge
+            bodyTooLarge: context.bodyTooLarge,
+            peerAddress: Self.peerAddress(connection)
         )
         context.body = []
         let handle = ConnectionHandle(pointer: connection)
@@ -703,6 +704,13 @@ final class DaemonCore: @unchecked Sendable {
             return nil
         }
         return Int(String(cString: value).trimmingSuffix(while: { $0 == " " }))
+    }
+
+    static func peerAddress(_ connection: OpaquePointer) -> String? {
+        var buffer = [CChar](repeating: 0, count: 64)
+        guard cmhd_connection_peer(connection, &buffer, buffer.count) else { return nil }
+        let bytes = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     private static func expectsContinue(_ connection: OpaquePointer) -> Bool {

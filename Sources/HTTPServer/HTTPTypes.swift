@@ -11,6 +11,8 @@ public struct HTTPRequest: Sendable {
     public var body: [UInt8]
     /// The body was over `maxBodyBytes` (by its `Content-Length` or as it arrived); `body` is then empty.
     public var bodyTooLarge: Bool
+    /// The TCP peer's address (IPv4 dotted, IPv6; an IPv4-mapped IPv6 peer as IPv4), when known.
+    public var peerAddress: String?
 
     public init(
         method: String,
@@ -18,8 +20,10 @@ public struct HTTPRequest: Sendable {
         query: [String: String] = [:],
         headers: [String: String] = [:],
         body: [UInt8] = [],
-        bodyTooLarge: Bool = false
+        bodyTooLarge: Bool = false,
+        peerAddress: String? = nil
     ) {
+        self.peerAddress = peerAddress
         self.method = method
         self.path = path
         self.query = query

@@ -67,6 +67,15 @@ final class Stack: @unchecked Sendable {
     /// The `Authorization` header with ``operatorToken``, for raw requests.
     static var bearer: (String, String) { ("Authorization", "Bearer \(operatorToken)") }
 
+    /// The facade's edge settings. Rate limits are off unless a test turns them on (the other tests send
+    /// bursts from one address and one user).
+    var edge: EdgeSettings = {
+        var edge = EdgeSettings()
+        edge.rateLimitEnabled = false
+        return edge
+    }()
+    var redisURL = "redis://localhost:6379"
+
     init(rpcTimeoutMilliseconds: Int = 3000, holdTTLSeconds: Int = 300, authMode: AuthMode = .jwt) {
         self.authMode = authMode
         let id = uniqueName("facade")
@@ -131,6 +140,8 @@ final class Stack: @unchecked Sendable {
             jwtAudience: Self.audience
         )
         configuration.facadeOpsPort = 0
+        configuration.edge = edge
+        configuration.redisURL = redisURL
         MetricsSetup.bootstrap()
         facade = try Facade(configuration: configuration, logger: logs.logger(label: "http-facade"))
     }
