@@ -133,4 +133,10 @@ static inline bool cmhd_connection_peer(struct MHD_Connection *connection, char 
     return cmhd_format_address(info->client_addr, buffer, size);
 }
 
+/// What the connection-notify callback stored in `*socket_context` (NULL if nothing).
+static inline void *cmhd_socket_context(struct MHD_Connection *connection) {
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info == NULL ? NULL : info->socket_context;
+}
+
 #endif

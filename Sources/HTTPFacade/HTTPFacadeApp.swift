@@ -38,6 +38,8 @@ public final class Facade: Sendable {
     public var port: Int { daemon.port }
     /// The operations port (`/metrics`; `FACADE_OPS_PORT` 0 picks a free one).
     public var opsPort: Int { ops.port }
+    /// The HTTP daemon's counters (connections, buffered body bytes, refusals, timeouts).
+    public var httpStatistics: HTTPServerStatistics { daemon.statistics }
 
     /// Starts the RPC client (it connects in the background, answering 503 until it has) and the daemons.
     /// With `AUTH_MODE=jwt`, a missing or unusable key throws a `ConfigurationError` naming the variable.
@@ -74,15 +76,31 @@ public final class Facade: Sendable {
         )
         rpc.start()
         limiter?.start()
+        // libmicrohttpd's own limit is above ours: between the two, connections get a 503 at once rather
+        // than waiting in the listen backlog.
         var http = HTTPServerConfiguration(
             port: configuration.port,
             maxBodyBytes: RequestLimits.maxBodyBytes,
             threads: 2,
-            // 1,000 slow requests in flight plus room for the others.
-            connectionLimit: 4_096
+            connectionLimit: edge.maxConnections + max(64, edge.maxConnections / 8),
+            connectionTimeout: .seconds(edge.idleTimeoutSeconds)
         )
-        let limits = http
-        http.rejectionResponse = { rejection in EdgeAnswers.rejection(rejection, limits: limits) }
+        http.maxConnections = edge.maxConnections
+        http.maxConnectionsPerAddress = edge.maxConnectionsPerAddress
+        let trusted = edge.trustedProxies
+        http.exemptFromAddressLimit = { peer in trusted.contains { $0.contains(peer) } }
+        http.headerTimeout = .seconds(edge.headerTimeoutSeconds)
+        http.bodyTimeout = .seconds(edge.bodyTimeoutSeconds)
+        http.listenBacklog = 1_024
+        http.overloadResponse = HTTPResponse(
+            status: 503,
+            headers: [("Content-Type", ContractHeaders.contentType), ("Retry-After", "1")],
+            body: ErrorBody(
+                code: .serviceUnavailable,
+                message: "Too many connections: try again shortly",
+                details: ["reason": .string("connections"), "limit": .number(Double(edge.maxConnections))]
+            ).restBody()
+        )
         http.shutdownResponse = HTTPResponse(
             status: 503,
             headers: [("Content-Type", ContractHeaders.contentType)],

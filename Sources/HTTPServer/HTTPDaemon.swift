@@ -1,6 +1,7 @@
 internal import CMicroHTTPD
 import Dispatch
 import Logging
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -60,10 +61,20 @@ public final class HTTPDaemon: @unchecked Sendable {
                     slot: slot
                 )
         }
-        let completed: MHD_RequestCompletedCallback = { cls, _, slot, termination in
+        let completed: MHD_RequestCompletedCallback = { cls, connection, slot, termination in
             guard let cls, let slot else { return }
             Unmanaged<DaemonCore>.fromOpaque(cls).takeUnretainedValue()
-                .completed(slot: slot, termination: termination)
+                .completed(connection: connection, slot: slot, termination: termination)
+        }
+        let notify: MHD_NotifyConnectionCallback = { cls, connection, socketContext, code in
+            guard let cls, let connection, let socketContext else { return }
+            let core = Unmanaged<DaemonCore>.fromOpaque(cls).takeUnretainedValue()
+            if code == .CONNECTION_NOTIFY_STARTED {
+                socketContext.pointee = Unmanaged.passRetained(core.edge.started(connection: connection)).toOpaque()
+            } else if let raw = socketContext.pointee {
+                socketContext.pointee = nil
+                core.edge.closed(Unmanaged<ConnectionRecord>.fromOpaque(raw).takeRetainedValue())
+            }
         }
         let uriLog: cmhd_uri_log_fn = { cls, uri, _ in
             guard let cls else { return nil }
@@ -86,6 +97,9 @@ public final class HTTPDaemon: @unchecked Sendable {
             options.completed_cls = coreReference
             options.uri_log = uriLog
             options.uri_log_cls = coreReference
+            options.notify_connection = notify
+            options.notify_connection_cls = coreReference
+            options.listen_backlog = UInt32(configuration.listenBacklog)
             options.log_sink = UnsafePointer(core.logSink)
             return cmhd_start_daemon(&options)
         }
@@ -104,6 +118,7 @@ public final class HTTPDaemon: @unchecked Sendable {
         self.core = core
         self.daemon = started
         self.port = Int(cmhd_bound_port(started))
+        core.edge.start()
         logger.info(
             "HTTP server listening",
             metadata: [
@@ -120,6 +135,18 @@ public final class HTTPDaemon: @unchecked Sendable {
     /// Requests received and not answered yet.
     public var inFlight: Int {
         core.inFlight
+    }
+
+    /// Open connections, buffered body bytes, connections refused or timed out so far.
+    public var statistics: HTTPServerStatistics {
+        let counters = core.edge.counters
+        return HTTPServerStatistics(
+            openConnections: counters.open,
+            bufferedBodyBytes: core.bufferedBodyBytes.load(ordering: .relaxed),
+            refusedPerAddress: counters.refusedPerAddress,
+            refusedOverloaded: counters.refusedOverloaded,
+            timedOut: counters.timedOut
+        )
     }
 
     /// `shutdown` has begun: no new connections are accepted and responses carry `Connection: close`
@@ -154,6 +181,7 @@ public final class HTTPDaemon: @unchecked Sendable {
                     _ = core.waitUntilDrained(untilSent: false, deadline: nil)
                 }
             }
+            core.edge.stop()
             MHD_stop_daemon(daemon)
             if listenSocket >= 0 {
                 close(listenSocket)
@@ -185,6 +213,11 @@ public final class HTTPDaemon: @unchecked Sendable {
         }
         guard configuration.connectionMemoryLimit >= 4_096 else {
             throw invalid("connectionMemoryLimit \(configuration.connectionMemoryLimit) is under 4096 bytes")
+        }
+        if let maxConnections = configuration.maxConnections, maxConnections >= configuration.connectionLimit {
+            throw invalid(
+                "maxConnections \(maxConnections) must be under connectionLimit \(configuration.connectionLimit)"
+            )
         }
         guard (0...86_400).contains(configuration.connectionTimeout.components.seconds) else {
             throw invalid("connectionTimeout \(configuration.connectionTimeout) is not in 0...86400 seconds")
@@ -264,6 +297,10 @@ final class DaemonCore: @unchecked Sendable {
     /// reliably reads the handler's 413); beyond it the request is answered early or the connection closed.
     let discardLimit: Int
     let logSink: UnsafeMutablePointer<cmhd_log_sink>
+    /// Connection limits and head / body timeouts.
+    let edge: ConnectionEdge
+    /// Capacity of the body buffers of requests being read (what arrived, not what was announced).
+    let bufferedBodyBytes = Atomic<Int>(0)
 
     init(
         configuration: HTTPServerConfiguration,
@@ -273,6 +310,7 @@ final class DaemonCore: @unchecked Sendable {
         self.configuration = configuration
         self.logger = logger
         self.handler = handler
+        self.edge = ConnectionEdge(configuration: configuration)
         self.discardLimit = max(configuration.maxBodyBytes.multipliedReportingOverflow(by: 16).partialValue, 1 << 20)
         self.logSink = .allocate(capacity: 1)
         logSink.initialize(
@@ -369,20 +407,32 @@ final class DaemonCore: @unchecked Sendable {
         if !context.headSeen {
             // First call: the head is complete, no body byte has been handed over yet.
             context.headSeen = true
+            let record = Self.record(connection)
+            if let record, record.overloaded {
+                edge.answering(record)
+                var response = configuration.overloadResponse
+                response.headers.removeAll { $0.0.lowercased() == "connection" }
+                response.headers.append(("Connection", "close"))
+                context.dispatched = true
+                return queue(response, on: connection, closing: true)
+            }
             if let rejection = context.rejection ?? checkHead(context, connection: connection, version: version) {
+                edge.answering(record)
                 return reject(context, rejection, connection: connection)
             }
-            if let declared = Self.contentLength(connection) {
-                if declared > configuration.maxBodyBytes {
-                    context.bodyTooLarge = true
-                    // With `Expect: 100-continue` the client waits: answering now spares it the upload.
-                    // A body too big to read and drop is answered now too (libmicrohttpd then closes).
-                    if Self.expectsContinue(connection) || declared > discardLimit {
-                        return dispatch(context, connection: connection, url: url, method: method)
-                    }
-                } else {
-                    context.body.reserveCapacity(declared)
+            let declared = Self.contentLength(connection)
+            if let declared, declared > configuration.maxBodyBytes {
+                context.bodyTooLarge = true
+                // With `Expect: 100-continue` the client waits: answering now spares it the upload.
+                // A body too big to read and drop is answered now too (libmicrohttpd then closes).
+                if Self.expectsContinue(connection) || declared > discardLimit {
+                    return dispatch(context, connection: connection, url: url, method: method)
                 }
+            }
+            // No buffer is reserved for the announced length: a client that announces 60 KiB and sends
+            // 10 bytes costs what it sent (the buffer grows as bytes arrive).
+            if (declared ?? 0) > 0 || Self.isChunked(connection) {
+                edge.expectBody(record)
             }
             return .YES
         }
@@ -394,14 +444,16 @@ final class DaemonCore: @unchecked Sendable {
             size.pointee = 0
             if !context.bodyTooLarge {
                 if context.body.count + count <= configuration.maxBodyBytes, let data {
+                    let before = context.body.capacity
                     context.body.append(
                         contentsOf: UnsafeRawBufferPointer(start: UnsafeRawPointer(data), count: count)
                     )
+                    bufferedBodyBytes.add(context.body.capacity - before, ordering: .relaxed)
                     return .YES
                 }
                 context.bodyTooLarge = true
                 context.discardedBytes = context.body.count
-                context.body = []
+                releaseBody(context)
             }
             context.discardedBytes += count
             if context.discardedBytes > discardLimit {
@@ -451,7 +503,7 @@ final class DaemonCore: @unchecked Sendable {
     private func reject(_ context: RequestContext, _ rejection: HTTPRejection, connection: OpaquePointer) -> MHD_Result
     {
         context.dispatched = true
-        context.body = []
+        context.body = []  // not counted yet: nothing of a body is read before the head is checked
         logger.debug("HTTP request refused", metadata: ["http.rejection": "\(rejection)"])
         var response = configuration.rejectionResponse(rejection)
         response.headers.removeAll { $0.0.lowercased() == "connection" }
@@ -474,6 +526,7 @@ final class DaemonCore: @unchecked Sendable {
         method: UnsafePointer<CChar>?
     ) -> MHD_Result {
         context.dispatched = true
+        edge.answering(Self.record(connection))
         let request = HTTPRequest(
             method: method.map { String(cString: $0) } ?? "",
             path: url.map { String(cString: $0) } ?? "/",
@@ -483,7 +536,7 @@ final class DaemonCore: @unchecked Sendable {
             bodyTooLarge: context.bodyTooLarge,
             peerAddress: Self.peerAddress(connection)
         )
-        context.body = []
+        releaseBody(context)
         let handle = ConnectionHandle(pointer: connection)
         let admitted = shared.withLock { state -> UInt64? in
             guard !state.closed else { return nil }
@@ -611,10 +664,18 @@ final class DaemonCore: @unchecked Sendable {
 
     // MARK: Request completed (daemon threads)
 
-    func completed(slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>, termination: MHD_RequestTerminationCode) {
+    func completed(
+        connection: OpaquePointer?,
+        slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>,
+        termination: MHD_RequestTerminationCode
+    ) {
+        if let connection {
+            edge.expectHead(Self.record(connection))
+        }
         guard let raw = slot.pointee else { return }
         slot.pointee = nil
         let context = Unmanaged<RequestContext>.fromOpaque(raw).takeRetainedValue()
+        releaseBody(context)
         guard let requestID = context.requestID else { return }
         let unanswered = shared.withLock { state -> Bool in
             state.open -= 1
@@ -698,6 +759,27 @@ final class DaemonCore: @unchecked Sendable {
     }
 
     // MARK: Request parts
+
+    /// The body buffer goes, and with it its bytes from `bufferedBodyBytes`.
+    private func releaseBody(_ context: RequestContext) {
+        let capacity = context.body.capacity
+        context.body = []
+        if capacity > 0 {
+            bufferedBodyBytes.add(-capacity, ordering: .relaxed)
+        }
+    }
+
+    static func record(_ connection: OpaquePointer) -> ConnectionRecord? {
+        guard let raw = cmhd_socket_context(connection) else { return nil }
+        return Unmanaged<ConnectionRecord>.fromOpaque(raw).takeUnretainedValue()
+    }
+
+    private static func isChunked(_ connection: OpaquePointer) -> Bool {
+        guard let value = MHD_lookup_connection_value(connection, .HEADER_KIND, "Transfer-Encoding") else {
+            return false
+        }
+        return String(cString: value).lowercased().contains("chunked")
+    }
 
     private static func contentLength(_ connection: OpaquePointer) -> Int? {
         guard let value = MHD_lookup_connection_value(connection, .HEADER_KIND, "Content-Length") else {

@@ -71,6 +71,30 @@ public struct HTTPServerConfiguration: Sendable {
     /// The answer to a request the daemon refuses before the handler sees it (framing errors, control
     /// characters, target or head too long). It is sent with `Connection: close`.
     public var rejectionResponse: @Sendable (HTTPRejection) -> HTTPResponse = HTTPRejection.plainText
+    /// Open connections beyond which a new connection's first request gets `overloadResponse` (503) and
+    /// the connection is closed, rather than waiting in a queue. nil: only libmicrohttpd's `connectionLimit`
+    /// (which must be above it: between the two, connections are answered; beyond it they wait in the
+    /// kernel's listen backlog, `listenBacklog` long).
+    public var maxConnections: Int?
+    /// Open connections per TCP peer address; one more is closed at once, before a byte is read.
+    public var maxConnectionsPerAddress: Int?
+    /// Peers the per-address limit does not apply to (the trusted proxies, whose connections carry many
+    /// clients).
+    public var exemptFromAddressLimit: @Sendable (String) -> Bool = { _ in false }
+    /// Time to send a request's head, counted from the connection's start or the previous response; a
+    /// connection past it is closed. nil: none (libmicrohttpd's `connectionTimeout` is idle-only).
+    public var headerTimeout: Duration?
+    /// Time to send a request's body once its head has arrived; a connection past it is closed.
+    public var bodyTimeout: Duration?
+    /// The kernel's queue of connections not yet accepted (MHD_OPTION_LISTEN_BACKLOG_SIZE); 0: the
+    /// library's default.
+    public var listenBacklog: Int = 0
+    /// What the first request of a connection over `maxConnections` gets (with `Connection: close`).
+    public var overloadResponse = HTTPResponse(
+        status: 503,
+        headers: [("Content-Type", "text/plain; charset=utf-8"), ("Retry-After", "1")],
+        body: Array("too many connections\n".utf8)
+    )
     /// What `shutdown(timeout:)` answers to requests still unanswered when its timeout passes, and to
     /// requests that arrive on open connections after that.
     public var shutdownResponse = HTTPResponse(
@@ -150,6 +174,20 @@ public struct HTTPRejection: Sendable, Equatable, CustomStringConvertible {
             body: Array((rejection.message + "\n").utf8)
         )
     }
+}
+
+/// The daemon's own counters (a snapshot).
+public struct HTTPServerStatistics: Sendable, Equatable {
+    /// Connections libmicrohttpd has open now.
+    public var openConnections: Int
+    /// Bytes of request bodies held in buffers now (the buffers' capacity, so what was allocated).
+    public var bufferedBodyBytes: Int
+    /// Connections closed at once because their address had `maxConnectionsPerAddress` open.
+    public var refusedPerAddress: Int
+    /// Connections answered `overloadResponse` because `maxConnections` were open.
+    public var refusedOverloaded: Int
+    /// Connections closed because a head or a body took longer than its timeout.
+    public var timedOut: Int
 }
 
 public struct HTTPServerError: Error, CustomStringConvertible, Sendable {
