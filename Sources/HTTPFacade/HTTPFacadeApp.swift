@@ -101,6 +101,8 @@ public final class Facade: Sendable {
                 details: ["reason": .string("connections"), "limit": .number(Double(edge.maxConnections))]
             ).restBody()
         )
+        let limits = http
+        http.rejectionResponse = { rejection in EdgeAnswers.rejection(rejection, limits: limits) }
         http.shutdownResponse = HTTPResponse(
             status: 503,
             headers: [("Content-Type", ContractHeaders.contentType)],

@@ -26,8 +26,9 @@ public struct EdgeSettings: Sendable, Equatable {
     public var addressReads = 600
     /// `HTTP_MAX_CONNECTIONS` (4096): open connections in total; beyond, requests are answered 503.
     public var maxConnections = 4_096
-    /// `HTTP_MAX_CONNECTIONS_PER_ADDRESS` (64): open connections per client address.
-    public var maxConnectionsPerAddress = 64
+    /// `HTTP_MAX_CONNECTIONS_PER_ADDRESS` (256): open connections per TCP peer (generous: a venue's, a
+    /// campus's or a carrier's NAT puts many buyers behind one address).
+    public var maxConnectionsPerAddress = 256
     /// `HTTP_HEADER_TIMEOUT_SECONDS` (10): time to send a request's head, from the connection's start or
     /// the previous response.
     public var headerTimeoutSeconds = 10

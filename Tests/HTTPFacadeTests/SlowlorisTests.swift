@@ -1,4 +1,5 @@
 import Foundation
+import ServiceSupport
 import TestSupport
 import Testing
 
@@ -21,7 +22,7 @@ struct SlowlorisTests {
 
     @Test(
         "with 1,000 slowloris connections open from one address, POST /hold from 127.0.0.2 is served",
-        arguments: [2_000, 64]
+        arguments: [2_000, EdgeSettings().maxConnectionsPerAddress]
     )
     func slowloris(perAddressLimit: Int) async throws {
         try await blocking {

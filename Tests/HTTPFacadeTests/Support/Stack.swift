@@ -67,11 +67,12 @@ final class Stack: @unchecked Sendable {
     /// The `Authorization` header with ``operatorToken``, for raw requests.
     static var bearer: (String, String) { ("Authorization", "Bearer \(operatorToken)") }
 
-    /// The facade's edge settings. Rate limits are off unless a test turns them on (the other tests send
-    /// bursts from one address and one user).
+    /// The facade's edge settings. Rate limits are off and the per-address connection limit is far up
+    /// unless a test sets them (the other tests play hundreds of clients from one address and one user).
     var edge: EdgeSettings = {
         var edge = EdgeSettings()
         edge.rateLimitEnabled = false
+        edge.maxConnectionsPerAddress = 4_000
         return edge
     }()
     var redisURL = "redis://localhost:6379"
