@@ -19,6 +19,9 @@ final class FacadeHandler: Sendable {
         /// nil: no rate limits (`RATE_LIMIT_ENABLED=false`).
         var ratePolicies: RatePolicies?
         var trustedProxies: [AddressRange] = []
+        /// Requests in flight per client address behind a trusted proxy (the per-address connection limit
+        /// of requests that come through one); nil: none.
+        var maxProxiedRequestsPerAddress: Int?
     }
 
     private let settings: Settings
@@ -28,6 +31,7 @@ final class FacadeHandler: Sendable {
     private let metrics = FacadeMetrics()
     private let logger: Logger
     private let draining = Atomic<Bool>(false)
+    private let proxied = ProxiedClients()
 
     init(settings: Settings, rpc: RPCClient, limiter: RateLimiter? = nil, logger: Logger) {
         self.settings = settings
@@ -48,7 +52,32 @@ final class FacadeHandler: Sendable {
         let origin = request.headers["origin"]
         metrics.requestStarted()
 
+        // Behind a trusted proxy, many clients share its connections: each client address may have at most
+        // `maxProxiedRequestsPerAddress` requests in flight, as a direct client may have that many
+        // connections.
+        let proxiedAddress: String?
+        switch admitProxied(request) {
+        case .direct:
+            proxiedAddress = nil
+        case .admitted(let address):
+            proxiedAddress = address
+        case .refused(let limit):
+            metrics.rateLimited(policy: ProxiedClients.policyName)
+            var answer = ProxiedClients.limitedAnswer(limit: limit)
+            answer.headers += settings.cors.responseHeaders(origin: origin)
+            metrics.requestFinished(route: match.routeLabel, status: answer.status, duration: .zero)
+            responder.respond(
+                HTTPResponse(
+                    status: answer.status,
+                    headers: [("Content-Type", answer.contentType)] + answer.headers,
+                    body: answer.body
+                )
+            )
+            return
+        }
+
         let finish: @Sendable (RESTAnswer, String?) -> Void = { [self] answer, correlationID in
+            if let proxiedAddress { proxied.leave(proxiedAddress) }
             respond(
                 answer,
                 correlationID: correlationID,
@@ -182,6 +211,26 @@ final class FacadeHandler: Sendable {
                 }
             }
         }
+    }
+
+    private enum ProxiedAdmission {
+        /// Not through a trusted proxy (or no limit): the connection limits apply instead.
+        case direct
+        case admitted(String)
+        case refused(limit: Int)
+    }
+
+    private func admitProxied(_ request: HTTPRequest) -> ProxiedAdmission {
+        guard let limit = settings.maxProxiedRequestsPerAddress, let peer = request.peerAddress,
+            settings.trustedProxies.contains(where: { $0.contains(peer) })
+        else { return .direct }
+        let address = ClientAddress.resolve(
+            peer: peer,
+            forwardedFor: request.headers["x-forwarded-for"],
+            trusted: settings.trustedProxies
+        )
+        guard address != peer else { return .direct }
+        return proxied.enter(address, limit: limit) ? .admitted(address) : .refused(limit: limit)
     }
 
     private func answer(

@@ -40,6 +40,8 @@ public final class Facade: Sendable {
     public var opsPort: Int { ops.port }
     /// The HTTP daemon's counters (connections, buffered body bytes, refusals, timeouts).
     public var httpStatistics: HTTPServerStatistics { daemon.statistics }
+    /// Requests received and not answered yet.
+    public var requestsInFlight: Int { daemon.inFlight }
 
     /// Starts the RPC client (it connects in the background, answering 503 until it has) and the daemons.
     /// With `AUTH_MODE=jwt`, a missing or unusable key throws a `ConfigurationError` naming the variable.
@@ -68,7 +70,8 @@ public final class Facade: Sendable {
                 authentication: authentication,
                 ratePolicies: edge.rateLimitEnabled
                     ? RatePolicies(settings: edge, keyPrefix: edge.rateLimitKeyPrefix) : nil,
-                trustedProxies: edge.trustedProxies
+                trustedProxies: edge.trustedProxies,
+                maxProxiedRequestsPerAddress: edge.maxConnectionsPerAddress
             ),
             rpc: rpc,
             limiter: limiter,

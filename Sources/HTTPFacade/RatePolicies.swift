@@ -1,5 +1,6 @@
 import Contracts
 import ServiceSupport
+import Synchronization
 
 /// Who a request comes from, as INTERFACE.md defines the client address: the TCP peer, or, when the peer
 /// is one of `TRUSTED_PROXIES`, the nearest `X-Forwarded-For` entry (from the right) that is not itself a
@@ -76,6 +77,44 @@ struct RatePolicies: Sendable {
             ("Retry-After", "\(retryAfterSeconds)"),
             ("RateLimit-Policy", "\"\(policy.name)\";q=\(policy.quota);w=\(policy.windowSeconds)"),
             ("RateLimit", "\"\(policy.name)\";r=0;t=\(resetSeconds)"),
+        ]
+        return answer
+    }
+}
+
+/// Requests in flight per client address, for clients behind a trusted proxy.
+final class ProxiedClients: Sendable {
+    static let policyName = "address-concurrency"
+    private let inFlight = Mutex<[String: Int]>([:])
+
+    /// Counts one more request of `address`; false (and nothing counted) when it has `limit` already.
+    func enter(_ address: String, limit: Int) -> Bool {
+        inFlight.withLock { counts in
+            let current = counts[address, default: 0]
+            guard current < limit else { return false }
+            counts[address] = current + 1
+            return true
+        }
+    }
+
+    func leave(_ address: String) {
+        inFlight.withLock { counts in
+            let remaining = counts[address, default: 1] - 1
+            counts[address] = remaining > 0 ? remaining : nil
+        }
+    }
+
+    /// 429 RATE_LIMITED, the draft-10 fields with the quota unit `concurrent-requests`.
+    static func limitedAnswer(limit: Int) -> RESTAnswer {
+        var answer = RESTAnswer.error(
+            .rateLimited,
+            "Too many requests in flight from this address: at most \(limit) at once",
+            details: ["policy": .string(policyName), "limit": .number(Double(limit)), "retryAfterSeconds": 1]
+        )
+        answer.headers += [
+            ("Retry-After", "1"),
+            ("RateLimit-Policy", "\"\(policyName)\";q=\(limit);qu=\"concurrent-requests\""),
+            ("RateLimit", "\"\(policyName)\";r=0"),
         ]
         return answer
     }

@@ -1,5 +1,7 @@
+import Dispatch
 import Foundation
 import ServiceSupport
+import Synchronization
 import TestSupport
 import Testing
 
@@ -64,6 +66,52 @@ struct SlowlorisTests {
                     + "\(response.status) in \(took)"
             )
             #expect(response.status == 201, "\(response.text)")
+        }
+    }
+}
+
+@Suite("Clients behind a trusted proxy: a per-address limit of requests in flight", .serialized)
+struct ProxiedClientTests {
+    @Test("behind a trusted proxy, one forwarded address over its limit gets 429 at once; another address does not")
+    func proxiedLimit() async throws {
+        try await blocking {
+            let stack = Stack(rpcTimeoutMilliseconds: 4_000)
+            stack.edge.trustedProxies = [try #require(AddressRange("127.0.0.1"))]
+            stack.edge.maxConnectionsPerAddress = 2
+            defer { stack.close() }
+            try stack.start()
+            // The core's queues stay, nobody consumes them: every RPC waits until its timeout.
+            stack.stopCore()
+            let port = stack.port
+            @Sendable func get(_ client: String) throws -> TestResponse {
+                try HTTPTestClient.request(
+                    port: port,
+                    "GET",
+                    "/availability?showtimeId=st1",
+                    headers: [("X-Forwarded-For", "\(client), 127.0.0.1")]
+                )
+            }
+            let waiting = DispatchGroup()
+            let slow = Mutex<[Int]>([])
+            for _ in 0..<2 {
+                DispatchQueue.global().async(group: waiting) {
+                    if let response = try? get("203.0.113.7") { slow.withLock { $0.append(response.status) } }
+                }
+            }
+            let deadline = ContinuousClock.now + .seconds(10)
+            while (stack.facade?.requestsInFlight ?? 0) < 2 && ContinuousClock.now < deadline { usleep(10_000) }
+            #expect(stack.facade?.requestsInFlight == 2)
+            let refused = try get("203.0.113.7")
+            #expect(refused.status == 429)
+            #expect(refused.errorCode == "RATE_LIMITED")
+            #expect(refused.header("retry-after") == "1")
+            #expect(refused.header("ratelimit-policy") == #""address-concurrency";q=2;qu="concurrent-requests""#)
+            let other = try get("203.0.113.8")
+            #expect(other.status == 504, "another client behind the same proxy waits for the core like anyone")
+            waiting.wait()
+            #expect(slow.withLock { $0 } == [504, 504])
+            let after = try get("203.0.113.7")
+            #expect(after.status == 504, "once its requests are answered the address may send again")
         }
     }
 }
