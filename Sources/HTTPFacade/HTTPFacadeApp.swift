@@ -112,11 +112,13 @@ public final class Facade: Sendable {
             body: ErrorBody(code: .serviceUnavailable, message: "The service is shutting down").restBody()
         )
         let handler = self.handler
+        let edgeMetrics = EdgeMetrics()
         do {
             ops = try OpsServer(
                 port: configuration.facadeOpsPort,
                 bindAddress: configuration.facadeOpsBindAddress,
-                logger: logger
+                logger: logger,
+                beforeMetrics: { edgeMetrics.update() }
             )
         } catch {
             limiter?.stop()
@@ -127,6 +129,7 @@ public final class Facade: Sendable {
             daemon = try HTTPDaemon(configuration: http, logger: logger) { request, responder in
                 handler.handle(request, responder)
             }
+            edgeMetrics.attach(daemon)
         } catch {
             ops.shutdown()
             limiter?.stop()

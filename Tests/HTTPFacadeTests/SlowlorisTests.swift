@@ -49,6 +49,15 @@ struct SlowlorisTests {
                 #expect(statistics.openConnections >= 1_000, "all 1,000 are open at once")
             } else {
                 #expect(statistics.refusedPerAddress == 1_000 - perAddressLimit)
+                let metrics = try stack.metrics().text
+                #expect(
+                    metrics.contains(
+                        #"http_connections_refused_total{reason="per_address"} \#(1_000 - perAddressLimit)"#
+                    ),
+                    "\(metrics.split(separator: "\n").filter { $0.hasPrefix("http_connections") })"
+                )
+                // A gauge (one registry per test process, which other facades' scrapes also set): present.
+                #expect(metrics.contains("http_connections_open "))
             }
             let started = ContinuousClock.now
             let response = try SourceAddressClient.request(
