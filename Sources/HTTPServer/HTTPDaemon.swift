@@ -433,6 +433,9 @@ final class DaemonCore: @unchecked Sendable {
             // 10 bytes costs what it sent (the buffer grows as bytes arrive).
             if (declared ?? 0) > 0 || Self.isChunked(connection) {
                 edge.expectBody(record)
+            } else {
+                // The head was in time; the handler is called on the next call, for nothing more to read.
+                edge.answering(record)
             }
             return .YES
         }
