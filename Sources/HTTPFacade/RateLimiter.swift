@@ -81,6 +81,7 @@ final class RateLimiter: Sendable {
 
     private struct Queue {
         var pending: [Pending] = []
+        var started = false
         var stopped = false
     }
 
@@ -103,6 +104,11 @@ final class RateLimiter: Sendable {
     }
 
     func start() {
+        let first = queue.withLock { state -> Bool in
+            defer { state.started = true }
+            return !state.started && !state.stopped
+        }
+        guard first else { return }
         let thread = Thread { [self] in
             run()
             finished.signal()
@@ -113,11 +119,19 @@ final class RateLimiter: Sendable {
 
     /// Stops the thread; checks still queued fail open.
     func stop() {
-        let alreadyStopped = queue.withLock { state -> Bool in
-            defer { state.stopped = true }
-            return state.stopped
+        let (alreadyStopped, started, orphans) = queue.withLock { state -> (Bool, Bool, [Pending]) in
+            defer {
+                state.stopped = true
+                if !state.started { state.pending = [] }
+            }
+            return (state.stopped, state.started, state.started ? [] : state.pending)
         }
         guard !alreadyStopped else { return }
+        guard started else {
+            // Never started: no thread to wait for; what was queued passes.
+            for item in orphans { item.completion(.failedOpen) }
+            return
+        }
         wakeup.signal()
         finished.wait()
     }

@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import HTTPFacade
+import Logging
 import RedisClient
 import ServiceSupport
 import Synchronization
@@ -62,6 +63,34 @@ struct RateLimitUnitTests {
                 directory: NSTemporaryDirectory()
             )
         }
+    }
+
+    @Test("the script's answer becomes a decision; anything malformed lets the request through")
+    func decisions() {
+        let user = RatePolicy(name: "user-write", quota: 30, windowSeconds: 10)
+        let address = RatePolicy(name: "address-write", quota: 300, windowSeconds: 10)
+        let check = RateCheck(items: [("a", address), ("u", user)])
+        #expect(
+            RateLimiter.decision(.array([.integer(1), .integer(0), .integer(0), .integer(0)]), check: check) == .allowed
+        )
+        #expect(
+            RateLimiter.decision(.array([.integer(0), .integer(2), .integer(1_200), .integer(9_001)]), check: check)
+                == .limited(policy: user, retryAfterSeconds: 2, resetSeconds: 10)
+        )
+        #expect(
+            RateLimiter.decision(.array([.integer(0), .integer(3), .integer(1), .integer(1)]), check: check)
+                == .failedOpen
+        )
+        #expect(RateLimiter.decision(.string("OK"), check: check) == .failedOpen)
+    }
+
+    @Test("a limiter stopped before it started lets what was queued through and does not hang")
+    func stopWithoutStart() {
+        let limiter = RateLimiter(redisURL: "redis://127.0.0.1:1", logger: Logger(label: "test"))
+        let decided = Mutex<[RateDecision]>([])
+        limiter.check(RateCheck(items: [])) { decision in decided.withLock { $0.append(decision) } }
+        limiter.stop()
+        #expect(decided.withLock { $0 } == [.failedOpen])
     }
 
     @Test("a 429 carries Retry-After and the draft-10 RateLimit-Policy / RateLimit fields")
