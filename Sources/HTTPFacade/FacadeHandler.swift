@@ -63,15 +63,14 @@ final class FacadeHandler: Sendable {
             proxiedAddress = address
         case .refused(let limit):
             metrics.rateLimited(policy: ProxiedClients.policyName)
-            var answer = ProxiedClients.limitedAnswer(limit: limit)
-            answer.headers += settings.cors.responseHeaders(origin: origin)
-            metrics.requestFinished(route: match.routeLabel, status: answer.status, duration: .zero)
-            responder.respond(
-                HTTPResponse(
-                    status: answer.status,
-                    headers: [("Content-Type", answer.contentType)] + answer.headers,
-                    body: answer.body
-                )
+            respond(
+                ProxiedClients.limitedAnswer(limit: limit),
+                correlationID: nil,
+                request: request,
+                match: match,
+                origin: origin,
+                started: started,
+                responder: responder
             )
             return
         }
