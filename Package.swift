@@ -129,7 +129,7 @@ let package = Package(
         .target(
             name: "HTTPFacade",
             dependencies: [
-                "Contracts", "AMQPClient", "HTTPServer", "ServiceSupport", "InventoryRPCClient",
+                "Contracts", "AMQPClient", "HTTPServer", "ServiceSupport", "InventoryRPCClient", "RedisClient",
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -284,7 +284,7 @@ let package = Package(
         .testTarget(
             name: "HTTPFacadeTests",
             dependencies: [
-                "HTTPFacade", "Contracts", "AMQPClient", "TestSupport", "ServiceSupport",
+                "HTTPFacade", "Contracts", "AMQPClient", "TestSupport", "ServiceSupport", "RedisClient",
                 .product(name: "JWTKit", package: "jwt-kit"),
             ],
             swiftSettings: swiftSettings

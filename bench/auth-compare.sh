@@ -41,10 +41,10 @@ pids+=($!)
 port_on=$((20000 + RANDOM % 20000))
 port_off=$((port_on + 1))
 RABBITMQ_URL=$amqp PORT=$port_on FACADE_OPS_PORT=0 AUTH_MODE=jwt JWT_SECRET=$secret LOG_LEVEL=warning \
-    "$bin/http-facade" >"$out/facade-on.log" 2>&1 &
+    RATE_LIMIT_ENABLED=false "$bin/http-facade" >"$out/facade-on.log" 2>&1 &
 pids+=($!)
 RABBITMQ_URL=$amqp PORT=$port_off FACADE_OPS_PORT=0 AUTH_MODE=none LOG_LEVEL=warning \
-    "$bin/http-facade" >"$out/facade-off.log" 2>&1 &
+    RATE_LIMIT_ENABLED=false "$bin/http-facade" >"$out/facade-off.log" 2>&1 &
 pids+=($!)
 for port in $port_on $port_off; do
     ready=false

@@ -21,6 +21,9 @@ public enum ErrorCode: String, Codable, CaseIterable, Sendable {
     case internalError = "INTERNAL"
     // Venue features (issue 15).
     case extensionLimit = "EXTENSION_LIMIT"
+    case uriTooLong = "URI_TOO_LONG"
+    case rateLimited = "RATE_LIMITED"
+    case headersTooLarge = "HEADERS_TOO_LARGE"
 
     public var httpStatus: Int {
         switch self {
@@ -36,6 +39,9 @@ public enum ErrorCode: String, Codable, CaseIterable, Sendable {
         case .internalError: 500
         case .serviceUnavailable: 503
         case .upstreamTimeout: 504
+        case .uriTooLong: 414
+        case .rateLimited: 429
+        case .headersTooLarge: 431
         }
     }
 }
@@ -137,6 +143,7 @@ public enum ValidationRule: String, Codable, CaseIterable, Sendable {
     case json, required, type, pattern, minItems, maxItems, uniqueItems, additionalProperties, mismatch
     // Venue features (issue 15): numbers, labels, and "exactly one of" (seatIds or seats, seatIds or quantity).
     case minimum, maximum, minLength, maxLength, oneOf
+    case framing
 }
 
 /// One problem of a request: the field it concerns (`userId`, `seatIds[2]`, `$` for the body as a whole),

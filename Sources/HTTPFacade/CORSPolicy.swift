@@ -11,7 +11,7 @@ struct CORSPolicy: Sendable, Equatable {
     /// idempotency key.
     static let allowedHeaders = "Authorization, Content-Type, Idempotency-Key, idempotencyKey"
     /// Response headers a page may read besides the CORS-safelisted ones.
-    static let exposedHeaders = "Idempotent-Replayed, WWW-Authenticate"
+    static let exposedHeaders = "Idempotent-Replayed, WWW-Authenticate, Retry-After, RateLimit-Policy, RateLimit"
     /// How long a browser may cache a preflight answer, in seconds.
     static let maxAgeSeconds = 600
 

@@ -16,18 +16,27 @@ final class FacadeHandler: Sendable {
         var limits: RequestLimits
         var rpcTimeout: Duration
         var authentication: Authentication = .disabled
+        /// nil: no rate limits (`RATE_LIMIT_ENABLED=false`).
+        var ratePolicies: RatePolicies?
+        var trustedProxies: [AddressRange] = []
+        /// Requests in flight per client address behind a trusted proxy (the per-address connection limit
+        /// of requests that come through one); nil: none.
+        var maxProxiedRequestsPerAddress: Int?
     }
 
     private let settings: Settings
     private let rpc: RPCClient
+    private let limiter: RateLimiter?
     private let readiness: Readiness
     private let metrics = FacadeMetrics()
     private let logger: Logger
     private let draining = Atomic<Bool>(false)
+    private let proxied = ProxiedClients()
 
-    init(settings: Settings, rpc: RPCClient, logger: Logger) {
+    init(settings: Settings, rpc: RPCClient, limiter: RateLimiter? = nil, logger: Logger) {
         self.settings = settings
         self.rpc = rpc
+        self.limiter = settings.ratePolicies == nil ? nil : limiter
         self.logger = logger
         self.readiness = Readiness(rpc: rpc, pingTimeout: min(settings.rpcTimeout, .seconds(2)))
     }
@@ -43,7 +52,31 @@ final class FacadeHandler: Sendable {
         let origin = request.headers["origin"]
         metrics.requestStarted()
 
+        // Behind a trusted proxy, many clients share its connections: each client address may have at most
+        // `maxProxiedRequestsPerAddress` requests in flight, as a direct client may have that many
+        // connections.
+        let proxiedAddress: String?
+        switch admitProxied(request) {
+        case .direct:
+            proxiedAddress = nil
+        case .admitted(let address):
+            proxiedAddress = address
+        case .refused(let limit):
+            metrics.rateLimited(policy: ProxiedClients.policyName)
+            respond(
+                ProxiedClients.limitedAnswer(limit: limit),
+                correlationID: nil,
+                request: request,
+                match: match,
+                origin: origin,
+                started: started,
+                responder: responder
+            )
+            return
+        }
+
         let finish: @Sendable (RESTAnswer, String?) -> Void = { [self] answer, correlationID in
+            if let proxiedAddress { proxied.leave(proxiedAddress) }
             respond(
                 answer,
                 correlationID: correlationID,
@@ -145,12 +178,58 @@ final class FacadeHandler: Sendable {
                 finish(.error(error), nil)
                 return
             }
-            let correlationID = rpc.makeCorrelationID()
-            let call = RPCRequest(operation, body: body, timeout: settings.rpcTimeout, correlationID: correlationID)
-            rpc.call(call) { [self] outcome in
-                finish(answer(for: outcome, route: route, operation: operation, owner: owner), correlationID)
+            let startCall: @Sendable () -> Void = { [self] in
+                let correlationID = rpc.makeCorrelationID()
+                let call = RPCRequest(operation, body: body, timeout: settings.rpcTimeout, correlationID: correlationID)
+                rpc.call(call) { [self] outcome in
+                    finish(answer(for: outcome, route: route, operation: operation, owner: owner), correlationID)
+                }
+            }
+            let address = ClientAddress.resolve(
+                peer: request.peerAddress,
+                forwardedFor: request.headers["x-forwarded-for"],
+                trusted: settings.trustedProxies
+            )
+            guard let limiter,
+                let check = settings.ratePolicies?.check(route: route, user: caller?.subject, address: address)
+            else {
+                startCall()
+                return
+            }
+            // The connection stays suspended while Redis decides; the daemon thread goes on at once.
+            limiter.check(check) { [self] decision in
+                switch decision {
+                case .allowed, .failedOpen:
+                    startCall()
+                case .limited(let policy, let retryAfter, let reset):
+                    metrics.rateLimited(policy: policy.name)
+                    finish(
+                        RatePolicies.limitedAnswer(policy: policy, retryAfterSeconds: retryAfter, resetSeconds: reset),
+                        nil
+                    )
+                }
             }
         }
+    }
+
+    private enum ProxiedAdmission {
+        /// Not through a trusted proxy (or no limit): the connection limits apply instead.
+        case direct
+        case admitted(String)
+        case refused(limit: Int)
+    }
+
+    private func admitProxied(_ request: HTTPRequest) -> ProxiedAdmission {
+        guard let limit = settings.maxProxiedRequestsPerAddress, let peer = request.peerAddress,
+            settings.trustedProxies.contains(where: { $0.contains(peer) })
+        else { return .direct }
+        let address = ClientAddress.resolve(
+            peer: peer,
+            forwardedFor: request.headers["x-forwarded-for"],
+            trusted: settings.trustedProxies
+        )
+        guard address != peer else { return .direct }
+        return proxied.enter(address, limit: limit) ? .admitted(address) : .refused(limit: limit)
     }
 
     private func answer(

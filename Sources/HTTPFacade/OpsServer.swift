@@ -11,7 +11,13 @@ final class OpsServer: Sendable {
 
     var port: Int { daemon.port }
 
-    init(port: Int, bindAddress: String, logger: Logger) throws {
+    /// `beforeMetrics` runs before each `/metrics` answer (it brings pull-only counters up to date).
+    init(
+        port: Int,
+        bindAddress: String,
+        logger: Logger,
+        beforeMetrics: @escaping @Sendable () -> Void = {}
+    ) throws {
         let configuration = HTTPServerConfiguration(
             port: port,
             bindAddress: bindAddress,
@@ -20,6 +26,7 @@ final class OpsServer: Sendable {
             connectionLimit: 64
         )
         daemon = try HTTPDaemon(configuration: configuration, logger: logger) { request, responder in
+            if request.path == "/metrics" { beforeMetrics() }
             responder.respond(Self.answer(method: request.method, path: request.path))
         }
     }

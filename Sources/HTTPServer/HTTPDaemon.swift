@@ -1,6 +1,7 @@
 internal import CMicroHTTPD
 import Dispatch
 import Logging
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -47,32 +48,60 @@ public final class HTTPDaemon: @unchecked Sendable {
         if address.isIPv6 {
             flags |= MHD_USE_IPv6.rawValue
         }
-        let accessHandler: MHD_AccessHandlerCallback = { cls, connection, url, method, _, data, size, slot in
+        let accessHandler: MHD_AccessHandlerCallback = { cls, connection, url, method, version, data, size, slot in
             guard let cls, let connection, let size, let slot else { return .NO }
             return Unmanaged<DaemonCore>.fromOpaque(cls).takeUnretainedValue()
-                .access(connection: connection, url: url, method: method, data: data, size: size, slot: slot)
+                .access(
+                    connection: connection,
+                    url: url,
+                    method: method,
+                    version: version,
+                    data: data,
+                    size: size,
+                    slot: slot
+                )
         }
-        let completed: MHD_RequestCompletedCallback = { cls, _, slot, termination in
+        let completed: MHD_RequestCompletedCallback = { cls, connection, slot, termination in
             guard let cls, let slot else { return }
             Unmanaged<DaemonCore>.fromOpaque(cls).takeUnretainedValue()
-                .completed(slot: slot, termination: termination)
+                .completed(connection: connection, slot: slot, termination: termination)
+        }
+        let notify: MHD_NotifyConnectionCallback = { cls, connection, socketContext, code in
+            guard let cls, let connection, let socketContext else { return }
+            let core = Unmanaged<DaemonCore>.fromOpaque(cls).takeUnretainedValue()
+            if code == .CONNECTION_NOTIFY_STARTED {
+                socketContext.pointee = Unmanaged.passRetained(core.edge.started(connection: connection)).toOpaque()
+            } else if let raw = socketContext.pointee {
+                socketContext.pointee = nil
+                core.edge.closed(Unmanaged<ConnectionRecord>.fromOpaque(raw).takeRetainedValue())
+            }
+        }
+        let uriLog: cmhd_uri_log_fn = { cls, uri, _ in
+            guard let cls else { return nil }
+            return Unmanaged<DaemonCore>.fromOpaque(cls).takeUnretainedValue().requestStarted(rawTarget: uri)
         }
         // libmicrohttpd keeps this reference until MHD_stop_daemon; `shutdown` releases it.
         let coreReference = Unmanaged.passRetained(core).toOpaque()
         errno = 0
         let started = address.withSocketAddress { socketAddress in
-            cmhd_start_daemon(
-                flags,
-                socketAddress,
-                UInt32(configuration.threads),
-                UInt32(configuration.connectionLimit),
-                UInt32(configuration.connectionTimeout.components.seconds),
-                accessHandler,
-                coreReference,
-                completed,
-                coreReference,
-                core.logSink
-            )
+            var options = cmhd_daemon_options()
+            options.flags = flags
+            options.bind_address = socketAddress
+            options.thread_pool_size = UInt32(configuration.threads)
+            options.connection_limit = UInt32(configuration.connectionLimit)
+            options.connection_timeout_seconds = UInt32(configuration.connectionTimeout.components.seconds)
+            options.connection_memory_limit = configuration.connectionMemoryLimit
+            options.access_handler = accessHandler
+            options.access_handler_cls = coreReference
+            options.completed = completed
+            options.completed_cls = coreReference
+            options.uri_log = uriLog
+            options.uri_log_cls = coreReference
+            options.notify_connection = notify
+            options.notify_connection_cls = coreReference
+            options.listen_backlog = UInt32(configuration.listenBacklog)
+            options.log_sink = UnsafePointer(core.logSink)
+            return cmhd_start_daemon(&options)
         }
         let startErrno = errno
         let startupLog = core.endStartup()
@@ -89,6 +118,7 @@ public final class HTTPDaemon: @unchecked Sendable {
         self.core = core
         self.daemon = started
         self.port = Int(cmhd_bound_port(started))
+        core.edge.start()
         logger.info(
             "HTTP server listening",
             metadata: [
@@ -105,6 +135,18 @@ public final class HTTPDaemon: @unchecked Sendable {
     /// Requests received and not answered yet.
     public var inFlight: Int {
         core.inFlight
+    }
+
+    /// Open connections, buffered body bytes, connections refused or timed out so far.
+    public var statistics: HTTPServerStatistics {
+        let counters = core.edge.counters
+        return HTTPServerStatistics(
+            openConnections: counters.open,
+            bufferedBodyBytes: core.bufferedBodyBytes.load(ordering: .relaxed),
+            refusedPerAddress: counters.refusedPerAddress,
+            refusedOverloaded: counters.refusedOverloaded,
+            timedOut: counters.timedOut
+        )
     }
 
     /// `shutdown` has begun: no new connections are accepted and responses carry `Connection: close`
@@ -139,6 +181,7 @@ public final class HTTPDaemon: @unchecked Sendable {
                     _ = core.waitUntilDrained(untilSent: false, deadline: nil)
                 }
             }
+            core.edge.stop()
             MHD_stop_daemon(daemon)
             if listenSocket >= 0 {
                 close(listenSocket)
@@ -165,6 +208,17 @@ public final class HTTPDaemon: @unchecked Sendable {
         guard (1...1_000_000).contains(configuration.connectionLimit) else {
             throw invalid("connectionLimit \(configuration.connectionLimit) is not in 1...1000000")
         }
+        guard configuration.maxTargetBytes >= 1, configuration.maxHeaderBytes >= configuration.maxTargetBytes else {
+            throw invalid("maxTargetBytes must be positive and at most maxHeaderBytes")
+        }
+        guard configuration.connectionMemoryLimit >= 4_096 else {
+            throw invalid("connectionMemoryLimit \(configuration.connectionMemoryLimit) is under 4096 bytes")
+        }
+        if let maxConnections = configuration.maxConnections, maxConnections >= configuration.connectionLimit {
+            throw invalid(
+                "maxConnections \(maxConnections) must be under connectionLimit \(configuration.connectionLimit)"
+            )
+        }
         guard (0...86_400).contains(configuration.connectionTimeout.components.seconds) else {
             throw invalid("connectionTimeout \(configuration.connectionTimeout) is not in 0...86400 seconds")
         }
@@ -180,6 +234,15 @@ struct ConnectionHandle: @unchecked Sendable {
 /// Per-request state while libmicrohttpd calls the access handler; lives in `*con_cls`, released in the
 /// request-completed callback. Only the connection's daemon thread touches it.
 final class RequestContext {
+    /// The target as sent (libmicrohttpd's URI log callback sees it before percent-decoding).
+    var rawTarget: [UInt8] = []
+    /// Where libmicrohttpd kept the raw target, for finding a raw NUL byte in it (see `checkHead`).
+    var rawTargetAddress: UInt = 0
+    var rawTargetLength = 0
+    /// Why the request is refused before the handler sees it; checked on the first access call.
+    var rejection: HTTPRejection?
+    /// The first access call (the head complete) has been made.
+    var headSeen = false
     var body: [UInt8] = []
     var bodyTooLarge = false
     var discardedBytes = 0
@@ -234,6 +297,10 @@ final class DaemonCore: @unchecked Sendable {
     /// reliably reads the handler's 413); beyond it the request is answered early or the connection closed.
     let discardLimit: Int
     let logSink: UnsafeMutablePointer<cmhd_log_sink>
+    /// Connection limits and head / body timeouts.
+    let edge: ConnectionEdge
+    /// Capacity of the body buffers of requests being read (what arrived, not what was announced).
+    let bufferedBodyBytes = Atomic<Int>(0)
 
     init(
         configuration: HTTPServerConfiguration,
@@ -243,6 +310,7 @@ final class DaemonCore: @unchecked Sendable {
         self.configuration = configuration
         self.logger = logger
         self.handler = handler
+        self.edge = ConnectionEdge(configuration: configuration)
         self.discardLimit = max(configuration.maxBodyBytes.multipliedReportingOverflow(by: 16).partialValue, 1 << 20)
         self.logSink = .allocate(capacity: 1)
         logSink.initialize(
@@ -293,33 +361,84 @@ final class DaemonCore: @unchecked Sendable {
 
     // MARK: Access handler (daemon threads)
 
+    /// The URI log callback: a request line has arrived. Its context lives in `*con_cls` from here on and
+    /// is released in the request-completed callback (which libmicrohttpd calls for every request that
+    /// got this far, also when the library itself answers it).
+    func requestStarted(rawTarget: UnsafePointer<CChar>?) -> UnsafeMutableRawPointer {
+        let context = RequestContext()
+        if let rawTarget {
+            let length = strlen(rawTarget)
+            context.rawTargetAddress = UInt(bitPattern: rawTarget)
+            context.rawTargetLength = length
+            // A target far over the limit is refused whole; only its length matters then.
+            if length > configuration.maxTargetBytes {
+                context.rejection = HTTPRejection(
+                    kind: .targetTooLong,
+                    location: .request,
+                    message:
+                        "The request target is \(length) bytes; at most \(configuration.maxTargetBytes) are accepted"
+                )
+            } else {
+                context.rawTarget = Array(UnsafeRawBufferPointer(start: rawTarget, count: length))
+                context.rejection = RequestHygiene.checkTarget(
+                    context.rawTarget,
+                    maxBytes: configuration.maxTargetBytes
+                )
+            }
+        }
+        return Unmanaged.passRetained(context).toOpaque()
+    }
+
     func access(
         connection: OpaquePointer,
         url: UnsafePointer<CChar>?,
         method: UnsafePointer<CChar>?,
+        version: UnsafePointer<CChar>?,
         data: UnsafePointer<CChar>?,
         size: UnsafeMutablePointer<Int>,
         slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>
     ) -> MHD_Result {
-        guard let existing = slot.pointee else {
-            // First call: headers only.
-            let context = RequestContext()
-            slot.pointee = Unmanaged.passRetained(context).toOpaque()
-            if let declared = Self.contentLength(connection) {
-                if declared > configuration.maxBodyBytes {
-                    context.bodyTooLarge = true
-                    // With `Expect: 100-continue` the client waits: answering now spares it the upload.
-                    // A body too big to read and drop is answered now too (libmicrohttpd then closes).
-                    if Self.expectsContinue(connection) || declared > discardLimit {
-                        return dispatch(context, connection: connection, url: url, method: method)
-                    }
-                } else {
-                    context.body.reserveCapacity(declared)
+        if slot.pointee == nil {
+            // Not expected (the URI log callback made one), but a request never goes unchecked.
+            slot.pointee = requestStarted(rawTarget: nil)
+        }
+        guard let existing = slot.pointee else { return .NO }
+        let context = Unmanaged<RequestContext>.fromOpaque(existing).takeUnretainedValue()
+        if !context.headSeen {
+            // First call: the head is complete, no body byte has been handed over yet.
+            context.headSeen = true
+            let record = Self.record(connection)
+            if let record, record.overloaded {
+                edge.answering(record)
+                var response = configuration.overloadResponse
+                response.headers.removeAll { $0.0.lowercased() == "connection" }
+                response.headers.append(("Connection", "close"))
+                context.dispatched = true
+                return queue(response, on: connection, closing: true)
+            }
+            if let rejection = context.rejection ?? checkHead(context, connection: connection, version: version) {
+                edge.answering(record)
+                return reject(context, rejection, connection: connection)
+            }
+            let declared = Self.contentLength(connection)
+            if let declared, declared > configuration.maxBodyBytes {
+                context.bodyTooLarge = true
+                // With `Expect: 100-continue` the client waits: answering now spares it the upload.
+                // A body too big to read and drop is answered now too (libmicrohttpd then closes).
+                if Self.expectsContinue(connection) || declared > discardLimit {
+                    return dispatch(context, connection: connection, url: url, method: method)
                 }
+            }
+            // No buffer is reserved for the announced length: a client that announces 60 KiB and sends
+            // 10 bytes costs what it sent (the buffer grows as bytes arrive).
+            if (declared ?? 0) > 0 || Self.isChunked(connection) {
+                edge.expectBody(record)
+            } else {
+                // The head was in time; the handler is called on the next call, for nothing more to read.
+                edge.answering(record)
             }
             return .YES
         }
-        let context = Unmanaged<RequestContext>.fromOpaque(existing).takeUnretainedValue()
         if context.dispatched {
             return deliverAnswer(context, connection: connection)
         }
@@ -328,14 +447,16 @@ final class DaemonCore: @unchecked Sendable {
             size.pointee = 0
             if !context.bodyTooLarge {
                 if context.body.count + count <= configuration.maxBodyBytes, let data {
+                    let before = context.body.capacity
                     context.body.append(
                         contentsOf: UnsafeRawBufferPointer(start: UnsafeRawPointer(data), count: count)
                     )
+                    bufferedBodyBytes.add(context.body.capacity - before, ordering: .relaxed)
                     return .YES
                 }
                 context.bodyTooLarge = true
                 context.discardedBytes = context.body.count
-                context.body = []
+                releaseBody(context)
             }
             context.discardedBytes += count
             if context.discardedBytes > discardLimit {
@@ -348,6 +469,49 @@ final class DaemonCore: @unchecked Sendable {
             return .YES
         }
         return dispatch(context, connection: connection, url: url, method: method)
+    }
+
+    /// The head's checks (`RequestHygiene`), and a raw NUL byte in the target: libmicrohttpd cuts the
+    /// target's C string there, but its version string starts right after the target's end in the same
+    /// buffer (connection.c, `parse_initial_message_line`), so a gap between the two means bytes were lost.
+    private func checkHead(
+        _ context: RequestContext,
+        connection: OpaquePointer,
+        version: UnsafePointer<CChar>?
+    ) -> HTTPRejection? {
+        let versionText = version.map { String(cString: $0) } ?? ""
+        if let version, context.rawTargetAddress != 0 {
+            let targetEnd = context.rawTargetAddress &+ UInt(context.rawTargetLength)
+            let versionStart = UInt(bitPattern: version)
+            // Only where the layout is the one described (the version right after the target); otherwise
+            // nothing is concluded.
+            if versionStart > targetEnd &+ 1, versionStart - targetEnd < UInt(configuration.connectionMemoryLimit) {
+                return HTTPRejection(
+                    kind: .controlCharacter,
+                    location: .path,
+                    message: "The request target contains a NUL byte"
+                )
+            }
+        }
+        return RequestHygiene.checkHead(
+            version: versionText,
+            fields: Self.fields(of: connection),
+            targetBytes: context.rawTargetLength,
+            maxHeaderBytes: configuration.maxHeaderBytes
+        )
+    }
+
+    /// Answers a refused request at once with `Connection: close` (libmicrohttpd reads no body after an
+    /// early answer and closes), without calling the handler.
+    private func reject(_ context: RequestContext, _ rejection: HTTPRejection, connection: OpaquePointer) -> MHD_Result
+    {
+        context.dispatched = true
+        context.body = []  // not counted yet: nothing of a body is read before the head is checked
+        logger.debug("HTTP request refused", metadata: ["http.rejection": "\(rejection)"])
+        var response = configuration.rejectionResponse(rejection)
+        response.headers.removeAll { $0.0.lowercased() == "connection" }
+        response.headers.append(("Connection", "close"))
+        return queue(response, on: connection, closing: true)
     }
 
     /// Hands the request to the handler. Ordering, and why it is race-free:
@@ -365,15 +529,17 @@ final class DaemonCore: @unchecked Sendable {
         method: UnsafePointer<CChar>?
     ) -> MHD_Result {
         context.dispatched = true
+        edge.answering(Self.record(connection))
         let request = HTTPRequest(
             method: method.map { String(cString: $0) } ?? "",
             path: url.map { String(cString: $0) } ?? "/",
             query: Self.values(of: connection, kind: .GET_ARGUMENT_KIND, join: false),
             headers: Self.values(of: connection, kind: .HEADER_KIND, join: true),
             body: context.bodyTooLarge ? [] : context.body,
-            bodyTooLarge: context.bodyTooLarge
+            bodyTooLarge: context.bodyTooLarge,
+            peerAddress: Self.peerAddress(connection)
         )
-        context.body = []
+        releaseBody(context)
         let handle = ConnectionHandle(pointer: connection)
         let admitted = shared.withLock { state -> UInt64? in
             guard !state.closed else { return nil }
@@ -501,10 +667,18 @@ final class DaemonCore: @unchecked Sendable {
 
     // MARK: Request completed (daemon threads)
 
-    func completed(slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>, termination: MHD_RequestTerminationCode) {
+    func completed(
+        connection: OpaquePointer?,
+        slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>,
+        termination: MHD_RequestTerminationCode
+    ) {
+        if let connection {
+            edge.expectHead(Self.record(connection))
+        }
         guard let raw = slot.pointee else { return }
         slot.pointee = nil
         let context = Unmanaged<RequestContext>.fromOpaque(raw).takeRetainedValue()
+        releaseBody(context)
         guard let requestID = context.requestID else { return }
         let unanswered = shared.withLock { state -> Bool in
             state.open -= 1
@@ -589,11 +763,39 @@ final class DaemonCore: @unchecked Sendable {
 
     // MARK: Request parts
 
+    /// The body buffer goes, and with it its bytes from `bufferedBodyBytes`.
+    private func releaseBody(_ context: RequestContext) {
+        let capacity = context.body.capacity
+        context.body = []
+        if capacity > 0 {
+            bufferedBodyBytes.add(-capacity, ordering: .relaxed)
+        }
+    }
+
+    static func record(_ connection: OpaquePointer) -> ConnectionRecord? {
+        guard let raw = cmhd_socket_context(connection) else { return nil }
+        return Unmanaged<ConnectionRecord>.fromOpaque(raw).takeUnretainedValue()
+    }
+
+    private static func isChunked(_ connection: OpaquePointer) -> Bool {
+        guard let value = MHD_lookup_connection_value(connection, .HEADER_KIND, "Transfer-Encoding") else {
+            return false
+        }
+        return String(cString: value).lowercased().contains("chunked")
+    }
+
     private static func contentLength(_ connection: OpaquePointer) -> Int? {
         guard let value = MHD_lookup_connection_value(connection, .HEADER_KIND, "Content-Length") else {
             return nil
         }
         return Int(String(cString: value).trimmingSuffix(while: { $0 == " " }))
+    }
+
+    static func peerAddress(_ connection: OpaquePointer) -> String? {
+        var buffer = [CChar](repeating: 0, count: 64)
+        guard cmhd_connection_peer(connection, &buffer, buffer.count) else { return nil }
+        let bytes = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     private static func expectsContinue(_ connection: OpaquePointer) -> Bool {
@@ -639,6 +841,34 @@ final class DaemonCore: @unchecked Sendable {
             }
         }
         return result
+    }
+}
+
+extension DaemonCore {
+    private final class FieldList {
+        var items: [RequestHygiene.Field] = []
+    }
+
+    /// The header fields with their lengths as libmicrohttpd counted them (a NUL inside a value shows).
+    static func fields(of connection: OpaquePointer) -> [RequestHygiene.Field] {
+        let list = FieldList()
+        withExtendedLifetime(list) {
+            _ = MHD_get_connection_values_n(
+                connection,
+                .HEADER_KIND,
+                { cls, _, key, keySize, value, valueSize in
+                    guard let cls else { return .YES }
+                    let name = key.map { Array(UnsafeRawBufferPointer(start: $0, count: keySize)) } ?? []
+                    let bytes = value.map { Array(UnsafeRawBufferPointer(start: $0, count: valueSize)) } ?? []
+                    Unmanaged<FieldList>.fromOpaque(cls).takeUnretainedValue().items.append(
+                        RequestHygiene.Field(name: name, value: bytes)
+                    )
+                    return .YES
+                },
+                Unmanaged.passUnretained(list).toOpaque()
+            )
+        }
+        return list.items
     }
 }
 

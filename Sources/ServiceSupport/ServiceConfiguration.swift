@@ -60,6 +60,8 @@ public struct ServiceConfiguration: Sendable, Equatable {
     public var maxHoldSeconds: Int = 900
     /// `HISTORY_RETENTION_DAYS`: how long seat history entries are kept.
     public var historyRetentionDays: Int = 365
+    /// The facade's edge: `TRUSTED_PROXIES`, `RATE_LIMIT_*`, `HTTP_*` (see ``EdgeSettings``; issue 14).
+    public var edge = EdgeSettings()
 
     /// The defaults of INTERFACE.md's table and of the README's.
     public static let defaults = ServiceConfiguration(
@@ -149,6 +151,19 @@ public struct ServiceConfiguration: Sendable, Equatable {
             "IDEMPOTENCY_RETENTION_HOURS": "\(idempotencyRetentionHours)",
             "MAX_HOLD_SECONDS": "\(maxHoldSeconds)",
             "HISTORY_RETENTION_DAYS": "\(historyRetentionDays)",
+            "TRUSTED_PROXIES": "\(edge.trustedProxies.map(\.text).joined(separator: ","))",
+            "RATE_LIMIT_ENABLED": "\(edge.rateLimitEnabled)",
+            "RATE_LIMIT_KEY_PREFIX": "\(edge.rateLimitKeyPrefix)",
+            "RATE_LIMIT_WINDOW_SECONDS": "\(edge.rateLimitWindowSeconds)",
+            "RATE_LIMIT_USER_WRITES": "\(edge.userWrites)",
+            "RATE_LIMIT_ADDRESS_WRITES": "\(edge.addressWrites)",
+            "RATE_LIMIT_USER_READS": "\(edge.userReads)",
+            "RATE_LIMIT_ADDRESS_READS": "\(edge.addressReads)",
+            "HTTP_MAX_CONNECTIONS": "\(edge.maxConnections)",
+            "HTTP_MAX_CONNECTIONS_PER_ADDRESS": "\(edge.maxConnectionsPerAddress)",
+            "HTTP_HEADER_TIMEOUT_SECONDS": "\(edge.headerTimeoutSeconds)",
+            "HTTP_BODY_TIMEOUT_SECONDS": "\(edge.bodyTimeoutSeconds)",
+            "HTTP_IDLE_TIMEOUT_SECONDS": "\(edge.idleTimeoutSeconds)",
         ].merging(auth.logMetadata) { current, _ in current }
     }
 }
@@ -250,7 +265,81 @@ private struct Parser {
 
     private func parseCommon() throws(ConfigurationError) -> ServiceConfiguration {
         let defaults = ServiceConfiguration.defaults
-        return ServiceConfiguration(
+        var configuration = try parseCore(defaults)
+        configuration.edge = try edge()
+        return configuration
+    }
+
+    /// `TRUSTED_PROXIES`, `RATE_LIMIT_*`, `HTTP_*`: the facade's edge (issue 14).
+    private func edge() throws(ConfigurationError) -> EdgeSettings {
+        var edge = EdgeSettings()
+        if let (raw, source) = lookup("TRUSTED_PROXIES") {
+            var ranges: [AddressRange] = []
+            for item in raw.split(separator: ",") where !item.trimmingCharacters(in: .whitespaces).isEmpty {
+                guard let range = AddressRange(String(item)) else {
+                    throw ConfigurationError(
+                        variable: "TRUSTED_PROXIES",
+                        source: source,
+                        message: "expected IP addresses or CIDR ranges separated by commas, got '\(item)'"
+                    )
+                }
+                ranges.append(range)
+            }
+            edge.trustedProxies = ranges
+        }
+        if let (raw, source) = lookup("RATE_LIMIT_ENABLED") {
+            switch raw.lowercased() {
+            case "true", "1", "yes", "on": edge.rateLimitEnabled = true
+            case "false", "0", "no", "off": edge.rateLimitEnabled = false
+            default:
+                throw ConfigurationError(
+                    variable: "RATE_LIMIT_ENABLED",
+                    source: source,
+                    message: "expected true or false, got '\(raw)'"
+                )
+            }
+        }
+        let defaults = EdgeSettings()
+        if let (raw, _) = lookup("RATE_LIMIT_KEY_PREFIX") { edge.rateLimitKeyPrefix = raw }
+        edge.rateLimitWindowSeconds = try integer(
+            "RATE_LIMIT_WINDOW_SECONDS",
+            in: 1...3_600,
+            default: defaults.rateLimitWindowSeconds
+        )
+        edge.userWrites = try integer("RATE_LIMIT_USER_WRITES", in: 1...1_000_000, default: defaults.userWrites)
+        edge.addressWrites = try integer(
+            "RATE_LIMIT_ADDRESS_WRITES",
+            in: 1...1_000_000,
+            default: defaults.addressWrites
+        )
+        edge.userReads = try integer("RATE_LIMIT_USER_READS", in: 1...1_000_000, default: defaults.userReads)
+        edge.addressReads = try integer("RATE_LIMIT_ADDRESS_READS", in: 1...1_000_000, default: defaults.addressReads)
+        edge.maxConnections = try integer("HTTP_MAX_CONNECTIONS", in: 16...100_000, default: defaults.maxConnections)
+        edge.maxConnectionsPerAddress = try integer(
+            "HTTP_MAX_CONNECTIONS_PER_ADDRESS",
+            in: 1...100_000,
+            default: defaults.maxConnectionsPerAddress
+        )
+        edge.headerTimeoutSeconds = try integer(
+            "HTTP_HEADER_TIMEOUT_SECONDS",
+            in: 1...3_600,
+            default: defaults.headerTimeoutSeconds
+        )
+        edge.bodyTimeoutSeconds = try integer(
+            "HTTP_BODY_TIMEOUT_SECONDS",
+            in: 1...3_600,
+            default: defaults.bodyTimeoutSeconds
+        )
+        edge.idleTimeoutSeconds = try integer(
+            "HTTP_IDLE_TIMEOUT_SECONDS",
+            in: 1...3_600,
+            default: defaults.idleTimeoutSeconds
+        )
+        return edge
+    }
+
+    private func parseCore(_ defaults: ServiceConfiguration) throws(ConfigurationError) -> ServiceConfiguration {
+        ServiceConfiguration(
             // libpq takes a URL without a host: the local socket.
             databaseURL: try url(
                 "DATABASE_URL",

@@ -14,7 +14,10 @@ import Testing
         let headers = policy.responseHeaders(origin: "http://localhost:3000")
         #expect(value("Access-Control-Allow-Origin", in: headers) == "http://localhost:3000")
         #expect(value("Vary", in: headers) == "Origin")
-        #expect(value("Access-Control-Expose-Headers", in: headers) == "Idempotent-Replayed, WWW-Authenticate")
+        #expect(
+            value("Access-Control-Expose-Headers", in: headers)
+                == "Idempotent-Replayed, WWW-Authenticate, Retry-After, RateLimit-Policy, RateLimit"
+        )
         // A trailing slash in CORS_ORIGIN does not matter: browsers never send one.
         #expect(policy.allowedOrigin("https://tickets.example.com") == "https://tickets.example.com")
     }

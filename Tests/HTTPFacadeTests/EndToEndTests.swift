@@ -24,7 +24,10 @@ struct EndToEndTests {
             #expect(defined.header("content-type") == "application/json")
             #expect(defined.header("access-control-allow-origin") == "http://localhost:3000")
             #expect(defined.header("vary") == "Origin")
-            #expect(defined.header("access-control-expose-headers") == "Idempotent-Replayed, WWW-Authenticate")
+            #expect(
+                defined.header("access-control-expose-headers")
+                    == "Idempotent-Replayed, WWW-Authenticate, Retry-After, RateLimit-Policy, RateLimit"
+            )
 
             // POST /hold → 201, with the replay marked on the second identical keyed request
             let first = try hold(stack, showtime, ["a1", "a2"], user: "u1", headers: [("Idempotency-Key", "key-1")])

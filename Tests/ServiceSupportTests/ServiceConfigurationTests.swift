@@ -234,9 +234,10 @@ struct ServiceConfigurationTests {
         #expect(!rendered.contains("postgres:postgres@"))
         #expect(!rendered.contains("guest:guest@"))
         #expect(rendered.contains("DATABASE_URL=postgresql://postgres:***@localhost:5432/inventory_db"))
-        // 13 variables, FACADE_OPS_PORT, FACADE_OPS_BIND, RPC_PERMISSIONS, IDEMPOTENCY_RETENTION_HOURS and the five of authentication,
-        // MAX_HOLD_SECONDS and HISTORY_RETENTION_DAYS (issue 15).
-        #expect(ServiceConfiguration.defaults.logMetadata.count == 24)
+        // 13 variables, FACADE_OPS_PORT, FACADE_OPS_BIND, RPC_PERMISSIONS, IDEMPOTENCY_RETENTION_HOURS and the five of authentication.
+        // The facade's edge (issue 14): TRUSTED_PROXIES, 7 RATE_LIMIT_* and 5 HTTP_*; MAX_HOLD_SECONDS and
+        // HISTORY_RETENTION_DAYS (issue 15).
+        #expect(ServiceConfiguration.defaults.logMetadata.count == 22 + 13 + 2)
         var withSecret = ServiceConfiguration.defaults
         withSecret.auth.jwtSecret = "a-secret-that-must-never-be-logged-0123456789"
         let shown = withSecret.logMetadata.map { "\($0.key)=\($0.value)" }.joined(separator: " ")

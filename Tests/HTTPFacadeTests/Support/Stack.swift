@@ -67,6 +67,16 @@ final class Stack: @unchecked Sendable {
     /// The `Authorization` header with ``operatorToken``, for raw requests.
     static var bearer: (String, String) { ("Authorization", "Bearer \(operatorToken)") }
 
+    /// The facade's edge settings. Rate limits are off and the per-address connection limit is far up
+    /// unless a test sets them (the other tests play hundreds of clients from one address and one user).
+    var edge: EdgeSettings = {
+        var edge = EdgeSettings()
+        edge.rateLimitEnabled = false
+        edge.maxConnectionsPerAddress = 4_000
+        return edge
+    }()
+    var redisURL = "redis://localhost:6379"
+
     init(rpcTimeoutMilliseconds: Int = 3000, holdTTLSeconds: Int = 300, authMode: AuthMode = .jwt) {
         self.authMode = authMode
         let id = uniqueName("facade")
@@ -131,6 +141,8 @@ final class Stack: @unchecked Sendable {
             jwtAudience: Self.audience
         )
         configuration.facadeOpsPort = 0
+        configuration.edge = edge
+        configuration.redisURL = redisURL
         MetricsSetup.bootstrap()
         facade = try Facade(configuration: configuration, logger: logs.logger(label: "http-facade"))
     }
