@@ -48,6 +48,8 @@ public final class RealtimeGateway: Service, Sendable {
             availability: rpc,
             clientBufferSize: configuration.clientBufferSize,
             maxSubscriptionsPerClient: configuration.maxSubscriptionsPerClient,
+            snapshotReuse: configuration.snapshotReuse,
+            maxPendingSnapshots: configuration.maxPendingSnapshots,
             logger: logger
         )
         let consumer = EventConsumer(
@@ -59,24 +61,7 @@ public final class RealtimeGateway: Service, Sendable {
 
         let app = Application(
             router: Self.router(hub: hub, metrics: metrics),
-            server: .http1WebSocketUpgrade(
-                configuration: .init(
-                    http1: .init(),
-                    ws: .init(
-                        maxFrameSize: 16_384,
-                        autoPing: .enabled(timePeriod: configuration.pingInterval),
-                        closeTimeout: .seconds(5)
-                    )
-                )
-            ) { [logger, configuration] request, channel, _ in
-                Self.shouldUpgrade(
-                    request,
-                    channel: channel,
-                    hub: hub,
-                    sendBuffer: configuration.socketSendBuffer,
-                    logger: logger
-                )
-            },
+            server: Self.server(configuration: configuration, hub: hub, metrics: metrics, logger: logger),
             configuration: .init(
                 address: .hostname(configuration.host, port: configuration.port),
                 serverName: nil,
@@ -151,6 +136,50 @@ public final class RealtimeGateway: Service, Sendable {
     }
 
     // MARK: WebSocket
+
+    /// HTTP/1 with the WebSocket upgrade, behind the gate of connection limits, handshake timeout and
+    /// `Origin` check (``GatedWebSocketChannel``).
+    static func server(
+        configuration: GatewayConfiguration,
+        hub: Hub,
+        metrics: GatewayMetrics,
+        logger: Logger
+    ) -> HTTPServerBuilder {
+        let limits = ConnectionLimits(
+            maxTotal: configuration.maxConnections,
+            maxPerAddress: configuration.maxConnectionsPerAddress
+        )
+        let origins = OriginPolicy(origins: configuration.allowedOrigins)
+        let channelConfiguration = HTTP1WebSocketUpgradeChannel.Configuration(
+            // An HTTP keep-alive connection (a health probe's) idle this long is closed.
+            http1: .init(idleTimeout: TimeAmount(configuration.handshakeTimeout)),
+            ws: .init(
+                maxFrameSize: 16_384,
+                autoPing: .enabled(timePeriod: configuration.pingInterval),
+                closeTimeout: .seconds(5)
+            )
+        )
+        return HTTPServerBuilder { responder in
+            GatedWebSocketChannel(
+                inner: HTTP1WebSocketUpgradeChannel(
+                    responder: responder,
+                    configuration: channelConfiguration
+                ) { request, channel, _ in
+                    shouldUpgrade(
+                        request,
+                        channel: channel,
+                        hub: hub,
+                        sendBuffer: configuration.socketSendBuffer,
+                        logger: logger
+                    )
+                },
+                limits: limits,
+                origins: origins,
+                handshakeTimeout: configuration.handshakeTimeout,
+                metrics: metrics
+            )
+        }
+    }
 
     /// WebSockets on `/` (the seed's `ws://host:3011?showtimeId=...`) and `/ws`; other paths are HTTP.
     static func shouldUpgrade(
