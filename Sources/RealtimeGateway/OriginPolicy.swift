@@ -10,7 +10,8 @@ import Foundation
 /// non-browser client (a script, a native app, a load balancer's probe), which could send any `Origin`
 /// it liked: it is let through, and the connection limits bound what it can do (decision 0017).
 /// `Origin: null` (a sandboxed frame, a `file:` page) is a browser hiding where it comes from: refused
-/// unless `*` is configured.
+/// unless `*` is configured. An `Origin` that is not `http(s)://...` is no web page's (swift-nio's
+/// WebSocket client, for one, sends `ws://host`): let through like a missing one.
 struct OriginPolicy: Sendable, Equatable {
     let allowsAny: Bool
     let allowed: Set<String>
@@ -24,7 +25,11 @@ struct OriginPolicy: Sendable, Equatable {
     func allows(_ origin: String?) -> Bool {
         guard let origin else { return true }
         if allowsAny { return true }
-        guard let normalized = Self.normalize(origin) else { return false }
+        guard let normalized = Self.normalize(origin) else {
+            let scheme = origin.prefix { $0 != ":" }.lowercased()
+            let isWebPage = scheme == "http" || scheme == "https" || scheme == "null" || !origin.contains("://")
+            return !isWebPage
+        }
         return allowed.contains(normalized)
     }
 

@@ -429,7 +429,7 @@ struct SharedSnapshotTests {
 
 @Suite("Gateway edge")
 struct GatewayEdgeTests {
-    @Test("origins: CORS_ORIGIN's and the facade's pass, others and null do not, a missing Origin passes")
+    @Test("origins: CORS_ORIGIN's and the facade's pass, other pages' and null do not; none, or a non-web one, passes")
     func origins() {
         let policy = OriginPolicy(origins: [
             "http://localhost:3000", "https://Tickets.Example.com/", "http://localhost:3005",
@@ -445,6 +445,9 @@ struct GatewayEdgeTests {
         #expect(!policy.allows("http://tickets.example.com.evil.example"))
         #expect(!policy.allows("null"))
         #expect(!policy.allows(""))
+        #expect(!policy.allows("http://"))
+        // Not a web page's origin: swift-nio's WebSocket client sends the server's ws:// URL.
+        #expect(policy.allows("ws://127.0.0.1"))
         #expect(OriginPolicy(origins: ["*"]).allows("http://anything.example"))
         #expect(OriginPolicy.normalize("http://[::1]:3005") == "http://[::1]:3005")
         #expect(OriginPolicy.normalize("http://localhost:80") == "http://localhost")
