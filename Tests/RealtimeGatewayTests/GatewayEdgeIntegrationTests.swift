@@ -178,7 +178,8 @@ extension RealServices {
 
         @Test("connections over the per-address limit are answered 503 and closed; a closed one frees its place")
         func addressLimit() async throws {
-            try await withGateway(seatMaps: ["s1": ["A1"]], configure: { $0.maxConnectionsPerAddress = 3 }) {
+            let configure: (inout GatewayConfiguration) -> Void = { $0.maxConnectionsPerAddress = 3 }
+            try await withGateway(seatMaps: ["s1": ["A1"]], configure: configure) {
                 gateway,
                 _ in
                 var open: [Int32] = []
@@ -206,7 +207,8 @@ extension RealServices {
 
         @Test("a connection that never finishes its request head is closed at the handshake timeout")
         func handshakeTimeout() async throws {
-            try await withGateway(seatMaps: ["s1": ["A1"]], configure: { $0.handshakeTimeout = .seconds(1) }) {
+            let configure: (inout GatewayConfiguration) -> Void = { $0.handshakeTimeout = .seconds(1) }
+            try await withGateway(seatMaps: ["s1": ["A1"]], configure: configure) {
                 gateway,
                 _ in
                 let closed = try await blocking { () -> Bool in
