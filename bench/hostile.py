@@ -4,8 +4,10 @@
 Python 3.11 standard library only (asyncio, hmac): nothing to install, nothing to pin. Four attacks at
 once, each as a hostile client would make it, until SIGTERM or --duration:
 
-  bot       holds seats of the buyers' showtimes under --bots user ids (MAX_SEATS_PER_HOLD seats a
-            hold, random seats, --bot-concurrency requests in flight), re-trying whatever it loses;
+  bot       holds the buyers' showtimes under --bots user ids: reads a showtime's availability, then
+            holds its free seats ten at a time (MAX_SEATS_PER_HOLD), each hold under the next user id,
+            and reads again (so a seat is held again as soon as it is free); --bot-concurrency such
+            loops at once;
   hammer    one user id hammering POST /hold (one random seat a request, --hammer-concurrency in
             flight), ignoring every 409 and 429;
   slowloris --slowloris connections to the facade, each sending a request head one header line every
@@ -73,6 +75,10 @@ class HTTPConnection:
         self.reader = self.writer = None
 
     async def request(self, method: str, path: str, headers: dict[str, str], body: bytes) -> int:
+        status, _ = await self.exchange(method, path, headers, body)
+        return status
+
+    async def exchange(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}", f"Content-Length: {len(body)}"]
@@ -89,13 +95,13 @@ class HTTPConnection:
                     length = int(value.strip())
                 elif name.strip().lower() == b"connection" and value.strip().lower() == b"close":
                     close = True
-            await self.reader.readexactly(length)
+            content = await self.reader.readexactly(length)
         except Exception:
             self.close()
             raise
         if close:
             self.close()
-        return status
+        return status, content
 
     def close(self):
         if self.writer is not None:
@@ -119,6 +125,36 @@ async def holder(name, args, stats, stop, rng, user_for, seats_per_hold):
         except Exception as error:
             stats.count(name, type(error).__name__)
             await asyncio.sleep(0.05)  # a refused or reset connection: try again a little later
+
+
+async def bot(args, stats, stop, rng, tokens):
+    host, port = args.facade.split(":")
+    connection = HTTPConnection(host, int(port))
+    showtimes = args.showtimes.split(",")
+    next_user = rng.randrange(len(tokens))
+    while not stop.is_set():
+        showtime = rng.choice(showtimes)
+        try:
+            status, content = await connection.exchange("GET", f"/availability?showtimeId={showtime}", {}, b"")
+            stats.count("bot", f"availability_{status}")
+            if status != 200:
+                await asyncio.sleep(0.2)  # not provisioned yet, or refused: look again shortly
+                continue
+            free = [seat["seatId"] for seat in json.loads(content)["availability"] if seat["state"] == "available"]
+            rng.shuffle(free)
+            for start in range(0, min(len(free), 200), 10):
+                if stop.is_set():
+                    break
+                _, bearer = tokens[next_user % len(tokens)]
+                next_user += 1
+                body = json.dumps({"showtimeId": showtime, "seatIds": free[start : start + 10]}).encode()
+                status = await connection.request(
+                    "POST", "/hold", {"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"}, body
+                )
+                stats.count("bot", str(status))
+        except Exception as error:
+            stats.count("bot", type(error).__name__)
+            await asyncio.sleep(0.05)
 
 
 async def slowloris(index, args, stats, stop):
@@ -231,9 +267,7 @@ async def main(args) -> dict:
     hammer_token = token(args.secret, "hammer-user", args.issuer, args.audience)
     tasks = []
     for index in range(args.bot_concurrency):
-        tasks.append(
-            holder("bot", args, stats, stop, random.Random(master.random()), lambda r: r.choice(bot_tokens), 10)
-        )
+        tasks.append(bot(args, stats, stop, random.Random(master.random()), bot_tokens))
     for index in range(args.hammer_concurrency):
         tasks.append(
             holder(
@@ -255,7 +289,7 @@ async def main(args) -> dict:
     await asyncio.gather(*running, return_exceptions=True)
     report = {"seconds": round(elapsed, 1), "attacks": stats.counts, "peaks": stats.peaks}
     for attack in ("bot", "hammer"):
-        total = sum(v for k, v in stats.counts.get(attack, {}).items() if k.isdigit())
+        total = sum(v for k, v in stats.counts.get(attack, {}).items() if k[-3:].isdigit())
         report.setdefault("rates", {})[attack + "_requests_per_second"] = round(total / max(elapsed, 0.001), 1)
     frames = stats.counts.get("wsflood", {}).get("frames_sent", 0)
     report.setdefault("rates", {})["ws_frames_per_second"] = round(frames / max(elapsed, 0.001), 1)

@@ -11,7 +11,7 @@
 #   SHORT=1 bench/hostile.sh            # the smoke version, under a minute: small venue, 5 s phases
 #   BIN=.build/debug SHORT=1 bench/hostile.sh
 #
-# Knobs (environment): BIN (.build/release), DURATION, WARMUP, IN_FLIGHT (buyers' requests in flight),
+# Knobs (environment): BIN (.build/release), DURATION, WARMUP, IN_FLIGHT (buyers' requests in flight), SHAPE,
 # SHOWTIMES, SEATS (per showtime), BOTS (user ids), BOT_CONCURRENCY, HAMMER_CONCURRENCY, SLOWLORIS
 # (connections, 1000), WS_FLOODERS, SEED. Needs the services of scripts/services.sh (PostgreSQL, Redis,
 # RabbitMQ on their standard ports) and python3 (standard library only). Every process runs on a vhost
@@ -28,7 +28,7 @@ else
 fi
 IN_FLIGHT=${IN_FLIGHT:-32} BOTS=${BOTS:-1000} BOT_CONCURRENCY=${BOT_CONCURRENCY:-16}
 HAMMER_CONCURRENCY=${HAMMER_CONCURRENCY:-16} SLOWLORIS=${SLOWLORIS:-1000} WS_FLOODERS=${WS_FLOODERS:-4}
-SEED=${SEED:-14}
+SEED=${SEED:-14} SHAPE=${SHAPE:-uniform}
 for program in inventory-rpc http-facade realtime-gateway inventory-bench; do
     [ -x "$bin/$program" ] || { echo "hostile: $bin/$program is missing (build first, or set BIN)" >&2; exit 1; }
 done
@@ -60,7 +60,7 @@ rabbitmqctl -q add_vhost "$vhost" >/dev/null
 rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null
 PGPASSWORD=postgres createdb -h localhost -U postgres "$database"
 export RPC_PERMISSIONS="guest=*,act-for-users,admin"
-DATABASE_URL=$dburl "$bin/inventory-rpc" migrate >/dev/null
+DATABASE_URL=$dburl LOG_LEVEL=warning "$bin/inventory-rpc" migrate >/dev/null
 
 ops_port=$(free_port) facade_port=$(free_port) ws_port=$(free_port)
 DATABASE_URL=$dburl RABBITMQ_URL=$amqp OPS_PORT=$ops_port LOG_LEVEL=warning \
@@ -81,6 +81,12 @@ for url in "http://localhost:$facade_port/readyz" "http://127.0.0.1:$ws_port/rea
     $ready || { echo "hostile: $url never became ready" >&2; cat "$out"/*.log >&2; exit 1; }
 done
 
+snapshot_requests() {
+    curl -sf "http://127.0.0.1:$ws_port/metrics" | awk '
+        /^realtime_gateway_snapshot_requests_total/ { sum += $NF }
+        END { printf "%d\n", sum }'
+}
+
 availability_requests() {
     curl -sf "http://127.0.0.1:$ops_port/metrics" | awk '
         /^inventory_rpc_requests_total\{/ && /operation="availability.request"/ { sum += $NF }
@@ -93,11 +99,11 @@ buyers() {
     JWT_SECRET='' "$bin/inventory-bench" http --facade-url "http://localhost:$facade_port" --amqp-url "$amqp" \
         --database-url "$dburl" --jwt-secret "$secret" --run-id "$run" --in-flight "$IN_FLIGHT" \
         --duration "$DURATION" --warmup "$WARMUP" --showtimes "$SHOWTIMES" --seats-per-showtime "$SEATS" \
-        --json >"$out/$phase.json" 2>"$out/$phase.err" || status=$?
+        --shape "$SHAPE" --json >"$out/$phase.json" 2>"$out/$phase.err" || status=$?
     echo "$status" >"$out/$phase.status"
 }
 
-echo "hostile: $(date -u +%FT%TZ) BIN=$bin DURATION=$DURATION WARMUP=$WARMUP IN_FLIGHT=$IN_FLIGHT SHOWTIMES=$SHOWTIMES SEATS=$SEATS"
+echo "hostile: $(date -u +%FT%TZ) BIN=$bin DURATION=$DURATION WARMUP=$WARMUP IN_FLIGHT=$IN_FLIGHT SHAPE=$SHAPE SHOWTIMES=$SHOWTIMES SEATS=$SEATS"
 echo "hostile: attack: BOTS=$BOTS x $BOT_CONCURRENCY in flight, HAMMER_CONCURRENCY=$HAMMER_CONCURRENCY, SLOWLORIS=$SLOWLORIS, WS_FLOODERS=$WS_FLOODERS, SEED=$SEED"
 echo "hostile: uptime at start: $(uptime)"
 
@@ -105,7 +111,7 @@ buyers calm "${id}-calm"
 
 attack_run="${id}-attack"
 showtimes=$(seq -s, -f "${attack_run}-st%g" 0 $((SHOWTIMES - 1)))
-before=$(availability_requests)
+before=$(availability_requests) snapshots_before=$(snapshot_requests)
 python3 "$root/bench/hostile.py" --facade "127.0.0.1:$facade_port" --gateway "127.0.0.1:$ws_port" \
     --secret "$secret" --showtimes "$showtimes" --seats "$SEATS" --bots "$BOTS" \
     --bot-concurrency "$BOT_CONCURRENCY" --hammer-concurrency "$HAMMER_CONCURRENCY" --slowloris "$SLOWLORIS" \
@@ -121,12 +127,12 @@ buyers attack "$attack_run"
 kill -TERM "$attack_pid"
 wait "$attack_pid" || true
 attack_pid=
-after=$(availability_requests)
+after=$(availability_requests) snapshots_after=$(snapshot_requests)
 echo "hostile: uptime at end: $(uptime)"
 
-python3 - "$out" "$((after - before))" <<'PY'
+python3 - "$out" "$((after - before))" "$((snapshots_after - snapshots_before))" <<'PY'
 import json, os, sys
-out, availability = sys.argv[1], int(sys.argv[2])
+out, availability, snapshots = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 
 def hold(phase):
     path = os.path.join(out, phase + ".json")
@@ -138,6 +144,9 @@ def hold(phase):
         print(open(os.path.join(out, phase + ".err")).read()[-2000:])
         sys.exit(1)
     row = next(r for r in report["operations"] if r["operation"] == "hold")
+    verification = report.get("verification") or {}
+    for violation in (verification.get("violations") or [])[:3]:
+        print(f"hostile: {phase} phase, verifier: {violation}")
     return row, status
 
 calm, calm_status = hold("calm")
@@ -159,5 +168,6 @@ try:
           f"{report['peaks'].get('slowloris_open', 0)}")
 except Exception as error:
     print(f"hostile: no attack report ({error})")
-print(f"core: {availability} availability requests answered during the attack phase")
+print(f"core: {availability} availability requests answered during the attack phase "
+      f"({snapshots} of them the gateway's snapshots; the rest the bot's reads, and the buyers' with SHAPE=mix)")
 PY
