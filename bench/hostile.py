@@ -16,6 +16,9 @@ once, each as a hostile client would make it, until SIGTERM or --duration:
             buyers' showtimes as fast as the socket takes them, reading (and discarding) what comes
             back; a connection the gateway drops is opened again.
 
+Besides, a probe (not an attacker) opens a WebSocket once a second, subscribes to one of the buyers'
+showtimes and times its first snapshot: what a real browser waits for during the flood.
+
 On exit it prints one JSON object with what each attack did (and writes it to --report). The random
 choices are seeded (--seed).
 """
@@ -252,6 +255,49 @@ async def ws_flooder(index, args, stats, stop, rng):
                 writer.close()
 
 
+async def probe(args, stats, stop, rng, waits):
+    host, port = args.gateway.split(":")
+    showtimes = args.showtimes.split(",")
+    while not stop.is_set():
+        writer = None
+        started = time.monotonic()
+        try:
+            reader, writer = await asyncio.open_connection(host, int(port))
+            key = base64.b64encode(os.urandom(16)).decode()
+            writer.write(
+                (
+                    f"GET /?showtimeId={rng.choice(showtimes)} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                    f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                    f"Sec-WebSocket-Version: 13\r\n\r\n"
+                ).encode()
+            )
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=30)
+            if not head.startswith(b"HTTP/1.1 101"):
+                stats.count("probe", "upgrade_refused")
+            else:
+                # Until the first message's "type" (its last key: keys are sorted) has arrived: the whole
+                # snapshot, or an error.
+                seen = b""
+                while b'"type":"' not in seen:
+                    data = await asyncio.wait_for(reader.read(65536), timeout=30)
+                    if not data:
+                        break
+                    seen = (seen + data)[-8192:]
+                kind = "snapshot" if b'"type":"snapshot"' in seen else "other"
+                stats.count("probe", kind)
+                if kind == "snapshot":
+                    waits.append(time.monotonic() - started)
+        except Exception as error:
+            stats.count("probe", type(error).__name__)
+        finally:
+            if writer is not None:
+                writer.close()
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=1)
+        except asyncio.TimeoutError:
+            pass
+
+
 async def main(args) -> dict:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.slowloris + 1024)), hard))
@@ -276,6 +322,8 @@ async def main(args) -> dict:
         )
     tasks += [slowloris(index, args, stats, stop) for index in range(args.slowloris)]
     tasks += [ws_flooder(index, args, stats, stop, random.Random(master.random())) for index in range(args.ws_flooders)]
+    waits: list[float] = []
+    tasks.append(probe(args, stats, stop, random.Random(master.random()), waits))
     started = time.monotonic()
     running = [asyncio.ensure_future(task) for task in tasks]
     print(f"hostile: {len(running)} attackers started", file=sys.stderr, flush=True)
@@ -288,6 +336,13 @@ async def main(args) -> dict:
         task.cancel()
     await asyncio.gather(*running, return_exceptions=True)
     report = {"seconds": round(elapsed, 1), "attacks": stats.counts, "peaks": stats.peaks}
+    if waits:
+        waits.sort()
+        report["probe_first_snapshot_ms"] = {
+            "count": len(waits),
+            "p50": round(1000 * waits[len(waits) // 2], 1),
+            "max": round(1000 * waits[-1], 1),
+        }
     for attack in ("bot", "hammer"):
         total = sum(v for k, v in stats.counts.get(attack, {}).items() if k[-3:].isdigit())
         report.setdefault("rates", {})[attack + "_requests_per_second"] = round(total / max(elapsed, 0.001), 1)

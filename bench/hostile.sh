@@ -166,6 +166,8 @@ try:
         print(f"attack {attack_name:9}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     print(f"attack rates: {report['rates']}; peak slowloris connections open: "
           f"{report['peaks'].get('slowloris_open', 0)}")
+    print(f"probe: a new WebSocket subscriber's first snapshot during the attack: "
+          f"{report.get('probe_first_snapshot_ms', 'none arrived')}")
 except Exception as error:
     print(f"hostile: no attack report ({error})")
 print(f"core: {availability} availability requests answered during the attack phase "

@@ -144,8 +144,10 @@ final class UpgradeGate: ChannelInboundHandler, RemovableChannelHandler {
         let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
         let metrics = metrics
         // A connection that does not finish its request head in time is closed: trickling header bytes
-        // holds no slot for long.
-        timer = context.eventLoop.scheduleTask(in: TimeAmount(handshakeTimeout)) {
+        // holds no slot for long. One already over a limit holds no slot at all, but still a socket: it
+        // gets at most 2 s to send the head its refusal answers.
+        let timeout = refusal == nil ? handshakeTimeout : min(handshakeTimeout, .seconds(2))
+        timer = context.eventLoop.scheduleTask(in: TimeAmount(timeout)) {
             metrics.handshakeTimeouts.increment()
             Self.closeQuietly(bound.value)
         }
