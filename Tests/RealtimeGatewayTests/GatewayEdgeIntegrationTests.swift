@@ -65,8 +65,13 @@ final class RawWebSocket: Sendable {
     var messages: [String] { received.withLock { $0 } }
     var isClosed: Bool { ended.load(ordering: .sequentiallyConsistent) }
 
-    /// Sends each text as one masked frame (the all-zero mask: allowed, and the payload stays as it is).
+    /// Sends each text as one masked frame.
     func send(_ texts: [String]) throws {
+        try HTTPTestClient.send(socket, Self.frames(texts))
+    }
+
+    /// Each text as one masked frame (the all-zero mask: allowed, and the payload stays as it is).
+    static func frames(_ texts: [String]) -> [UInt8] {
         var bytes: [UInt8] = []
         for text in texts {
             let payload = Array(text.utf8)
@@ -78,7 +83,7 @@ final class RawWebSocket: Sendable {
             }
             bytes += [0, 0, 0, 0] + payload
         }
-        try HTTPTestClient.send(socket, bytes)
+        return bytes
     }
 
     func close() {
@@ -230,8 +235,28 @@ extension RealServices {
             "10,000 subscribe frames to one showtime on one connection cost the core a handful of availability requests, and the snapshots stay right"
         )
         func subscribeFlood() async throws {
+            try await Self.withCore(prefix: "gateway_flood") { vhost, gatewayURL, opsPort in
+                try await Self.flood(vhost: vhost, gatewayURL: gatewayURL, opsPort: opsPort)
+            }
+        }
+
+        @Test(
+            "the issue's flood tried again: a client that sends 50 subscribe frames a second for a 10,000-seat showtime and never reads; others still get their snapshots"
+        )
+        func slowFloodOfALargeShowtime() async throws {
+            try await Self.withCore(prefix: "gateway_large") { vhost, gatewayURL, opsPort in
+                try await Self.largeShowtimeFlood(vhost: vhost, gatewayURL: gatewayURL, opsPort: opsPort)
+            }
+        }
+
+        /// `inventory-rpc serve` (its ops port free, its database and vhost scratch, the core's and the
+        /// gateway's broker users of their own) around `body(vhost, the gateway's broker URL, the ops port)`.
+        static func withCore(
+            prefix: String,
+            _ body: @escaping (String, String, Int) async throws -> Void
+        ) async throws {
             _ = try #require(try? Products.path("inventory-rpc"), "build the inventory-rpc product first")
-            let database = ScratchDatabase(prefix: "gateway_flood")
+            let database = ScratchDatabase(prefix: prefix)
             try await blocking { try database.create() }
             do {
                 try await withScratchVhost(prefix: "test-gw") { scratch in
@@ -251,7 +276,7 @@ extension RealServices {
                     #expect(migrate.status == 0)
                     let core = try ServerProcess(product: "inventory-rpc", ["serve"], environment: environment)
                     do {
-                        try await Self.flood(vhost: vhost, gatewayURL: users.url(.gateway), opsPort: opsPort)
+                        try await body(vhost, users.url(.gateway), opsPort)
                         try await blocking { core.stop(timeout: .seconds(15)) }
                     } catch {
                         try? await blocking { core.stop(timeout: .seconds(15)) }
@@ -261,6 +286,83 @@ extension RealServices {
                 try await blocking { database.drop() }
             } catch {
                 try? await blocking { database.drop() }
+                throw error
+            }
+        }
+
+        static func largeShowtimeFlood(vhost: String, gatewayURL: String, opsPort: Int) async throws {
+            let rpc = try RPCTestClient(
+                url: RabbitMQ.url(vhost: vhost),
+                connectionName: "gateway-tests rpc",
+                declaresExchange: true,
+                logger: quietLogger
+            )
+            defer { rpc.close() }
+            try await eventuallyAsync("the core answers ping", timeout: .seconds(30)) {
+                (try? await rpc.call(.ping, PingRequest(), timeout: .milliseconds(500))) != nil
+            }
+            let showtime = "large-\(UUID().uuidString.prefix(8))"
+            _ = try await rpc.ok(
+                SeatsDefined.self,
+                .seatsDefine,
+                SeatsDefineRequest(showtimeId: showtime, seatIds: (1...10_000).map { "S\($0)" })
+            )
+            func availabilityRequests() throws -> Int {
+                requestCount(
+                    try HTTPTestClient.request(port: opsPort, "GET", "/metrics").text,
+                    operation: RPCOperation.availability.routingKey
+                )
+            }
+            let gateway = try await RunningGateway.start(vhost: vhost) { $0.rabbitMQURL = gatewayURL }
+            do {
+                let before = try availabilityRequests()
+                // The flooder: upgraded on a raw socket that it never reads again.
+                let flooder = try await blocking { try rawUpgrade(port: gateway.port, origin: nil, path: "/") }
+                let socket = try #require(flooder.socket)
+                defer { close(socket) }
+                let frame = RawWebSocket.frames([#"{"type":"subscribe","showtimeId":"\#(showtime)"}"#])
+                // 50 frames a second for 5 s, as the issue's client sent them (a load shape, not a wait),
+                // while other clients subscribe one after the other and a hold is made now and then.
+                let flood = Task {
+                    for _ in 0..<250 {
+                        guard (try? HTTPTestClient.send(socket, frame)) != nil else { return }
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
+                }
+                var waits: [Duration] = []
+                var holds: [Duration] = []
+                for index in 0..<8 {
+                    let clock = ContinuousClock()
+                    let started = clock.now
+                    let client = try await TestClient.connect(
+                        "probe-\(index)",
+                        url: gateway.url + "?showtimeId=\(showtime)"
+                    )
+                    try await client.next(timeout: .seconds(30), "snapshot") { $0.type == "snapshot" }
+                    waits.append(started.duration(to: clock.now))
+                    await client.close()
+                    let holdStarted = clock.now
+                    _ = try await rpc.ok(
+                        Hold.self,
+                        .hold,
+                        HoldRequest(showtimeId: showtime, seatIds: ["S\(index + 1)"], userId: "u\(index)")
+                    )
+                    holds.append(holdStarted.duration(to: clock.now))
+                }
+                try await flood.value
+                let after = try availabilityRequests()
+                print(
+                    "REPORT large-showtime flood: 250 subscribe frames at 50/s for 10,000 seats, never read -> "
+                        + "\(after - before) availability requests at the core; other clients' first snapshot "
+                        + "p50 \(ms(percentile(waits, 0.5))) ms max \(ms(waits.max()!)) ms; a hold meanwhile "
+                        + "p50 \(ms(percentile(holds, 0.5))) ms max \(ms(holds.max()!)) ms; "
+                        + "\(gateway.gateway.metrics.snapshot())"
+                )
+                // The probes' own subscriptions count too: one request each at most, most of them shared.
+                #expect(after - before <= 15, "a handful, not one per frame")
+                try await gateway.stop()
+            } catch {
+                try? await gateway.stop()
                 throw error
             }
         }
