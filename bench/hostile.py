@@ -312,6 +312,18 @@ async def main(args) -> dict:
     ]
     hammer_token = token(args.secret, "hammer-user", args.issuer, args.audience)
     tasks = []
+    attacks = set(args.attacks.split(","))
+    unknown = attacks - {"bot", "hammer", "slowloris", "wsflood"}
+    if unknown:
+        raise SystemExit(f"hostile: unknown attacks {sorted(unknown)} (bot, hammer, slowloris, wsflood)")
+    if "bot" not in attacks:
+        args.bot_concurrency = 0
+    if "hammer" not in attacks:
+        args.hammer_concurrency = 0
+    if "slowloris" not in attacks:
+        args.slowloris = 0
+    if "wsflood" not in attacks:
+        args.ws_flooders = 0
     for index in range(args.bot_concurrency):
         tasks.append(bot(args, stats, stop, random.Random(master.random()), bot_tokens))
     for index in range(args.hammer_concurrency):
@@ -368,6 +380,7 @@ if __name__ == "__main__":
     parser.add_argument("--trickle", type=float, default=5.0)
     parser.add_argument("--ws-flooders", type=int, default=4)
     parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument("--attacks", default="bot,hammer,slowloris,wsflood", help="which attacks, comma-separated")
     parser.add_argument("--report")
     arguments = parser.parse_args()
     result = asyncio.run(main(arguments))

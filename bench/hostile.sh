@@ -8,12 +8,14 @@
 # something fails to run).
 #
 #   bench/hostile.sh                    # the full run (release build): DURATION=20 per phase
-#   SHORT=1 bench/hostile.sh            # the smoke version, under a minute: small venue, 5 s phases
+#   SHORT=1 bench/hostile.sh            # the smoke version, under a minute: small venue, 5 s phases,
+#                                       # 8 + 8 holders and 1 flooder (still 1,000 slowloris connections)
 #   BIN=.build/debug SHORT=1 bench/hostile.sh
 #
 # Knobs (environment): BIN (.build/release), DURATION, WARMUP, IN_FLIGHT (buyers' requests in flight), SHAPE,
 # SHOWTIMES, SEATS (per showtime), BOTS (user ids), BOT_CONCURRENCY, HAMMER_CONCURRENCY, SLOWLORIS
-# (connections, 1000), WS_FLOODERS, SEED. Needs the services of scripts/services.sh (PostgreSQL, Redis,
+# (connections, 1000), WS_FLOODERS, SEED, ATTACKS (a comma-separated subset of bot,hammer,slowloris,wsflood:
+# which attack costs the buyers what). Needs the services of scripts/services.sh (PostgreSQL, Redis,
 # RabbitMQ on their standard ports) and python3 (standard library only). Every process runs on a vhost
 # and database of its own, as guest (RPC_PERMISSIONS grants it all there), with the configuration's
 # defaults otherwise: whatever limits the build has are what the attack meets. Removes everything at
@@ -22,13 +24,15 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin=${BIN:-$root/.build/release}
 if [ -n "${SHORT:-}" ]; then
+    # Smaller and gentler: it runs inside the test command, beside other tests on the same cores.
     DURATION=${DURATION:-5} WARMUP=${WARMUP:-1} SHOWTIMES=${SHOWTIMES:-2} SEATS=${SEATS:-2000}
+    BOT_CONCURRENCY=${BOT_CONCURRENCY:-8} HAMMER_CONCURRENCY=${HAMMER_CONCURRENCY:-8} WS_FLOODERS=${WS_FLOODERS:-1}
 else
     DURATION=${DURATION:-20} WARMUP=${WARMUP:-3} SHOWTIMES=${SHOWTIMES:-10} SEATS=${SEATS:-10000}
 fi
 IN_FLIGHT=${IN_FLIGHT:-32} BOTS=${BOTS:-1000} BOT_CONCURRENCY=${BOT_CONCURRENCY:-16}
 HAMMER_CONCURRENCY=${HAMMER_CONCURRENCY:-16} SLOWLORIS=${SLOWLORIS:-1000} WS_FLOODERS=${WS_FLOODERS:-4}
-SEED=${SEED:-14} SHAPE=${SHAPE:-uniform}
+SEED=${SEED:-14} SHAPE=${SHAPE:-uniform} ATTACKS=${ATTACKS:-bot,hammer,slowloris,wsflood}
 for program in inventory-rpc http-facade realtime-gateway inventory-bench; do
     [ -x "$bin/$program" ] || { echo "hostile: $bin/$program is missing (build first, or set BIN)" >&2; exit 1; }
 done
@@ -104,7 +108,7 @@ buyers() {
 }
 
 echo "hostile: $(date -u +%FT%TZ) BIN=$bin DURATION=$DURATION WARMUP=$WARMUP IN_FLIGHT=$IN_FLIGHT SHAPE=$SHAPE SHOWTIMES=$SHOWTIMES SEATS=$SEATS"
-echo "hostile: attack: BOTS=$BOTS x $BOT_CONCURRENCY in flight, HAMMER_CONCURRENCY=$HAMMER_CONCURRENCY, SLOWLORIS=$SLOWLORIS, WS_FLOODERS=$WS_FLOODERS, SEED=$SEED"
+echo "hostile: attack: ATTACKS=$ATTACKS BOTS=$BOTS x $BOT_CONCURRENCY in flight, HAMMER_CONCURRENCY=$HAMMER_CONCURRENCY, SLOWLORIS=$SLOWLORIS, WS_FLOODERS=$WS_FLOODERS, SEED=$SEED"
 echo "hostile: uptime at start: $(uptime)"
 
 buyers calm "${id}-calm"
@@ -115,7 +119,7 @@ before=$(availability_requests) snapshots_before=$(snapshot_requests)
 python3 "$root/bench/hostile.py" --facade "127.0.0.1:$facade_port" --gateway "127.0.0.1:$ws_port" \
     --secret "$secret" --showtimes "$showtimes" --seats "$SEATS" --bots "$BOTS" \
     --bot-concurrency "$BOT_CONCURRENCY" --hammer-concurrency "$HAMMER_CONCURRENCY" --slowloris "$SLOWLORIS" \
-    --ws-flooders "$WS_FLOODERS" --seed "$SEED" --report "$out/attack-report.json" \
+    --ws-flooders "$WS_FLOODERS" --seed "$SEED" --attacks "$ATTACKS" --report "$out/attack-report.json" \
     >/dev/null 2>"$out/attack.err" &
 attack_pid=$!
 # The attackers print one line once every one of them has started.

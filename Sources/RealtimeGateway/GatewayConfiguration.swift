@@ -44,12 +44,18 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var snapshotReuse: Duration = .milliseconds(1_000)
     /// `WS_MAX_PENDING_SNAPSHOTS` (256): snapshot requests on their way to the core at once.
     public var maxPendingSnapshots: Int = 256
+    /// `WS_MAX_MESSAGES_PER_SECOND` (20): messages one client may send a second, in bursts of twice that
+    /// or of twice `WS_MAX_SUBSCRIPTIONS`, whichever is more; a client over it is disconnected (1008).
+    public var maxMessagesPerSecond: Int = 20
     /// Event ids remembered for de-duplication.
     public var deduplicationCapacity: Int = 65_536
     /// The AMQP connections' name in the broker's tools (` events` / ` rpc` appended).
     public var connectionName: String = "realtime-gateway"
 
     public init() {}
+
+    /// The burst of ``maxMessagesPerSecond``: room for subscribing to every showtime allowed at once.
+    public var messageBurst: Int { max(2 * maxMessagesPerSecond, 2 * maxSubscriptionsPerClient) }
 
     /// The facade's own origin when `WS_FACADE_ORIGIN` is not set: its `PORT` on this host's names.
     public static func facadeOrigins(port: Int) -> [String] {
@@ -126,6 +132,11 @@ public struct GatewayConfiguration: Sendable, Equatable {
             "WS_MAX_PENDING_SNAPSHOTS",
             1...100_000,
             configuration.maxPendingSnapshots
+        )
+        configuration.maxMessagesPerSecond = try integer(
+            "WS_MAX_MESSAGES_PER_SECOND",
+            1...1_000_000,
+            configuration.maxMessagesPerSecond
         )
         var facade = facadeOrigins(port: service.port)
         if let (raw, source) = lookup("WS_FACADE_ORIGIN") {

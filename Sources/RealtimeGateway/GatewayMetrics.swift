@@ -19,6 +19,7 @@ public final class GatewayMetrics: Sendable {
         public var snapshotsShared: Int = 0
         public var snapshotsRefused: Int = 0
         public var connectionsRefused: Int = 0
+        public var clientsDroppedMessageRate: Int = 0
     }
 
     final class Count: Sendable {
@@ -73,6 +74,7 @@ public final class GatewayMetrics: Sendable {
     let refusedAddressLimit = Count("realtime_gateway_connections_refused_total", [("reason", "address_limit")])
     let refusedTotalLimit = Count("realtime_gateway_connections_refused_total", [("reason", "total_limit")])
     let handshakeTimeouts = Count("realtime_gateway_handshake_timeouts_total")
+    let droppedMessageRate = Count("realtime_gateway_clients_dropped_total", [("reason", "message_rate")])
 
     public init() {}
 
@@ -91,7 +93,8 @@ public final class GatewayMetrics: Sendable {
             snapshotRequests: snapshotRequests.current,
             snapshotsShared: snapshotsShared.current,
             snapshotsRefused: snapshotsRefused.current,
-            connectionsRefused: refusedOrigin.current + refusedAddressLimit.current + refusedTotalLimit.current
+            connectionsRefused: refusedOrigin.current + refusedAddressLimit.current + refusedTotalLimit.current,
+            clientsDroppedMessageRate: droppedMessageRate.current
         )
     }
 }

@@ -169,7 +169,7 @@ public final class RealtimeGateway: Service, Sendable {
                         request,
                         channel: channel,
                         hub: hub,
-                        sendBuffer: configuration.socketSendBuffer,
+                        configuration: configuration,
                         logger: logger
                     )
                 },
@@ -186,9 +186,10 @@ public final class RealtimeGateway: Service, Sendable {
         _ request: HTTPRequest,
         channel: any Channel,
         hub: Hub,
-        sendBuffer: Int,
+        configuration: GatewayConfiguration,
         logger: Logger
     ) -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> {
+        let sendBuffer = configuration.socketSendBuffer
         let uri = URI(request.path ?? "/")
         guard uri.path == "/" || uri.path == "/ws" else { return .dontUpgrade }
         // A fixed send buffer instead of the kernel's autotuning (up to 4 MiB on loopback): bounded memory
@@ -209,6 +210,7 @@ public final class RealtimeGateway: Service, Sendable {
                 channel: channel,
                 initial: initial,
                 hub: hub,
+                budget: MessageBudget(rate: configuration.maxMessagesPerSecond, burst: configuration.messageBurst),
                 logger: logger
             )
         }
@@ -220,8 +222,10 @@ public final class RealtimeGateway: Service, Sendable {
         channel: any Channel,
         initial: Result<String, ErrorBody>?,
         hub: Hub,
+        budget: MessageBudget<ContinuousClock.Instant>,
         logger: Logger
     ) async {
+        var budget = budget
         // `isWritable` is safe from any thread (an atomic in NIO's socket channels).
         let client = hub.connect(closeChannel: { channel.close(promise: nil) }, isWritable: { channel.isWritable })
         defer { hub.disconnect(client) }
@@ -246,6 +250,16 @@ public final class RealtimeGateway: Service, Sendable {
             }
             do {
                 for try await message in inbound.messages(maxSize: 16_384) {
+                    guard budget.take(now: .now) else {
+                        // A flood: closed before its messages cost any parsing (decision 0017).
+                        hub.metrics.droppedMessageRate.increment()
+                        logger.info(
+                            "disconnected a client that sends too many messages",
+                            metadata: ["client.id": "\(client.id)", "limit": "\(budget.rate)"]
+                        )
+                        try? await outbound.close(.policyViolation, reason: "too many messages")
+                        break
+                    }
                     handle(message, from: client, hub: hub)
                 }
             } catch {

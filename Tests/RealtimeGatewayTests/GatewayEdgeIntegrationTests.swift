@@ -52,6 +52,8 @@ final class RawWebSocket: Sendable {
     let socket: Int32
     private let received = Mutex<[String]>([])
     private let ended = Atomic<Bool>(false)
+    /// The close code the gateway sent (0 before, or if it closed without one).
+    private let closeCode = Atomic<Int>(0)
 
     init(port: Int) throws {
         let answer = try rawUpgrade(port: port, origin: nil, path: "/")
@@ -64,6 +66,7 @@ final class RawWebSocket: Sendable {
 
     var messages: [String] { received.withLock { $0 } }
     var isClosed: Bool { ended.load(ordering: .sequentiallyConsistent) }
+    var receivedCloseCode: Int { closeCode.load(ordering: .sequentiallyConsistent) }
 
     /// Sends each text as one masked frame.
     func send(_ texts: [String]) throws {
@@ -132,6 +135,9 @@ final class RawWebSocket: Sendable {
                 pong += payload
                 try? HTTPTestClient.send(socket, pong)
             case 0x8:
+                if payload.count >= 2 {
+                    closeCode.store(Int(payload[0]) << 8 | Int(payload[1]), ordering: .sequentiallyConsistent)
+                }
                 ended.store(true, ordering: .sequentiallyConsistent)
                 Glibc.close(socket)
                 return
@@ -207,6 +213,24 @@ extension RealServices {
                     again = answer?.status ?? 0
                     return again == 101
                 }
+            }
+        }
+
+        @Test("a client that sends more messages than its budget is disconnected with 1008 (policy violation)")
+        func messageRate() async throws {
+            try await withGateway(seatMaps: ["s1": ["A1"]]) { gateway, _ in
+                let client = try await blocking { try RawWebSocket(port: gateway.port) }
+                defer { client.close() }
+                // Within the burst (64 by default): all answered.
+                try await blocking { try client.send(Array(repeating: #"{"type":"ping"}"#, count: 60)) }
+                try await eventually("60 pongs") { client.messages.filter { $0.contains("pong") }.count == 60 }
+                #expect(!client.isClosed)
+                // Then a flood, far over 20 a second.
+                try await blocking { try? client.send(Array(repeating: #"{"type":"ping"}"#, count: 500)) }
+                try await eventually("the flooder disconnected") { client.isClosed }
+                #expect(client.receivedCloseCode == 1008)
+                #expect(client.messages.filter { $0.contains("pong") }.count < 60 + 500)
+                #expect(gateway.gateway.metrics.snapshot().clientsDroppedMessageRate == 1)
             }
         }
 
@@ -398,6 +422,9 @@ extension RealServices {
                 // snapshot and the events since it): a queue that holds them all, so that it is not dropped
                 // for reading slower than the frames arrive (what a real flooder that does not read gets).
                 $0.clientBufferSize = 200_000
+                // Out of the way here: this test shows what the frames cost the core when they are let
+                // through (the budget alone would disconnect the flooder after 64 of them).
+                $0.maxMessagesPerSecond = 1_000_000
             }
             do {
                 let before = try availabilityRequests()
@@ -446,6 +473,12 @@ extension RealServices {
                     )
                 }
                 let handledAfter = ContinuousClock.now - started
+                // The core counts a request once it has replied: wait (bounded) until it has counted all the
+                // gateway sent (every frame is handled, so no more will be).
+                let sent = metrics.snapshot().snapshotRequests
+                try await eventuallyAsync("the core counted the gateway's \(sent) requests", timeout: .seconds(30)) {
+                    ((try? availabilityRequests()) ?? before) - before >= sent
+                }
                 let after = try availabilityRequests()
                 let state = metrics.snapshot()
                 print(

@@ -454,6 +454,25 @@ struct GatewayEdgeTests {
         #expect(OriginPolicy.normalize("ftp://localhost") == nil)
     }
 
+    @Test("a client's message budget: a burst, then refusals, refilled at the rate")
+    func messageBudget() {
+        let start = ContinuousClock.now
+        var budget = MessageBudget<ContinuousClock.Instant>(rate: 10, burst: 20)
+        var taken = 0
+        for _ in 0..<25 where budget.take(now: start) { taken += 1 }
+        #expect(taken == 20)
+        // 100 ms later: one more token (10 a second), then none.
+        let refilled = budget.take(now: start.advanced(by: .milliseconds(100)))
+        let again = budget.take(now: start.advanced(by: .milliseconds(100)))
+        #expect(refilled)
+        #expect(!again)
+        // A quiet client's budget fills up to the burst, no more.
+        let later = start.advanced(by: .seconds(60))
+        taken = 0
+        for _ in 0..<25 where budget.take(now: later) { taken += 1 }
+        #expect(taken == 20)
+    }
+
     @Test("connection limits: per address and in total; a closed connection frees its place")
     func limits() {
         let limits = ConnectionLimits(maxTotal: 3, maxPerAddress: 2)
@@ -491,6 +510,8 @@ struct GatewayConfigurationTests {
         #expect(configuration.snapshotReuse == .milliseconds(1_000))
         #expect(configuration.maxPendingSnapshots == 256)
         #expect(configuration.handshakeTimeout == .seconds(10))
+        #expect(configuration.maxMessagesPerSecond == 20)
+        #expect(configuration.messageBurst == 64)
         #expect(
             configuration.allowedOrigins == ["http://localhost:3000", "http://localhost:3005", "http://127.0.0.1:3005"]
         )
@@ -503,6 +524,7 @@ struct GatewayConfigurationTests {
             environment: [
                 "WS_MAX_CONNECTIONS": "100", "WS_MAX_CONNECTIONS_PER_ADDRESS": "5", "WS_SNAPSHOT_REUSE_MS": "0",
                 "WS_MAX_PENDING_SNAPSHOTS": "8", "WS_HANDSHAKE_TIMEOUT_SECONDS": "3",
+                "WS_MAX_MESSAGES_PER_SECOND": "50",
                 "WS_FACADE_ORIGIN": "https://tickets.example.com", "CORS_ORIGIN": "http://localhost:3000",
             ],
             directory: "/nonexistent"
@@ -512,6 +534,8 @@ struct GatewayConfigurationTests {
         #expect(configuration.snapshotReuse == .zero)
         #expect(configuration.maxPendingSnapshots == 8)
         #expect(configuration.handshakeTimeout == .seconds(3))
+        #expect(configuration.maxMessagesPerSecond == 50)
+        #expect(configuration.messageBurst == 100)
         // CORS_ORIGIN comes through the shared configuration (`service`), the facade's origin from here.
         #expect(configuration.allowedOrigins == service.corsOrigins + ["https://tickets.example.com"])
         await #expect(throws: ConfigurationError.self) {
