@@ -6,11 +6,13 @@ import Synchronization
 /// client's own task. The client's writer task drains `outbound`; when the queue is full the client is
 /// dropped (its channel closed) rather than letting one slow reader hold up anyone else.
 final class ClientConnection: Sendable {
-    enum Subscription: Sendable {
-        /// Waiting for the snapshot requested under `token`; events that arrive meanwhile are kept, in
-        /// order, and sent right after it.
-        case pending(token: UInt64, buffered: [String])
-        case live
+    /// A followed showtime: waiting for the snapshot requested under `pendingToken` (events that arrive
+    /// meanwhile are kept in `buffered`, in order, and sent right after it), or live (`pendingToken` nil).
+    /// A struct mutated in place through the dictionary: keeping an event costs O(1), not a copy of the
+    /// events kept so far.
+    struct Subscription: Sendable {
+        var pendingToken: UInt64?
+        var buffered: [String] = []
     }
 
     enum DropReason: String, Sendable {
@@ -70,20 +72,20 @@ final class ClientConnection: Sendable {
     @discardableResult
     func deliver(_ text: String, showtimeId: String) -> Bool {
         let (queued, dropped) = state.withLock { state -> (Bool, Bool) in
-            guard !state.closed, let subscription = state.subscriptions[showtimeId] else { return (false, false) }
-            switch subscription {
-            case .live:
+            // Through the index, in place: no copy of the subscription (and of the events it keeps).
+            guard !state.closed, let index = state.subscriptions.index(forKey: showtimeId) else {
+                return (false, false)
+            }
+            guard state.subscriptions.values[index].pendingToken != nil else {
                 let ok = enqueue(text, &state)
                 return (ok, !ok)
-            case .pending(let token, var buffered):
-                guard buffered.count < capacity else {
-                    state.closed = true
-                    return (false, true)
-                }
-                buffered.append(text)
-                state.subscriptions[showtimeId] = .pending(token: token, buffered: buffered)
-                return (true, false)
             }
+            guard state.subscriptions.values[index].buffered.count < capacity else {
+                state.closed = true
+                return (false, true)
+            }
+            state.subscriptions.values[index].buffered.append(text)
+            return (true, false)
         }
         if dropped { drop(.bufferFull) }
         return queued
@@ -118,20 +120,28 @@ final class ClientConnection: Sendable {
     }
 
     /// Starts (or restarts: a repeated subscribe gets a fresh snapshot) a subscription waiting for the
-    /// snapshot requested under `token`. Returns whether the subscription is new (for counting).
-    func beginSubscription(_ showtimeId: String, token: UInt64, limit: Int) -> (SubscribeOutcome, isNew: Bool) {
+    /// snapshot requested under `token`. Returns whether the subscription is new (for counting) and
+    /// whether it was already waiting for that very token (nothing more to do).
+    func beginSubscription(
+        _ showtimeId: String,
+        token: UInt64,
+        limit: Int
+    ) -> (SubscribeOutcome, isNew: Bool, alreadyWaiting: Bool) {
         state.withLock { state in
-            guard !state.closed else { return (.closed, false) }
-            let isNew = state.subscriptions[showtimeId] == nil
-            if isNew && state.subscriptions.count >= limit { return (.tooMany, false) }
-            switch state.subscriptions[showtimeId] {
-            case .pending(_, let buffered):
-                // Events already kept stay: they follow whichever snapshot arrives.
-                state.subscriptions[showtimeId] = .pending(token: token, buffered: buffered)
-            default:
-                state.subscriptions[showtimeId] = .pending(token: token, buffered: [])
+            guard !state.closed else { return (.closed, false, false) }
+            guard let current = state.subscriptions[showtimeId] else {
+                if state.subscriptions.count >= limit { return (.tooMany, false, false) }
+                state.subscriptions[showtimeId] = Subscription(pendingToken: token)
+                return (.started, true, false)
             }
-            return (.started, isNew)
+            if current.pendingToken == token { return (.started, false, true) }
+            if current.pendingToken != nil {
+                // Events already kept stay: they follow whichever snapshot arrives.
+                state.subscriptions[showtimeId]?.pendingToken = token
+            } else {
+                state.subscriptions[showtimeId] = Subscription(pendingToken: token)
+            }
+            return (.started, false, false)
         }
     }
 
@@ -144,35 +154,36 @@ final class ClientConnection: Sendable {
         state.withLock { Array($0.subscriptions.keys) }
     }
 
-    /// After a gap in the event feed: tells the client, per subscription, to forget what it knows, and
-    /// waits for the snapshot requested under `token(showtimeId)`. Returns the showtimes concerned.
-    func resync(reason: String, token: (String) -> UInt64) -> [String] {
+    /// After a gap in the event feed: tells the client to forget what it knows of `showtimeId`, and waits
+    /// for the snapshot requested under `token`. Returns whether the client follows that showtime.
+    func resync(_ showtimeId: String, reason: String, token: UInt64) -> Bool {
         var dropped = false
-        let showtimes = state.withLock { state -> [String] in
-            guard !state.closed else { return [] }
-            let showtimes = Array(state.subscriptions.keys)
-            for showtimeId in showtimes {
-                if !enqueue(ServerMessage.resync(showtimeId: showtimeId, reason: reason), &state) {
-                    dropped = true
-                    return []
-                }
-                // Events kept for an older snapshot are dropped with it: the new snapshot covers them.
-                state.subscriptions[showtimeId] = .pending(token: token(showtimeId), buffered: [])
-            }
-            return showtimes
-        }
-        if dropped { drop(.bufferFull) }
-        return showtimes
-    }
-
-    /// The snapshot requested under `token` arrived: send it, then the events kept meanwhile.
-    func completeSnapshot(_ showtimeId: String, token: UInt64, text: String) {
-        let dropped = state.withLock { state -> Bool in
-            guard !state.closed, case .pending(token, let buffered)? = state.subscriptions[showtimeId] else {
+        let follows = state.withLock { state -> Bool in
+            guard !state.closed, state.subscriptions[showtimeId] != nil else { return false }
+            if !enqueue(ServerMessage.resync(showtimeId: showtimeId, reason: reason), &state) {
+                dropped = true
                 return false
             }
-            for message in [text] + buffered where !enqueue(message, &state) { return true }
-            state.subscriptions[showtimeId] = .live
+            // Events kept for an older snapshot are dropped with it: the new snapshot covers them.
+            state.subscriptions[showtimeId] = Subscription(pendingToken: token)
+            return true
+        }
+        if dropped { drop(.bufferFull) }
+        return follows
+    }
+
+    /// The snapshot requested under `token` arrived: send `texts` (the snapshot, then the events the
+    /// hub kept for it), then the events kept here meanwhile; the subscription is live from now on.
+    func completeSnapshot(_ showtimeId: String, token: UInt64, texts: [String]) {
+        let dropped = state.withLock { state -> Bool in
+            guard !state.closed, let subscription = state.subscriptions[showtimeId],
+                subscription.pendingToken == token
+            else {
+                return false
+            }
+            for message in texts where !enqueue(message, &state) { return true }
+            for message in subscription.buffered where !enqueue(message, &state) { return true }
+            state.subscriptions[showtimeId] = Subscription(pendingToken: nil)
             return false
         }
         if dropped { drop(.bufferFull) }
@@ -184,16 +195,18 @@ final class ClientConnection: Sendable {
     func failSnapshot(_ showtimeId: String, token: UInt64, errorText: String, keep: Bool) -> Bool {
         var dropped = false
         let ended = state.withLock { state -> Bool in
-            guard !state.closed, case .pending(token, let buffered)? = state.subscriptions[showtimeId] else {
+            guard !state.closed, let subscription = state.subscriptions[showtimeId],
+                subscription.pendingToken == token
+            else {
                 return false
             }
-            let messages = keep ? [errorText] + buffered : [errorText]
+            let messages = keep ? [errorText] + subscription.buffered : [errorText]
             for message in messages where !enqueue(message, &state) {
                 dropped = true
                 return false
             }
             if keep {
-                state.subscriptions[showtimeId] = .live
+                state.subscriptions[showtimeId] = Subscription(pendingToken: nil)
                 return false
             }
             state.subscriptions.removeValue(forKey: showtimeId)

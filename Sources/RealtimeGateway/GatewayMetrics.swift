@@ -15,6 +15,11 @@ public final class GatewayMetrics: Sendable {
         public var clientsDroppedWriteStalled: Int
         public var resyncs: Int
         public var brokerConnected: Bool
+        public var snapshotRequests: Int = 0
+        public var snapshotsShared: Int = 0
+        public var snapshotsRefused: Int = 0
+        public var connectionsRefused: Int = 0
+        public var clientsDroppedMessageRate: Int = 0
     }
 
     final class Count: Sendable {
@@ -58,6 +63,18 @@ public final class GatewayMetrics: Sendable {
     let snapshotsOK = Count("realtime_gateway_snapshots_total", [("result", "ok")])
     let snapshotsFailed = Count("realtime_gateway_snapshots_total", [("result", "error")])
     let brokerConnected = Level("realtime_gateway_broker_connected")
+    /// `availability` requests sent to the core (one per showtime at a time, decision 0017).
+    let snapshotRequests = Count("realtime_gateway_snapshot_requests_total")
+    /// Subscriptions served by a request made for another (joined on its way, or its answer reused).
+    let snapshotsShared = Count("realtime_gateway_snapshots_shared_total")
+    /// Subscriptions refused a snapshot because too many requests were on their way.
+    let snapshotsRefused = Count("realtime_gateway_snapshots_refused_total")
+    /// Connections refused before the WebSocket upgrade, by reason.
+    let refusedOrigin = Count("realtime_gateway_connections_refused_total", [("reason", "origin")])
+    let refusedAddressLimit = Count("realtime_gateway_connections_refused_total", [("reason", "address_limit")])
+    let refusedTotalLimit = Count("realtime_gateway_connections_refused_total", [("reason", "total_limit")])
+    let handshakeTimeouts = Count("realtime_gateway_handshake_timeouts_total")
+    let droppedMessageRate = Count("realtime_gateway_clients_dropped_total", [("reason", "message_rate")])
 
     public init() {}
 
@@ -72,7 +89,12 @@ public final class GatewayMetrics: Sendable {
             clientsDroppedBufferFull: droppedBufferFull.current,
             clientsDroppedWriteStalled: droppedWriteStalled.current,
             resyncs: resyncs.current,
-            brokerConnected: brokerConnected.current == 1
+            brokerConnected: brokerConnected.current == 1,
+            snapshotRequests: snapshotRequests.current,
+            snapshotsShared: snapshotsShared.current,
+            snapshotsRefused: snapshotsRefused.current,
+            connectionsRefused: refusedOrigin.current + refusedAddressLimit.current + refusedTotalLimit.current,
+            clientsDroppedMessageRate: droppedMessageRate.current
         )
     }
 }

@@ -12,38 +12,64 @@ public protocol AvailabilitySource: Sendable {
     )
 }
 
-/// The fan-out registry: which clients follow which showtimes.
+/// The fan-out registry: which clients follow which showtimes, and the snapshot requests on their way.
 ///
 /// Thread-safe and non-blocking: the AMQP consumer thread publishes into it directly (one lock to find
 /// the subscribers, then each client's own queue), so an event reaches every socket's writer without a
-/// hop through any scheduler.
+/// hop through any scheduler. Locks: the registry's, and each client's; a client's lock may be taken
+/// while the registry's is held, never the other way round.
 final class Hub: Sendable {
     private struct Registry {
         var clients: [UInt64: ClientConnection] = [:]
         var subscribers: [String: [UInt64: ClientConnection]] = [:]
+        /// Events published so far: numbers them for the snapshot book.
+        var sequence: UInt64 = 0
+        var snapshots: SnapshotBook<ClientConnection, ContinuousClock.Instant>
     }
 
-    private let registry = Mutex(Registry())
+    private let registry: Mutex<Registry>
     private let nextToken = Atomic<UInt64>(1)
     private let nextClientID = Atomic<UInt64>(1)
     let metrics: GatewayMetrics
     let availability: any AvailabilitySource
     let clientBufferSize: Int
     let maxSubscriptionsPerClient: Int
+    private let now: @Sendable () -> ContinuousClock.Instant
     private let logger: Logger
 
+    /// - Parameters:
+    ///   - snapshotReuse: how long a snapshot answer is handed to new subscriptions of its showtime
+    ///     (zero: shared only while on its way).
+    ///   - maxPendingSnapshots: snapshot requests on their way at once; a subscription that would need
+    ///     one more gets `SERVICE_UNAVAILABLE` at once (and its live events).
+    ///   - now: the clock (tests move it by hand).
     init(
         metrics: GatewayMetrics,
         availability: any AvailabilitySource,
         clientBufferSize: Int,
         maxSubscriptionsPerClient: Int,
+        snapshotReuse: Duration = .seconds(1),
+        maxPendingSnapshots: Int = 256,
+        now: @escaping @Sendable () -> ContinuousClock.Instant = { .now },
         logger: Logger
     ) {
         self.metrics = metrics
         self.availability = availability
         self.clientBufferSize = clientBufferSize
         self.maxSubscriptionsPerClient = maxSubscriptionsPerClient
+        self.now = now
         self.logger = logger
+        registry = Mutex(
+            Registry(
+                snapshots: SnapshotBook(
+                    reuse: snapshotReuse,
+                    maxInFlight: maxPendingSnapshots,
+                    // More events than a client's queue holds, while one snapshot is on its way or
+                    // reused: a fresh snapshot serves the next subscriber better.
+                    maxEvents: clientBufferSize
+                )
+            )
+        )
     }
 
     // MARK: Clients
@@ -76,7 +102,7 @@ final class Hub: Sendable {
 
     func disconnect(_ client: ClientConnection) {
         client.finish()
-        let showtimeIds = client.showtimeIds  // read before taking the registry's lock: never both at once
+        let showtimeIds = client.showtimeIds  // read before taking the registry's lock (the lock order)
         let removed = registry.withLock { registry -> Int? in
             guard registry.clients.removeValue(forKey: client.id) != nil else { return nil }
             var removed = 0
@@ -98,15 +124,50 @@ final class Hub: Sendable {
     // MARK: Subscriptions
 
     func subscribe(_ client: ClientConnection, to showtimeId: String) {
-        let token = nextToken.add(1, ordering: .relaxed).oldValue
-        let (outcome, isNew) = client.beginSubscription(
-            showtimeId,
-            token: token,
-            limit: maxSubscriptionsPerClient
-        )
-        switch outcome {
-        case .closed:
-            return
+        enum Next {
+            case nothing
+            /// Joined a request on its way (or was already waiting for it): its answer comes.
+            case shared
+            case tooMany
+            case request(UInt64)
+            case ready(UInt64, [String])
+            case overloaded(UInt64)
+        }
+        let instant = now()
+        let (next, isNew) = registry.withLock { registry -> (Next, Bool) in
+            let joinable = registry.snapshots.joinableToken(for: showtimeId, now: instant)
+            let token = joinable ?? nextToken.add(1, ordering: .relaxed).oldValue
+            let (outcome, isNew, alreadyWaiting) = client.beginSubscription(
+                showtimeId,
+                token: token,
+                limit: maxSubscriptionsPerClient
+            )
+            switch outcome {
+            case .closed: return (.nothing, false)
+            case .tooMany: return (.tooMany, false)
+            case .started: break
+            }
+            if isNew { registry.subscribers[showtimeId, default: [:]][client.id] = client }
+            if alreadyWaiting { return (.shared, isNew) }
+            if joinable == nil && !registry.snapshots.canRequest { return (.overloaded(token), isNew) }
+            switch registry.snapshots.join(
+                showtimeId,
+                token: token,
+                client: client,
+                clientID: client.id,
+                sequence: registry.sequence
+            ) {
+            case .waiting: return (.shared, isNew)
+            case .ready(let texts): return (.ready(token, texts), isNew)
+            case .request: return (.request(token), isNew)
+            }
+        }
+        if isNew { metrics.subscriptions.add(1) }
+        switch next {
+        case .nothing:
+            break
+        case .shared:
+            metrics.snapshotsShared.increment()
         case .tooMany:
             client.send(
                 ServerMessage.error(
@@ -118,15 +179,21 @@ final class Hub: Sendable {
                     showtimeId: showtimeId
                 )
             )
-            return
-        case .started:
-            break
+        case .request(let token):
+            requestSnapshot(showtimeId, token: token)
+        case .ready(let token, let texts):
+            metrics.snapshotsShared.increment()
+            client.completeSnapshot(showtimeId, token: token, texts: texts)
+        case .overloaded(let token):
+            metrics.snapshotsRefused.increment()
+            let error = AvailabilityRPC.unavailable("too many snapshot requests are on their way; subscribe again")
+            _ = client.failSnapshot(
+                showtimeId,
+                token: token,
+                errorText: ServerMessage.error(error, showtimeId: showtimeId),
+                keep: true
+            )
         }
-        if isNew {
-            registry.withLock { $0.subscribers[showtimeId, default: [:]][client.id] = client }
-            metrics.subscriptions.add(1)
-        }
-        requestSnapshot(showtimeId, token: token, for: [client])
     }
 
     func unsubscribe(_ client: ClientConnection, from showtimeId: String) {
@@ -143,14 +210,24 @@ final class Hub: Sendable {
         if removed { metrics.subscriptions.add(-1) }
     }
 
-    private func requestSnapshot(_ showtimeId: String, token: UInt64, for clients: [ClientConnection]) {
+    /// Sends the snapshot request of the book's entry `token`; its answer goes to every subscription
+    /// that joined the entry meanwhile.
+    private func requestSnapshot(_ showtimeId: String, token: UInt64) {
+        metrics.snapshotRequests.increment()
         let requestedAt = Date()
         availability.requestAvailability(showtimeId: showtimeId) { [self] result in
-            switch result {
-            case .success(let availability):
+            let text = result.map { ServerMessage.snapshot($0, requestedAt: requestedAt) }
+            let instant = now()
+            let completed = registry.withLock { registry in
+                registry.snapshots.complete(token: token, text: try? text.get(), now: instant)
+            }
+            let deliveries = completed?.1 ?? []
+            switch text {
+            case .success(let text):
                 metrics.snapshotsOK.increment()
-                let text = ServerMessage.snapshot(availability, requestedAt: requestedAt)
-                for client in clients { client.completeSnapshot(showtimeId, token: token, text: text) }
+                for (client, missed) in deliveries {
+                    client.completeSnapshot(showtimeId, token: token, texts: [text] + missed)
+                }
             case .failure(let error):
                 metrics.snapshotsFailed.increment()
                 logger.info(
@@ -161,7 +238,7 @@ final class Hub: Sendable {
                 // An unknown showtime ends the subscription; anything else (broker or core away, timeout)
                 // keeps the live events flowing, and the client may subscribe again for a snapshot.
                 let keep = error.code != .showtimeNotFound && error.code != .validationFailed
-                for client in clients
+                for (client, _) in deliveries
                 where client.failSnapshot(showtimeId, token: token, errorText: text, keep: keep) {
                     removeSubscriber(client, showtimeId)
                 }
@@ -171,39 +248,49 @@ final class Hub: Sendable {
 
     // MARK: Events
 
-    /// Fans one event out to the clients that follow its showtime.
+    /// Fans one event out to the clients that follow its showtime (and keeps it for the subscriptions
+    /// that will join the showtime's snapshot request).
     func publish(_ event: InventoryEvent) {
-        let subscribers = registry.withLock { $0.subscribers[event.showtimeId].map { Array($0.values) } ?? [] }
-        guard !subscribers.isEmpty else { return }
         let text = ServerMessage.event(event)
+        let subscribers = registry.withLock { registry -> [ClientConnection] in
+            registry.sequence += 1
+            registry.snapshots.record(event.showtimeId, sequence: registry.sequence, text: text)
+            return registry.subscribers[event.showtimeId].map { Array($0.values) } ?? []
+        }
+        guard !subscribers.isEmpty else { return }
         var queued = 0
         for client in subscribers where client.deliver(text, showtimeId: event.showtimeId) { queued += 1 }
         metrics.messagesFannedOut.increment(by: queued)
     }
 
     /// After a gap in the event feed (the broker connection was lost and is back): every subscription
-    /// gets a `resync` and then a fresh snapshot, one `availability` request per showtime.
+    /// gets a `resync` and then a fresh snapshot, one `availability` request per showtime. Nothing the
+    /// snapshot book kept is reused: it may lack what the gap swallowed.
     func resync(reason: String) {
-        var tokens: [String: UInt64] = [:]
-        var waiting: [String: [ClientConnection]] = [:]
-        for client in clients {
-            let showtimes = client.resync(reason: reason) { showtimeId in
-                if let token = tokens[showtimeId] { return token }
+        let requests = registry.withLock { registry -> [(String, UInt64)] in
+            registry.snapshots.invalidateAll()
+            var requests: [(String, UInt64)] = []
+            for (showtimeId, subscribers) in registry.subscribers {
                 let token = nextToken.add(1, ordering: .relaxed).oldValue
-                tokens[showtimeId] = token
-                return token
+                let waiting = subscribers.filter { $0.value.resync(showtimeId, reason: reason, token: token) }
+                guard !waiting.isEmpty else { continue }
+                registry.snapshots.start(
+                    showtimeId,
+                    token: token,
+                    waiters: waiting.map { ($0.key, $0.value) },
+                    sequence: registry.sequence
+                )
+                requests.append((showtimeId, token))
             }
-            for showtimeId in showtimes { waiting[showtimeId, default: []].append(client) }
+            return requests
         }
-        guard !waiting.isEmpty else { return }
+        guard !requests.isEmpty else { return }
         metrics.resyncs.increment()
         logger.info(
             "resync after a gap in the event feed",
-            metadata: ["showtimes": "\(waiting.count)", "reason": "\(reason)"]
+            metadata: ["showtimes": "\(requests.count)", "reason": "\(reason)"]
         )
-        for (showtimeId, clients) in waiting {
-            requestSnapshot(showtimeId, token: tokens[showtimeId]!, for: clients)
-        }
+        for (showtimeId, token) in requests { requestSnapshot(showtimeId, token: token) }
     }
 
     /// Drops clients that took no data for longer than `timeout`: they stopped reading.

@@ -48,6 +48,8 @@ public final class RealtimeGateway: Service, Sendable {
             availability: rpc,
             clientBufferSize: configuration.clientBufferSize,
             maxSubscriptionsPerClient: configuration.maxSubscriptionsPerClient,
+            snapshotReuse: configuration.snapshotReuse,
+            maxPendingSnapshots: configuration.maxPendingSnapshots,
             logger: logger
         )
         let consumer = EventConsumer(
@@ -59,24 +61,7 @@ public final class RealtimeGateway: Service, Sendable {
 
         let app = Application(
             router: Self.router(hub: hub, metrics: metrics),
-            server: .http1WebSocketUpgrade(
-                configuration: .init(
-                    http1: .init(),
-                    ws: .init(
-                        maxFrameSize: 16_384,
-                        autoPing: .enabled(timePeriod: configuration.pingInterval),
-                        closeTimeout: .seconds(5)
-                    )
-                )
-            ) { [logger, configuration] request, channel, _ in
-                Self.shouldUpgrade(
-                    request,
-                    channel: channel,
-                    hub: hub,
-                    sendBuffer: configuration.socketSendBuffer,
-                    logger: logger
-                )
-            },
+            server: Self.server(configuration: configuration, hub: hub, metrics: metrics, logger: logger),
             configuration: .init(
                 address: .hostname(configuration.host, port: configuration.port),
                 serverName: nil,
@@ -152,14 +137,59 @@ public final class RealtimeGateway: Service, Sendable {
 
     // MARK: WebSocket
 
+    /// HTTP/1 with the WebSocket upgrade, behind the gate of connection limits, handshake timeout and
+    /// `Origin` check (``GatedWebSocketChannel``).
+    static func server(
+        configuration: GatewayConfiguration,
+        hub: Hub,
+        metrics: GatewayMetrics,
+        logger: Logger
+    ) -> HTTPServerBuilder {
+        let limits = ConnectionLimits(
+            maxTotal: configuration.maxConnections,
+            maxPerAddress: configuration.maxConnectionsPerAddress
+        )
+        let origins = OriginPolicy(origins: configuration.allowedOrigins)
+        let channelConfiguration = HTTP1WebSocketUpgradeChannel.Configuration(
+            // An HTTP keep-alive connection (a health probe's) idle this long is closed.
+            http1: .init(idleTimeout: TimeAmount(configuration.handshakeTimeout)),
+            ws: .init(
+                maxFrameSize: 16_384,
+                autoPing: .enabled(timePeriod: configuration.pingInterval),
+                closeTimeout: .seconds(5)
+            )
+        )
+        return HTTPServerBuilder { responder in
+            GatedWebSocketChannel(
+                inner: HTTP1WebSocketUpgradeChannel(
+                    responder: responder,
+                    configuration: channelConfiguration
+                ) { request, channel, _ in
+                    shouldUpgrade(
+                        request,
+                        channel: channel,
+                        hub: hub,
+                        configuration: configuration,
+                        logger: logger
+                    )
+                },
+                limits: limits,
+                origins: origins,
+                handshakeTimeout: configuration.handshakeTimeout,
+                metrics: metrics
+            )
+        }
+    }
+
     /// WebSockets on `/` (the seed's `ws://host:3011?showtimeId=...`) and `/ws`; other paths are HTTP.
     static func shouldUpgrade(
         _ request: HTTPRequest,
         channel: any Channel,
         hub: Hub,
-        sendBuffer: Int,
+        configuration: GatewayConfiguration,
         logger: Logger
     ) -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> {
+        let sendBuffer = configuration.socketSendBuffer
         let uri = URI(request.path ?? "/")
         guard uri.path == "/" || uri.path == "/ws" else { return .dontUpgrade }
         // A fixed send buffer instead of the kernel's autotuning (up to 4 MiB on loopback): bounded memory
@@ -180,6 +210,7 @@ public final class RealtimeGateway: Service, Sendable {
                 channel: channel,
                 initial: initial,
                 hub: hub,
+                budget: MessageBudget(rate: configuration.maxMessagesPerSecond, burst: configuration.messageBurst),
                 logger: logger
             )
         }
@@ -191,8 +222,10 @@ public final class RealtimeGateway: Service, Sendable {
         channel: any Channel,
         initial: Result<String, ErrorBody>?,
         hub: Hub,
+        budget: MessageBudget<ContinuousClock.Instant>,
         logger: Logger
     ) async {
+        var budget = budget
         // `isWritable` is safe from any thread (an atomic in NIO's socket channels).
         let client = hub.connect(closeChannel: { channel.close(promise: nil) }, isWritable: { channel.isWritable })
         defer { hub.disconnect(client) }
@@ -217,6 +250,16 @@ public final class RealtimeGateway: Service, Sendable {
             }
             do {
                 for try await message in inbound.messages(maxSize: 16_384) {
+                    guard budget.take(now: .now) else {
+                        // A flood: closed before its messages cost any parsing (decision 0017).
+                        hub.metrics.droppedMessageRate.increment()
+                        logger.info(
+                            "disconnected a client that sends too many messages",
+                            metadata: ["client.id": "\(client.id)", "limit": "\(budget.rate)"]
+                        )
+                        try? await outbound.close(.policyViolation, reason: "too many messages")
+                        break
+                    }
                     handle(message, from: client, hub: hub)
                 }
             } catch {

@@ -63,6 +63,8 @@ struct LoadOptions: ParsableArguments {
     var noVerify = false
     @Flag(help: "Print the report as JSON.")
     var json = false
+    @Option(help: "The run's id: its showtimes are ID-st0, ID-st1, ... (default: bench-<random>).")
+    var runId: String?
 
     func seatsRange() throws -> ClosedRange<Int> {
         let parts = seatsPerHold.split(separator: "-").compactMap { Int($0) }
@@ -109,6 +111,7 @@ func runLoad(
         hotSeats: load.hotSeats,
         hotFraction: load.hotFraction,
         verify: !load.noVerify && transport != .echo,
+        runID: load.runId,
         tokens: tokens
     )
     options.analyzeAfterProvisioning = load.analyze

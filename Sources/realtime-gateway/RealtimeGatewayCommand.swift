@@ -14,7 +14,10 @@ struct RealtimeGatewayCommand: ParsableCommand {
             get a snapshot of the showtime's seats, then every hold.created, hold.released, hold.expired and
             seats.purchased event of it. Configuration comes from the environment, then .env.local, then .env
             (see README.md): WS_PORT (3011), RABBITMQ_URL, RPC_TIMEOUT_MS, LOG_LEVEL, WS_CLIENT_BUFFER,
-            WS_MAX_SUBSCRIPTIONS, WS_PING_INTERVAL_SECONDS, WS_WRITE_TIMEOUT_SECONDS.
+            WS_MAX_SUBSCRIPTIONS, WS_PING_INTERVAL_SECONDS, WS_WRITE_TIMEOUT_SECONDS, WS_SOCKET_SEND_BUFFER, and the
+            edge's (decision 0017): CORS_ORIGIN and WS_FACADE_ORIGIN (the origins whose pages may connect),
+            WS_MAX_CONNECTIONS, WS_MAX_CONNECTIONS_PER_ADDRESS, WS_HANDSHAKE_TIMEOUT_SECONDS,
+            WS_SNAPSHOT_REUSE_MS, WS_MAX_PENDING_SNAPSHOTS.
             """
     )
 

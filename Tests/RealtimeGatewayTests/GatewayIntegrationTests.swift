@@ -154,6 +154,8 @@ extension RealServices {
             let configure: (inout GatewayConfiguration) -> Void = {
                 $0.clientBufferSize = 64
                 $0.writeTimeout = .seconds(2)
+                // All of them come from 127.0.0.1: over the default per-address limit (256), on purpose here.
+                $0.maxConnectionsPerAddress = 2_000
             }
             try await withGateway(seatMaps: seatMaps, configure: configure) { gateway, vhost in
                 let publisher = try EventPublisher(vhost: vhost)
