@@ -34,7 +34,7 @@ rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null
 PGPASSWORD=postgres createdb -h localhost -U postgres "$database"
 DATABASE_URL=$dburl "$bin/inventory-rpc" migrate >/dev/null
 
-DATABASE_URL=$dburl RABBITMQ_URL=$amqp OPS_PORT=0 LOG_LEVEL=warning "$bin/inventory-rpc" serve >"$out/core.log" 2>&1 &
+DATABASE_URL=$dburl RABBITMQ_URL=$amqp OPS_PORT=0 LOG_LEVEL=warning MAX_SEATS_PER_USER=0 "$bin/inventory-rpc" serve >"$out/core.log" 2>&1 &
 pids+=($!)
 port_on=$((20000 + RANDOM % 20000))
 port_off=$((port_on + 1))

@@ -145,7 +145,7 @@ fi
 
 core_up=0
 if has core || has http || has sweep; then
-    DATABASE_URL="$coreurl" RABBITMQ_URL="$amqp" HOLD_TTL_SECONDS=300 EXPIRY_INTERVAL_SECONDS=5 OPS_PORT=0 LOG_LEVEL=warning \
+    DATABASE_URL="$coreurl" RABBITMQ_URL="$amqp" HOLD_TTL_SECONDS=300 EXPIRY_INTERVAL_SECONDS=5 OPS_PORT=0 LOG_LEVEL=warning MAX_SEATS_PER_USER="${MAX_SEATS_PER_USER:-0}" \
         "$bin/inventory-rpc" serve >"$OUT/core.log" 2>&1 &
     core=$!
     pids+=("$core")

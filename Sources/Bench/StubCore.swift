@@ -87,6 +87,8 @@ public final class StubCore: Sendable {
                         case .unknownSeats(let seats): .failure(ErrorBody.unknownSeats(seats))
                         case .showtimeNotFound: .failure(ErrorBody(code: .showtimeNotFound, message: "no seat map"))
                         case .keyReused: .failure(ErrorBody(code: .idempotencyKeyReused, message: "key reused"))
+                        case .seatLimitReached(let limit, let held):
+                            .failure(ErrorBody.seatLimitReached(limit: limit, held: held))
                         }
                     }
                 case .release:

@@ -19,6 +19,8 @@ public enum ErrorCode: String, Codable, CaseIterable, Sendable {
     case serviceUnavailable = "SERVICE_UNAVAILABLE"
     case upstreamTimeout = "UPSTREAM_TIMEOUT"
     case internalError = "INTERNAL"
+    // Issue 14 (i14-core): the per-user seat limit.
+    case seatLimitReached = "SEAT_LIMIT_REACHED"
 
     public var httpStatus: Int {
         switch self {
@@ -33,6 +35,7 @@ public enum ErrorCode: String, Codable, CaseIterable, Sendable {
         case .internalError: 500
         case .serviceUnavailable: 503
         case .upstreamTimeout: 504
+        case .seatLimitReached: 409
         }
     }
 }
@@ -72,6 +75,24 @@ public struct ErrorBody: Codable, Sendable, Hashable, Error {
     /// 409 SEAT_UNAVAILABLE: `details.seatIds` lists the seats that were not available.
     public static func seatUnavailable(_ seatIDs: [String]) -> ErrorBody {
         ErrorBody(code: .seatUnavailable, message: "Seat unavailable", details: ["seatIds": .array(seatIDs.map(JSONValue.string))])
+    }
+
+    /// 409 SEAT_LIMIT_REACHED: the hold would take the user past `limit` seats of the showtime; `held` is what
+    /// the user has (INTERFACE.md "Limits").
+    public static func seatLimitReached(limit: Int, held: Int) -> ErrorBody {
+        ErrorBody(
+            code: .seatLimitReached,
+            message: "Seat limit reached: at most \(limit) seats of a showtime per user (\(held) held)",
+            details: ["limit": .number(Double(limit)), "held": .number(Double(held))])
+    }
+
+    /// 413 PAYLOAD_TOO_LARGE over AMQP: the request's body (`size` bytes) is over the core's `limit`; it was
+    /// not read.
+    public static func requestTooLarge(size: Int, limit: Int) -> ErrorBody {
+        ErrorBody(
+            code: .payloadTooLarge,
+            message: "The request body (\(size) bytes) is over the limit of \(limit) bytes",
+            details: ["limit": .number(Double(limit)), "size": .number(Double(size))])
     }
 
     /// 422 UNKNOWN_SEATS: `details.seatIds` lists the seats the seat map does not have.

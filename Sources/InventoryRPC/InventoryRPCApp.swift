@@ -65,7 +65,11 @@ extension CoreConfiguration {
             prefetch: UInt16(clamping: configuration.prefetch),
             opsPort: configuration.opsPort,
             permissions: configuration.rpcPermissions,
-            idempotencyRetentionHours: configuration.idempotencyRetentionHours
+            idempotencyRetentionHours: configuration.idempotencyRetentionHours,
+            maxSeatsPerUser: configuration.maxSeatsPerUser,
+            seatLimitCountsPurchased: configuration.seatLimitCountsPurchased,
+            maxRequestBytes: configuration.maxRequestBytes,
+            opsBindAddress: configuration.opsBindAddress
         )
     }
 }

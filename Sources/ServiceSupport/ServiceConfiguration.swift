@@ -55,6 +55,15 @@ public struct ServiceConfiguration: Sendable, Equatable {
     /// `IDEMPOTENCY_RETENTION_HOURS`: how long an idempotency record (a key's first answer) is kept; at least
     /// 24 (INTERFACE.md rule 9).
     public var idempotencyRetentionHours: Int
+    // Issue 14 (i14-core): the per-user seat limit, the core's AMQP edge, its operations port's address.
+    /// `MAX_SEATS_PER_USER`: the most seats of one showtime a user may have in live holds (0: no limit).
+    public var maxSeatsPerUser: Int = 10
+    /// `SEAT_LIMIT_COUNTS_PURCHASED`: purchased seats count against `MAX_SEATS_PER_USER` too.
+    public var seatLimitCountsPurchased: Bool = false
+    /// `MAX_REQUEST_BYTES`: the core answers a larger RPC request `PAYLOAD_TOO_LARGE` without reading it.
+    public var maxRequestBytes: Int = 2 << 20
+    /// `OPS_BIND`: the address the core's operations port listens on (loopback by default).
+    public var opsBindAddress: String = "127.0.0.1"
 
     /// The defaults of INTERFACE.md's table and of the README's.
     public static let defaults = ServiceConfiguration(
@@ -142,6 +151,10 @@ public struct ServiceConfiguration: Sendable, Equatable {
             "FACADE_OPS_BIND": "\(facadeOpsBindAddress)",
             "RPC_PERMISSIONS": "\(rpcPermissions)",
             "IDEMPOTENCY_RETENTION_HOURS": "\(idempotencyRetentionHours)",
+            "MAX_SEATS_PER_USER": "\(maxSeatsPerUser)",
+            "SEAT_LIMIT_COUNTS_PURCHASED": "\(seatLimitCountsPurchased)",
+            "MAX_REQUEST_BYTES": "\(maxRequestBytes)",
+            "OPS_BIND": "\(opsBindAddress)",
         ].merging(auth.logMetadata) { current, _ in current }
     }
 }
@@ -230,7 +243,7 @@ private struct Parser {
 
     func parse() throws(ConfigurationError) -> ServiceConfiguration {
         let defaults = ServiceConfiguration.defaults
-        return ServiceConfiguration(
+        var configuration = ServiceConfiguration(
             // libpq takes a URL without a host: the local socket.
             databaseURL: try url(
                 "DATABASE_URL",
@@ -268,6 +281,29 @@ private struct Parser {
                 default: defaults.idempotencyRetentionHours
             )
         )
+        // Issue 14 (i14-core).
+        configuration.maxSeatsPerUser = try integer("MAX_SEATS_PER_USER", in: 0...10_000, default: defaults.maxSeatsPerUser)
+        configuration.seatLimitCountsPurchased = try boolean(
+            "SEAT_LIMIT_COUNTS_PURCHASED",
+            default: defaults.seatLimitCountsPurchased
+        )
+        configuration.maxRequestBytes = try integer(
+            "MAX_REQUEST_BYTES",
+            in: 1_024...(128 << 20),
+            default: defaults.maxRequestBytes
+        )
+        configuration.opsBindAddress = try ipAddress("OPS_BIND", default: defaults.opsBindAddress)
+        return configuration
+    }
+
+    private func boolean(_ name: String, default value: Bool) throws(ConfigurationError) -> Bool {
+        guard let (raw, source) = lookup(name) else { return value }
+        switch raw.lowercased() {
+        case "true", "1", "yes", "on": return true
+        case "false", "0", "no", "off": return false
+        default:
+            throw ConfigurationError(variable: name, source: source, message: "expected true or false, got '\(raw)'")
+        }
     }
 
     /// `AUTH_MODE`, `JWT_SECRET` (secret), `JWT_PUBLIC_KEY_FILE`, `JWT_ISSUER`, `JWT_AUDIENCE`. Whether a

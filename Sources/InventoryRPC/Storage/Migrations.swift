@@ -55,5 +55,10 @@ public enum Migrations {
             name: "idempotency records: refusals kept, derived keys, retention",
             file: PackageResources._006_idempotency_records_sql
         ),
+        Migration(
+            version: 7,
+            name: "the per-user seat limit, counted under a (user, showtime) advisory lock",
+            file: PackageResources._007_seat_limit_sql
+        ),
     ]
 }
