@@ -49,10 +49,12 @@ public final class AMQPConnection {
     private var pending: [AMQPEvent] = []
     /// The negotiated heartbeat interval; `.zero` when off.
     private var heartbeatInterval: Duration = .zero
-    /// The largest delivery body `nextEvent` reads into memory; nil: any (rabbitmq-c allocates what the content
-    /// header announces). A delivery announcing more still arrives, so the consumer can answer and acknowledge
-    /// it, but with an empty `body` and `bodyDropped` set: its body frames are taken from the socket one at a
-    /// time and dropped, so no more than one frame (`frame_max`, 128 KiB) of it is ever in memory.
+    /// The largest delivery body `nextEvent` reads into memory; nil: any (rabbitmq-c's own reading, which keeps
+    /// the pool pages of the largest message read for the connection's life). Set, deliveries are read frame by
+    /// frame, the pool recycled after each, and a delivery announcing more than this still arrives, so the
+    /// consumer can answer and acknowledge it, but with an empty `body` and `bodyDropped` set: its body frames
+    /// are taken from the socket one at a time and dropped, so no more than one frame (`frame_max`, 128 KiB)
+    /// of it is ever in memory.
     public var maxBodySize: Int?
     /// When rabbitmq-c last had the chance to send and check heartbeats (`amqp_consume_message`).
     private var lastLibraryRead: ContinuousClock.Instant
@@ -647,11 +649,13 @@ public final class AMQPConnection {
             }
             let fragment = part.payload.body_fragment
             received += UInt64(fragment.len)
-            if dropped {
-                amqp_maybe_release_buffers_on_channel(state, channel)
-            } else if let bytes = fragment.bytes, fragment.len > 0 {
+            if !dropped, let bytes = fragment.bytes, fragment.len > 0 {
                 body.append(contentsOf: UnsafeRawBufferPointer(start: bytes, count: fragment.len))
             }
+            // rabbitmq-c reads every frame into the channel's pool, and recycling keeps the pool's pages: without
+            // this, the pool would grow to the largest message ever read (and keep it for the connection's life,
+            // which is how a 100 MiB request used to stay in the core for good). With it, one frame's page.
+            amqp_maybe_release_buffers_on_channel(state, channel)
         }
         lastLibraryRead = clock.now
         if dropped {
