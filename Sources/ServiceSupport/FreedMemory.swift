@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// Gives memory a process freed back to the system.
@@ -14,20 +14,20 @@ public enum FreedMemory {
     private typealias Trim = @convention(c) (Int) -> Int32
     private static let trim: Trim? = {
         #if canImport(Glibc)
-            guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return nil }
-            return unsafeBitCast(symbol, to: Trim.self)
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return nil }
+        return unsafeBitCast(symbol, to: Trim.self)
         #else
-            return nil
+        return nil
         #endif
     }()
 
     private typealias Option = @convention(c) (Int32, Int32) -> Int32
     private static let mallopt: Option? = {
         #if canImport(Glibc)
-            guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return nil }
-            return unsafeBitCast(symbol, to: Option.self)
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return nil }
+        return unsafeBitCast(symbol, to: Option.self)
         #else
-            return nil
+        return nil
         #endif
     }()
 

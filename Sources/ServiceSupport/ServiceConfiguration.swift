@@ -282,7 +282,11 @@ private struct Parser {
             )
         )
         // Issue 14 (i14-core).
-        configuration.maxSeatsPerUser = try integer("MAX_SEATS_PER_USER", in: 0...10_000, default: defaults.maxSeatsPerUser)
+        configuration.maxSeatsPerUser = try integer(
+            "MAX_SEATS_PER_USER",
+            in: 0...10_000,
+            default: defaults.maxSeatsPerUser
+        )
         configuration.seatLimitCountsPurchased = try boolean(
             "SEAT_LIMIT_COUNTS_PURCHASED",
             default: defaults.seatLimitCountsPurchased

@@ -184,7 +184,8 @@ extension CoreServiceTests {
         static func residentKiB(_ pid: pid_t) throws -> Int {
             let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
             for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
-                if let value = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") {
+                if let value = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
+                {
                     return value
                 }
             }
@@ -209,7 +210,10 @@ extension CoreServiceTests {
                             }
                             let answer = try await core.hold(showtimeID, ["s\(index + 1)"], user: user)
                             if let hold = try? answer.decode(Hold.self).result.get() {
-                                _ = try await core.client.call(.release, ReleaseRequest(holdId: hold.holdId, userId: user))
+                                _ = try await core.client.call(
+                                    .release,
+                                    ReleaseRequest(holdId: hold.holdId, userId: user)
+                                )
                             }
                         }
                     }

@@ -65,7 +65,12 @@ extension CoreServiceTests {
         )
         func whatCounts() async throws {
             for countsPurchased in [false, true] {
-                try await withCore(holdTTL: 2, workers: 2, maxSeatsPerUser: 4, seatLimitCountsPurchased: countsPurchased) {
+                try await withCore(
+                    holdTTL: 2,
+                    workers: 2,
+                    maxSeatsPerUser: 4,
+                    seatLimitCountsPurchased: countsPurchased
+                ) {
                     core in
                     let showtimeID = try await core.showtime(seats: 20)
                     // More seats than the limit at once: refused with held 0, nothing written.
