@@ -28,8 +28,10 @@ struct CoreContext: Sendable {
 /// One RPC worker: a dedicated thread owning one broker, one database and one Redis connection, taking
 /// one message at a time from all seven queues.
 ///
-/// Per message: no `reply_to` → ack and log; past `x-deadline` → ack and drop without acting; otherwise
-/// act, publish the reply, and only then ack. If the reply cannot be published the broker connection is
+/// Per message: no `reply_to`, no `correlation_id`, or a `reply_to` that is not the caller's (`ReplyAddress`)
+/// → ack, count and log, never act (decision 0015); a body over `MAX_REQUEST_BYTES` → answered
+/// `PAYLOAD_TOO_LARGE`, never read; past `x-deadline` → ack and drop without acting; otherwise act, publish the
+/// reply, and only then ack. If the reply cannot be published the broker connection is
 /// gone, the message is still unacked and the broker redelivers it (at least once; a hold with an
 /// idempotency key replays).
 final class RPCWorker {
