@@ -96,6 +96,33 @@ extension CoreServiceTests {
             }
         }
 
+        @Test("the operations port listens on loopback by default (OPS_BIND)")
+        func opsPortOnLoopback() async throws {
+            try await withCore(workers: 1, processes: 1) { core in
+                let server = core.processes[0]
+                var port: Int?
+                let deadline = ContinuousClock.now + .seconds(10)
+                while port == nil, ContinuousClock.now < deadline {
+                    let line = server.output.split(separator: "\n").first { $0.contains("ops HTTP port open") }
+                    port = line?.firstMatch(of: /port=(\d+)/).flatMap { Int($0.1) }
+                    if port == nil { try await Task.sleep(for: .milliseconds(50)) }
+                }
+                let opsPort = try #require(port, "no ops port in the log:\n\(server.output.suffix(2000))")
+                // The kernel's table of listening TCP sockets (state 0A): the port's local address is 127.0.0.1.
+                let hexPort = String(format: "%04X", opsPort)
+                let table = try String(contentsOfFile: "/proc/net/tcp", encoding: .utf8)
+                var listening: [String] = []
+                for row in table.split(separator: "\n").dropFirst() {
+                    let fields: [Substring] = row.split(separator: " ", omittingEmptySubsequences: true)
+                    guard fields.count > 3, fields[3] == "0A", fields[1].hasSuffix(":" + hexPort) else { continue }
+                    listening.append(String(fields[1]))
+                }
+                #expect(listening == ["0100007F:\(hexPort)"], "\(listening)")
+                let tcp6 = (try? String(contentsOfFile: "/proc/net/tcp6", encoding: .utf8)) ?? ""
+                #expect(!tcp6.contains(":\(hexPort) 00000000000000000000000000000000:0000 0A"))
+            }
+        }
+
         @Test("reply_to rule: direct reply-to, server-named queues and the caller's own namespace only")
         func replyAddressRule() {
             #expect(ReplyAddress.isAllowed("amq.rabbitmq.reply-to", brokerUser: nil))
