@@ -83,7 +83,8 @@ public struct ErrorBody: Codable, Sendable, Hashable, Error {
         ErrorBody(
             code: .seatLimitReached,
             message: "Seat limit reached: at most \(limit) seats of a showtime per user (\(held) held)",
-            details: ["limit": .number(Double(limit)), "held": .number(Double(held))])
+            details: ["limit": .number(Double(limit)), "held": .number(Double(held))]
+        )
     }
 
     /// 413 PAYLOAD_TOO_LARGE over AMQP: the request's body (`size` bytes) is over the core's `limit`; it was
@@ -92,7 +93,8 @@ public struct ErrorBody: Codable, Sendable, Hashable, Error {
         ErrorBody(
             code: .payloadTooLarge,
             message: "The request body (\(size) bytes) is over the limit of \(limit) bytes",
-            details: ["limit": .number(Double(limit)), "size": .number(Double(size))])
+            details: ["limit": .number(Double(limit)), "size": .number(Double(size))]
+        )
     }
 
     /// 422 UNKNOWN_SEATS: `details.seatIds` lists the seats the seat map does not have.
