@@ -149,7 +149,8 @@ if has core || has http || has sweep; then
     # Every client of this run logs in as guest on its scratch vhost, which the core's default table grants
     # nothing (README, "Broker users"): grant it everything here (the core warns at start).
     DATABASE_URL="$coreurl" RABBITMQ_URL="$amqp" HOLD_TTL_SECONDS=300 EXPIRY_INTERVAL_SECONDS=5 OPS_PORT=0 LOG_LEVEL=warning \
-        RPC_PERMISSIONS="guest=*,act-for-users,admin" "$bin/inventory-rpc" serve >"$OUT/core.log" 2>&1 &
+        RPC_PERMISSIONS="guest=*,act-for-users,admin" MAX_SEATS_PER_USER="${MAX_SEATS_PER_USER:-0}" \
+        "$bin/inventory-rpc" serve >"$OUT/core.log" 2>&1 &
     core=$!
     pids+=("$core")
     if serving 30; then core_up=1; else echo "   inventory-rpc serve does not answer ping.request: core rows skipped" >&2; fi

@@ -143,7 +143,7 @@ start_process() {
             REDIS_URL="redis://$via:$FAULTS_REDIS_PORT" \
             RABBITMQ_URL="amqp://guest:guest@$via:$FAULTS_AMQP_PORT?heartbeat=$HEARTBEAT" \
             HOLD_TTL_SECONDS=$HOLD_TTL EXPIRY_INTERVAL_SECONDS=$EXPIRY_INTERVAL OPS_PORT="${OPS[$name]}" WORKERS=4 \
-            RPC_PERMISSIONS="$RPC_PERMISSIONS" LOG_LEVEL=info "$bin/inventory-rpc" serve >>"$out/$name.log" 2>&1) &
+            OPS_BIND="${NS_ADDR[$name]}" RPC_PERMISSIONS="$RPC_PERMISSIONS" LOG_LEVEL=info "$bin/inventory-rpc" serve >>"$out/$name.log" 2>&1) &
     fi
     PIDS[$name]=$!
 }

@@ -102,7 +102,9 @@ rabbit_init() {
     mkdir -p "$FAULTS_DIR/rabbit/mnesia" "$FAULTS_DIR/rabbit/log"
     echo '[].' >"$FAULTS_DIR/rabbit/enabled_plugins"
     # Small disk limit: the machine is shared, and a full-disk alarm would block publishers.
-    printf 'disk_free_limit.absolute = 50MB\nloopback_users = none\n' >"$FAULTS_DIR/rabbit/rabbitmq.conf"
+    # max_message_size as scripts/services.sh sets it on the shared broker (decision 0015).
+    printf 'disk_free_limit.absolute = 50MB\nloopback_users = none\nmax_message_size = 16777216\n' \
+        >"$FAULTS_DIR/rabbit/rabbitmq.conf"
     # The AMQP listeners: loopback and the veth addresses (not RABBITMQ_NODE_IP_ADDRESS: one address only).
     local address index=0
     for address in 127.0.0.1 ${FAULTS_LISTEN:-}; do

@@ -49,6 +49,13 @@ public final class AMQPConnection {
     private var pending: [AMQPEvent] = []
     /// The negotiated heartbeat interval; `.zero` when off.
     private var heartbeatInterval: Duration = .zero
+    /// The largest delivery body `nextEvent` reads into memory; nil: any (rabbitmq-c's own reading, which keeps
+    /// the pool pages of the largest message read for the connection's life). Set, deliveries are read frame by
+    /// frame, the pool recycled after each, and a delivery announcing more than this still arrives, so the
+    /// consumer can answer and acknowledge it, but with an empty `body` and `bodyDropped` set: its body frames
+    /// are taken from the socket one at a time and dropped, so no more than one frame (`frame_max`, 128 KiB)
+    /// of it is ever in memory.
+    public var maxBodySize: Int?
     /// When rabbitmq-c last had the chance to send and check heartbeats (`amqp_consume_message`).
     private var lastLibraryRead: ContinuousClock.Instant
     private let clock = ContinuousClock()
@@ -566,6 +573,7 @@ public final class AMQPConnection {
             // A zero timeval makes rabbitmq-c skip the missed-heartbeat check; a microsecond does not.
             wait.tv_usec = 1
         }
+        if let maxBodySize { return try readBounded(state, wait: wait, limit: maxBodySize) }
         var envelope = amqp_envelope_t()
         let reply = amqp_consume_message(state, &envelope, &wait, 0)
         lastLibraryRead = clock.now
@@ -593,6 +601,94 @@ public final class AMQPConnection {
         }
         try check(reply, "reading from the broker")
         return .nothing
+    }
+
+    /// `amqp_consume_message` frame by frame (a basic.deliver, its content header, its body frames), with a
+    /// limit on what is kept: a body over `limit` is read and dropped, one frame at a time (`maxBodySize`).
+    private func readBounded(_ state: amqp_connection_state_t, wait: timeval, limit: Int) throws(AMQPError) -> Read {
+        var wait = wait
+        var frame = amqp_frame_t()
+        let status = amqp_simple_wait_frame_noblock(state, &frame, &wait)
+        lastLibraryRead = clock.now
+        if status == AMQP_STATUS_TIMEOUT.rawValue { return .timedOut }
+        guard status == AMQP_STATUS_OK.rawValue else {
+            throw fail(Self.libraryError(status, context: "reading a frame"), state: state, .broken)
+        }
+        guard frame.frame_type == UInt8(AMQP_FRAME_METHOD), frame.payload.method.id == crabbitmq_basic_deliver_method,
+            let decoded = frame.payload.method.decoded
+        else {
+            return try handle(frame, state: state)
+        }
+        // Copied before the next frames are read: they may reuse the memory the method was decoded into.
+        let deliver = decoded.assumingMemoryBound(to: amqp_basic_deliver_t.self).pointee
+        let channel = frame.channel
+        let deliveryTag = deliver.delivery_tag
+        let exchange = deliver.exchange.string
+        let routingKey = deliver.routing_key.string
+        let redelivered = deliver.redelivered != 0
+        let consumerTag = deliver.consumer_tag.string
+
+        // The content frames follow at once on the same channel (the only one this connection opens; rabbitmq-c
+        // answers heartbeats inside the wait). Anything else there is the broker closing something.
+        let header = try contentFrame(state, channel: channel, context: "reading a content header")
+        guard header.frame_type == UInt8(AMQP_FRAME_HEADER), let decodedProperties = header.payload.properties.decoded
+        else {
+            throw fail(protocolError("a delivery without its content header"), state: state, .broken)
+        }
+        let properties = AMQPProperties(
+            copying: decodedProperties.assumingMemoryBound(to: amqp_basic_properties_t.self).pointee)
+        let size = header.payload.properties.body_size
+        let dropped = size > UInt64(max(limit, 0))
+        var body: [UInt8] = []
+        if !dropped { body.reserveCapacity(Int(size)) }
+        var received: UInt64 = 0
+        while received < size {
+            let part = try contentFrame(state, channel: channel, context: "reading a message body")
+            guard part.frame_type == UInt8(AMQP_FRAME_BODY) else {
+                throw fail(protocolError("a message body cut short by another frame"), state: state, .broken)
+            }
+            let fragment = part.payload.body_fragment
+            received += UInt64(fragment.len)
+            if !dropped, let bytes = fragment.bytes, fragment.len > 0 {
+                body.append(contentsOf: UnsafeRawBufferPointer(start: bytes, count: fragment.len))
+            }
+            // rabbitmq-c reads every frame into the channel's pool, and recycling keeps the pool's pages: without
+            // this, the pool would grow to the largest message ever read (and keep it for the connection's life,
+            // which is how a 100 MiB request used to stay in the core for good). With it, one frame's page.
+            amqp_maybe_release_buffers_on_channel(state, channel)
+        }
+        lastLibraryRead = clock.now
+        if dropped {
+            logger.debug(
+                "AMQP delivery body over the limit; dropped unread",
+                metadata: ["amqp.body_size": "\(size)", "amqp.limit": "\(limit)"])
+        }
+        return .event(
+            .delivery(
+                AMQPMessage(
+                    deliveryTag: deliveryTag, exchange: exchange, routingKey: routingKey, redelivered: redelivered,
+                    consumerTag: consumerTag, properties: properties, body: body,
+                    bodySize: Int(clamping: size), bodyDropped: dropped)))
+    }
+
+    /// The next frame of a delivery's content. A method frame instead (a channel or connection close) is handled,
+    /// which throws for a close; any other is a protocol error.
+    private func contentFrame(
+        _ state: amqp_connection_state_t, channel: amqp_channel_t, context: String
+    ) throws(AMQPError) -> amqp_frame_t {
+        var frame = amqp_frame_t()
+        let status = amqp_simple_wait_frame(state, &frame)
+        guard status == AMQP_STATUS_OK.rawValue else {
+            throw fail(Self.libraryError(status, context: context), state: state, .broken)
+        }
+        if frame.frame_type == UInt8(AMQP_FRAME_METHOD) {
+            _ = try handle(frame, state: state)
+            throw fail(protocolError("\(context): a method frame inside a message"), state: state, .broken)
+        }
+        guard frame.channel == channel else {
+            throw fail(protocolError("\(context): a frame of channel \(frame.channel)"), state: state, .broken)
+        }
+        return frame
     }
 
     private func handle(_ frame: amqp_frame_t, state: amqp_connection_state_t) throws(AMQPError) -> Read {

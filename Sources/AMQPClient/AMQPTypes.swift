@@ -50,11 +50,16 @@ public struct AMQPMessage: Sendable {
     public var redelivered: Bool
     public var consumerTag: String
     public var properties: AMQPProperties
+    /// Empty when `bodyDropped`.
     public var body: [UInt8]
+    /// The body's size as its content header announced it.
+    public var bodySize: Int
+    /// The body was over the connection's `maxBodySize`: read from the socket and dropped, never kept.
+    public var bodyDropped: Bool
 
     public init(
         deliveryTag: UInt64, exchange: String, routingKey: String, redelivered: Bool, consumerTag: String,
-        properties: AMQPProperties, body: [UInt8]
+        properties: AMQPProperties, body: [UInt8], bodySize: Int? = nil, bodyDropped: Bool = false
     ) {
         self.deliveryTag = deliveryTag
         self.exchange = exchange
@@ -63,6 +68,8 @@ public struct AMQPMessage: Sendable {
         self.consumerTag = consumerTag
         self.properties = properties
         self.body = body
+        self.bodySize = bodySize ?? body.count
+        self.bodyDropped = bodyDropped
     }
 }
 

@@ -88,6 +88,8 @@ public final class StubCore: Sendable {
                         case .showtimeNotFound: .failure(ErrorBody(code: .showtimeNotFound, message: "no seat map"))
                         case .keyReused: .failure(ErrorBody(code: .idempotencyKeyReused, message: "key reused"))
                         case .noSuitableSeats(let quantity): .failure(ErrorBody.noSuitableSeats(quantity: quantity))
+                        case .seatLimitReached(let limit, let held):
+                            .failure(ErrorBody.seatLimitReached(limit: limit, held: held))
                         }
                     }
                 case .release:

@@ -94,7 +94,7 @@ public enum Outcome: String, Sendable, Codable, CaseIterable {
     /// The operation did what was asked (a hold won, a release or purchase done, an availability read).
     case won
     /// A business refusal the rush expects: SEAT_UNAVAILABLE, HOLD_NOT_ACTIVE, HOLD_EXPIRED,
-    /// IDEMPOTENCY_KEY_IN_USE.
+    /// IDEMPOTENCY_KEY_IN_USE, SEAT_LIMIT_REACHED.
     case conflict
     /// Any other error answer, or an answer that could not be read.
     case error
@@ -116,7 +116,7 @@ public struct BenchReply: Sendable {
 
     static let conflictCodes: Set<String> = [
         ErrorCode.seatUnavailable.rawValue, ErrorCode.holdNotActive.rawValue, ErrorCode.holdExpired.rawValue,
-        ErrorCode.idempotencyKeyInUse.rawValue,
+        ErrorCode.idempotencyKeyInUse.rawValue, ErrorCode.seatLimitReached.rawValue,
     ]
 
     public static func failure(code: String) -> BenchReply {

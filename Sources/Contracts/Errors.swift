@@ -24,6 +24,8 @@ public enum ErrorCode: String, Codable, CaseIterable, Sendable {
     case uriTooLong = "URI_TOO_LONG"
     case rateLimited = "RATE_LIMITED"
     case headersTooLarge = "HEADERS_TOO_LARGE"
+    // Issue 14 (i14-core): the per-user seat limit.
+    case seatLimitReached = "SEAT_LIMIT_REACHED"
 
     public var httpStatus: Int {
         switch self {
@@ -42,6 +44,7 @@ public enum ErrorCode: String, Codable, CaseIterable, Sendable {
         case .uriTooLong: 414
         case .rateLimited: 429
         case .headersTooLarge: 431
+        case .seatLimitReached: 409
         }
     }
 }
@@ -90,6 +93,26 @@ public struct ErrorBody: Codable, Sendable, Hashable, Error {
             code: .seatUnavailable,
             message: "Seat unavailable: no \(quantity) suitable seats are free",
             details: ["quantity": .number(Double(quantity))]
+        )
+    }
+
+    /// 409 SEAT_LIMIT_REACHED: the hold would take the user past `limit` seats of the showtime; `held` is what
+    /// the user has (INTERFACE.md "Limits").
+    public static func seatLimitReached(limit: Int, held: Int) -> ErrorBody {
+        ErrorBody(
+            code: .seatLimitReached,
+            message: "Seat limit reached: at most \(limit) seats of a showtime per user (\(held) held)",
+            details: ["limit": .number(Double(limit)), "held": .number(Double(held))]
+        )
+    }
+
+    /// 413 PAYLOAD_TOO_LARGE over AMQP: the request's body (`size` bytes) is over the core's `limit`; it was
+    /// not read.
+    public static func requestTooLarge(size: Int, limit: Int) -> ErrorBody {
+        ErrorBody(
+            code: .payloadTooLarge,
+            message: "The request body (\(size) bytes) is over the limit of \(limit) bytes",
+            details: ["limit": .number(Double(limit)), "size": .number(Double(size))]
         )
     }
 

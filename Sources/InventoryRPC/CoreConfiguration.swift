@@ -40,6 +40,21 @@ public struct CoreConfiguration: Sendable {
     public var maxHoldSeconds: Int
     /// `HISTORY_RETENTION_DAYS`: seat history entries older than this are purged by the expiry timer.
     public var historyRetentionDays: Int
+    // Issue 14 (i14-core): limits and the AMQP edge.
+    /// `MAX_SEATS_PER_USER`: the most seats of one showtime a user may have in live holds; 0: no limit.
+    public var maxSeatsPerUser: Int
+    /// `SEAT_LIMIT_COUNTS_PURCHASED`: purchased seats count against `maxSeatsPerUser` too.
+    public var seatLimitCountsPurchased: Bool
+    /// `MAX_REQUEST_BYTES`: a request body over this is answered `PAYLOAD_TOO_LARGE` without being read.
+    public var maxRequestBytes: Int
+    /// `OPS_BIND`: the address the operations port listens on.
+    public var opsBindAddress: String
+
+    /// The limit the store applies to every hold; nil when `maxSeatsPerUser` is 0.
+    public var seatLimit: SeatLimit? {
+        maxSeatsPerUser > 0
+            ? SeatLimit(maxSeatsPerUser: maxSeatsPerUser, countsPurchased: seatLimitCountsPurchased) : nil
+    }
 
     public init(
         databaseURL: String = "postgresql://postgres:postgres@localhost:5432/inventory_db",
@@ -60,7 +75,11 @@ public struct CoreConfiguration: Sendable {
         idempotencyRetentionHours: Int = 48,
         idempotencyPurgeBatchSize: Int = 500,
         maxHoldSeconds: Int = 900,
-        historyRetentionDays: Int = 365
+        historyRetentionDays: Int = 365,
+        maxSeatsPerUser: Int = 10,
+        seatLimitCountsPurchased: Bool = false,
+        maxRequestBytes: Int = 2 << 20,
+        opsBindAddress: String = "127.0.0.1"
     ) {
         self.databaseURL = databaseURL
         self.redisURL = redisURL
@@ -81,5 +100,9 @@ public struct CoreConfiguration: Sendable {
         self.idempotencyPurgeBatchSize = idempotencyPurgeBatchSize
         self.maxHoldSeconds = maxHoldSeconds
         self.historyRetentionDays = historyRetentionDays
+        self.maxSeatsPerUser = maxSeatsPerUser
+        self.seatLimitCountsPurchased = seatLimitCountsPurchased
+        self.maxRequestBytes = maxRequestBytes
+        self.opsBindAddress = opsBindAddress
     }
 }

@@ -202,7 +202,10 @@ public final class CoreService: Sendable {
             throw OpsPortError(port: port, underlying: "\(error)")
         }
         ops.withLock { $0 = daemon }
-        logger.info("ops HTTP port open", metadata: ["port": "\(daemon.port)"])
+        logger.info(
+            "ops HTTP port open",
+            metadata: ["port": "\(daemon.port)", "address": "\(configuration.opsBindAddress)"]
+        )
     }
 
     private func makeOpsDaemon(
@@ -213,7 +216,12 @@ public final class CoreService: Sendable {
         -> HTTPDaemon
     {
         try HTTPDaemon(
-            configuration: HTTPServerConfiguration(port: port, bindAddress: "0.0.0.0", maxBodyBytes: 4096, threads: 1),
+            configuration: HTTPServerConfiguration(
+                port: port,
+                bindAddress: configuration.opsBindAddress,
+                maxBodyBytes: 4096,
+                threads: 1
+            ),
             logger: logger
         ) { request, responder in
             responder.respond(Self.opsResponse(request, health: health, exposition: exposition))

@@ -64,6 +64,8 @@ public enum InventoryRPCApp {
     /// `inventory-rpc serve`: connects, prints INTERFACE.md's start-up lines, serves until `shutdown` is
     /// triggered (SIGINT/SIGTERM), finishes in-flight work and returns within 10 s.
     public static func serve(configuration: ServiceConfiguration, logger: Logger, shutdown: ShutdownSignal) throws {
+        // Memory stays flat after large (hostile) requests: decision 0015.
+        FreedMemory.returnLargeBlocksAtOnce()
         let core = CoreService(
             configuration: CoreConfiguration(configuration),
             logger: logger,
@@ -90,7 +92,11 @@ extension CoreConfiguration {
             permissions: configuration.rpcPermissions,
             idempotencyRetentionHours: configuration.idempotencyRetentionHours,
             maxHoldSeconds: configuration.maxHoldSeconds,
-            historyRetentionDays: configuration.historyRetentionDays
+            historyRetentionDays: configuration.historyRetentionDays,
+            maxSeatsPerUser: configuration.maxSeatsPerUser,
+            seatLimitCountsPurchased: configuration.seatLimitCountsPurchased,
+            maxRequestBytes: configuration.maxRequestBytes,
+            opsBindAddress: configuration.opsBindAddress
         )
     }
 }

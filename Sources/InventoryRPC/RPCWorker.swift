@@ -28,8 +28,10 @@ struct CoreContext: Sendable {
 /// One RPC worker: a dedicated thread owning one broker, one database and one Redis connection, taking
 /// one message at a time from all seven queues.
 ///
-/// Per message: no `reply_to` → ack and log; past `x-deadline` → ack and drop without acting; otherwise
-/// act, publish the reply, and only then ack. If the reply cannot be published the broker connection is
+/// Per message: no `reply_to`, no `correlation_id`, or a `reply_to` that is not the caller's (`ReplyAddress`)
+/// → ack, count and log, never act (decision 0015); a body over `MAX_REQUEST_BYTES` → answered
+/// `PAYLOAD_TOO_LARGE`, never read; past `x-deadline` → ack and drop without acting; otherwise act, publish the
+/// reply, and only then ack. If the reply cannot be published the broker connection is
 /// gone, the message is still unacked and the broker redelivers it (at least once; a hold with an
 /// idempotency key replays).
 final class RPCWorker {
@@ -78,11 +80,15 @@ final class RPCWorker {
             guard let connection = connectedBroker(retry: &retry) else { continue }
             if handler.database.store == nil { _ = handler.database.currentStore() }
             do {
+                var large = false
                 if let event = try connection.nextEvent(timeout: .milliseconds(250)),
                     case .delivery(let message) = event
                 {
+                    large = message.bodySize >= Self.largeRequestBytes
                     try process(message, on: connection)
                 }
+                // Once the message itself is gone too.
+                if large { Self.returnFreedMemory() }
             } catch {
                 dropBroker(error)
             }
@@ -97,6 +103,8 @@ final class RPCWorker {
             var configuration = try AMQPConfiguration(url: context.configuration.rabbitmqURL)
             configuration.connectionName = "inventory-rpc \(name)"
             let connection = try AMQPConnection(configuration: configuration, logger: logger)
+            // A request body over the limit is answered without being read into memory (decision 0015).
+            connection.maxBodySize = context.configuration.maxRequestBytes
             try declareTopology(connection)
             // One limit for the worker's consumers together (one per operation): what a worker holds beyond the request it is
             // deciding waits behind that request, so it is kept small; the rest waits in the queues for any
@@ -160,10 +168,36 @@ final class RPCWorker {
             try connection.ack(deliveryTag: message.deliveryTag)
             return
         }
+        // Nobody could match an answer without one: not acted on (decision 0015).
+        guard let correlationID = message.properties.correlationID, !correlationID.isEmpty else {
+            context.metrics.dropped(reason: "no_correlation_id")
+            logger.warning("request without correlation_id; acknowledged and dropped")
+            try connection.ack(deliveryTag: message.deliveryTag)
+            return
+        }
+        guard ReplyAddress.isAllowed(replyTo, brokerUser: message.properties.userID) else {
+            context.metrics.dropped(reason: "reply_to_refused")
+            logger.warning(
+                "request whose reply_to is not the caller's; acknowledged and dropped",
+                metadata: ["reply_to": "\(RPCWorker.truncated(Array(replyTo.utf8), limit: 140))"]
+            )
+            try connection.ack(deliveryTag: message.deliveryTag)
+            return
+        }
 
         let response: RPCResponse
         let deadline = Deadline.check(message.properties.headers[ContractHeaders.deadline], now: epochMilliseconds())
         switch deadline {
+        case _ where message.bodyDropped:
+            // Over MAX_REQUEST_BYTES: the body was read off the socket and dropped, never parsed.
+            context.metrics.dropped(reason: "too_large")
+            logger.info(
+                "request body over the limit; answered, not read",
+                metadata: ["size": "\(message.bodySize)", "limit": "\(context.configuration.maxRequestBytes)"]
+            )
+            response = RequestHandler.failure(
+                .requestTooLarge(size: message.bodySize, limit: context.configuration.maxRequestBytes)
+            )
         case .passed(let deadline):
             context.metrics.dropped(reason: "deadline")
             logger.info("request past its deadline; dropped without acting", metadata: ["deadline": "\(deadline)"])
@@ -264,9 +298,40 @@ final class RPCWorker {
         context.health.reportDown(.database, owner: name)
     }
 
+    /// A request body this large (or larger) was parsed into many allocations: see `returnFreedMemory`.
+    static let largeRequestBytes = 64 << 10
+
+    /// Gives the pages freed after a large request back to the system (`FreedMemory`): a burst of large,
+    /// valid-size requests would otherwise leave the core tens of MiB larger for good (issue 14: memory stays
+    /// flat after hostile messages). Only after large requests, which are rare (seat maps) or hostile.
+    static func returnFreedMemory() {
+        FreedMemory.release()
+    }
+
     static func truncated(_ body: [UInt8], limit: Int = 512) -> String {
         let text = String(decoding: body.prefix(limit), as: UTF8.self)
         return body.count > limit ? text + "…(\(body.count) bytes)" : text
+    }
+}
+
+/// Where the core may publish a reply: RabbitMQ's direct reply-to (`amq.rabbitmq.reply-to`, and the
+/// `amq.rabbitmq.reply-to.<...>` names the broker gives it), a queue the broker named for its declarer
+/// (`amq.gen-...`), or a queue in the caller's own namespace (`<broker user>.<...>`, the names the project's
+/// scripts let a consumer declare). Never a name of the core's own (`inventory.*`), nor any other service's
+/// queue: a request aimed there is not acted on (decision 0015, README "Contracts").
+enum ReplyAddress {
+    static let directReplyTo = "amq.rabbitmq.reply-to"
+
+    static func isAllowed(_ replyTo: String, brokerUser: String?) -> Bool {
+        if replyTo.hasPrefix("inventory.") { return false }
+        if replyTo == directReplyTo || replyTo.hasPrefix(directReplyTo + ".") { return true }
+        if replyTo.hasPrefix("amq.gen-") { return true }
+        if let brokerUser, !brokerUser.isEmpty, replyTo.hasPrefix(brokerUser + "."),
+            replyTo.count > brokerUser.count + 1
+        {
+            return true
+        }
+        return false
     }
 }
 

@@ -354,6 +354,7 @@ final class RequestHandler {
                     request: request,
                     key: key,
                     ttlSeconds: configuration.holdTTLSeconds,
+                    seatLimit: configuration.seatLimit,
                     deadline: delivery.deadline
                 )
                 if case .created(let hold) = decision.outcome {
@@ -493,6 +494,8 @@ final class RequestHandler {
             return failure(.unknownSeats(seatIDs))
         case .showtimeNotFound:
             return failure(ErrorBody(code: .showtimeNotFound, message: "The showtime has no seat map"))
+        case .seatLimitReached(let limit, let held):
+            return failure(.seatLimitReached(limit: limit, held: held))
         case .keyReused:
             return failure(
                 ErrorBody(

@@ -62,6 +62,15 @@ public struct ServiceConfiguration: Sendable, Equatable {
     public var historyRetentionDays: Int = 365
     /// The facade's edge: `TRUSTED_PROXIES`, `RATE_LIMIT_*`, `HTTP_*` (see ``EdgeSettings``; issue 14).
     public var edge = EdgeSettings()
+    // Issue 14 (i14-core): the per-user seat limit, the core's AMQP edge, its operations port's address.
+    /// `MAX_SEATS_PER_USER`: the most seats of one showtime a user may have in live holds (0: no limit).
+    public var maxSeatsPerUser: Int = 10
+    /// `SEAT_LIMIT_COUNTS_PURCHASED`: purchased seats count against `MAX_SEATS_PER_USER` too.
+    public var seatLimitCountsPurchased: Bool = false
+    /// `MAX_REQUEST_BYTES`: the core answers a larger RPC request `PAYLOAD_TOO_LARGE` without reading it.
+    public var maxRequestBytes: Int = 2 << 20
+    /// `OPS_BIND`: the address the core's operations port listens on (loopback by default).
+    public var opsBindAddress: String = "127.0.0.1"
 
     /// The defaults of INTERFACE.md's table and of the README's.
     public static let defaults = ServiceConfiguration(
@@ -164,6 +173,10 @@ public struct ServiceConfiguration: Sendable, Equatable {
             "HTTP_HEADER_TIMEOUT_SECONDS": "\(edge.headerTimeoutSeconds)",
             "HTTP_BODY_TIMEOUT_SECONDS": "\(edge.bodyTimeoutSeconds)",
             "HTTP_IDLE_TIMEOUT_SECONDS": "\(edge.idleTimeoutSeconds)",
+            "MAX_SEATS_PER_USER": "\(maxSeatsPerUser)",
+            "SEAT_LIMIT_COUNTS_PURCHASED": "\(seatLimitCountsPurchased)",
+            "MAX_REQUEST_BYTES": "\(maxRequestBytes)",
+            "OPS_BIND": "\(opsBindAddress)",
         ].merging(auth.logMetadata) { current, _ in current }
     }
 }
@@ -339,7 +352,7 @@ private struct Parser {
     }
 
     private func parseCore(_ defaults: ServiceConfiguration) throws(ConfigurationError) -> ServiceConfiguration {
-        ServiceConfiguration(
+        var configuration = ServiceConfiguration(
             // libpq takes a URL without a host: the local socket.
             databaseURL: try url(
                 "DATABASE_URL",
@@ -377,6 +390,33 @@ private struct Parser {
                 default: defaults.idempotencyRetentionHours
             )
         )
+        // Issue 14 (i14-core).
+        configuration.maxSeatsPerUser = try integer(
+            "MAX_SEATS_PER_USER",
+            in: 0...10_000,
+            default: defaults.maxSeatsPerUser
+        )
+        configuration.seatLimitCountsPurchased = try boolean(
+            "SEAT_LIMIT_COUNTS_PURCHASED",
+            default: defaults.seatLimitCountsPurchased
+        )
+        configuration.maxRequestBytes = try integer(
+            "MAX_REQUEST_BYTES",
+            in: 1_024...(128 << 20),
+            default: defaults.maxRequestBytes
+        )
+        configuration.opsBindAddress = try ipAddress("OPS_BIND", default: defaults.opsBindAddress)
+        return configuration
+    }
+
+    private func boolean(_ name: String, default value: Bool) throws(ConfigurationError) -> Bool {
+        guard let (raw, source) = lookup(name) else { return value }
+        switch raw.lowercased() {
+        case "true", "1", "yes", "on": return true
+        case "false", "0", "no", "off": return false
+        default:
+            throw ConfigurationError(variable: name, source: source, message: "expected true or false, got '\(raw)'")
+        }
     }
 
     /// `AUTH_MODE`, `JWT_SECRET` (secret), `JWT_PUBLIC_KEY_FILE`, `JWT_ISSUER`, `JWT_AUDIENCE`. Whether a

@@ -87,6 +87,9 @@ struct EncodingTests {
         try write("reply-ping", RPCReply.ok(PingReply()))
         try write("error", ErrorBody.seatUnavailable(["A1"]))
         try write("error", ErrorBody.unknownSeats((1...20).map { "Z\($0)" }))
+        try write("error", ErrorBody.seatLimitReached(limit: 10, held: 9))
+        try write("reply-hold", RPCReply<Hold>.error(ErrorBody.seatLimitReached(limit: 4, held: 0)))
+        try write("error", ErrorBody.requestTooLarge(size: 10 << 20, limit: 2 << 20))
         try write("error-body", RESTErrorBody(error: ErrorBody(code: .methodNotAllowed, message: "no")))
         // The VALIDATION_FAILED bodies of every invalid example, and of a body with too many problems.
         let index = try #require(Repo.json(Repo.examples.appendingPathComponent("invalid/index.json"))["examples"])

@@ -196,7 +196,10 @@ extension CoreServiceTests {
         func relayLeaderKilled() async throws {
             try await withCore(workers: 2, processes: 2) { core in
                 let showtimeID = try await core.showtime(seats: 100)
-                for seat in 1...10 { #expect(try await core.hold(showtimeID, ["s\(seat)"]).errorCode == nil) }
+                // A buyer per seat throughout: one user's 60 seats would meet MAX_SEATS_PER_USER (10).
+                for seat in 1...10 {
+                    #expect(try await core.hold(showtimeID, ["s\(seat)"], user: "u\(seat)").errorCode == nil)
+                }
                 var leader: ServerProcess?
                 for _ in 0..<100 {
                     leader = core.processes.first { $0.output.contains("outbox relay is the leader") }
@@ -211,7 +214,7 @@ extension CoreServiceTests {
                 let answers = try await withThrowingTaskGroup(of: RPCAnswer.self) { group in
                     for seat in 11...60 {
                         group.addTask {
-                            try await core.hold(showtimeID, ["s\(seat)"], user: "u-\(run)", key: "k\(seat)")
+                            try await core.hold(showtimeID, ["s\(seat)"], user: "u-\(run)-\(seat)", key: "k\(seat)")
                         }
                     }
                     return try await group.reduce(into: []) { $0.append($1) }

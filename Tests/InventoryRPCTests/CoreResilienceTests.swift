@@ -96,7 +96,8 @@ extension CoreServiceTests {
                 #expect(codes.last == "ok")
                 #expect(codes.allSatisfy { ["ok", "SERVICE_UNAVAILABLE"].contains($0) }, "\(codes)")
                 for next in (seat + 1)...(seat + 20) {
-                    let answer = try await core.hold(showtimeID, ["s\(next)"], user: user, key: "k\(next)")
+                    // A buyer per seat: one user's 20 seats would meet MAX_SEATS_PER_USER (10), not what this is about.
+                    let answer = try await core.hold(showtimeID, ["s\(next)"], user: "\(user)-\(next)", key: "k\(next)")
                     #expect(answer.errorCode == nil || answer.errorCode == .serviceUnavailable)
                 }
                 try await checkEventsMatchOutbox(core)

@@ -235,9 +235,9 @@ struct ServiceConfigurationTests {
         #expect(!rendered.contains("guest:guest@"))
         #expect(rendered.contains("DATABASE_URL=postgresql://postgres:***@localhost:5432/inventory_db"))
         // 13 variables, FACADE_OPS_PORT, FACADE_OPS_BIND, RPC_PERMISSIONS, IDEMPOTENCY_RETENTION_HOURS and the five of authentication.
-        // The facade's edge (issue 14): TRUSTED_PROXIES, 7 RATE_LIMIT_* and 5 HTTP_*; MAX_HOLD_SECONDS and
-        // HISTORY_RETENTION_DAYS (issue 15).
-        #expect(ServiceConfiguration.defaults.logMetadata.count == 22 + 13 + 2)
+        // Issue 14: the facade's edge (TRUSTED_PROXIES, 7 RATE_LIMIT_* and 5 HTTP_*) and the core's MAX_SEATS_PER_USER,
+        // SEAT_LIMIT_COUNTS_PURCHASED, MAX_REQUEST_BYTES and OPS_BIND; issue 15: MAX_HOLD_SECONDS and HISTORY_RETENTION_DAYS.
+        #expect(ServiceConfiguration.defaults.logMetadata.count == 22 + 13 + 4 + 2)
         var withSecret = ServiceConfiguration.defaults
         withSecret.auth.jwtSecret = "a-secret-that-must-never-be-logged-0123456789"
         let shown = withSecret.logMetadata.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
@@ -252,5 +252,30 @@ struct ServiceConfigurationTests {
         #expect(configuration.rpcPermissions.grantsGuest)
         #expect(configuration.rpcPermissions.grants["ops"]?.operations == [.ping])
         #expect(configuration.rpcPermissions.grants["inventory-facade"] == nil)
+    }
+
+    // Issue 14 (i14-core).
+    @Test("the seat limit, the request size limit and the core's operations address: defaults and values")
+    func coreLimits() async throws {
+        let defaults = try await load([:])
+        #expect(defaults.maxSeatsPerUser == 10)
+        #expect(defaults.seatLimitCountsPurchased == false)
+        #expect(defaults.maxRequestBytes == 2_097_152)
+        #expect(defaults.opsBindAddress == "127.0.0.1")
+        let set = try await load([
+            "MAX_SEATS_PER_USER": "0", "SEAT_LIMIT_COUNTS_PURCHASED": "true", "MAX_REQUEST_BYTES": "65536",
+            "OPS_BIND": "::",
+        ])
+        #expect(set.maxSeatsPerUser == 0)
+        #expect(set.seatLimitCountsPurchased)
+        #expect(set.maxRequestBytes == 65_536)
+        #expect(set.opsBindAddress == "::")
+        for (variable, value) in [
+            ("MAX_SEATS_PER_USER", "-1"), ("MAX_SEATS_PER_USER", "ten"), ("SEAT_LIMIT_COUNTS_PURCHASED", "maybe"),
+            ("MAX_REQUEST_BYTES", "100"), ("OPS_BIND", "localhost"),
+        ] {
+            let error = try #require(await loadError([variable: value]))
+            #expect(error.variable == variable)
+        }
     }
 }

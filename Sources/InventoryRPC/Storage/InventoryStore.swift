@@ -17,6 +17,22 @@ public enum HoldOutcome: Sendable, Hashable {
     case keyReused
     /// A best-available hold found no suitable set of `quantity` free seats.
     case noSuitableSeats(quantity: Int)
+    /// Nothing was held: the hold would take the user past `limit` seats of the showtime; `held` are the seats
+    /// the user has in live holds (and purchased ones, when they count) as the database counted them.
+    case seatLimitReached(limit: Int, held: Int)
+}
+
+/// `MAX_SEATS_PER_USER` and `SEAT_LIMIT_COUNTS_PURCHASED`: the most seats of one showtime a user may have
+/// in live holds (and purchased, when `countsPurchased`), counted by the database in the claiming
+/// transaction (migration 7, decision 0015).
+public struct SeatLimit: Sendable, Hashable {
+    public var maxSeatsPerUser: Int
+    public var countsPurchased: Bool
+
+    public init(maxSeatsPerUser: Int, countsPurchased: Bool = false) {
+        self.maxSeatsPerUser = maxSeatsPerUser
+        self.countsPurchased = countsPurchased
+    }
 }
 
 /// A hold decided by the database, and whether the answer is an earlier request's, given again.
@@ -52,8 +68,9 @@ public enum HoldKey: Sendable, Hashable {
     }
 }
 
-/// The statement `InventoryStore.hold` prepares: the idempotent claim of migration 6
-/// (`inventory_hold_idempotent`, around migration 2's `inventory_hold`). The default below is the production
+/// The statement `InventoryStore.hold` prepares: the idempotent claim of migrations 6 and 7
+/// (`inventory_hold_idempotent`, around the seat limit's `inventory_hold_limited` and migration 2's
+/// `inventory_hold`). The default below is the production
 /// one; the control build replaces it with a member of its own (`ControlUnsafeClaim.swift`, the only file that
 /// reads `INVENTORY_CONTROL_UNSAFE_CLAIM`).
 protocol ClaimStatement {
@@ -62,7 +79,7 @@ protocol ClaimStatement {
 
 extension ClaimStatement {
     static var claimSQL: String {
-        "SELECT r.replayed, (r.result).* FROM inventory_hold_idempotent($1, $2, $3::text[], $4, $5, $6, $7, $8) r"
+        "SELECT r.replayed, (r.result).* FROM inventory_hold_idempotent($1, $2, $3::text[], $4, $5, $6, $7, $8, $9, $10) r"
     }
 }
 
@@ -204,6 +221,7 @@ public final class InventoryStore {
         holdID: String,
         request: HoldRequest,
         ttlSeconds: Int,
+        seatLimit: SeatLimit? = nil,
         deadline: Int64? = nil
     ) throws
         -> HoldOutcome
@@ -213,6 +231,7 @@ public final class InventoryStore {
             request: request,
             key: request.idempotencyKey.map(HoldKey.caller),
             ttlSeconds: ttlSeconds,
+            seatLimit: seatLimit,
             deadline: deadline
         ).outcome
     }
@@ -221,11 +240,13 @@ public final class InventoryStore {
     /// answers what it answered then (`replayed`), or `.keyReused` for another request; a concurrent request
     /// with the key waits in the database until the first one's transaction ends. With a `deadline` (Unix
     /// epoch milliseconds), see `transaction`: past it, nothing commits and this throws (`isDeadlineError`).
+    /// With a `seatLimit`, a hold that would take the user past it is `.seatLimitReached` (nil: no limit).
     public func decideHold(
         holdID: String,
         request: HoldRequest,
         key: HoldKey?,
         ttlSeconds: Int,
+        seatLimit: SeatLimit? = nil,
         deadline: Int64? = nil
     ) throws -> HoldDecision {
         let row = try single(
@@ -234,6 +255,7 @@ public final class InventoryStore {
                 holdID, request.showtimeId, request.seatIds, request.userId, key?.text,
                 key.map { _ in RequestHash.of(request) },
                 ttlSeconds, key?.isDerived ?? false,
+                seatLimit?.maxSeatsPerUser, seatLimit?.countsPurchased,
             ],
             deadline: deadline
         )
@@ -293,6 +315,11 @@ public final class InventoryStore {
         case "unknown_seats": outcome = .unknownSeats(try row.decode("problem_seat_ids", as: [String].self))
         case "showtime_not_found": outcome = .showtimeNotFound
         case "no_suitable_seats": outcome = .noSuitableSeats(quantity: quantity ?? 0)
+        case "seat_limit":
+            outcome = .seatLimitReached(
+                limit: try row.decode("seat_limit", as: Int.self),
+                held: try row.decode("seats_held", as: Int.self)
+            )
         case let other: throw unexpected("inventory_hold", other)
         }
         return HoldDecision(outcome: outcome, replayed: replayed)

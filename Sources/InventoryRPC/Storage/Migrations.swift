@@ -56,6 +56,11 @@ public enum Migrations {
             file: PackageResources._006_idempotency_records_sql
         ),
         Migration(
+            version: 7,
+            name: "the per-user seat limit, counted under a (user, showtime) advisory lock",
+            file: PackageResources._007_seat_limit_sql
+        ),
+        Migration(
             version: 8,
             name: "venue features: seat metadata, best-available holds, hold extensions",
             file: PackageResources._008_venue_features_sql

@@ -84,6 +84,9 @@ func withCore<T>(
     serviceUsers: Bool = false,
     prefetch: UInt16? = 8,
     maxHoldSeconds: Int = 900,
+    maxSeatsPerUser: Int = 10,
+    seatLimitCountsPurchased: Bool = false,
+    maxRequestBytes: Int = 2 << 20,
     _ body: (CoreHarness) async throws -> T
 ) async throws -> T {
     let vhost = try ScratchVhost.create()
@@ -114,6 +117,8 @@ func withCore<T>(
             "RPC_PERMISSIONS": "\(permissions)",
             "HOLD_TTL_SECONDS": "\(holdTTL)", "EXPIRY_INTERVAL_SECONDS": "\(expiryInterval)",
             "WORKERS": "\(workers)", "OPS_PORT": "0", "LOG_LEVEL": "info", "MAX_HOLD_SECONDS": "\(maxHoldSeconds)",
+            "MAX_SEATS_PER_USER": "\(maxSeatsPerUser)", "SEAT_LIMIT_COUNTS_PURCHASED": "\(seatLimitCountsPurchased)",
+            "MAX_REQUEST_BYTES": "\(maxRequestBytes)",
         ]
         if let prefetch { environment["PREFETCH"] = "\(prefetch)" }
         for _ in 0..<processes {
@@ -136,7 +141,10 @@ func withCore<T>(
             relayLeaderRetry: .milliseconds(500),
             printsStartupLines: false,
             permissions: permissions,
-            maxHoldSeconds: maxHoldSeconds
+            maxHoldSeconds: maxHoldSeconds,
+            maxSeatsPerUser: maxSeatsPerUser,
+            seatLimitCountsPurchased: seatLimitCountsPurchased,
+            maxRequestBytes: maxRequestBytes
         )
         MetricsSetup.bootstrap()
         let service = CoreService(

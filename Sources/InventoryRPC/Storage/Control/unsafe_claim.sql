@@ -2,7 +2,8 @@
 -- store's hold statement without the claim's availability condition and without its locking step, to
 -- show that the concurrency tests catch a double hold. Parameters as inventory_hold's:
 -- $1 hold_id, $2 showtime_id, $3 seat_ids, $4 user_id, $5 idempotency_key, $6 request_hash, $7 ttl_seconds,
--- and inventory_hold_idempotent's $8 derived (not used here: the control keeps no idempotency records).
+-- and inventory_hold_idempotent's $8 derived, $9 max seats per user, $10 count purchased (not used here: the
+-- control keeps no idempotency records and no seat limit).
 WITH h AS (
     INSERT INTO holds (hold_id, showtime_id, user_id, seat_ids, status, expires_at, idempotency_key, request_hash)
     VALUES ($1, $2, $4, $3::text[], 'active',
@@ -15,3 +16,4 @@ WITH h AS (
     RETURNING s.seat_id
 )
 SELECT (inventory_result('created', h)).* FROM h WHERE (SELECT count(*) FROM claim) >= 0 AND $8::boolean IS NOT NULL
+  AND ($9::integer IS NULL OR $10::boolean IS NULL OR true)
