@@ -48,8 +48,9 @@ struct RatePolicies: Sendable {
     func check(route: Route, user: String?, address: String) -> RateCheck? {
         let (userPolicy, addressPolicy): (RatePolicy, RatePolicy)
         switch route {
-        case .hold, .release, .purchase, .seatsDefine: (userPolicy, addressPolicy) = (userWrites, addressWrites)
-        case .availability, .holdGet: (userPolicy, addressPolicy) = (userReads, addressReads)
+        case .hold, .release, .purchase, .seatsDefine, .holdExtend:
+            (userPolicy, addressPolicy) = (userWrites, addressWrites)
+        case .availability, .holdGet, .seatHistory: (userPolicy, addressPolicy) = (userReads, addressReads)
         case .healthz, .readyz: return nil
         }
         var items: [(key: String, policy: RatePolicy)] = [

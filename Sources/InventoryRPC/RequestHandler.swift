@@ -216,6 +216,7 @@ final class RequestHandler {
                 request: request,
                 key: key,
                 ttlSeconds: configuration.holdTTLSeconds,
+                seatLimit: configuration.seatLimit,
                 deadline: delivery.deadline
             )
             if case .created(let hold) = decision.outcome {

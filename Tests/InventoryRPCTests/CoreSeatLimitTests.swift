@@ -61,6 +61,41 @@ extension CoreServiceTests {
         }
 
         @Test(
+            "best-available holds count against the limit too: 20 concurrent holds of quantity 1 by one user, limit 10: exactly 10 succeed, the rest SEAT_LIMIT_REACHED; a quantity that would pass it is refused whole"
+        )
+        func bestAvailableHolds() async throws {
+            try await withCore(workers: 8, processes: 1, maxSeatsPerUser: 10) { core in
+                let showtimeID = try await core.showtime(seats: 40)
+                let answers = try await withThrowingTaskGroup(of: RPCAnswer.self) { group in
+                    for _ in 1...20 {
+                        group.addTask { try await VenueTests.bestAvailable(core, showtimeID, 1, user: "greedy-best") }
+                    }
+                    var answers: [RPCAnswer] = []
+                    for try await answer in group { answers.append(answer) }
+                    return answers
+                }
+                let won = answers.filter { $0.errorCode == nil }
+                let refused = answers.filter { $0.errorCode == .seatLimitReached }
+                #expect(won.count == 10, "\(answers.map { $0.errorCode?.rawValue ?? "ok" })")
+                #expect(refused.count == 10)
+                #expect(refused.allSatisfy { $0.error?.details?["limit"] == .number(10) })
+                let held = try core.query(
+                    """
+                    SELECT count(*) AS n FROM seat_states s JOIN holds h ON h.hold_id = s.hold_id
+                     WHERE s.showtime_id = $1 AND s.state = 'held' AND h.user_id = 'greedy-best'
+                    """,
+                    [showtimeID]
+                )
+                #expect(held.first?["n"] == "10")
+                // Another user: 8 seats, then 3 more would be 11: refused whole, nothing held.
+                #expect(try await VenueTests.bestAvailable(core, showtimeID, 8, user: "other-best").errorCode == nil)
+                let over = try await VenueTests.bestAvailable(core, showtimeID, 3, user: "other-best")
+                #expect(over.errorCode == .seatLimitReached, "\(over)")
+                #expect(over.error?.details?["held"] == .number(8))
+            }
+        }
+
+        @Test(
             "a hold that would pass the limit is refused whole; released and expired holds free the budget; purchased seats count only with SEAT_LIMIT_COUNTS_PURCHASED"
         )
         func whatCounts() async throws {

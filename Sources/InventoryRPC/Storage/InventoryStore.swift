@@ -196,7 +196,7 @@ public final class InventoryStore {
             case .holdBest:
                 return """
                     SELECT r.replayed, (r.result).*
-                      FROM inventory_hold_best_idempotent($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) r
+                      FROM inventory_hold_best_idempotent($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) r
                     """
             case .extend: return "SELECT * FROM inventory_extend_hold($1, $2, $3, $4)"
             case .defineSeatMap: return "SELECT * FROM inventory_define_seat_map($1, $2::jsonb)"
@@ -328,12 +328,13 @@ public final class InventoryStore {
     // MARK: Best-available holds
 
     /// A best-available hold (`quantity` seats chosen by the database, all or none), decided and (with a key)
-    /// recorded in one transaction, with `decideHold`'s rules for keys and deadlines.
+    /// recorded in one transaction, with `decideHold`'s rules for keys, deadlines and the seat limit.
     public func decideBestAvailableHold(
         holdID: String,
         request: BestAvailableHoldRequest,
         key: HoldKey?,
         ttlSeconds: Int,
+        seatLimit: SeatLimit? = nil,
         deadline: Int64? = nil
     ) throws -> HoldDecision {
         let row = try single(
@@ -341,7 +342,7 @@ public final class InventoryStore {
             [
                 holdID, request.showtimeId, request.quantity, request.section, request.category,
                 request.together ?? false, request.userId, key?.text, key.map { _ in RequestHash.of(request) },
-                ttlSeconds, key?.isDerived ?? false,
+                ttlSeconds, key?.isDerived ?? false, seatLimit?.maxSeatsPerUser, seatLimit?.countsPurchased,
             ],
             deadline: deadline
         )

@@ -70,5 +70,10 @@ public enum Migrations {
             name: "seat history",
             file: PackageResources._009_seat_history_sql
         ),
+        Migration(
+            version: 10,
+            name: "best-available holds under the per-user seat limit",
+            file: PackageResources._010_best_available_seat_limit_sql
+        ),
     ]
 }
