@@ -36,7 +36,7 @@ private func trickleUntilClosed(_ fd: Int32, byte: UInt8, limit: Duration) -> Du
 }
 
 /// Polls `condition` (bounded) for what cannot be awaited: the daemon's counters.
-private func pollUntil(within limit: Duration = .seconds(10), _ condition: () -> Bool) -> Bool {
+private func pollUntil(within limit: Duration = .seconds(60), _ condition: () -> Bool) -> Bool {
     let deadline = ContinuousClock.now + limit
     while ContinuousClock.now < deadline {
         if condition() { return true }

@@ -376,7 +376,9 @@ struct HTTPDaemonTests {
                 return UncheckedBox(connection)
             }
         }
-        #expect(try await eventually { daemon.inFlight == 10 })
+        // Every handler has parked its responder (inFlight counts a request before its handler has run: on a
+        // busy machine the last handler could come after the answers below, and its request was never answered).
+        #expect(try await eventually(within: .seconds(30)) { daemon.inFlight == 10 && parked.withLock { $0.count } == 10 })
         // Two concurrent calls: both return once the daemon is stopped. On threads started here, not in
         // child tasks: with the cooperative pool busy (the whole suite on 2 cores) a child task may not
         // start for seconds, and isDraining was once not seen within 10 s.
@@ -400,7 +402,7 @@ struct HTTPDaemonTests {
         #expect(daemon.inFlight == 0)
         let responses = try await blocking { try connections.map { try $0.value.readResponse() } }
         #expect(responses.count == 10)
-        #expect(responses.allSatisfy { $0.status == 200 && $0.text == "done" })
+        #expect(responses.allSatisfy { $0.status == 200 && $0.text == "done" }, "\(responses.map { "\($0.status) \($0.text)" })")
         #expect(responses.allSatisfy { $0.header("connection")?.lowercased() == "close" })
     }
 
