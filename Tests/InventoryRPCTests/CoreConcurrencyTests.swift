@@ -167,7 +167,8 @@ extension CoreServiceTests {
                                     try await Task.sleep(for: .milliseconds(2 * index))
                                     return StormResult(
                                         seats: seats,
-                                        answer: try await core.hold(showtimeID, seats, user: "u\(index % 41)")
+                                        // A buyer per request, as in holdStorm (MAX_SEATS_PER_USER).
+                                        answer: try await core.hold(showtimeID, seats, user: "u\(index)")
                                     )
                                 }
                             }
