@@ -38,6 +38,21 @@ import sys
 import time
 
 
+def local(source: str | None):
+    """asyncio's local_addr for a source address of the loopback range (127.0.0.x), or None."""
+    return (source, 0) if source else None
+
+
+def outcome(status: int, content: bytes) -> str:
+    """A status, and for a 409 or a 429 the error code: 409_SEAT_LIMIT_REACHED, 429_RATE_LIMITED, ..."""
+    if status in (409, 429):
+        try:
+            return f"{status}_{json.loads(content)['error']['code']}"
+        except Exception:
+            return str(status)
+    return str(status)
+
+
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -73,8 +88,8 @@ class Stats:
 class HTTPConnection:
     """One keep-alive HTTP/1.1 connection; reconnects when the server closes it."""
 
-    def __init__(self, host: str, port: int):
-        self.host, self.port = host, port
+    def __init__(self, host: str, port: int, source: str | None = None):
+        self.host, self.port, self.source = host, port, source
         self.reader = self.writer = None
 
     async def request(self, method: str, path: str, headers: dict[str, str], body: bytes) -> int:
@@ -83,7 +98,7 @@ class HTTPConnection:
 
     async def exchange(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
         if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port, local_addr=local(self.source))
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}", f"Content-Length: {len(body)}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
         self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
@@ -114,17 +129,17 @@ class HTTPConnection:
 
 async def holder(name, args, stats, stop, rng, user_for, seats_per_hold):
     host, port = args.facade.split(":")
-    connection = HTTPConnection(host, int(port))
+    connection = HTTPConnection(host, int(port), args.hammer_source)
     showtimes = args.showtimes.split(",")
     while not stop.is_set():
         user, bearer = user_for(rng)
         seats = rng.sample(range(1, args.seats + 1), seats_per_hold)
         body = json.dumps({"showtimeId": rng.choice(showtimes), "seatIds": [f"s{n}" for n in seats]}).encode()
         try:
-            status = await connection.request(
+            status, content = await connection.exchange(
                 "POST", "/hold", {"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"}, body
             )
-            stats.count(name, str(status))
+            stats.count(name, outcome(status, content))
         except Exception as error:
             stats.count(name, type(error).__name__)
             await asyncio.sleep(0.05)  # a refused or reset connection: try again a little later
@@ -132,14 +147,14 @@ async def holder(name, args, stats, stop, rng, user_for, seats_per_hold):
 
 async def bot(args, stats, stop, rng, tokens):
     host, port = args.facade.split(":")
-    connection = HTTPConnection(host, int(port))
+    connection = HTTPConnection(host, int(port), args.bot_source)
     showtimes = args.showtimes.split(",")
     next_user = rng.randrange(len(tokens))
     while not stop.is_set():
         showtime = rng.choice(showtimes)
         try:
             status, content = await connection.exchange("GET", f"/availability?showtimeId={showtime}", {}, b"")
-            stats.count("bot", f"availability_{status}")
+            stats.count("bot", f"availability_{outcome(status, content)}")
             if status != 200:
                 await asyncio.sleep(0.2)  # not provisioned yet, or refused: look again shortly
                 continue
@@ -151,10 +166,10 @@ async def bot(args, stats, stop, rng, tokens):
                 _, bearer = tokens[next_user % len(tokens)]
                 next_user += 1
                 body = json.dumps({"showtimeId": showtime, "seatIds": free[start : start + 10]}).encode()
-                status = await connection.request(
+                status, content = await connection.exchange(
                     "POST", "/hold", {"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"}, body
                 )
-                stats.count("bot", str(status))
+                stats.count("bot", outcome(status, content))
         except Exception as error:
             stats.count("bot", type(error).__name__)
             await asyncio.sleep(0.05)
@@ -165,8 +180,9 @@ async def slowloris(index, args, stats, stop):
     while not stop.is_set():
         writer = None
         try:
-            reader, writer = await asyncio.open_connection(host, int(port))
+            reader, writer = await asyncio.open_connection(host, int(port), local_addr=local(args.slowloris_source))
             stats.count("slowloris", "opened")
+            opened = time.monotonic()
             stats.level("slowloris_open", 1)
             try:
                 writer.write(f"POST /hold HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n".encode())
@@ -177,7 +193,9 @@ async def slowloris(index, args, stats, stop):
                     try:
                         data = await asyncio.wait_for(reader.read(4096), timeout=args.trickle)
                         if not data:
-                            stats.count("slowloris", "closed_by_server")
+                            # At once (the per-address connection limit), or later (the header timeout).
+                            soon = time.monotonic() - opened < 0.5
+                            stats.count("slowloris", "closed_at_once" if soon else "closed_later")
                             break
                         stats.count("slowloris", "answered")
                         break
@@ -213,7 +231,7 @@ async def ws_flooder(index, args, stats, stop, rng):
     while not stop.is_set():
         writer = None
         try:
-            reader, writer = await asyncio.open_connection(host, int(port))
+            reader, writer = await asyncio.open_connection(host, int(port), local_addr=local(args.ws_source))
             key = base64.b64encode(os.urandom(16)).decode()
             writer.write(
                 (
@@ -262,7 +280,7 @@ async def probe(args, stats, stop, rng, waits):
         writer = None
         started = time.monotonic()
         try:
-            reader, writer = await asyncio.open_connection(host, int(port))
+            reader, writer = await asyncio.open_connection(host, int(port), local_addr=local(args.probe_source))
             key = base64.b64encode(os.urandom(16)).decode()
             writer.write(
                 (
@@ -356,7 +374,9 @@ async def main(args) -> dict:
             "max": round(1000 * waits[-1], 1),
         }
     for attack in ("bot", "hammer"):
-        total = sum(v for k, v in stats.counts.get(attack, {}).items() if k[-3:].isdigit())
+        total = sum(
+            v for k, v in stats.counts.get(attack, {}).items() if k.removeprefix("availability_")[:3].isdigit()
+        )
         report.setdefault("rates", {})[attack + "_requests_per_second"] = round(total / max(elapsed, 0.001), 1)
     frames = stats.counts.get("wsflood", {}).get("frames_sent", 0)
     report.setdefault("rates", {})["ws_frames_per_second"] = round(frames / max(elapsed, 0.001), 1)
@@ -382,6 +402,13 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=14)
     parser.add_argument("--attacks", default="bot,hammer,slowloris,wsflood", help="which attacks, comma-separated")
     parser.add_argument("--report")
+    # Source addresses (127.0.0.x: every one of them is the loopback interface's on Linux): each attack
+    # from an address of its own, as on the Internet, so the facade's per-address limits see it as such.
+    parser.add_argument("--bot-source", help="the bot's source address (all its user ids from it)")
+    parser.add_argument("--hammer-source", help="the hammering user's source address")
+    parser.add_argument("--slowloris-source", help="the slowloris connections' source address")
+    parser.add_argument("--ws-source", help="the WebSocket flooders' source address")
+    parser.add_argument("--probe-source", help="the probe's source address")
     arguments = parser.parse_args()
     result = asyncio.run(main(arguments))
     text = json.dumps(result, sort_keys=True)

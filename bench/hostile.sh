@@ -25,14 +25,14 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin=${BIN:-$root/.build/release}
 if [ -n "${SHORT:-}" ]; then
     # Smaller and gentler: it runs inside the test command, beside other tests on the same cores.
-    DURATION=${DURATION:-5} WARMUP=${WARMUP:-1} SHOWTIMES=${SHOWTIMES:-2} SEATS=${SEATS:-2000}
+    DURATION=${DURATION:-5} WARMUP=${WARMUP:-1} SHOWTIMES=${SHOWTIMES:-2} SEATS=${SEATS:-2000} IN_FLIGHT=${IN_FLIGHT:-64}
     BOT_CONCURRENCY=${BOT_CONCURRENCY:-8} HAMMER_CONCURRENCY=${HAMMER_CONCURRENCY:-8} WS_FLOODERS=${WS_FLOODERS:-1}
 else
     DURATION=${DURATION:-20} WARMUP=${WARMUP:-3} SHOWTIMES=${SHOWTIMES:-10} SEATS=${SEATS:-10000}
 fi
-IN_FLIGHT=${IN_FLIGHT:-32} BOTS=${BOTS:-1000} BOT_CONCURRENCY=${BOT_CONCURRENCY:-16}
+IN_FLIGHT=${IN_FLIGHT:-200} BOTS=${BOTS:-1000} BOT_CONCURRENCY=${BOT_CONCURRENCY:-16}
 HAMMER_CONCURRENCY=${HAMMER_CONCURRENCY:-16} SLOWLORIS=${SLOWLORIS:-1000} WS_FLOODERS=${WS_FLOODERS:-4}
-SEED=${SEED:-14} SHAPE=${SHAPE:-uniform} ATTACKS=${ATTACKS:-bot,hammer,slowloris,wsflood}
+SEED=${SEED:-14} SHAPE=${SHAPE:-hot} HOT_FRACTION=${HOT_FRACTION:-0} ATTACKS=${ATTACKS:-bot,hammer,slowloris,wsflood}
 for program in inventory-rpc http-facade realtime-gateway inventory-bench; do
     [ -x "$bin/$program" ] || { echo "hostile: $bin/$program is missing (build first, or set BIN)" >&2; exit 1; }
 done
@@ -66,11 +66,15 @@ PGPASSWORD=postgres createdb -h localhost -U postgres "$database"
 export RPC_PERMISSIONS="guest=*,act-for-users,admin"
 DATABASE_URL=$dburl LOG_LEVEL=warning "$bin/inventory-rpc" migrate >/dev/null
 
-ops_port=$(free_port) facade_port=$(free_port) ws_port=$(free_port)
+ops_port=$(free_port) facade_port=$(free_port) ws_port=$(free_port) facade_ops_port=$(free_port)
 DATABASE_URL=$dburl RABBITMQ_URL=$amqp OPS_PORT=$ops_port LOG_LEVEL=warning \
     "$bin/inventory-rpc" serve >"$out/core.log" 2>&1 &
 pids+=($!)
-RABBITMQ_URL=$amqp PORT=$facade_port FACADE_OPS_PORT=0 JWT_SECRET=$secret LOG_LEVEL=warning \
+# The facade behind a trusted proxy (127.0.0.1, where the buyers come from, each with an X-Forwarded-For
+# of its own); the attackers come from source addresses of their own (127.0.0.x, every one of them the
+# loopback interface's), not through the proxy. Its limits otherwise as configured by default.
+TRUSTED_PROXIES=127.0.0.1 RABBITMQ_URL=$amqp PORT=$facade_port FACADE_OPS_PORT=$facade_ops_port \
+    JWT_SECRET=$secret LOG_LEVEL=warning \
     "$bin/http-facade" >"$out/facade.log" 2>&1 &
 pids+=($!)
 RABBITMQ_URL=$amqp WS_PORT=$ws_port WS_HOST=127.0.0.1 LOG_LEVEL=warning \
@@ -91,6 +95,17 @@ snapshot_requests() {
         END { printf "%d\n", sum }'
 }
 
+# What the facade's and the gateway's limits refused: "name{labels} value" per line, summed over labels
+# other than the one named.
+limits_met() {
+    {
+        curl -sf "http://127.0.0.1:$facade_ops_port/metrics" | awk '/^facade_rate_limited_total\{/ { print }'
+        curl -sf "http://127.0.0.1:$facade_ops_port/metrics" | awk '/^(facade_)?http_connections_refused_total/ { print }'
+        curl -sf "http://127.0.0.1:$ws_port/metrics" | awk '/^realtime_gateway_clients_dropped_total/ { print }'
+        curl -sf "http://127.0.0.1:$ws_port/metrics" | awk '/^realtime_gateway_connections_refused_total/ { print }'
+    } || true
+}
+
 availability_requests() {
     curl -sf "http://127.0.0.1:$ops_port/metrics" | awk '
         /^inventory_rpc_requests_total\{/ && /operation="availability.request"/ { sum += $NF }
@@ -103,11 +118,12 @@ buyers() {
     JWT_SECRET='' "$bin/inventory-bench" http --facade-url "http://localhost:$facade_port" --amqp-url "$amqp" \
         --database-url "$dburl" --jwt-secret "$secret" --run-id "$run" --in-flight "$IN_FLIGHT" \
         --duration "$DURATION" --warmup "$WARMUP" --showtimes "$SHOWTIMES" --seats-per-showtime "$SEATS" \
-        --shape "$SHAPE" --json >"$out/$phase.json" 2>"$out/$phase.err" || status=$?
+        --shape "$SHAPE" --hot-fraction "$HOT_FRACTION" --forwarded-for-per-user --json >"$out/$phase.json" 2>"$out/$phase.err" || status=$?
     echo "$status" >"$out/$phase.status"
 }
 
-echo "hostile: $(date -u +%FT%TZ) BIN=$bin DURATION=$DURATION WARMUP=$WARMUP IN_FLIGHT=$IN_FLIGHT SHAPE=$SHAPE SHOWTIMES=$SHOWTIMES SEATS=$SEATS"
+echo "hostile: $(date -u +%FT%TZ) BIN=$bin DURATION=$DURATION WARMUP=$WARMUP IN_FLIGHT=$IN_FLIGHT SHAPE=$SHAPE HOT_FRACTION=$HOT_FRACTION SHOWTIMES=$SHOWTIMES SEATS=$SEATS"
+echo "hostile: buyers: $IN_FLIGHT users, each its own X-Forwarded-For through the trusted proxy 127.0.0.1; attackers from 127.0.0.11 (bot), .12 (hammer), .13 (slowloris), .14 (wsflood), .15 (probe)"
 echo "hostile: attack: ATTACKS=$ATTACKS BOTS=$BOTS x $BOT_CONCURRENCY in flight, HAMMER_CONCURRENCY=$HAMMER_CONCURRENCY, SLOWLORIS=$SLOWLORIS, WS_FLOODERS=$WS_FLOODERS, SEED=$SEED"
 echo "hostile: uptime at start: $(uptime)"
 
@@ -116,10 +132,13 @@ buyers calm "${id}-calm"
 attack_run="${id}-attack"
 showtimes=$(seq -s, -f "${attack_run}-st%g" 0 $((SHOWTIMES - 1)))
 before=$(availability_requests) snapshots_before=$(snapshot_requests)
+limits_met >"$out/limits-before.txt"
 python3 "$root/bench/hostile.py" --facade "127.0.0.1:$facade_port" --gateway "127.0.0.1:$ws_port" \
     --secret "$secret" --showtimes "$showtimes" --seats "$SEATS" --bots "$BOTS" \
     --bot-concurrency "$BOT_CONCURRENCY" --hammer-concurrency "$HAMMER_CONCURRENCY" --slowloris "$SLOWLORIS" \
     --ws-flooders "$WS_FLOODERS" --seed "$SEED" --attacks "$ATTACKS" --report "$out/attack-report.json" \
+    --bot-source 127.0.0.11 --hammer-source 127.0.0.12 --slowloris-source 127.0.0.13 --ws-source 127.0.0.14 \
+    --probe-source 127.0.0.15 \
     >/dev/null 2>"$out/attack.err" &
 attack_pid=$!
 # The attackers print one line once every one of them has started.
@@ -132,6 +151,7 @@ kill -TERM "$attack_pid"
 wait "$attack_pid" || true
 attack_pid=
 after=$(availability_requests) snapshots_after=$(snapshot_requests)
+limits_met >"$out/limits-after.txt"
 echo "hostile: uptime at end: $(uptime)"
 
 python3 - "$out" "$((after - before))" "$((snapshots_after - snapshots_before))" <<'PY'
@@ -174,6 +194,18 @@ try:
           f"{report.get('probe_first_snapshot_ms', 'none arrived')}")
 except Exception as error:
     print(f"hostile: no attack report ({error})")
+def metrics(name):
+    values = {}
+    for line in open(os.path.join(out, name)):
+        key, _, value = line.rpartition(" ")
+        if key:
+            values[key] = float(value)
+    return values
+
+before_limits, after_limits = metrics("limits-before.txt"), metrics("limits-after.txt")
+met = {key: int(value - before_limits.get(key, 0)) for key, value in sorted(after_limits.items())}
+met = {key: value for key, value in met.items() if value}
+print("limits met during the attack phase: " + (", ".join(f"{k} {v}" for k, v in met.items()) or "none counted"))
 print(f"core: {availability} availability requests answered during the attack phase "
       f"({snapshots} of them the gateway's snapshots; the rest the bot's reads, and the buyers' with SHAPE=mix)")
 PY

@@ -331,7 +331,8 @@ extension HTTPLoadDriver {
     fileprivate func authorizationHeaders(_ user: String) throws -> [(String, String)] {
         guard let tokens else { return [] }
         if let headers = authorization[user] { return headers }
-        let headers = [("Authorization", "Bearer \(try tokens.mint(user))")]
+        var headers = [("Authorization", "Bearer \(try tokens.mint(user))")]
+        if tokens.forwardedFor { headers.append(("X-Forwarded-For", forwardedAddress(user))) }
         authorization[user] = headers
         return headers
     }
@@ -343,11 +344,22 @@ extension HTTPLoadDriver {
 public struct BenchTokens: Sendable {
     public var mint: @Sendable (String) throws -> String
     public var admin: String
+    /// Each virtual user's requests carry `X-Forwarded-For` with an address of its own (10.x.y.z from a
+    /// hash of its user id): a crowd behind a trusted proxy (`TRUSTED_PROXIES`), not one client address.
+    public var forwardedFor = false
 
     public init(admin: String, mint: @escaping @Sendable (String) throws -> String) {
         self.admin = admin
         self.mint = mint
     }
+}
+
+/// A virtual user's client address for `X-Forwarded-For`: 10.x.y.z from the FNV-1a hash of its user id
+/// (stable across runs; distinct for the few hundred users of a run but for a rare collision).
+func forwardedAddress(_ user: String) -> String {
+    var hash: UInt32 = 2_166_136_261
+    for byte in user.utf8 { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
+    return "10.\((hash >> 16) & 255).\((hash >> 8) & 255).\(hash & 255)"
 }
 
 /// Polls `GET /readyz` until it answers 200 (the facade is connected to the broker and a core answers

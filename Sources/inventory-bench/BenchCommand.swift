@@ -333,6 +333,13 @@ struct TokenOptions: ParsableArguments {
     var jwtAudience: String?
     @Flag(help: "Send no tokens even if JWT_SECRET is set (a facade with AUTH_MODE=none).")
     var noTokens = false
+    @Flag(
+        help: """
+            Each virtual user sends X-Forwarded-For with an address of its own (10.x.y.z): many buyers \
+            behind a trusted proxy (the facade's TRUSTED_PROXIES), not one client address.
+            """
+    )
+    var forwardedForPerUser = false
 
     func tokens() -> BenchTokens? {
         let environment = ProcessInfo.processInfo.environment
@@ -349,7 +356,7 @@ struct TokenOptions: ParsableArguments {
                 issuer: issuer,
                 audience: audience
             )) ?? ""
-        return BenchTokens(admin: admin) { user in
+        var tokens = BenchTokens(admin: admin) { user in
             try minter.mint(
                 subject: user,
                 scopes: [Scope.purchase],
@@ -358,5 +365,7 @@ struct TokenOptions: ParsableArguments {
                 audience: audience
             )
         }
+        tokens.forwardedFor = forwardedForPerUser
+        return tokens
     }
 }
