@@ -111,14 +111,17 @@ extension CoreServiceTests {
                 let pair = try await Self.bestAvailable(core, showtimeID, 2, together: true).decode(Hold.self).result
                     .get()
                 #expect(pair.seatIds == ["R1-1", "R1-2"], "the first adjacent pair closest to R1's centre")
-                let three = try await Self.bestAvailable(core, showtimeID, 3, together: true).decode(Hold.self).result
-                    .get()
+                // Each hold by a buyer of its own: one user's 1 + 2 + 3 + 3 seats would meet MAX_SEATS_PER_USER (10)
+                // before the refusal this test is about.
+                let three = try await Self.bestAvailable(core, showtimeID, 3, together: true, user: "u2").decode(
+                    Hold.self
+                ).result.get()
                 #expect(three.seatIds == ["R2-2", "R2-3", "R2-4"], "R1 has no 3 adjacent seats left")
-                let apart = try await Self.bestAvailable(core, showtimeID, 3).decode(Hold.self).result.get()
+                let apart = try await Self.bestAvailable(core, showtimeID, 3, user: "u3").decode(Hold.self).result.get()
                 #expect(
                     Set(apart.seatIds) == ["R1-4", "R1-5", "R2-1"] || Set(apart.seatIds) == ["R1-4", "R1-5", "R2-5"]
                 )
-                let none = try await Self.bestAvailable(core, showtimeID, 2, together: true)
+                let none = try await Self.bestAvailable(core, showtimeID, 2, together: true, user: "u4")
                 #expect(none.errorCode == .seatUnavailable)
                 #expect(none.error?.details == ["quantity": 2])
                 let wrongSection = try await Self.bestAvailable(core, showtimeID, 1, section: "Balcony")
