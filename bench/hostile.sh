@@ -118,12 +118,12 @@ buyers() {
     JWT_SECRET='' "$bin/inventory-bench" http --facade-url "http://localhost:$facade_port" --amqp-url "$amqp" \
         --database-url "$dburl" --jwt-secret "$secret" --run-id "$run" --in-flight "$IN_FLIGHT" \
         --duration "$DURATION" --warmup "$WARMUP" --showtimes "$SHOWTIMES" --seats-per-showtime "$SEATS" \
-        --shape "$SHAPE" --hot-fraction "$HOT_FRACTION" --forwarded-for-per-user --json >"$out/$phase.json" 2>"$out/$phase.err" || status=$?
+        --shape "$SHAPE" --hot-fraction "$HOT_FRACTION" --forwarded-for-per-user --buyer-per-hold --json >"$out/$phase.json" 2>"$out/$phase.err" || status=$?
     echo "$status" >"$out/$phase.status"
 }
 
 echo "hostile: $(date -u +%FT%TZ) BIN=$bin DURATION=$DURATION WARMUP=$WARMUP IN_FLIGHT=$IN_FLIGHT SHAPE=$SHAPE HOT_FRACTION=$HOT_FRACTION SHOWTIMES=$SHOWTIMES SEATS=$SEATS"
-echo "hostile: buyers: $IN_FLIGHT users, each its own X-Forwarded-For through the trusted proxy 127.0.0.1; attackers from 127.0.0.11 (bot), .12 (hammer), .13 (slowloris), .14 (wsflood), .15 (probe)"
+echo "hostile: buyers: $IN_FLIGHT in flight, a new buyer (user id and X-Forwarded-For of its own, through the trusted proxy 127.0.0.1) for every hold and its release; attackers from 127.0.0.11 (bot), .12 (hammer), .13 (slowloris), .14 (wsflood), .15 (probe)"
 echo "hostile: attack: ATTACKS=$ATTACKS BOTS=$BOTS x $BOT_CONCURRENCY in flight, HAMMER_CONCURRENCY=$HAMMER_CONCURRENCY, SLOWLORIS=$SLOWLORIS, WS_FLOODERS=$WS_FLOODERS, SEED=$SEED"
 echo "hostile: uptime at start: $(uptime)"
 

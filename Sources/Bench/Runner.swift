@@ -29,6 +29,8 @@ public struct BenchOptions: Sendable {
     public var verify: Bool
     /// ANALYZE seat_states after provisioning (needs `databaseURL`): the planner then knows the new showtimes.
     public var analyzeAfterProvisioning = false
+    /// A new user id for every hold cycle (`VirtualClient`): a crowd of buyers, not a few busy ones.
+    public var buyerPerHold = false
     /// Echo only: server threads.
     public var echoServers: Int
     public var runID: String
@@ -126,7 +128,7 @@ public enum BenchRunner {
             }
         }
 
-        let workload = WorkloadConfiguration(
+        var configuration = WorkloadConfiguration(
             shape: options.shape,
             showtimeIDs: options.showtimeIDs,
             seatsPerShowtime: options.seatsPerShowtime,
@@ -135,6 +137,8 @@ public enum BenchRunner {
             hotFraction: options.hotFraction,
             runID: options.runID
         )
+        configuration.buyerPerHold = options.buyerPerHold
+        let workload = configuration
         let window = RunWindow(warmup: options.warmup, duration: options.duration, timeout: options.timeout)
         let (httpHost, httpPort) = try hostAndPort(options.httpURL)
         progress("running: warm-up \(options.warmup), then \(options.duration) at \(options.inFlight) in flight")

@@ -208,6 +208,10 @@ public struct WorkloadConfiguration: Sendable, Codable {
     public var pollProbability: Double
     /// Prefix of user ids, so runs never share idempotency scopes.
     public var runID: String
+    /// Each client becomes a new user whenever it starts a new hold (its follow-ups stay that user's): a
+    /// crowd of buyers with a few requests each, as on a real on-sale, rather than a few users holding at
+    /// machine speed, whom the facade's per-user rate limits and MAX_SEATS_PER_USER would stop.
+    public var buyerPerHold = false
 
     public init(
         shape: RushShape,
@@ -255,7 +259,10 @@ public struct WorkloadConfiguration: Sendable, Codable {
 /// One simulated user: a small state machine that says what to send next and learns from each answer.
 /// Closed loop: a client has at most one request outstanding.
 public struct VirtualClient: Sendable {
-    public let userID: String
+    /// The user it acts as now: fixed, or a new one per hold cycle (`WorkloadConfiguration.buyerPerHold`).
+    public private(set) var userID: String
+    private let baseUserID: String
+    private var buyers = 0
     private let configuration: WorkloadConfiguration
     private var random: FastRandom
     private var queue: [BenchRequest] = []
@@ -263,12 +270,17 @@ public struct VirtualClient: Sendable {
 
     public init(userID: String, configuration: WorkloadConfiguration, seed: UInt64) {
         self.userID = userID
+        self.baseUserID = userID
         self.configuration = configuration
         self.random = FastRandom(seed: seed)
     }
 
     public mutating func nextRequest() -> BenchRequest {
         if !queue.isEmpty { return queue.removeFirst() }
+        if configuration.buyerPerHold {
+            buyers += 1
+            userID = "\(baseUserID)-b\(buyers)"
+        }
         switch configuration.shape {
         case .uniform:
             return .hold(randomHold())

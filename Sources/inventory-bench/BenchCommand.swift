@@ -65,6 +65,13 @@ struct LoadOptions: ParsableArguments {
     var json = false
     @Option(help: "The run's id: its showtimes are ID-st0, ID-st1, ... (default: bench-<random>).")
     var runId: String?
+    @Flag(
+        help: """
+            A new buyer (user id) for every hold and what follows it: a crowd arriving, each buyer a few \
+            requests, instead of the same users holding again and again (who would meet per-user limits).
+            """
+    )
+    var buyerPerHold = false
 
     func seatsRange() throws -> ClosedRange<Int> {
         let parts = seatsPerHold.split(separator: "-").compactMap { Int($0) }
@@ -115,6 +122,7 @@ func runLoad(
         tokens: tokens
     )
     options.analyzeAfterProvisioning = load.analyze
+    options.buyerPerHold = load.buyerPerHold
     if options.verify && options.databaseURL == nil {
         throw ValidationError("the verifier needs DATABASE_URL (or --database-url); --no-verify skips it")
     }
