@@ -307,7 +307,8 @@ struct HTTPDaemonTests {
                 return UncheckedBox(connection)
             }
         }
-        #expect(try await eventually { daemon.inFlight == 100 })
+        // inFlight counts a request before its handler ran: wait for the handlers too.
+        #expect(try await eventually { daemon.inFlight == 100 && parked.withLock { $0.count } == 100 })
 
         let fast = try await blocking { try TestConnection(port: port).request("GET", "/fast") }
         #expect(fast.status == 200)
@@ -379,26 +380,31 @@ struct HTTPDaemonTests {
         // Every handler has parked its responder (inFlight counts a request before its handler has run: on a
         // busy machine the last handler could come after the answers below, and its request was never answered).
         #expect(try await eventually(within: .seconds(30)) { daemon.inFlight == 10 && parked.withLock { $0.count } == 10 })
-        // Two concurrent calls: both return once the daemon is stopped. On threads started here, not in
-        // child tasks: with the cooperative pool busy (the whole suite on 2 cores) a child task may not
-        // start for seconds, and isDraining was once not seen within 10 s.
-        let stopped = DispatchGroup()
-        for _ in 0..<2 {
-            stopped.enter()
-            // A deadline far beyond the answers below (shutdown returns as soon as they are sent): on a busy
-            // pool, seeing isDraining may itself take seconds, and the answers must still come before it.
-            Thread {
-                daemon.shutdown(timeout: .seconds(60))
-                stopped.leave()
-            }.start()
-        }
-        #expect(try await eventually(within: .seconds(30)) { daemon.isDraining })
-        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(100)) {
+        // From here to the answers, everything runs on one thread started here, nothing on the cooperative
+        // pool: with the whole suite on 2 cores a pool thread (a child task, an `eventually`, a dispatch
+        // after a delay) once resumed more than 60 s late, after the shutdown's deadline, and the requests
+        // were answered 503. Two concurrent shutdown calls, each on a thread of its own; both return once the
+        // daemon is stopped; the deadline is far beyond the answers (shutdown returns as soon as they are sent).
+        let sawDraining = try await blocking { () -> Bool in
+            let stopped = DispatchGroup()
+            for _ in 0..<2 {
+                stopped.enter()
+                Thread {
+                    daemon.shutdown(timeout: .seconds(60))
+                    stopped.leave()
+                }.start()
+            }
+            let deadline = ContinuousClock.now + .seconds(30)
+            while !daemon.isDraining && ContinuousClock.now < deadline { usleep(10_000) }
+            let draining = daemon.isDraining
+            usleep(100_000)  // the answers come while shutdown() waits for them
             for responder in parked.withLock({ $0 }) {
                 responder.respond(.text(200, "done"))
             }
+            stopped.wait()
+            return draining
         }
-        try await blocking { stopped.wait() }
+        #expect(sawDraining)
         #expect(daemon.inFlight == 0)
         let responses = try await blocking { try connections.map { try $0.value.readResponse() } }
         #expect(responses.count == 10)
