@@ -44,5 +44,10 @@ struct HostileRunTests {
         // (Counters are printed in name order: with the facade's edge on, "closed_by_server" comes first.)
         #expect(text.range(of: #"attack slowloris: .*opened [1-9]"#, options: .regularExpression) != nil)
         #expect(text.range(of: #"frames_sent [1-9]"#, options: .regularExpression) != nil)
+        // Both phases' buyers ran to the end and their verifier passed (the calm phase's checks every won hold
+        // and every event); the attack phase's showtimes passed `inventory-bench verify` once the attack stopped.
+        #expect(text.range(of: #"buyers alone .*\(bench exit 0\)"#, options: .regularExpression) != nil)
+        #expect(text.range(of: #"buyers attacked .*\(bench exit 0\)"#, options: .regularExpression) != nil)
+        #expect(text.contains("inventory-bench verify, exit 0"))
     }
 }
