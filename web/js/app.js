@@ -52,6 +52,8 @@ const stats = {
   frames: 0,
   droppedFrames: 0,
   longestFrameMs: 0,
+  longTasks: 0,
+  longestTaskMs: 0,
   lastHoldAt: null,
   seatChangedAt: {},
   reset() {
@@ -62,6 +64,8 @@ const stats = {
     this.frames = 0;
     this.droppedFrames = 0;
     this.longestFrameMs = 0;
+    this.longTasks = 0;
+    this.longestTaskMs = 0;
   },
 };
 
@@ -305,6 +309,16 @@ function watchFrames(time) {
   }
   lastFrame = time;
   requestAnimationFrame(watchFrames);
+
+// Tasks over 50 ms (input waits behind them): how responsive the page stayed.
+if (PerformanceObserver.supportedEntryTypes?.includes("longtask")) {
+  new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      stats.longTasks += 1;
+      stats.longestTaskMs = Math.max(stats.longestTaskMs, entry.duration);
+    }
+  }).observe({ type: "longtask" });
+}
 }
 requestAnimationFrame(watchFrames);
 

@@ -1,0 +1,513 @@
+#!/usr/bin/env python3
+"""The seat map page in real browsers against a running stack (issue 17, decision 0020).
+
+Headless Chromium from Debian's packages (/usr/bin/chromium, /usr/bin/chromedriver), driven by Selenium
+(the version pinned in requirements-test.txt). Starts nothing but browsers: the caller (the Swift test
+`SeatMapBrowserTests`) runs the core, the facade (page, DEV_TOKEN_ENDPOINT=true) and the gateway on a vhost
+and database of their own and passes:
+
+  FACADE_URL          http://127.0.0.1:PORT (the page's origin)
+  GATEWAY_URL         ws://127.0.0.1:PORT/
+  ADMIN_TOKEN         a token with inventory:admin (to define the test's showtimes)
+  HOLD_TTL_SECONDS    the core's hold TTL (short: the expiry is awaited)
+  MAX_SEATS_PER_USER  the core's per-user seat limit
+  RATE_LIMIT_USER_WRITES  the facade's per-user write budget (per RATE_LIMIT_WINDOW_SECONDS)
+  ARTIFACTS           where the screenshots go (never the repository)
+  EVENT_RATE, EVENT_SECONDS  the 2,000-seat load (default 200 events a second for 5 s)
+
+Every wait is a bounded poll on a condition; randomness is seeded. Exit status 0 when every check held;
+`REPORT ...` lines carry the measurements (numbers, not asserted).
+"""
+
+import http.client
+import json
+import os
+import random
+import re
+import sys
+import threading
+import time
+import urllib.parse
+
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import Select
+
+FACADE = os.environ["FACADE_URL"].rstrip("/")
+GATEWAY = os.environ["GATEWAY_URL"]
+ADMIN_TOKEN = os.environ["ADMIN_TOKEN"]
+TTL = int(os.environ.get("HOLD_TTL_SECONDS", "8"))
+SEAT_LIMIT = int(os.environ.get("MAX_SEATS_PER_USER", "4"))
+USER_WRITES = int(os.environ.get("RATE_LIMIT_USER_WRITES", "8"))
+ARTIFACTS = os.environ.get("ARTIFACTS") or os.path.join(os.environ.get("TMPDIR", "/tmp"), "seat-map-page")
+EVENT_RATE = int(os.environ.get("EVENT_RATE", "200"))
+EVENT_SECONDS = float(os.environ.get("EVENT_SECONDS", "5"))
+SEED = int(os.environ.get("BROWSER_TEST_SEED", "1707"))
+
+random.seed(SEED)
+os.makedirs(ARTIFACTS, exist_ok=True)
+failures = []
+
+
+def check(condition, what):
+    if condition:
+        print(f"ok: {what}", flush=True)
+    else:
+        print(f"FAILED: {what}", flush=True)
+        failures.append(what)
+
+
+def wait_until(what, probe, timeout=10.0, interval=0.02):
+    """Polls `probe` until it returns something truthy, for at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(interval)
+
+
+# MARK: - REST
+
+
+class Rest:
+    """One keep-alive connection to the facade."""
+
+    def __init__(self):
+        parsed = urllib.parse.urlparse(FACADE)
+        self.host, self.port = parsed.hostname, parsed.port
+        self.connection = None
+
+    def call(self, method, path, body=None, token=None, headers=None):
+        send = dict(headers or {})
+        if body is not None:
+            send["Content-Type"] = "application/json"
+        if token:
+            send["Authorization"] = f"Bearer {token}"
+        data = json.dumps(body) if body is not None else None
+        for attempt in range(2):
+            if self.connection is None:
+                self.connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
+            try:
+                self.connection.request(method, path, body=data, headers=send)
+                response = self.connection.getresponse()
+                text = response.read().decode()
+                if response.getheader("Connection", "").lower() == "close":
+                    self.connection.close()
+                    self.connection = None
+                return response.status, (json.loads(text) if text else {})
+            except (http.client.HTTPException, ConnectionError, OSError):
+                self.connection.close()
+                self.connection = None
+                if attempt == 1:
+                    raise
+        raise AssertionError("unreachable")
+
+
+def define_seats(showtime, body):
+    status, answer = Rest().call("PUT", f"/showtimes/{showtime}/seats", body, token=ADMIN_TOKEN)
+    if status != 200:
+        raise AssertionError(f"defining {showtime}: {status} {answer}")
+
+
+def dev_token(user):
+    status, answer = Rest().call("POST", "/dev/token", {"userId": user})
+    if status != 200:
+        raise AssertionError(f"dev token for {user}: {status} {answer}")
+    return answer["token"]
+
+
+# MARK: - Browsers
+
+
+def browser(width, height):
+    options = Options()
+    options.binary_location = "/usr/bin/chromium"
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={width},{height}"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver.set_script_timeout(30)
+    return driver
+
+
+def page_url(showtime):
+    return f"{FACADE}/?" + urllib.parse.urlencode({"showtimeId": showtime, "gateway": GATEWAY})
+
+
+def open_page(driver, showtime, seats):
+    driver.get(page_url(showtime))
+    driver.execute_script("window.__loadedOnce = true;")
+    wait_until(
+        f"{showtime}: live with {seats} seats",
+        lambda: driver.execute_script(
+            "return document.getElementById('connection').dataset.state === 'live'"
+            " && document.querySelectorAll('button.seat[data-state]').length === arguments[0];",
+            seats,
+        ),
+        timeout=30,
+    )
+
+
+def sign_in(driver, user):
+    Select(driver.find_element(By.ID, "user")).select_by_value(user)
+    driver.find_element(By.ID, "signin").click()
+    wait_until(f"signed in as {user}", lambda: user in driver.find_element(By.ID, "who").text)
+
+
+def seat(driver, seat_id):
+    return driver.find_element(By.CSS_SELECTOR, f'button.seat[data-seat-id="{seat_id}"]')
+
+
+def seat_state(driver, seat_id):
+    return driver.execute_script(
+        "const b = document.querySelector(`button.seat[data-seat-id=\"${arguments[0]}\"]`);"
+        " return b ? b.dataset.state : null;",
+        seat_id,
+    )
+
+
+def message(driver):
+    return driver.execute_script(
+        "const m = document.getElementById('message');"
+        " return m.hidden ? null : {kind: m.dataset.kind, text: m.textContent};"
+    )
+
+
+def clear_message(driver):
+    driver.execute_script("const m = document.getElementById('message'); m.hidden = true; m.textContent = '';")
+
+
+def holds(driver):
+    return driver.execute_script(
+        "return [...document.querySelectorAll('#holds li')].map(li => ({id: li.dataset.holdId, text: li.textContent}));"
+    )
+
+
+def select_seat(driver, seat_id):
+    button = seat(driver, seat_id)
+    if button.get_attribute("aria-pressed") != "true":
+        button.click()
+    wait_until(f"{seat_id} selected", lambda: seat(driver, seat_id).get_attribute("aria-pressed") == "true")
+
+
+def press_hold_and_wait(driver):
+    clear_message(driver)
+    driver.find_element(By.ID, "hold").click()
+    return wait_until("an answer to the hold", lambda: message(driver))
+
+
+def screenshot(driver, name):
+    path = os.path.join(ARTIFACTS, name)
+    driver.save_screenshot(path)
+    print(f"ARTIFACT {path}", flush=True)
+
+
+def console_problems(driver, name):
+    """Console errors (JavaScript), and network refusals other than the expected 409 / 429."""
+    problems, refusals = [], []
+    for entry in driver.get_log("browser"):
+        if entry.get("level") != "SEVERE":
+            continue
+        text = entry.get("message", "")
+        if entry.get("source") == "network" and re.search(r"status of (409|429)", text):
+            refusals.append(text)
+        else:
+            problems.append(text)
+    print(f"REPORT console {name}: {len(problems)} errors, {len(refusals)} expected refusals logged by the network layer (409/429)")
+    return problems
+
+
+def percentile(values, fraction):
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+# MARK: - The seed's two-window test
+
+
+def two_windows(showtime):
+    seats = [
+        {"seatId": f"{showtime}_{row}{number}", "section": "Stalls", "row": row, "number": number}
+        for row in "ABC"
+        for number in range(1, 11)
+    ]
+    seat_ids = [entry["seatId"] for entry in seats]
+    define_seats(showtime, {"seats": seats})
+    a = browser(1100, 900)
+    b = browser(360, 800)
+    windows = {"A": a, "B": b}
+    try:
+        for driver in windows.values():
+            open_page(driver, showtime, len(seat_ids))
+        sign_in(a, "user_456")
+        sign_in(b, "user_789")
+        target = f"{showtime}_A5"
+
+        # Keyboard in A: focus the first seat, four to the right, Enter; the focus ring is visible.
+        seat(a, f"{showtime}_A1").click()
+        seat(a, f"{showtime}_A1").click()  # selected, then unselected again: the map is focused
+        active = a.switch_to.active_element
+        for _ in range(4):
+            active.send_keys(Keys.ARROW_RIGHT)
+            active = a.switch_to.active_element
+        check(active.get_attribute("data-seat-id") == target, "arrow keys move the focus along the row")
+        active.send_keys(Keys.ENTER)
+        wait_until("A5 selected by Enter", lambda: seat(a, target).get_attribute("aria-pressed") == "true")
+        outline = a.execute_script(
+            "const s = getComputedStyle(document.activeElement); return [s.outlineStyle, s.outlineWidth];"
+        )
+        check(outline[0] == "solid" and outline[1] != "0px", f"the focused seat shows a focus ring ({outline})")
+        active.send_keys(Keys.ARROW_DOWN)
+        check(
+            a.switch_to.active_element.get_attribute("data-seat-id") == f"{showtime}_B5",
+            "arrow down moves to the same seat of the next row",
+        )
+        # B (360 px wide) selects with the pointer.
+        select_seat(b, target)
+        widths = b.execute_script("return [document.documentElement.scrollWidth, window.innerWidth];")
+        check(widths[0] <= widths[1], f"at 360 px nothing overflows sideways (scrollWidth {widths[0]}, width {widths[1]})")
+
+        # The same moment: both pages press Hold at one wall-clock instant (both read this machine's clock).
+        at = int(time.time() * 1000) + 400
+        for driver in windows.values():
+            clear_message(driver)
+            driver.execute_script(
+                "const at = arguments[0]; setTimeout(() => document.getElementById('hold').click(), at - Date.now());",
+                at,
+            )
+        answers = {
+            name: wait_until(f"{name} answered", lambda d=driver: message(d)) for name, driver in windows.items()
+        }
+        winners = [name for name, answer in answers.items() if answer["kind"] == "ok"]
+        losers = [name for name, answer in answers.items() if "Seat unavailable" in answer["text"]]
+        check(len(winners) == 1 and len(losers) == 1, f"exactly one window holds the seat: {answers}")
+        if len(winners) != 1 or len(losers) != 1:
+            return
+        winner, loser = windows[winners[0]], windows[losers[0]]
+        check("Stalls, row A, seat 5" in answers[losers[0]]["text"], "the loser's message names the seat")
+        winner_holds = holds(winner)
+        check(
+            len(winner_holds) == 1 and re.search(r"expires in 0:0\d", winner_holds[0]["text"]) is not None,
+            f"the winner shows the hold with its countdown: {winner_holds}",
+        )
+        check(holds(loser) == [], "the loser shows no hold")
+        check(seat(winner, target).get_attribute("data-view") == "mine", "the winner's seat reads 'in your hold'")
+        # The loser's map: held within 1 s of the winner's answer, without a reload.
+        held_at = winner.execute_script("return window.seatMapPage.stats.lastHoldAt;")
+        wait_until("the seat turns held in the loser's window", lambda: seat_state(loser, target) == "held", timeout=5)
+        changed_at = loser.execute_script(
+            "return window.seatMapPage.stats.seatChangedAt[arguments[0]];", target
+        )
+        lag = changed_at - held_at
+        print(f"REPORT two-windows: the loser's seat turned held {lag} ms after the winner's hold answer (negative: the event came first)")
+        check(lag <= 1000, f"the loser's window shows the seat held within 1 s of the winner's hold ({lag} ms)")
+        check(loser.execute_script("return window.__loadedOnce === true;"), "the loser's page was not reloaded")
+        check("H" == seat(loser, target).text.splitlines()[-1], "the held seat carries its text label (H)")
+        screenshot(a, "two-windows-A.png")
+        screenshot(b, "two-windows-B.png")
+
+        # Release: available in both.
+        winner.find_element(By.CSS_SELECTOR, "#holds li button.release").click()
+        for name, driver in windows.items():
+            wait_until(f"{name}: available after the release", lambda d=driver: seat_state(d, target) == "available")
+        check(True, "after the release the seat is available in both windows")
+
+        # Expiry: the winner holds it again and lets the TTL run out.
+        select_seat(winner, target)
+        answer = press_hold_and_wait(winner)
+        check(answer["kind"] == "ok", f"the seat is held again: {answer}")
+        wait_until("the loser sees it held", lambda: seat_state(loser, target) == "held")
+        for name, driver in windows.items():
+            wait_until(
+                f"{name}: available after the hold expired",
+                lambda d=driver: seat_state(d, target) == "available",
+                timeout=TTL + 5,
+            )
+        check(holds(winner) == [], "the expired hold left the winner's list")
+        check("expired" in (message(winner) or {}).get("text", ""), "the winner is told the hold expired")
+        screenshot(a, "after-expiry-A.png")
+        screenshot(b, "after-expiry-B.png")
+
+        # The seat limit, in words (A may hold SEAT_LIMIT seats at once).
+        for number in range(1, SEAT_LIMIT + 2):
+            select_seat(a, f"{showtime}_C{number}")
+        answer = press_hold_and_wait(a)
+        check(
+            answer["kind"] == "error" and "Seat limit reached" in answer["text"] and f"at most {SEAT_LIMIT}" in answer["text"],
+            f"SEAT_LIMIT_REACHED is shown in words: {answer}",
+        )
+        a.find_element(By.ID, "clear").click()
+
+        # A reconnect: B's socket drops; A holds a seat meanwhile; B resyncs and shows it.
+        other = f"{showtime}_B2"
+        snapshots = b.execute_script("return window.seatMapPage.stats.snapshots;")
+        b.execute_script("window.seatMapPage.drop();")
+        select_seat(a, other)
+        answer = press_hold_and_wait(a)
+        check(answer["kind"] == "ok", f"A holds {other} while B reconnects: {answer}")
+        wait_until("B live again", lambda: b.execute_script(
+            "return document.getElementById('connection').dataset.state === 'live' && window.seatMapPage.stats.snapshots > arguments[0];",
+            snapshots,
+        ), timeout=15)
+        wait_until("B shows the seat held after the resync", lambda: seat_state(b, other) == "held")
+        check(True, "after a reconnect the page resyncs from a fresh snapshot (indicator back to Live)")
+        a.find_element(By.CSS_SELECTOR, "#holds li button.release").click()
+        wait_until("B sees the release", lambda: seat_state(b, other) == "available")
+
+        # The rate limit, in words: B holds and releases until the facade says 429.
+        limited = None
+        for attempt in range(USER_WRITES + 4):
+            wait_until("C9 available again", lambda: seat_state(b, f"{showtime}_C9") == "available")
+            select_seat(b, f"{showtime}_C9")
+            answer = press_hold_and_wait(b)
+            if "Too many requests" in answer["text"]:
+                limited = answer
+                break
+            if answer["kind"] == "ok":
+                clear_message(b)
+                b.find_element(By.CSS_SELECTOR, "#holds li button.release").click()
+                answer = wait_until("an answer to the release", lambda: message(b))
+                if "Too many requests" in answer["text"]:
+                    limited = answer
+                    break
+        check(limited is not None and re.search(r"wait \d+ seconds?", limited["text"]) is not None,
+              f"RATE_LIMITED is shown in words: {limited}")
+        screenshot(b, "rate-limited-B.png")
+
+        status, availability = Rest().call("GET", f"/availability?showtimeId={showtime}")
+        summary = wait_until(
+            "A's summary equals availability's",
+            lambda: (lambda s: s if s == availability["summary"] else None)(
+                a.execute_script("return window.seatMapPage.summary();")
+            ),
+        )
+        check(status == 200, f"the summary equals availability's: {summary}")
+        for name, driver in windows.items():
+            check(console_problems(driver, name) == [], f"no console errors in window {name}")
+    finally:
+        for driver in windows.values():
+            driver.quit()
+
+
+# MARK: - 2,000 seats under 200 events a second
+
+
+def load(showtime, seats):
+    """EVENT_RATE writes a second (holds and releases of one seat each, so one event each), spread over
+    user ids of their own behind the trusted proxy (X-Forwarded-For), for EVENT_SECONDS."""
+    users = [f"load_{index:03d}" for index in range(400)]
+    tokens = {user: dev_token(user) for user in users}
+    operations = int(EVENT_RATE * EVENT_SECONDS) // 2
+    order = random.sample(range(seats), operations)
+    threads = 8
+    started = time.monotonic() + 0.2
+    interval = 1.0 / EVENT_RATE
+    refused = []
+    done = [0]
+    lock = threading.Lock()
+
+    def worker(index):
+        rest = Rest()
+        for slot in range(index, operations, threads):
+            seat_id = f"s{order[slot] + 1}"
+            user_index = slot % len(users)
+            user = users[user_index]
+            headers = {"X-Forwarded-For": f"10.77.{user_index // 256}.{user_index % 256}"}
+            due = started + 2 * slot * interval
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            status, hold = rest.call("POST", "/hold", {"showtimeId": showtime, "seatIds": [seat_id]}, tokens[user], headers)
+            if status != 201:
+                with lock:
+                    refused.append((status, hold))
+                continue
+            delay = due + interval - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            status, answer = rest.call("POST", "/release", {"holdId": hold["holdId"]}, tokens[user], headers)
+            with lock:
+                if status != 200:
+                    refused.append((status, answer))
+                done[0] += 2
+
+    workers = [threading.Thread(target=worker, args=(index,)) for index in range(threads)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    took = time.monotonic() - started
+    return done[0], took, refused
+
+
+def big_map(showtime, seats=2000):
+    define_seats(showtime, {"seatIds": [f"s{number}" for number in range(1, seats + 1)]})
+    driver = browser(1280, 900)
+    try:
+        began = time.monotonic()
+        open_page(driver, showtime, seats)
+        print(f"REPORT 2000-seats: live and rendered {round((time.monotonic() - began) * 1000)} ms after navigation")
+        driver.execute_script("window.seatMapPage.stats.reset();")
+        writes, took, refused = load(showtime, seats)
+        check(refused == [], f"every load write succeeded ({len(refused)} refused: {refused[:3]})")
+        status, availability = Rest().call("GET", f"/availability?showtimeId={showtime}")
+        expected = {entry["seatId"]: entry["state"] for entry in availability["availability"]}
+        wait_until(
+            "the 2,000-seat map equals availability",
+            lambda: driver.execute_script("return window.seatMapPage.seats();") == expected,
+            timeout=15,
+        )
+        check(True, "after the load the 2,000-seat map equals GET /availability, seat by seat")
+        check(driver.execute_script("return window.seatMapPage.summary();") == availability["summary"],
+              "the summary equals availability's")
+        stats = driver.execute_script(
+            "const s = window.seatMapPage.stats; return {events: s.eventsReceived, changes: s.seatChanges,"
+            " apply: s.applyMs, latency: s.latencyMs, frames: s.frames, dropped: s.droppedFrames,"
+            " longest: s.longestFrameMs, longTasks: s.longTasks, longestTask: s.longestTaskMs};"
+        )
+        check(stats["events"] >= writes, f"the page received every event ({stats['events']} for {writes} writes)")
+        apply, latency = stats["apply"], stats["latency"]
+        print(
+            f"REPORT 2000-seats: {writes} writes in {took:.2f} s ({writes / took:.0f} events/s offered);"
+            f" page received {stats['events']} events, changed {stats['changes']} seats"
+        )
+        print(
+            "REPORT 2000-seats: apply an event to the model p50 %.3f ms, p95 %.3f ms, max %.3f ms;"
+            " event received -> seat repainted in the DOM p50 %.1f ms, p95 %.1f ms, max %.1f ms"
+            % (percentile(apply, 0.5), percentile(apply, 0.95), max(apply or [0]),
+               percentile(latency, 0.5), percentile(latency, 0.95), max(latency or [0]))
+        )
+        print(
+            f"REPORT 2000-seats: {stats['frames']} frames, {stats['dropped']} dropped"
+            f" ({100 * stats['dropped'] / max(1, stats['frames'] + stats['dropped']):.1f}%), longest frame {stats['longest']:.1f} ms;"
+            f" {stats['longTasks']} tasks over 50 ms (longest {stats['longestTask']:.1f} ms)"
+        )
+        screenshot(driver, "2000-seats.png")
+        check(console_problems(driver, "2000-seats") == [], "no console errors on the 2,000-seat page")
+    finally:
+        driver.quit()
+
+
+def main():
+    suffix = f"{os.getpid()}_{random.randrange(10**6)}"
+    print(f"browser test: seed {SEED}, artifacts in {ARTIFACTS}", flush=True)
+    try:
+        two_windows(f"page_{suffix}")
+        big_map(f"big_{suffix}")
+    except AssertionError as error:
+        failures.append(str(error))
+        print(f"FAILED: {error}", flush=True)
+    print(f"browser test: {len(failures)} failure(s)" + (": " + "; ".join(failures) if failures else ""), flush=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
