@@ -1,6 +1,6 @@
-import Foundation
 import AMQPClient
 import Contracts
+import Foundation
 import HTTPServer
 import InventoryRPCClient
 import Logging

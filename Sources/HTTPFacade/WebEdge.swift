@@ -114,7 +114,8 @@ struct StaticFiles: Sendable {
                 throw ConfigurationError(
                     variable: "WEB_ROOT",
                     source: root,
-                    message: "more than \(Self.maxFiles) files or \(Self.maxTotalBytes) bytes: is it the page's directory?"
+                    message:
+                        "more than \(Self.maxFiles) files or \(Self.maxTotalBytes) bytes: is it the page's directory?"
                 )
             }
             files[relative] = File(contentType: type, body: Array(data))

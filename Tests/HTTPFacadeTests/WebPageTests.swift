@@ -31,7 +31,11 @@ import Glibc
             )
             configuration.edge.rateLimitEnabled = false
             MetricsSetup.bootstrap()
-            let facade = try Facade(configuration: configuration, web: web, logger: Logger(label: "web-page-test") { _ in SwiftLogNoOpLogHandler() })
+            let facade = try Facade(
+                configuration: configuration,
+                web: web,
+                logger: Logger(label: "web-page-test") { _ in SwiftLogNoOpLogHandler() }
+            )
             defer { facade.shutdown() }
             return try body(facade)
         }
@@ -324,7 +328,9 @@ import Glibc
         var cursor: UnsafeMutablePointer<ifaddrs>? = first
         while let entry = cursor {
             defer { cursor = entry.pointee.ifa_next }
-            guard let address = entry.pointee.ifa_addr, address.pointee.sa_family == sa_family_t(AF_INET) else { continue }
+            guard let address = entry.pointee.ifa_addr, address.pointee.sa_family == sa_family_t(AF_INET) else {
+                continue
+            }
             var buffer = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
             let text: String? = address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { v4 in
                 var raw = v4.pointee.sin_addr
@@ -358,7 +364,9 @@ import Glibc
                 connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
             }
         }
-        guard connected == 0 else { throw TestFailure("connect to \(address):\(port): \(String(cString: strerror(errno)))") }
+        guard connected == 0 else {
+            throw TestFailure("connect to \(address):\(port): \(String(cString: strerror(errno)))")
+        }
         try HTTPTestClient.send(fd, HTTPTestClient.requestBytes(method, path, headers: [], body: Array(body.utf8)))
         return try HTTPTestClient.readResponse(fd)
     }
