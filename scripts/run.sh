@@ -48,7 +48,7 @@ setting() {
 facade_port=$(setting PORT 3005)
 gateway_port=$(setting WS_PORT 3011)
 dev_token_endpoint=$(setting DEV_TOKEN_ENDPOINT "")
-if [ -z "$dev_token_endpoint" ] && [ "${AUTH_MODE:-jwt}" != none ] && configured JWT_SECRET; then
+if [ -z "$dev_token_endpoint" ] && [ "$(setting AUTH_MODE jwt)" != none ] && configured JWT_SECRET; then
     dev_token_endpoint=true
     echo "run.sh: ⚠️  DEV_TOKEN_ENDPOINT=true for this demo: POST /dev/token on port $facade_port gives any loopback" \
         "caller a token for any user (no scopes). Development only: never set it in a deployment." >&2

@@ -80,7 +80,10 @@ import Testing
             )
         }
         let lines = result.output.split(separator: "\n")
-        print(lines.filter { $0.hasPrefix("REPORT") || $0.hasPrefix("ARTIFACT") }.joined(separator: "\n"))
+        print(
+            lines.filter { line in ["REPORT", "ARTIFACT", "ok:", "FAILED"].contains { line.hasPrefix($0) } }
+                .joined(separator: "\n")
+        )
         #expect(result.status == 0, "\(result.output.suffix(8000))")
     }
 }
