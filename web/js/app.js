@@ -124,6 +124,13 @@ function onMessage(message) {
         ui.map.replaceChildren(paragraph(`No seat map for showtime ${state.showtimeId}.`, "placeholder"));
         state.elements.clear();
         onStatus("live");
+      } else if (message.code === "SERVICE_UNAVAILABLE" || message.code === "UPSTREAM_TIMEOUT") {
+        // No snapshot this time (the core is busy or away): ask again shortly, once per error.
+        onStatus("waiting", 2000);
+        const showtimeId = state.showtimeId;
+        setTimeout(() => {
+          if (state.showtimeId === showtimeId) live.follow(showtimeId);
+        }, 2000);
       } else if (message.code !== "VALIDATION_FAILED" || message.showtimeId) {
         show(`The live connection reported: ${message.message} (${message.code}).`);
       }
