@@ -152,6 +152,24 @@ import Glibc
             directory: directory
         )
         #expect(on.devTokenEndpoint && on.devTokenTTLSeconds == 120 && on.root == "/srv/page")
+        // .env.local, then .env, fill what the environment leaves unset; the environment wins.
+        let files = NSTemporaryDirectory() + uniqueName("webenv")
+        try FileManager.default.createDirectory(atPath: files, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: files) }
+        try "# local\nexport DEV_TOKEN_ENDPOINT='true'\nWEB_ROOT=page\n".write(
+            toFile: files + "/.env.local",
+            atomically: true,
+            encoding: .utf8
+        )
+        try "DEV_TOKEN_ENDPOINT=false\nDEV_TOKEN_TTL_SECONDS=\"300\"\n".write(
+            toFile: files + "/.env",
+            atomically: true,
+            encoding: .utf8
+        )
+        let fromFiles = try WebSettings.load(environment: [:], directory: files)
+        #expect(fromFiles.devTokenEndpoint && fromFiles.devTokenTTLSeconds == 300 && fromFiles.root == files + "/page")
+        let overridden = try WebSettings.load(environment: ["DEV_TOKEN_ENDPOINT": "false"], directory: files)
+        #expect(!overridden.devTokenEndpoint)
         #expect(throws: ConfigurationError.self) {
             try WebSettings.load(environment: ["DEV_TOKEN_ENDPOINT": "maybe"], directory: directory)
         }

@@ -43,8 +43,13 @@ export class Api {
     return this.session;
   }
 
-  signOut() {
-    this.session = null;
+  /**
+   * No token at all: the facade's `AUTH_MODE=none` (local development) takes the user from the body.
+   * With authentication on, every write is then refused 401 and the page says to sign in.
+   */
+  useUserWithoutToken(userId) {
+    this.session = { token: null, userId, expiresAt: null, dev: false };
+    return this.session;
   }
 
   async availability(showtimeId) {
@@ -53,11 +58,16 @@ export class Api {
 
   /** One all-or-nothing hold of `seatIds`; the idempotency key makes a retried click safe. */
   async hold(showtimeId, seatIds, idempotencyKey) {
-    return this.#call("POST", "/hold", { showtimeId, seatIds }, true, { "Idempotency-Key": idempotencyKey });
+    const body = { showtimeId, seatIds, ...this.#userWithoutToken() };
+    return this.#call("POST", "/hold", body, true, { "Idempotency-Key": idempotencyKey });
   }
 
   async release(holdId) {
-    return this.#call("POST", "/release", { holdId }, true);
+    return this.#call("POST", "/release", { holdId, ...this.#userWithoutToken() }, true);
+  }
+
+  #userWithoutToken() {
+    return this.session && !this.session.token ? { userId: this.session.userId } : {};
   }
 
   async #call(method, path, body, authenticated, headers = {}) {
@@ -66,7 +76,7 @@ export class Api {
     if (authenticated) {
       if (!this.session) throw new ApiError(401, "UNAUTHENTICATED", "Sign in first.", {});
       await this.#renewIfNeeded();
-      send.Authorization = `Bearer ${this.session.token}`;
+      if (this.session.token) send.Authorization = `Bearer ${this.session.token}`;
     }
     const response = await fetch(`${this.base}${path}`, {
       method,
