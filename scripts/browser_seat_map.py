@@ -312,7 +312,8 @@ def two_windows(showtime):
             f"the winner shows the hold with its countdown: {winner_holds}",
         )
         check(holds(loser) == [], "the loser shows no hold")
-        check(seat(winner, target).get_attribute("data-view") == "mine", "the winner's seat reads 'in your hold'")
+        wait_until("the winner's seat reads 'in your hold'", lambda: seat(winner, target).get_attribute("data-view") == "mine")
+        check(True, "the winner's seat reads 'in your hold' (Y)")
         # The loser's map: held within 1 s of the winner's answer, without a reload.
         held_at = winner.execute_script("return window.seatMapPage.stats.lastHoldAt;")
         wait_until("the seat turns held in the loser's window", lambda: seat_state(loser, target) == "held", timeout=5)
@@ -534,8 +535,11 @@ def big_map(showtime, seats=2000):
             timeout=15,
         )
         check(True, "after the load the 2,000-seat map equals GET /availability, seat by seat")
-        check(driver.execute_script("return window.seatMapPage.summary();") == availability["summary"],
-              "the summary equals availability's")
+        wait_until(
+            "the 2,000-seat summary equals availability's",
+            lambda: driver.execute_script("return window.seatMapPage.summary();") == availability["summary"],
+        )
+        check(True, "the summary equals availability's")
         numbers = page_numbers(driver)
         apply, latency = numbers["apply"], numbers["latency"]
         print(

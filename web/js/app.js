@@ -284,15 +284,24 @@ function render(seatId, now) {
   }
 }
 
+// Seats are repainted at most every FLUSH_INTERVAL_MS: under a burst of events each frame then carries
+// many changes instead of one, which costs the renderer far less than painting every frame (a change
+// still shows within a tenth of a second).
+const FLUSH_INTERVAL_MS = 100;
+let lastFlush = 0;
+
 function scheduleFlush() {
   if (state.flushScheduled) return;
   state.flushScheduled = true;
-  requestAnimationFrame(flush);
+  const wait = lastFlush + FLUSH_INTERVAL_MS - performance.now();
+  if (wait <= 0) requestAnimationFrame(flush);
+  else setTimeout(() => requestAnimationFrame(flush), wait);
 }
 
 /** Renders the seats that changed since the last frame, then the summary. */
 function flush() {
   state.flushScheduled = false;
+  lastFlush = performance.now();
   const now = Date.now();
   for (const seatId of state.dirty) render(seatId, now);
   state.dirty.clear();
