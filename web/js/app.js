@@ -141,6 +141,16 @@ function onMessage(message) {
       stats.eventsReceived += 1;
       const changed = state.map.applyEvent(message);
       stats.applyMs.push(performance.now() - received);
+      // The sweep's hold.expired for a seat of one of this user's holds: that hold is over, whatever this
+      // browser's clock says (the database's decides).
+      if (message.type === "hold.expired" && changed.some((seatId) => state.mySeats.has(seatId))) {
+        for (const hold of state.holds.values()) {
+          if (hold.showtimeId === state.showtimeId && hold.seatIds.some((seatId) => changed.includes(seatId))) {
+            expireHold(hold);
+          }
+        }
+        renderHolds();
+      }
       if (changed.length > 0) {
         stats.seatChanges += changed.length;
         for (const seatId of changed) state.dirty.add(seatId);
@@ -479,11 +489,7 @@ function remaining(ms) {
 
 function renderHolds(now = Date.now()) {
   for (const hold of [...state.holds.values()]) {
-    if (hold.expiresAt <= now) {
-      state.holds.delete(hold.holdId);
-      forgetSeats(hold);
-      show(`Your hold of ${hold.seatIds.map(nameOf).join("; ")} expired: the seats are available again.`);
-    }
+    if (hold.expiresAt <= now) expireHold(hold);
   }
   const items = [];
   for (const hold of state.holds.values()) {
@@ -508,6 +514,12 @@ function renderHolds(now = Date.now()) {
     items.push(item);
   }
   ui.holds.replaceChildren(...items);
+}
+
+function expireHold(hold) {
+  state.holds.delete(hold.holdId);
+  forgetSeats(hold);
+  show(`Your hold of ${hold.seatIds.map(nameOf).join("; ")} expired: the seats are available again.`);
 }
 
 function forgetSeats(hold) {
