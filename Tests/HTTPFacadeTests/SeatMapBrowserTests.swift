@@ -38,6 +38,10 @@ import Testing
             // the trusted proxy 127.0.0.1 with addresses of their own (X-Forwarded-For), as buyers would.
             facadeEnvironment["RATE_LIMIT_ENABLED"] = "true"
             facadeEnvironment["RATE_LIMIT_USER_WRITES"] = "\(Self.userWrites)"
+            // A long window: a spent budget stays spent for seconds (8 writes a minute), however slow the run.
+            facadeEnvironment["RATE_LIMIT_WINDOW_SECONDS"] = "60"
+            // Generous on a busy machine: the load's writes must not time out.
+            facadeEnvironment["RPC_TIMEOUT_MS"] = "10000"
             facadeEnvironment["RATE_LIMIT_KEY_PREFIX"] = "\(uniqueName("ratelimit")):"
             facadeEnvironment["TRUSTED_PROXIES"] = "127.0.0.1"
             let facade = try ServerProcess(product: "http-facade", environment: facadeEnvironment)
