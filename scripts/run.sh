@@ -36,6 +36,31 @@ print_tokens() {
     echo "export ORDERS_TOKEN=$("${mint[@]}" --sub orders-service --scope inventory:purchase)  # Orders Service"
     echo "export ADMIN_TOKEN=$("${mint[@]}" --sub ops-admin --scope inventory:admin)          # admin"
 }
+# The seat map page (issue 17, decision 0020): the facade serves web/ at / (WEB_ROOT). Its demo sign-in
+# needs the development token endpoint, which exists only when DEV_TOKEN_ENDPOINT=true: this script turns it
+# on for the facade it starts (unless DEV_TOKEN_ENDPOINT is configured either way, AUTH_MODE=none, or tokens
+# are verified with a public key, which cannot sign), and says so loudly. It answers loopback callers only.
+setting() {
+    local value=${!1:-}
+    [ -n "$value" ] || value=$(sed -n "s/^$1=//p" .env.local .env 2>/dev/null | head -n 1 | tr -d "\"'")
+    printf '%s' "${value:-$2}"
+}
+facade_port=$(setting PORT 3005)
+gateway_port=$(setting WS_PORT 3011)
+dev_token_endpoint=$(setting DEV_TOKEN_ENDPOINT "")
+if [ -z "$dev_token_endpoint" ] && [ "$(setting AUTH_MODE jwt)" != none ] && configured JWT_SECRET; then
+    dev_token_endpoint=true
+    echo "run.sh: ⚠️  DEV_TOKEN_ENDPOINT=true for this demo: POST /dev/token on port $facade_port gives any loopback" \
+        "caller a token for any user (no scopes). Development only: never set it in a deployment." >&2
+fi
+# The gateway refuses WebSocket upgrades from other pages' origins (decision 0017); the page's origin is the
+# facade's, under either loopback name.
+if ! configured WS_FACADE_ORIGIN; then
+    export WS_FACADE_ORIGIN="http://localhost:$facade_port,http://127.0.0.1:$facade_port"
+fi
+page_url="http://localhost:$facade_port/"
+if [ "$gateway_port" != 3011 ]; then page_url="$page_url?gateway=ws://localhost:$gateway_port/"; fi
+
 # Each process connects to RabbitMQ as its own broker user (services.sh made them, with their passwords in
 # .dev/rabbitmq-users.env), so the core authorizes each by its AMQP user_id (README, "Broker users").
 users_file=${RABBITMQ_USERS_FILE:-.dev/rabbitmq-users.env}
@@ -71,13 +96,14 @@ trap stop INT TERM HUP
 # signal as "stop now".
 RABBITMQ_URL=$core_url setsid "$bin/inventory-rpc" serve &
 pids+=($!)
-RABBITMQ_URL=$facade_url setsid "$bin/http-facade" &
+RABBITMQ_URL=$facade_url DEV_TOKEN_ENDPOINT=${dev_token_endpoint:-false} setsid "$bin/http-facade" &
 pids+=($!)
 RABBITMQ_URL=$gateway_url setsid "$bin/realtime-gateway" &
 pids+=($!)
 
 provision_demo || echo "run.sh: demo provisioning failed; running without the demo showtime" >&2
 print_tokens || echo "run.sh: could not mint the development tokens" >&2
+echo "run.sh: the seat map page: $page_url (showtime_123; demo sign-in$([ "${dev_token_endpoint:-false}" = true ] || echo " off: open it with #token=YOUR_TOKEN"))"
 
 # Reap both. `wait -n` also returns when a signal interrupts it (the trap has run then), with no pid.
 declare -A exit_codes=()

@@ -16,7 +16,8 @@
 # README.md's table; their passwords are made on first run into .dev/rabbitmq-users.env (mode 0600, kept
 # out of git; RABBITMQ_USERS_FILE moves it), or taken from that file. On a fresh Debian machine it installs the
 # servers and the -dev packages the Swift build links against (apt-get update runs only when something
-# is missing), the network tools of the fault suite (ip, nft), and the Python packages the tests use,
+# is missing), the network tools of the fault suite (ip, nft), headless Chromium and chromedriver for the
+# seat map page's browser test, and the Python packages the tests use,
 # at the exact versions of requirements-test.txt. Run it as root, or as a user with sudo.
 set -euo pipefail
 
@@ -27,6 +28,9 @@ readonly APT_PACKAGES=(
     postgresql redis-server rabbitmq-server
     librabbitmq-dev libpq-dev libhiredis-dev libmicrohttpd-dev pkg-config
     iproute2 nftables
+    # The seat map page's browser test (Tests/HTTPFacadeTests/SeatMapBrowserTests.swift): headless Chromium
+    # and its WebDriver, driven by Selenium (requirements-test.txt).
+    chromium chromium-driver
 )
 # The tests' Python tools, each pinned (schemathesis, hypothesis, jsonschema, ...): one file for all.
 REQUIREMENTS=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/requirements-test.txt

@@ -22,6 +22,8 @@ final class FacadeHandler: Sendable {
         /// Requests in flight per client address behind a trusted proxy (the per-address connection limit
         /// of requests that come through one); nil: none.
         var maxProxiedRequestsPerAddress: Int?
+        /// The seat map page and the development token endpoint (decision 0020); nil: neither.
+        var web: WebEdge?
     }
 
     private let settings: Settings
@@ -92,6 +94,23 @@ final class FacadeHandler: Sendable {
             var answer = RESTAnswer.error(.serviceUnavailable, "The service is shutting down")
             answer.headers.append(("Connection", "close"))
             finish(answer, nil)
+            return
+        }
+
+        // The page's files and `POST /dev/token`: only on paths no REST route has.
+        if case .notFound = match, let web = settings.web, let (answer, label) = web.answer(request) {
+            if let proxiedAddress { proxied.leave(proxiedAddress) }
+            respond(
+                answer,
+                correlationID: nil,
+                request: request,
+                match: match,
+                origin: origin,
+                started: started,
+                responder: responder,
+                label: label,
+                cors: false
+            )
             return
         }
 
@@ -291,27 +310,32 @@ final class FacadeHandler: Sendable {
         match: RouteMatch,
         origin: String?,
         started: ContinuousClock.Instant,
-        responder: HTTPResponder
+        responder: HTTPResponder,
+        label: String? = nil,
+        cors: Bool = true
     ) {
         var headers: [(String, String)] = []
         if !answer.contentType.isEmpty { headers.append(("Content-Type", answer.contentType)) }
         if case .preflight = match {
             headers += answer.headers
-        } else {
+        } else if cors {
             headers += settings.cors.responseHeaders(origin: origin)
             headers += answer.headers
+        } else {
+            headers += answer.headers
         }
+        let routeLabel = label ?? match.routeLabel
         responder.respond(HTTPResponse(status: answer.status, headers: headers, body: answer.body))
 
         let duration = started.duration(to: .now)
-        metrics.requestFinished(route: match.routeLabel, status: answer.status, duration: duration)
+        metrics.requestFinished(route: routeLabel, status: answer.status, duration: duration)
         let (seconds, attoseconds) = duration.components
         let milliseconds = Double(seconds) * 1000 + Double(attoseconds) / 1e15
         logger.info(
             "request",
             metadata: [
                 "http.method": "\(request.method)",
-                "http.route": "\(match.routeLabel)",
+                "http.route": "\(routeLabel)",
                 "http.status": "\(answer.status)",
                 "duration_ms": "\((milliseconds * 1000).rounded() / 1000)",
                 "correlation_id": "\(correlationID ?? "-")",

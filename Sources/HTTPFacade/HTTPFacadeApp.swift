@@ -1,5 +1,6 @@
 import AMQPClient
 import Contracts
+import Foundation
 import HTTPServer
 import InventoryRPCClient
 import Logging
@@ -14,8 +15,12 @@ public enum HTTPFacadeApp {
     /// metrics bootstrapped. A thrown error is logged by the command line and ends the process with status 1.
     public static func run(configuration: ServiceConfiguration, logger: Logger, shutdown: ShutdownSignal) throws {
         ServiceProcess.warnIfAuthenticationDisabled(configuration.auth, logger: logger)
-        let facade = try Facade(configuration: configuration, logger: logger)
+        let web = try WebSettings.load()
+        let facade = try Facade(configuration: configuration, web: web, logger: logger)
         StandardStreams.printLine(StartupMessages.facadeRunning(port: facade.port))
+        if facade.servesPage {
+            StandardStreams.printLine("Seat map page: http://localhost:\(facade.port)/")
+        }
         logger.info(
             "operations port",
             metadata: ["http.address": "\(configuration.facadeOpsBindAddress)", "http.port": "\(facade.opsPort)"]
@@ -42,11 +47,16 @@ public final class Facade: Sendable {
     public var httpStatistics: HTTPServerStatistics { daemon.statistics }
     /// Requests received and not answered yet.
     public var requestsInFlight: Int { daemon.inFlight }
+    /// Whether `/` serves the seat map page (`WEB_ROOT` holds an `index.html`).
+    public let servesPage: Bool
 
     /// Starts the RPC client (it connects in the background, answering 503 until it has) and the daemons.
     /// With `AUTH_MODE=jwt`, a missing or unusable key throws a `ConfigurationError` naming the variable.
-    public init(configuration: ServiceConfiguration, logger: Logger) throws {
+    /// `web`: the seat map page's files and the development token endpoint (none unless given).
+    public init(configuration: ServiceConfiguration, web: WebSettings = WebSettings(), logger: Logger) throws {
         self.logger = logger
+        let webEdge = try Self.webEdge(web, auth: configuration.auth, logger: logger)
+        servesPage = webEdge?.files?.file(at: "/") != nil
         let authentication: Authentication
         switch configuration.auth.mode {
         case .none: authentication = .disabled
@@ -71,7 +81,8 @@ public final class Facade: Sendable {
                 ratePolicies: edge.rateLimitEnabled
                     ? RatePolicies(settings: edge, keyPrefix: edge.rateLimitKeyPrefix) : nil,
                 trustedProxies: edge.trustedProxies,
-                maxProxiedRequestsPerAddress: edge.maxConnectionsPerAddress
+                maxProxiedRequestsPerAddress: edge.maxConnectionsPerAddress,
+                web: webEdge
             ),
             rpc: rpc,
             limiter: limiter,
@@ -136,6 +147,48 @@ public final class Facade: Sendable {
             rpc.stop()
             throw error
         }
+    }
+
+    /// The page's files (when `web.root` is a directory) and the token endpoint (when turned on; it needs
+    /// `AUTH_MODE=jwt` and `JWT_SECRET`, since it signs like any HS256 token the facade accepts).
+    private static func webEdge(_ web: WebSettings, auth: AuthSettings, logger: Logger) throws -> WebEdge? {
+        var files: StaticFiles?
+        if let root = web.root {
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: root, isDirectory: &isDirectory), isDirectory.boolValue {
+                let loaded = try StaticFiles(root: root)
+                files = loaded
+                logger.info(
+                    "serving the seat map page",
+                    metadata: ["web.root": "\(root)", "web.files": "\(loaded.files.count)"]
+                )
+            } else {
+                logger.warning("WEB_ROOT is not a directory: no seat map page", metadata: ["web.root": "\(root)"])
+            }
+        }
+        var tokens: DevTokenIssuer?
+        if web.devTokenEndpoint {
+            guard auth.mode == .jwt, let secret = auth.jwtSecret else {
+                throw ConfigurationError(
+                    variable: "DEV_TOKEN_ENDPOINT",
+                    source: "environment, .env.local, .env",
+                    message: "the development token endpoint needs AUTH_MODE=jwt and JWT_SECRET (it signs HS256 tokens)"
+                )
+            }
+            tokens = DevTokenIssuer(
+                minter: TokenMinter.hs256Blocking(secret: secret),
+                ttlSeconds: web.devTokenTTLSeconds,
+                issuer: auth.jwtIssuer,
+                audience: auth.jwtAudience
+            )
+            let warning =
+                "⚠️  DEV_TOKEN_ENDPOINT=true: POST \(DevTokenIssuer.path) mints a token for any user to loopback "
+                + "callers. For local development only; never deploy it."
+            StandardStreams.printError(warning)
+            logger.warning("\(warning)")
+        }
+        guard files != nil || tokens != nil else { return nil }
+        return WebEdge(files: files, tokens: tokens)
     }
 
     /// No new work (503 with `Connection: close`), requests in flight answered (their RPCs finish or time
