@@ -54,6 +54,10 @@ final class RawWebSocket: Sendable {
     private let ended = Atomic<Bool>(false)
     /// The close code the gateway sent (0 before, or if it closed without one).
     private let closeCode = Atomic<Int>(0)
+    /// Set by the first `close()`; the descriptor is closed once, by it, after the reader has stopped.
+    private let closing = Atomic<Bool>(false)
+    /// Signalled when the reader thread has returned (it never touches the socket after that).
+    private let readerDone = DispatchSemaphore(value: 0)
 
     init(port: Int) throws {
         let answer = try rawUpgrade(port: port, origin: nil, path: "/")
@@ -61,7 +65,14 @@ final class RawWebSocket: Sendable {
             throw TestFailure("upgrade refused: \(answer.text)")
         }
         self.socket = socket
-        Thread { [self] in readLoop() }.start()
+        Thread { [self] in
+            readLoop()
+            // The connection ended (or the gateway sent its close frame): end ours too, as a client's
+            // close would, so the gateway is not left waiting for it. Shut down, not closed: the descriptor
+            // stays ours until close(), so nothing else can have its number yet.
+            shutdown(socket, Int32(SHUT_RDWR))
+            readerDone.signal()
+        }.start()
     }
 
     var messages: [String] { received.withLock { $0 } }
@@ -70,6 +81,7 @@ final class RawWebSocket: Sendable {
 
     /// Sends each text as one masked frame.
     func send(_ texts: [String]) throws {
+        guard !closing.load(ordering: .sequentiallyConsistent) else { throw TestFailure("closed") }
         try HTTPTestClient.send(socket, Self.frames(texts))
     }
 
@@ -89,8 +101,15 @@ final class RawWebSocket: Sendable {
         return bytes
     }
 
+    /// Shuts the socket down (the reader sees the end), waits for the reader to stop, then closes the
+    /// descriptor, once. Only here: a descriptor closed by the reader while the test still sent on it, or
+    /// shut down again later, once hit whatever socket of another test had reused its number (an HTTP
+    /// client elsewhere in the process saw its connection end with no answer).
     func close() {
+        guard !closing.exchange(true, ordering: .sequentiallyConsistent) else { return }
         shutdown(socket, Int32(SHUT_RDWR))
+        _ = readerDone.wait(timeout: .now() + 30)
+        Glibc.close(socket)
     }
 
     private func readLoop() {
@@ -139,14 +158,12 @@ final class RawWebSocket: Sendable {
                     closeCode.store(Int(payload[0]) << 8 | Int(payload[1]), ordering: .sequentiallyConsistent)
                 }
                 ended.store(true, ordering: .sequentiallyConsistent)
-                Glibc.close(socket)
                 return
             default:
                 break
             }
         }
         ended.store(true, ordering: .sequentiallyConsistent)
-        Glibc.close(socket)
     }
 }
 
@@ -343,7 +360,6 @@ extension RealServices {
                 // The flooder: upgraded on a raw socket that it never reads again.
                 let flooder = try await blocking { try rawUpgrade(port: gateway.port, origin: nil, path: "/") }
                 let socket = try #require(flooder.socket)
-                defer { close(socket) }
                 let frame = RawWebSocket.frames([#"{"type":"subscribe","showtimeId":"\#(showtime)"}"#])
                 // 50 frames a second for 5 s, as the issue's client sent them (a load shape, not a wait),
                 // while other clients subscribe one after the other and a hold is made now and then.
@@ -355,25 +371,35 @@ extension RealServices {
                 }
                 var waits: [Duration] = []
                 var holds: [Duration] = []
-                for index in 0..<8 {
-                    let clock = ContinuousClock()
-                    let started = clock.now
-                    let client = try await TestClient.connect(
-                        "probe-\(index)",
-                        url: gateway.url + "?showtimeId=\(showtime)"
-                    )
-                    try await client.next(timeout: .seconds(30), "snapshot") { $0.type == "snapshot" }
-                    waits.append(started.duration(to: clock.now))
-                    await client.close()
-                    let holdStarted = clock.now
-                    _ = try await rpc.ok(
-                        Hold.self,
-                        .hold,
-                        HoldRequest(showtimeId: showtime, seatIds: ["S\(index + 1)"], userId: "u\(index)")
-                    )
-                    holds.append(holdStarted.duration(to: clock.now))
+                do {
+                    for index in 0..<8 {
+                        let clock = ContinuousClock()
+                        let started = clock.now
+                        let client = try await TestClient.connect(
+                            "probe-\(index)",
+                            url: gateway.url + "?showtimeId=\(showtime)"
+                        )
+                        try await client.next(timeout: .seconds(30), "snapshot") { $0.type == "snapshot" }
+                        waits.append(started.duration(to: clock.now))
+                        await client.close()
+                        let holdStarted = clock.now
+                        _ = try await rpc.ok(
+                            Hold.self,
+                            .hold,
+                            HoldRequest(showtimeId: showtime, seatIds: ["S\(index + 1)"], userId: "u\(index)")
+                        )
+                        holds.append(holdStarted.duration(to: clock.now))
+                    }
+                } catch {
+                    // The flood stops before its socket is closed (a descriptor closed under a sender is
+                    // reused by other tests' sockets in this process).
+                    flood.cancel()
+                    _ = try? await flood.value
+                    close(socket)
+                    throw error
                 }
                 try await flood.value
+                close(socket)
                 let after = try availabilityRequests()
                 print(
                     "REPORT large-showtime flood: 250 subscribe frames at 50/s for 10,000 seats, never read -> "
