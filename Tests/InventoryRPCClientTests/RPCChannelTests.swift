@@ -38,7 +38,8 @@ struct RPCChannelTests {
 
             let started = ContinuousClock.now
             #expect(try channel.call(request(server, "late", timeout: .milliseconds(300))) == .failure(.timedOut))
-            #expect(started.duration(to: .now) < .milliseconds(1200))
+            // Timed out, not hung (far from any bound a loaded machine could reach).
+            #expect(started.duration(to: .now) < .seconds(10))
             // The late reply comes while the next call waits: it must not be taken for it.
             let next = try channel.call(request(server, "after")).get()
             #expect(String(decoding: next.body, as: UTF8.self).hasSuffix("|after"))

@@ -105,8 +105,7 @@ import Testing
             }
         }
         #expect(parsed == 100_000)
-        // Generous even for a debug build on a busy machine; a DateFormatter per call takes far longer.
-        #expect(elapsed < .seconds(2), "100k parses took \(elapsed)")
+        // Reported, not asserted: tests do not time things (a loaded machine can take any time).
         print("PostgresDate.parse: 100000 in \(elapsed)")
     }
 }

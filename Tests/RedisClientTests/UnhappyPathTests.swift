@@ -22,7 +22,8 @@ struct UnhappyPathTests {
         #expect(result.error?.kind == .connectionFailed)
         #expect(result.error?.message.contains("Connection refused") == true)
         #expect(result.error?.isRetryable == true)
-        #expect(elapsed < .milliseconds(500))
+        // Refused, not timed out: the message says so; the clock only shows it did not hang.
+        #expect(elapsed < .seconds(10), "\(elapsed)")
     }
 
     @Test("Server stopped and restarted between calls: the next call reconnects and succeeds")
@@ -124,7 +125,9 @@ struct UnhappyPathTests {
         }
         #expect(result.error?.kind == .connectionFailed)
         #expect(result.error?.message.contains("no reply within") == true)
-        #expect(elapsed >= .milliseconds(150) && elapsed < .milliseconds(1_000))
+        // It waited for the timeout (at least most of it) and then gave up: not a hang. The upper bound is
+        // far away so that a loaded machine cannot break it.
+        #expect(elapsed >= .milliseconds(150) && elapsed < .seconds(10), "\(elapsed)")
     }
 
     @Test("Wrong or missing password: connectionFailed in Redis's words, not retryable, password not shown")
