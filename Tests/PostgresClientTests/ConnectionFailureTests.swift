@@ -140,9 +140,10 @@ import Testing
         }
         #expect(postgresError { try connection.execute(prepared: "probe", [1]) }?.kind == .connectionLost)
         #expect(
-            postgresError { _ = try connection.waitForNotifications(timeout: .seconds(5)) }?.kind == .connectionLost
+            postgresError { _ = try connection.waitForNotifications(timeout: .seconds(30)) }?.kind == .connectionLost
         )
-        #expect(start.duration(to: clock.now) < .milliseconds(500))
+        // At once, not after the wait's 30 s: far from any bound a loaded machine could reach.
+        #expect(start.duration(to: clock.now) < .seconds(15))
 
         try connection.reset()
         #expect(connection.isOpen)

