@@ -26,8 +26,9 @@ public struct CoreConfiguration: Sendable {
     public var outboxPollInterval: Duration
     /// How often a relay that is not the leader tries to become it.
     public var relayLeaderRetry: Duration
-    /// Holds per expiry batch; the sweep repeats until a batch comes back short. Small enough that a batch
-    /// holds its seats' locks (which a rush on those seats waits for) only a few milliseconds (decision 0021).
+    /// The most holds per expiry batch; the sweep repeats until a batch comes back short. Below it the batch
+    /// size is tuned so one batch takes about 5 ms: it holds its seats' locks, which a rush on those seats
+    /// waits for, that long (`SweepBatchSize`, decision 0021).
     public var expiryBatchSize: Int
     /// Print the seed's start-up lines to standard output.
     public var printsStartupLines: Bool
@@ -70,7 +71,7 @@ public struct CoreConfiguration: Sendable {
         redisCommandTimeout: Duration = .milliseconds(500),
         outboxPollInterval: Duration = .seconds(1),
         relayLeaderRetry: Duration = .seconds(2),
-        expiryBatchSize: Int = 200,
+        expiryBatchSize: Int = 1000,
         printsStartupLines: Bool = true,
         permissions: BrokerPermissions = .default,
         idempotencyRetentionHours: Int = 48,

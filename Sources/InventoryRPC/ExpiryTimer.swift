@@ -12,12 +12,15 @@ final class ExpiryTimer {
     private var logger: Logger
     private let database: DatabaseSession
     private let locks: SeatLocks
+    /// Tuned from batch to batch, across sweeps.
+    private var batchSize: SweepBatchSize
 
     init(context: CoreContext) {
         self.context = context
         var logger = context.logger
         logger[metadataKey: "thread"] = "expiry-timer"
         self.logger = logger
+        batchSize = SweepBatchSize(maximum: context.configuration.expiryBatchSize)
         database = DatabaseSession(
             url: context.configuration.databaseURL,
             owner: "expiry-timer",
@@ -50,11 +53,14 @@ final class ExpiryTimer {
         var total = 0
         do {
             while !context.stop.isTriggered {
-                let expired = try store.expireDueHolds(batchSize: context.configuration.expiryBatchSize)
+                let size = batchSize.current
+                let started = ContinuousClock.now
+                let expired = try store.expireDueHolds(batchSize: size)
+                batchSize.record(count: expired.count, took: ContinuousClock.now - started)
                 locks.releaseAll(expired)
                 total += expired.count
                 context.metrics.expired(expired.count)
-                if expired.count < context.configuration.expiryBatchSize { break }
+                if expired.count < size { break }
             }
         } catch {
             if !database.handle(error) {
@@ -116,5 +122,39 @@ final class ExpiryTimer {
         }
         if total > 0 { logger.info("purged idempotency records", metadata: ["count": "\(total)"]) }
         return total
+    }
+}
+
+/// The expiry sweep's batch size, tuned so that one batch (one transaction, which holds the row locks of its
+/// holds' seats until it commits: a rush on those seats waits that long) takes about `target`, measured from
+/// the call to its answer. After each batch that expired holds, the next size is what `target` would have
+/// held at the batch's time per hold, at most twice the last size, within `minimum...maximum`.
+struct SweepBatchSize {
+    static let defaultTarget = Duration.milliseconds(5)
+
+    let minimum: Int
+    let maximum: Int
+    let target: Duration
+    private(set) var current: Int
+
+    init(minimum: Int = 10, maximum: Int, target: Duration = defaultTarget, initial: Int = 50) {
+        self.minimum = max(1, min(minimum, maximum))
+        self.maximum = max(self.minimum, maximum)
+        self.target = target
+        current = min(max(initial, self.minimum), self.maximum)
+    }
+
+    mutating func record(count: Int, took: Duration) {
+        guard count > 0, took > .zero else { return }
+        // A short batch says how fast holds go, but not that a bigger one would be as fast per hold: grow only
+        // after full batches.
+        let ideal = Double(count) * (target / took)
+        guard ideal.isFinite else { return }
+        let next = Int(ideal.rounded(.down))
+        if next < current {
+            current = max(minimum, next)
+        } else if count >= current {
+            current = min(maximum, min(2 * current, next))
+        }
     }
 }

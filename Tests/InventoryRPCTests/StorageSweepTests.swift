@@ -357,3 +357,30 @@ struct StorageSweepTests {
         }
     }
 }
+
+@Suite("Sweep batch size")
+struct SweepBatchSizeTests {
+    @Test(
+        "a batch slower than the target shrinks the next to what the target would have held; a fast full one grows it, at most twice"
+    )
+    func tuning() {
+        var size = SweepBatchSize(minimum: 10, maximum: 1000, target: .milliseconds(5), initial: 50)
+        #expect(size.current == 50)
+        size.record(count: 50, took: .milliseconds(10))
+        #expect(size.current == 25)
+        size.record(count: 25, took: .milliseconds(1))
+        #expect(size.current == 50, "at most twice the last size")
+        size.record(count: 50, took: .microseconds(4_000))
+        #expect(size.current == 62)
+        // A short batch (the queue ran dry) never grows it, but a slow one shrinks it.
+        size.record(count: 3, took: .microseconds(100))
+        #expect(size.current == 62)
+        size.record(count: 3, took: .milliseconds(3))
+        #expect(size.current == 10, "never below the minimum")
+        size.record(count: 0, took: .milliseconds(50))
+        #expect(size.current == 10, "an empty batch says nothing")
+        for _ in 0..<20 { size.record(count: size.current, took: .microseconds(100)) }
+        #expect(size.current == 1000, "never above the maximum")
+        #expect(SweepBatchSize(maximum: 20).current == 20)
+    }
+}
