@@ -51,8 +51,11 @@ final class ExpiryTimer {
     func sweep() -> Int {
         guard let store = database.currentStore() else { return 0 }
         var total = 0
+        var batches = 0
+        let began = ContinuousClock.now
         do {
             while !context.stop.isTriggered {
+                batches += 1
                 let size = batchSize.current
                 let started = ContinuousClock.now
                 let expired = try store.expireDueHolds(batchSize: size)
@@ -67,7 +70,15 @@ final class ExpiryTimer {
                 logger.error("expiry sweep failed", metadata: ["error": "\(error)"])
             }
         }
-        if total > 0 { logger.info("expired holds", metadata: ["count": "\(total)"]) }
+        if total > 0 {
+            logger.info(
+                "expired holds",
+                metadata: [
+                    "count": "\(total)", "batches": "\(batches)", "next_batch_size": "\(batchSize.current)",
+                    "seconds": "\((ContinuousClock.now - began) / .seconds(1))",
+                ]
+            )
+        }
         purgeIdempotencyRecords()
         purgeSeatHistory()
         return total
