@@ -37,30 +37,35 @@
 -- Up to p_batch dead active holds, oldest first, locked; those another sweeper, a purchase, a release or an
 -- extension has locked are skipped (and re-checked under the lock: an extension that committed moved
 -- expires_at past now()).
+-- (plpgsql, not sql, for both helpers: plpgsql keeps its plans from call to call, a sql function with SET
+-- plans its statement on every call: 0.3 ms of a 5 ms batch, measured.)
 CREATE FUNCTION inventory_due_holds(p_batch integer)
-RETURNS text[] LANGUAGE sql SET enable_sort = off AS $$
-    SELECT array_agg(d.hold_id ORDER BY d.expires_at, d.hold_id)
-      FROM (SELECT h.hold_id, h.expires_at FROM holds h
-             WHERE h.status = 'active' AND h.expires_at <= now()
-             ORDER BY h.expires_at
-             LIMIT p_batch
-               FOR UPDATE SKIP LOCKED) d
-$$;
+RETURNS text[] LANGUAGE plpgsql SET enable_sort = off AS $$
+BEGIN
+    RETURN (SELECT array_agg(d.hold_id ORDER BY d.expires_at, d.hold_id)
+              FROM (SELECT h.hold_id, h.expires_at FROM holds h
+                     WHERE h.status = 'active' AND h.expires_at <= now()
+                     ORDER BY h.expires_at
+                     LIMIT p_batch
+                       FOR UPDATE SKIP LOCKED) d);
+END $$;
 
 -- The seats that still point at these holds (an active hold's seats are held, never purchased), locked in the
 -- claims' order, (showtime_id, seat_id), before any is changed: a rush claiming them never deadlocks with
 -- the sweep, it waits for the batch's commit.
 CREATE FUNCTION inventory_lock_due_seats(p_hold_ids text[])
 RETURNS TABLE (tid tid, showtime_id text, seat_id text, hold_id text)
-LANGUAGE sql SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+LANGUAGE plpgsql SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+BEGIN
+    RETURN QUERY
     SELECT s.ctid, s.showtime_id, s.seat_id, h.hold_id
       FROM holds h
      CROSS JOIN LATERAL unnest(h.seat_ids) u(seat_id)
       JOIN seat_states s ON s.showtime_id = h.showtime_id AND s.seat_id = u.seat_id AND s.hold_id = h.hold_id
      WHERE h.hold_id = ANY (p_hold_ids)
      ORDER BY s.showtime_id, s.seat_id
-       FOR UPDATE OF s
-$$;
+       FOR UPDATE OF s;
+END $$;
 
 CREATE OR REPLACE FUNCTION inventory_expire_holds(p_batch integer)
 RETURNS TABLE (hold_id text, showtime_id text, seat_ids text[]) LANGUAGE plpgsql AS $$
