@@ -26,7 +26,9 @@ public struct CoreConfiguration: Sendable {
     public var outboxPollInterval: Duration
     /// How often a relay that is not the leader tries to become it.
     public var relayLeaderRetry: Duration
-    /// Rows per expiry batch; the sweep repeats until a batch comes back short.
+    /// The most holds per expiry batch; the sweep repeats until a batch comes back short. Below it the batch
+    /// size is tuned so one batch takes about 5 ms: it holds its seats' locks, which a rush on those seats
+    /// waits for, that long (`SweepBatchSize`, decision 0021).
     public var expiryBatchSize: Int
     /// Print the seed's start-up lines to standard output.
     public var printsStartupLines: Bool

@@ -111,6 +111,32 @@ final class SeatLocks {
         }
     }
 
+    /// The locks of many holds at once (the expiry sweep's batch): one compare-and-delete per hold, all of
+    /// them in one pipeline (one write, one round trip), after a `SCRIPT LOAD` in the same pipeline so no
+    /// `EVALSHA` meets `NOSCRIPT`. Best effort, like `release`: a lock left behind expires with its TTL.
+    /// Returns how many compare-and-deletes Redis refused (0 when it was skipped altogether).
+    @discardableResult
+    func releaseAll(_ holds: [ExpiredHold]) -> Int {
+        let script = Self.compareAndDeleteScript
+        var commands: [[String]] = [["SCRIPT", "LOAD", script.source]]
+        commands.reserveCapacity(holds.count + 1)
+        for hold in holds where !hold.seatIDs.isEmpty {
+            let keys = hold.seatIDs.map { Self.lockKey(showtimeID: hold.showtimeID, seatID: $0) }
+            commands.append(["EVALSHA", script.sha1, String(keys.count)] + keys + [hold.holdID])
+        }
+        guard commands.count > 1 else { return 0 }
+        let replies = withRedis { connection throws(RedisError) in try connection.pipeline(commands) }
+        guard let replies else { return 0 }
+        let refused = replies.filter { if case .failure = $0 { true } else { false } }
+        if let first = refused.first, case .failure(let error) = first {
+            logger.warning(
+                "Redis refused seat lock deletes of the expiry sweep",
+                metadata: ["count": "\(refused.count)", "error": "\(error)"]
+            )
+        }
+        return refused.count
+    }
+
     func close() {
         connection?.close()
         connection = nil

@@ -75,5 +75,10 @@ public enum Migrations {
             name: "best-available holds under the per-user seat limit",
             file: PackageResources._010_best_available_seat_limit_sql
         ),
+        Migration(
+            version: 11,
+            name: "the expiry sweep in set operations",
+            file: PackageResources._011_set_based_sweep_sql
+        ),
     ]
 }
