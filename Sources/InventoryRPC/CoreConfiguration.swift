@@ -66,7 +66,7 @@ public struct CoreConfiguration: Sendable {
         expiryIntervalSeconds: Int = 30,
         maxSeatsPerHold: Int = 10,
         workers: Int = 8,
-        prefetch: UInt16 = 2,
+        prefetch: UInt16 = 8,
         opsPort: Int? = 3006,
         redisCommandTimeout: Duration = .milliseconds(500),
         outboxPollInterval: Duration = .seconds(1),

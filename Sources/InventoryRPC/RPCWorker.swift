@@ -85,7 +85,23 @@ final class RPCWorker {
                     case .delivery(let message) = event
                 {
                     large = message.bodySize >= Self.largeRequestBytes
-                    try process(message, on: connection)
+                    if isHold(message) {
+                        // Group commit (decision 0022): the holds already delivered are decided together. Only
+                        // what is waiting now joins: a request alone is never delayed waiting for company.
+                        var holds = [message]
+                        var others: [AMQPMessage] = []
+                        while holds.count + others.count < Int(context.configuration.prefetch),
+                            let next = try connection.nextEvent(timeout: .zero),
+                            case .delivery(let more) = next
+                        {
+                            large = large || more.bodySize >= Self.largeRequestBytes
+                            if isHold(more) { holds.append(more) } else { others.append(more) }
+                        }
+                        try processHolds(holds, on: connection)
+                        for other in others { try process(other, on: connection) }
+                    } else {
+                        try process(message, on: connection)
+                    }
                 }
                 // Once the message itself is gone too.
                 if large { Self.returnFreedMemory() }
@@ -148,7 +164,139 @@ final class RPCWorker {
         context.health.reportDown(.broker, owner: name)
     }
 
+    private func isHold(_ message: AMQPMessage) -> Bool {
+        (operations[message.consumerTag] ?? RPCOperation(rawValue: message.routingKey)) == .hold
+    }
+
+    /// What the checks every request passes first decided.
+    private enum Admission {
+        /// Answered without acting.
+        case answer(RPCResponse)
+        /// Act on it for this caller.
+        case act(Caller, DeliveryContext)
+    }
+
+    /// One request taken from the broker, on its way through the worker.
+    private struct Taken {
+        var message: AMQPMessage
+        var operation: RPCOperation
+        var replyTo: String
+        var logger: Logger
+        var started: ContinuousClock.Instant
+    }
+
     private func process(_ message: AMQPMessage, on connection: AMQPConnection) throws(AMQPError) {
+        guard let (taken, admission) = try admit(message, on: connection) else { return }
+        switch admission {
+        case .answer(let response):
+            try reply(response, to: taken, on: connection)
+        case .act(let caller, let delivery):
+            let response: RPCResponse
+            do {
+                response = try handler.handle(
+                    taken.operation,
+                    body: message.body,
+                    headers: message.properties.headers,
+                    caller: caller,
+                    delivery: delivery,
+                    logger: taken.logger
+                )
+            } catch let error as DeadlinePassedInDatabase {
+                try noAnswer(taken, deadline: error.deadline, on: connection)
+                return
+            } catch {
+                response = unexpected(error, taken)
+            }
+            try reply(response, to: taken, on: connection)
+        }
+    }
+
+    /// Hold requests delivered together: decided in one transaction (`RequestHandler.holds`), each answered
+    /// after the commit; a request whose locks were busy is decided alone once the others are answered.
+    private func processHolds(_ messages: [AMQPMessage], on connection: AMQPConnection) throws(AMQPError) {
+        var acting: [(taken: Taken, call: HoldCall)] = []
+        for message in messages {
+            guard let (taken, admission) = try admit(message, on: connection) else { continue }
+            switch admission {
+            case .answer(let response): try reply(response, to: taken, on: connection)
+            case .act(let caller, let delivery):
+                acting.append(
+                    (taken, HoldCall(body: message.body, headers: message.properties.headers, caller: caller, delivery: delivery))
+                )
+            }
+        }
+        guard !acting.isEmpty else { return }
+        context.metrics.holdBatch(size: acting.count)
+        let answers = handler.holds(acting.map(\.call), wait: acting.count == 1)
+        var deferred: [(taken: Taken, hold: PendingHold)] = []
+        for (entry, answer) in zip(acting, answers) {
+            if case .deferred(let hold) = answer {
+                deferred.append((entry.taken, hold))
+            } else {
+                try finish(answer, entry.taken, on: connection)
+            }
+        }
+        if !deferred.isEmpty { context.metrics.holdsDeferred(deferred.count) }
+        for entry in deferred {
+            try finish(handler.decideAlone(entry.hold), entry.taken, on: connection)
+        }
+    }
+
+    private func finish(_ answer: HoldAnswer, _ taken: Taken, on connection: AMQPConnection) throws(AMQPError) {
+        switch answer {
+        case .response(let response): try reply(response, to: taken, on: connection)
+        case .noAnswer(let deadline): try noAnswer(taken, deadline: deadline, on: connection)
+        case .failed(let error): try reply(unexpected(error, taken), to: taken, on: connection)
+        case .deferred: try reply(RequestHandler.unavailable, to: taken, on: connection)
+        }
+    }
+
+    /// Rolled back by its deadline: nothing happened, and the caller was already told it timed out.
+    private func noAnswer(_ taken: Taken, deadline: Int64, on connection: AMQPConnection) throws(AMQPError) {
+        context.metrics.dropped(reason: "deadline_database")
+        taken.logger.info(
+            "transaction stopped by the request's deadline; rolled back, not answered",
+            metadata: ["deadline": "\(deadline)"]
+        )
+        try connection.ack(deliveryTag: taken.message.deliveryTag)
+    }
+
+    private func unexpected(_ error: any Error, _ taken: Taken) -> RPCResponse {
+        taken.logger.error(
+            "unexpected error; answered INTERNAL",
+            metadata: [
+                "routing_key": "\(taken.message.routingKey)", "error": "\(error)",
+                "body": "\(Self.truncated(taken.message.body))",
+            ]
+        )
+        return RequestHandler.internalError()
+    }
+
+    /// Publishes the reply, then acknowledges the request (decision 0015: a reply that cannot be published
+    /// leaves the request unacknowledged, for the broker to redeliver).
+    private func reply(_ response: RPCResponse, to taken: Taken, on connection: AMQPConnection) throws(AMQPError) {
+        var headers: [String: AMQPFieldValue] = [:]
+        if response.replayed { headers[ContractHeaders.amqpIdempotentReplayed] = .bool(true) }
+        let properties = AMQPProperties(
+            contentType: "application/json",
+            correlationID: taken.message.properties.correlationID,
+            headers: headers
+        )
+        try connection.publish(exchange: "", routingKey: taken.replyTo, body: response.body, properties: properties)
+        try connection.ack(deliveryTag: taken.message.deliveryTag)
+        context.metrics.request(
+            operation: taken.operation.routingKey,
+            outcome: response.outcome,
+            duration: ContinuousClock.now - taken.started
+        )
+    }
+
+    /// The checks every request passes before anything acts on it (decision 0015): nil when it was dropped
+    /// before it could be named (unknown consumer) or answered.
+    private func admit(
+        _ message: AMQPMessage,
+        on connection: AMQPConnection
+    ) throws(AMQPError) -> (Taken, Admission)? {
         let started = ContinuousClock.now
         var logger = self.logger
         logger[metadataKey: "correlation_id"] = "\(message.properties.correlationID ?? "-")"
@@ -158,7 +306,7 @@ final class RPCWorker {
                 metadata: ["routing_key": "\(message.routingKey)"]
             )
             try connection.ack(deliveryTag: message.deliveryTag)
-            return
+            return nil
         }
         logger[metadataKey: "operation"] = "\(operation.routingKey)"
 
@@ -166,14 +314,14 @@ final class RPCWorker {
             context.metrics.dropped(reason: "no_reply_to")
             logger.warning("request without reply_to; acknowledged and dropped")
             try connection.ack(deliveryTag: message.deliveryTag)
-            return
+            return nil
         }
         // Nobody could match an answer without one: not acted on (decision 0015).
         guard let correlationID = message.properties.correlationID, !correlationID.isEmpty else {
             context.metrics.dropped(reason: "no_correlation_id")
             logger.warning("request without correlation_id; acknowledged and dropped")
             try connection.ack(deliveryTag: message.deliveryTag)
-            return
+            return nil
         }
         guard ReplyAddress.isAllowed(replyTo, brokerUser: message.properties.userID) else {
             context.metrics.dropped(reason: "reply_to_refused")
@@ -182,12 +330,11 @@ final class RPCWorker {
                 metadata: ["reply_to": "\(RPCWorker.truncated(Array(replyTo.utf8), limit: 140))"]
             )
             try connection.ack(deliveryTag: message.deliveryTag)
-            return
+            return nil
         }
 
-        let response: RPCResponse
-        let deadline = Deadline.check(message.properties.headers[ContractHeaders.deadline], now: epochMilliseconds())
-        switch deadline {
+        let taken = Taken(message: message, operation: operation, replyTo: replyTo, logger: logger, started: started)
+        switch Deadline.check(message.properties.headers[ContractHeaders.deadline], now: epochMilliseconds()) {
         case _ where message.bodyDropped:
             // Over MAX_REQUEST_BYTES: the body was read off the socket and dropped, never parsed.
             context.metrics.dropped(reason: "too_large")
@@ -195,84 +342,59 @@ final class RPCWorker {
                 "request body over the limit; answered, not read",
                 metadata: ["size": "\(message.bodySize)", "limit": "\(context.configuration.maxRequestBytes)"]
             )
-            response = RequestHandler.failure(
-                .requestTooLarge(size: message.bodySize, limit: context.configuration.maxRequestBytes)
+            return (
+                taken,
+                .answer(
+                    RequestHandler.failure(
+                        .requestTooLarge(size: message.bodySize, limit: context.configuration.maxRequestBytes)
+                    )
+                )
             )
         case .passed(let deadline):
             context.metrics.dropped(reason: "deadline")
             logger.info("request past its deadline; dropped without acting", metadata: ["deadline": "\(deadline)"])
             try connection.ack(deliveryTag: message.deliveryTag)
-            return
+            return nil
         case .invalid:
-            response = RequestHandler.failure(
-                .validation([
-                    ValidationProblem(
-                        field: ContractHeaders.deadline,
-                        rule: .type,
-                        message: "x-deadline must be Unix epoch milliseconds"
+            return (
+                taken,
+                .answer(
+                    RequestHandler.failure(
+                        .validation([
+                            ValidationProblem(
+                                field: ContractHeaders.deadline,
+                                rule: .type,
+                                message: "x-deadline must be Unix epoch milliseconds"
+                            )
+                        ])
                     )
-                ])
+                )
             )
-        case .none, .pending:
-            // Authorized by the AMQP user_id, which RabbitMQ guarantees is the publisher's login.
-            let brokerUser = message.properties.userID
-            logger[metadataKey: "amqp.user_id"] = "\(brokerUser ?? "-")"
-            switch BrokerAuthorization.grant(
-                for: operation,
-                brokerUser: brokerUser,
-                permissions: context.configuration.permissions
-            ) {
-            case .failure(let refusal):
-                logger.info("request refused: broker user not allowed", metadata: ["error": "\(refusal.message)"])
-                response = RequestHandler.failure(refusal)
-            case .success(let grant):
-                var delivery = DeliveryContext(messageID: message.properties.messageID, brokerUser: brokerUser)
-                if case .pending(let milliseconds) = deadline { delivery.deadline = milliseconds }
-                do {
-                    response = try handler.handle(
-                        operation,
-                        body: message.body,
-                        headers: message.properties.headers,
-                        caller: Caller(brokerUser: brokerUser, grant: grant),
-                        delivery: delivery,
-                        logger: logger
-                    )
-                } catch let error as DeadlinePassedInDatabase {
-                    // Rolled back: nothing happened, and the caller was already told it timed out.
-                    context.metrics.dropped(reason: "deadline_database")
-                    logger.info(
-                        "transaction stopped by the request's deadline; rolled back, not answered",
-                        metadata: ["deadline": "\(error.deadline)"]
-                    )
-                    try connection.ack(deliveryTag: message.deliveryTag)
-                    return
-                } catch {
-                    logger.error(
-                        "unexpected error; answered INTERNAL",
-                        metadata: [
-                            "routing_key": "\(message.routingKey)", "error": "\(error)",
-                            "body": "\(Self.truncated(message.body))",
-                        ]
-                    )
-                    response = RequestHandler.internalError()
-                }
-            }
+        case .none:
+            return try authorized(taken, deadline: nil)
+        case .pending(let milliseconds):
+            return try authorized(taken, deadline: milliseconds)
         }
+    }
 
-        var headers: [String: AMQPFieldValue] = [:]
-        if response.replayed { headers[ContractHeaders.amqpIdempotentReplayed] = .bool(true) }
-        let properties = AMQPProperties(
-            contentType: "application/json",
-            correlationID: message.properties.correlationID,
-            headers: headers
-        )
-        try connection.publish(exchange: "", routingKey: replyTo, body: response.body, properties: properties)
-        try connection.ack(deliveryTag: message.deliveryTag)
-        context.metrics.request(
-            operation: operation.routingKey,
-            outcome: response.outcome,
-            duration: ContinuousClock.now - started
-        )
+    /// Authorized by the AMQP user_id, which RabbitMQ guarantees is the publisher's login.
+    private func authorized(_ taken: Taken, deadline: Int64?) throws(AMQPError) -> (Taken, Admission) {
+        var taken = taken
+        let brokerUser = taken.message.properties.userID
+        taken.logger[metadataKey: "amqp.user_id"] = "\(brokerUser ?? "-")"
+        switch BrokerAuthorization.grant(
+            for: taken.operation,
+            brokerUser: brokerUser,
+            permissions: context.configuration.permissions
+        ) {
+        case .failure(let refusal):
+            taken.logger.info("request refused: broker user not allowed", metadata: ["error": "\(refusal.message)"])
+            return (taken, .answer(RequestHandler.failure(refusal)))
+        case .success(let grant):
+            var delivery = DeliveryContext(messageID: taken.message.properties.messageID, brokerUser: brokerUser)
+            delivery.deadline = deadline
+            return (taken, .act(Caller(brokerUser: brokerUser, grant: grant), delivery))
+        }
     }
 
     /// Shutdown: stop taking deliveries, answer what the broker already sent us, then close everything.

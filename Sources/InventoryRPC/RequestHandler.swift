@@ -57,12 +57,12 @@ struct Caller {
 final class RequestHandler {
     let database: DatabaseSession
     let locks: SeatLocks
-    private let configuration: CoreConfiguration
-    private let metrics: ServiceMetrics
-    private let limits: RequestLimits
+    let configuration: CoreConfiguration
+    let metrics: ServiceMetrics
+    let limits: RequestLimits
     /// Holds seen live in the database, for a moment (see `cacheUntil`): lets Redis conflicts be answered without
     /// asking the database again. Only ever answers "unavailable" for seats of a hold that committed.
-    private var liveHolders: [String: Date] = [:]
+    var liveHolders: [String: Date] = [:]
 
     init(database: DatabaseSession, locks: SeatLocks, configuration: CoreConfiguration, metrics: ServiceMetrics) {
         self.database = database
@@ -95,18 +95,12 @@ final class RequestHandler {
         case .ping:
             return Self.ok(PingReply(status: "ok"))
         case .hold:
-            let response =
-                if case .success(let value) = RequestDecoder.parse(body),
-                    BestAvailableHoldRequest.isBestAvailable(value)
-                {
-                    try bestAvailableHold(body: value, headers: headers, caller: caller, delivery: delivery)
-                } else {
-                    try hold(body: body, headers: headers, caller: caller, delivery: delivery, logger: logger)
-                }
-            metrics.hold(
-                outcome: response.replayed ? "replayed" : (response.outcome == "ok" ? "created" : response.outcome)
-            )
-            return response
+            switch holds([HoldCall(body: body, headers: headers, caller: caller, delivery: delivery)], wait: true)[0] {
+            case .response(let response): return response
+            case .noAnswer(let deadline): throw DeadlinePassedInDatabase(deadline: deadline)
+            case .failed(let error): throw error
+            case .deferred: return Self.unavailable  // A batch that waits defers nothing.
+            }
         case .release:
             // Release and purchase keep no idempotency records: they are idempotent by nature (a repeat answers
             // the hold as it now stands; decision 0013). Their deadline reaches the database like a hold's.
@@ -182,50 +176,6 @@ final class RequestHandler {
         }
     }
 
-    // MARK: Best-available hold
-
-    /// A hold of `quantity` seats the database chooses (decision 0018). No Redis lock first: the seats are
-    /// not known until the database has chosen and locked them (skipping seats other requests have locked),
-    /// which is also what makes it race-free. Keys and deadlines as for a hold of named seats.
-    private func bestAvailableHold(
-        body: JSONValue,
-        headers: [String: AMQPFieldValue],
-        caller: Caller,
-        delivery: DeliveryContext
-    ) throws -> RPCResponse {
-        var request: BestAvailableHoldRequest
-        switch RequestDecoder.decode(BestAvailableHoldRequest.self, from: body, limits: limits) {
-        case .failure(let error): return Self.failure(error)
-        case .success(let decoded): request = decoded
-        }
-        if let refusal = caller.refusal(.hold, userId: request.userId) { return Self.failure(refusal) }
-        switch Self.headerKey(headers, bodyKey: request.idempotencyKey) {
-        case .failure(let error): return Self.failure(error)
-        case .success(let key): request.idempotencyKey = key
-        }
-        let key: HoldKey? =
-            request.idempotencyKey.map(HoldKey.caller)
-            ?? delivery.messageID.map { .derived(Self.derivedKey(brokerUser: delivery.brokerUser, messageID: $0)) }
-        return try withStore(deadline: delivery.deadline) { store in
-            if let key, let earlier = try store.findIdempotentAnswer(userID: request.userId, key: key, request: request)
-            {
-                return Self.reply(earlier)
-            }
-            let decision = try store.decideBestAvailableHold(
-                holdID: Self.makeHoldID(),
-                request: request,
-                key: key,
-                ttlSeconds: configuration.holdTTLSeconds,
-                seatLimit: configuration.seatLimit,
-                deadline: delivery.deadline
-            )
-            if case .created(let hold) = decision.outcome {
-                liveHolders[hold.holdId] = Self.cacheUntil(hold.expiresAt)
-            }
-            return Self.reply(decision)
-        }
-    }
-
     /// The key of the `idempotency-key` header merged with the body's: a header that is not an identifier
     /// string, or one that differs from the body's key, is VALIDATION_FAILED.
     static func headerKey(_ headers: [String: AMQPFieldValue], bodyKey: String?) -> Result<String?, ErrorBody> {
@@ -258,127 +208,12 @@ final class RequestHandler {
         return .success(headerKey)
     }
 
-    // MARK: Hold
-
-    private func hold(
-        body: [UInt8],
-        headers: [String: AMQPFieldValue],
-        caller: Caller,
-        delivery: DeliveryContext,
-        logger: Logger
-    ) throws -> RPCResponse {
-        var request: HoldRequest
-        switch decode(HoldRequest.self, body) {
-        case .failure(let error): return Self.failure(error)
-        case .success(let decoded): request = decoded
-        }
-        if let refusal = caller.refusal(.hold, userId: request.userId) { return Self.failure(refusal) }
-        if let header = headers[ContractHeaders.amqpIdempotencyKey] {
-            guard case .string(let headerKey) = header else {
-                return Self.failure(
-                    .validation([
-                        ValidationProblem(
-                            field: ContractHeaders.amqpIdempotencyKey,
-                            rule: .type,
-                            message: "The idempotency-key header must be a string"
-                        )
-                    ])
-                )
-            }
-            if let problem = Identifier.problem(headerKey, field: ContractHeaders.amqpIdempotencyKey) {
-                return Self.failure(.validation([problem]))
-            }
-            if let bodyKey = request.idempotencyKey, bodyKey != headerKey {
-                return Self.failure(
-                    .validation([
-                        ValidationProblem(
-                            field: "idempotencyKey",
-                            rule: .mismatch,
-                            message: "The body's idempotencyKey and the idempotency-key header differ"
-                        )
-                    ])
-                )
-            }
-            request.idempotencyKey = headerKey
-        }
-
-        // The key the hold is decided under: the caller's, or one made from the delivery (a redelivery then
-        // replays what its first delivery committed instead of contradicting it).
-        let key: HoldKey? =
-            request.idempotencyKey.map(HoldKey.caller)
-            ?? delivery.messageID.map { .derived(Self.derivedKey(brokerUser: delivery.brokerUser, messageID: $0)) }
-
-        return try withStore(deadline: delivery.deadline) { store in
-            // A retry or duplicate whose first request has committed: answered without Redis or row locks. One
-            // still deciding is not visible yet; the database makes this one wait for it (below), no thread sleeps.
-            if let key, let earlier = try store.findIdempotentAnswer(userID: request.userId, key: key, request: request)
-            {
-                return Self.reply(earlier)
-            }
-
-            let holdID = Self.makeHoldID()
-            var locked = false
-            do {
-                let ttl = Int64(configuration.holdTTLSeconds) * 1000
-                switch locks.acquire(
-                    showtimeID: request.showtimeId,
-                    seatIDs: request.seatIds,
-                    holdID: holdID,
-                    ttlMilliseconds: ttl
-                ) {
-                case .acquired:
-                    locked = true
-                case .skipped:
-                    break
-                case .taken(let holders):
-                    let unavailable = try confirmedUnavailable(holders, requested: request.seatIds, store: store)
-                    // A caller's key keeps its first answer, a refusal included: the database decides and stores
-                    // it, so only requests without one are refused from Redis (a derived key keeps successes only).
-                    if !unavailable.isEmpty, request.idempotencyKey == nil {
-                        // A redelivery whose first delivery committed meanwhile replays rather than losing to it.
-                        if let key,
-                            let earlier = try store.findIdempotentAnswer(
-                                userID: request.userId,
-                                key: key,
-                                request: request
-                            )
-                        {
-                            return Self.reply(earlier)
-                        }
-                        return Self.failure(.seatUnavailable(unavailable))
-                    }
-                // Every lock belongs to a hold that is not (or not yet) live: the database decides.
-                }
-
-                let decision = try store.decideHold(
-                    holdID: holdID,
-                    request: request,
-                    key: key,
-                    ttlSeconds: configuration.holdTTLSeconds,
-                    seatLimit: configuration.seatLimit,
-                    deadline: delivery.deadline
-                )
-                if case .created(let hold) = decision.outcome {
-                    liveHolders[hold.holdId] = Self.cacheUntil(hold.expiresAt)
-                } else if locked {
-                    locks.release(showtimeID: request.showtimeId, seatIDs: request.seatIds, holdID: holdID)
-                }
-                return Self.reply(decision)
-            } catch {
-                if locked { locks.release(showtimeID: request.showtimeId, seatIDs: request.seatIds, holdID: holdID) }
-                throw error
-            }
-        }
-    }
-
-    /// The key of a request without an idempotency key: its broker user and `message_id`. `@` and `/` are not
-    /// identifier characters, so it never equals a key a caller chose. Scoped, like every key, by `userId`.
     static func derivedKey(brokerUser: String?, messageID: String) -> String {
         "@\(brokerUser ?? "")/\(messageID)"
     }
 
     /// The seats among `holders` whose holder is a live (or purchased) hold in the database, in request order.
-    private func confirmedUnavailable(
+    func confirmedUnavailable(
         _ holders: [SeatLocks.SeatHolder],
         requested: [String],
         store: InventoryStore
@@ -410,7 +245,7 @@ final class RequestHandler {
 
     /// How long a hold seen live is trusted without asking again: briefly, so that a hold released on
     /// another worker (whose lock could not be deleted because Redis was away) turns nobody away for long.
-    private static func cacheUntil(_ expiresAt: Date) -> Date {
+    static func cacheUntil(_ expiresAt: Date) -> Date {
         min(expiresAt, Date().addingTimeInterval(2))
     }
 

@@ -26,6 +26,17 @@ struct ServiceMetrics: Sendable {
     }
 
     /// `inventory_rpc_dropped_total{reason}`: deadline, no_reply_to.
+    /// A group commit of `size` hold requests (decision 0022): the mean batch is requests / batches.
+    func holdBatch(size: Int) {
+        Counter(label: "inventory_hold_batches_total").increment()
+        Counter(label: "inventory_hold_batch_requests_total").increment(by: size)
+    }
+
+    /// Requests a batch deferred (their locks were busy) and decided alone.
+    func holdsDeferred(_ count: Int) {
+        Counter(label: "inventory_holds_deferred_total").increment(by: count)
+    }
+
     func dropped(reason: String) {
         Counter(label: "inventory_rpc_dropped_total", dimensions: [("reason", reason)]).increment()
     }

@@ -86,7 +86,7 @@ public struct ServiceConfiguration: Sendable, Equatable {
         logLevel: .info,
         workers: 8,
         opsPort: 3006,
-        prefetch: 2,
+        prefetch: 8,
         auth: AuthSettings(),
         facadeOpsPort: 3007,
         facadeOpsBindAddress: "127.0.0.1",

@@ -228,3 +228,60 @@ extension CoreServiceTests {
         }
     }
 }
+
+extension CoreServiceTests {
+    /// Group commit through the core (decision 0022): holds delivered together are decided in one transaction,
+    /// each exactly as if alone.
+    @Suite("Core group commit")
+    struct CoreGroupCommitTests {
+        @Test(
+            "300 holds sent at once to one worker: decided in shared transactions, each answered as if alone (one winner per seat, invalid ones refused alone)"
+        )
+        func batchesAnswerAsAlone() async throws {
+            try await withCore(workers: 1, prefetch: 16) { core in
+                let showtimeID = try await core.showtime(seats: 100)
+                // Every seat asked for twice, plus requests the core refuses on their own: an unknown seat and a
+                // duplicate seat id (validation) among them.
+                let answers = try await withThrowingTaskGroup(of: (Int, RPCAnswer).self) { group in
+                    for index in 0..<300 {
+                        group.addTask {
+                            let seats: [String] =
+                                switch index % 3 {
+                                case 0, 1: ["s\(index / 3 + 1)"]
+                                default: index % 2 == 0 ? ["nope-\(index)"] : ["s1", "s1"]
+                                }
+                            return (index, try await core.hold(showtimeID, seats, user: "user-\(index)"))
+                        }
+                    }
+                    return try await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
+                }
+                #expect(answers.count == 300)
+                for seat in 1...100 {
+                    let pair = [answers[(seat - 1) * 3]!, answers[(seat - 1) * 3 + 1]!]
+                    #expect(pair.filter { $0.errorCode == nil }.count == 1, "one winner for s\(seat)")
+                    #expect(pair.filter { $0.errorCode == .seatUnavailable }.count == 1, "one loser for s\(seat)")
+                }
+                for index in stride(from: 2, to: 300, by: 3) {
+                    let expected: ErrorCode = index % 2 == 0 ? .unknownSeats : .validationFailed
+                    #expect(answers[index]?.errorCode == expected, "request \(index)")
+                }
+                let rows = try core.query(
+                    """
+                    SELECT count(*) AS holds, count(DISTINCT created_at) AS transactions,
+                           (SELECT count(*) FROM seat_states WHERE showtime_id = $1 AND state = 'held') AS held
+                      FROM holds WHERE showtime_id = $1
+                    """,
+                    [showtimeID]
+                )
+                #expect(rows.first?["holds"] == "100")
+                #expect(rows.first?["held"] == "100")
+                // A hold's created_at is its transaction's start: fewer distinct values than holds means holds
+                // shared transactions.
+                let transactions = Int(rows.first?["transactions"] ?? "") ?? 100
+                print("group commit: 100 holds created in \(transactions) transactions")
+                #expect(transactions < 100, "no two holds shared a transaction")
+                try await checkEventsMatchOutbox(core)
+            }
+        }
+    }
+}

@@ -109,13 +109,19 @@ extension CoreServiceTests {
                 }
                 let opsPort = try #require(port, "no ops port in the log:\n\(server.output.suffix(2000))")
                 // The kernel's table of listening TCP sockets (state 0A): the port's local address is 127.0.0.1.
+                // The table is not a snapshot: read while other tests open and close thousands of sockets, it
+                // can skip a row (a clean-clone run saw none), so it is read again until the port shows, a
+                // bounded number of times.
                 let hexPort = String(format: "%04X", opsPort)
-                let table = try String(contentsOfFile: "/proc/net/tcp", encoding: .utf8)
                 var listening: [String] = []
-                for row in table.split(separator: "\n").dropFirst() {
-                    let fields: [Substring] = row.split(separator: " ", omittingEmptySubsequences: true)
-                    guard fields.count > 3, fields[3] == "0A", fields[1].hasSuffix(":" + hexPort) else { continue }
-                    listening.append(String(fields[1]))
+                for _ in 0..<50 where listening.isEmpty {
+                    let table = try String(contentsOfFile: "/proc/net/tcp", encoding: .utf8)
+                    for row in table.split(separator: "\n").dropFirst() {
+                        let fields: [Substring] = row.split(separator: " ", omittingEmptySubsequences: true)
+                        guard fields.count > 3, fields[3] == "0A", fields[1].hasSuffix(":" + hexPort) else { continue }
+                        listening.append(String(fields[1]))
+                    }
+                    if listening.isEmpty { try await Task.sleep(for: .milliseconds(100)) }
                 }
                 #expect(listening == ["0100007F:\(hexPort)"], "\(listening)")
                 let tcp6 = (try? String(contentsOfFile: "/proc/net/tcp6", encoding: .utf8)) ?? ""

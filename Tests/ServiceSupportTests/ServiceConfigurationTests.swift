@@ -65,7 +65,7 @@ struct ServiceConfigurationTests {
         #expect(configuration.logLevel == .info)
         #expect(configuration.workers == 8)
         #expect(configuration.opsPort == 3006)
-        #expect(configuration.prefetch == 2)
+        #expect(configuration.prefetch == 8)
         #expect(configuration.idempotencyRetentionHours == 48)
         #expect(configuration == .defaults)
         #expect(configuration.holdTTL == .seconds(300))

@@ -68,9 +68,9 @@ public enum HoldKey: Sendable, Hashable {
     }
 }
 
-/// The statement `InventoryStore.hold` prepares: the idempotent claim of migrations 6 and 7
-/// (`inventory_hold_idempotent`, around the seat limit's `inventory_hold_limited` and migration 2's
-/// `inventory_hold`). The default below is the production
+/// The claim of named seats: the idempotent claim of migrations 6 and 7 (`inventory_hold_idempotent`, around
+/// the seat limit's `inventory_hold_limited` and migration 2's `inventory_hold`), which `inventory_hold_batch`
+/// (migration 12) runs per request. The default below is the production
 /// one; the control build replaces it with a member of its own (`ControlUnsafeClaim.swift`, the only file that
 /// reads `INVENTORY_CONTROL_UNSAFE_CLAIM`).
 protocol ClaimStatement {
@@ -78,10 +78,13 @@ protocol ClaimStatement {
 }
 
 extension ClaimStatement {
-    static var claimSQL: String {
-        "SELECT r.replayed, (r.result).* FROM inventory_hold_idempotent($1, $2, $3::text[], $4, $5, $6, $7, $8, $9, $10) r"
-    }
+    static var claimSQL: String { productionClaimSQL }
 }
+
+/// The production claim (`ClaimStatement`): what `inventory_hold_batch` runs per request of named seats when
+/// it is not given another (`InventoryStore.batchClaimSQL`).
+let productionClaimSQL =
+    "SELECT r.replayed, (r.result).* FROM inventory_hold_idempotent($1, $2, $3::text[], $4, $5, $6, $7, $8, $9, $10) r"
 
 extension InventoryStore: ClaimStatement {}
 
@@ -133,13 +136,16 @@ public struct OutboxEvent: Sendable, Hashable {
 /// migrated (`Migrator`) before `init`, which prepares the statements.
 public final class InventoryStore {
     public let connection: PostgresConnection
+    /// Hold requests of group commits decided again after a deadlock or serialization failure rolled them
+    /// back (`decideHolds`): 0 unless locks were taken out of order somewhere.
+    public internal(set) var retriedRequests = 0
 
     /// The channel the outbox relay LISTENs on; notified (empty payload) after a write committed while
     /// unpublished events exist.
     public static let outboxChannel = "inventory_outbox"
 
-    private enum Statement: String, CaseIterable {
-        case hold = "inventory_store_hold"
+    enum Statement: String, CaseIterable {
+        case holdBatch = "inventory_store_hold_batch"
         case findIdempotentHold = "inventory_store_find_idempotent_hold"
         case setTimeouts = "inventory_store_set_timeouts"
         case deadlineCheck = "inventory_store_deadline_check"
@@ -153,7 +159,6 @@ public final class InventoryStore {
         case markPublished = "inventory_store_mark_published"
         case notifyRelay = "inventory_store_notify_relay"
         // Venue features (issue 15).
-        case holdBest = "inventory_store_hold_best"
         case extend = "inventory_store_extend"
         case defineSeatMap = "inventory_store_define_seat_map"
         case seatHistory = "inventory_store_seat_history"
@@ -162,14 +167,18 @@ public final class InventoryStore {
         /// Operations that may write outbox rows: they commit, then wake the relay (see `run`).
         var writesEvents: Bool {
             switch self {
-            case .hold, .release, .purchase, .expireHolds, .holdBest, .extend: true
+            case .release, .purchase, .expireHolds, .extend: true
             default: false
             }
         }
 
         var sql: String {
             switch self {
-            case .hold: return InventoryStore.claimSQL
+            case .holdBatch:
+                return """
+                    SELECT b.ord, b.deferred, b.error_state, b.error_message, b.replayed, (b.result).*
+                      FROM inventory_hold_batch($1::jsonb, $2, $3) b
+                    """
             case .findIdempotentHold:
                 return "SELECT a.replayed, (a.result).* FROM inventory_idempotent_answer($1, $2, $3) a"
             case .setTimeouts:
@@ -193,11 +202,6 @@ public final class InventoryStore {
                     """
             case .markPublished:
                 return "UPDATE outbox SET published_at = now() WHERE id = ANY ($1::bigint[]) AND published_at IS NULL"
-            case .holdBest:
-                return """
-                    SELECT r.replayed, (r.result).*
-                      FROM inventory_hold_best_idempotent($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) r
-                    """
             case .extend: return "SELECT * FROM inventory_extend_hold($1, $2, $3, $4)"
             case .defineSeatMap: return "SELECT * FROM inventory_define_seat_map($1, $2::jsonb)"
             case .seatHistory: return "SELECT * FROM inventory_seat_history($1, $2, $3, $4)"
@@ -249,17 +253,11 @@ public final class InventoryStore {
         seatLimit: SeatLimit? = nil,
         deadline: Int64? = nil
     ) throws -> HoldDecision {
-        let row = try single(
-            .hold,
-            [
-                holdID, request.showtimeId, request.seatIds, request.userId, key?.text,
-                key.map { _ in RequestHash.of(request) },
-                ttlSeconds, key?.isDerived ?? false,
-                seatLimit?.maxSeatsPerUser, seatLimit?.countsPurchased,
-            ],
-            deadline: deadline
+        try decideAlone(
+            HoldBatchRequest(kind: .seats(request), holdID: holdID, key: key, deadline: deadline),
+            ttlSeconds: ttlSeconds,
+            seatLimit: seatLimit
         )
-        return try Self.decision(from: row)
     }
 
     /// The answer stored for `key` (a hold as it now stands or a refusal, `replayed`; `.keyReused` for another
@@ -303,7 +301,7 @@ public final class InventoryStore {
         try findIdempotentAnswer(userID: userID, key: .caller(key), request: request)?.outcome
     }
 
-    private static func decision(from row: PostgresRow, quantity: Int? = nil) throws -> HoldDecision {
+    static func decision(from row: PostgresRow, quantity: Int? = nil) throws -> HoldDecision {
         // The control build's statement has no `replayed` column.
         let replayed = try row.decodeIfPresent("replayed", as: Bool.self) ?? false
         let outcome: HoldOutcome
@@ -337,16 +335,11 @@ public final class InventoryStore {
         seatLimit: SeatLimit? = nil,
         deadline: Int64? = nil
     ) throws -> HoldDecision {
-        let row = try single(
-            .holdBest,
-            [
-                holdID, request.showtimeId, request.quantity, request.section, request.category,
-                request.together ?? false, request.userId, key?.text, key.map { _ in RequestHash.of(request) },
-                ttlSeconds, key?.isDerived ?? false, seatLimit?.maxSeatsPerUser, seatLimit?.countsPurchased,
-            ],
-            deadline: deadline
+        try decideAlone(
+            HoldBatchRequest(kind: .best(request), holdID: holdID, key: key, deadline: deadline),
+            ttlSeconds: ttlSeconds,
+            seatLimit: seatLimit
         )
-        return try Self.decision(from: row, quantity: request.quantity)
     }
 
     // MARK: Hold extension
@@ -558,7 +551,7 @@ public final class InventoryStore {
 
     // MARK: Plumbing
 
-    private static let retriedStates: Set<String> = ["40P01", "40001"]  // deadlock, serialization failure
+    static let retriedStates: Set<String> = ["40P01", "40001"]  // deadlock, serialization failure
 
     /// SQLSTATEs of a transaction stopped by its deadline: `statement_timeout` or `inventory_deadline_check`
     /// (57014, query_canceled), `lock_timeout` (55P03, lock_not_available). Nothing of it committed.
@@ -607,7 +600,7 @@ public final class InventoryStore {
     /// (`requestStatements`): `lock_timeout` and `statement_timeout` = the time left, and a last check of the
     /// database clock before COMMIT. Past the deadline the transaction rolls back and this throws a
     /// query error with a `deadlineStates` SQLSTATE.
-    private func executeThenNotify(
+    func executeThenNotify(
         _ statement: Statement,
         _ parameters: [(any PostgresEncodable)?],
         deadline: Int64?
@@ -631,7 +624,7 @@ public final class InventoryStore {
     /// BEGIN/COMMIT so that a later batch of requests in one transaction can bracket each part with a
     /// SAVEPOINT of its own (`SET LOCAL` values set inside a savepoint that is rolled back are undone with it;
     /// each request sets its own before its statement).
-    private static func requestStatements(
+    static func requestStatements(
         _ statement: Statement,
         _ parameters: [(any PostgresEncodable)?],
         deadline: Int64?,
@@ -747,7 +740,7 @@ public final class InventoryStore {
         return value
     }
 
-    private static func unexpected(_ function: String, _ outcome: String) -> PostgresError {
+    static func unexpected(_ function: String, _ outcome: String) -> PostgresError {
         PostgresError(
             kind: .decoding,
             message: "\(function) answered an unknown outcome '\(outcome)'",

@@ -80,5 +80,10 @@ public enum Migrations {
             name: "the expiry sweep in set operations",
             file: PackageResources._011_set_based_sweep_sql
         ),
+        Migration(
+            version: 12,
+            name: "group commit: several holds decided in one transaction",
+            file: PackageResources._012_group_commit_sql
+        ),
     ]
 }
