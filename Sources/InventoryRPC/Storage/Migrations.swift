@@ -80,5 +80,10 @@ public enum Migrations {
             name: "the expiry sweep in set operations",
             file: PackageResources._011_set_based_sweep_sql
         ),
+        Migration(
+            version: 13,
+            name: "availability changes: what the core's availability snapshots revalidate against",
+            file: PackageResources._013_availability_changes_sql
+        ),
     ]
 }
