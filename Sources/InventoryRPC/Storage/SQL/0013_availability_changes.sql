@@ -38,7 +38,10 @@ CREATE TABLE availability_horizon (
     next_below   xid8    NOT NULL
 );
 
-INSERT INTO availability_horizon (pruned_below, next_below) VALUES (pg_current_xact_id(), pg_current_xact_id());
+-- Nothing pruned yet. A transaction that wrote seat_states before these triggers existed had ended before this
+-- migration committed (CREATE TRIGGER waits for every writer of the table), so before any snapshot a cache
+-- keeps: no snapshot misses an unrecorded write.
+INSERT INTO availability_horizon (pruned_below, next_below) VALUES ('0', '0');
 
 -- One function for the three triggers: each names its transition table changed_rows.
 CREATE FUNCTION availability_changes_record() RETURNS trigger LANGUAGE plpgsql AS $$
