@@ -4,7 +4,8 @@
 # `inventory-bench` commands, ROUNDS times alternating (A B A B ...), so both see the same machine.
 #
 #   bench/read-path.sh BEFORE_BIN_DIR AFTER_BIN_DIR      # e.g. a build of the base commit and .build/release
-#   DURATION=10 WARMUP=2 ROUNDS=2 STEPS="availability mix uniform hot" bench/read-path.sh ...
+#   DURATION=10 WARMUP=2 ROUNDS=2 STEPS="availability rest mix uniform hot" bench/read-path.sh ...
+#   (rest: GET /availability through the http-facade of FACADE_BIN_DIR, default AFTER_BIN_DIR)
 #
 # Per build and round: availability of 2,000-seat showtimes at 8 in flight (reads only: every read revalidates,
 # nothing changes), the mix (polls between holds, purchases and releases: reads that find changes), uniform
@@ -19,7 +20,7 @@ root="$(cd "$here/.." && pwd)"
 DURATION="${DURATION:-10}"
 WARMUP="${WARMUP:-2}"
 ROUNDS="${ROUNDS:-2}"
-STEPS="${STEPS:-availability mix uniform hot}"
+STEPS="${STEPS:-availability rest mix uniform hot}"
 PGHOST="${PGHOST:-localhost}" PGUSER="${PGUSER:-postgres}" PGPASSWORD="${PGPASSWORD:-postgres}"
 export PGHOST PGUSER PGPASSWORD
 AMQP_BASE="${AMQP_BASE:-amqp://guest:guest@localhost:5672}"
@@ -73,6 +74,21 @@ run() {  # label, bin dir, round
             --no-verify >"$OUT/availability-$label-$round.json" 2>"$OUT/availability-$label-$round.err" \
             || echo "   availability: exit $? (see $OUT/availability-$label-$round.err)"
         echo "round $round $label availability (2,000 seats, 8 in flight): $(summary "$OUT/availability-$label-$round.json" availability)"
+    fi
+    if has rest; then
+        # The facade of FACADE_BIN_DIR (default AFTER_BIN_DIR) in front of the core: GET /availability.
+        local port=$(( 20000 + RANDOM % 20000 )) secret
+        secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+        RABBITMQ_URL="$amqp" PORT="$port" FACADE_OPS_PORT=0 AUTH_MODE=jwt JWT_SECRET="$secret" LOG_LEVEL=warning \
+            RATE_LIMIT_ENABLED=false "${FACADE_BIN_DIR:-$after}/http-facade" >"$OUT/facade-$label-$round.log" 2>&1 &
+        local facade=$!
+        for _ in $(seq 1 100); do curl -sf "http://localhost:$port/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+        "$bench" http --facade-url "http://localhost:$port" --amqp-url "$amqp" --database-url "$url" --jwt-secret "$secret" \
+            --duration "$DURATION" --warmup "$WARMUP" --json --in-flight 8 --shape availability --showtimes 4 \
+            --seats-per-showtime 2000 --no-verify >"$OUT/rest-$label-$round.json" 2>"$OUT/rest-$label-$round.err" \
+            || echo "   rest: exit $? (see $OUT/rest-$label-$round.err)"
+        kill "$facade"; wait "$facade" 2>/dev/null || true
+        echo "round $round $label REST availability (8 in flight):   $(summary "$OUT/rest-$label-$round.json" availability)"
     fi
     if has mix; then
         "$bench" amqp "${common[@]}" --in-flight 64 --shape mix --showtimes 8 --seats-per-showtime 2000 \
