@@ -81,7 +81,22 @@ final class ExpiryTimer {
         }
         purgeIdempotencyRecords()
         purgeSeatHistory()
+        pruneAvailabilityChanges()
         return total
+    }
+
+    /// Deletes the availability change rows no cached snapshot can need any more (migration 13, decision 0023):
+    /// each lives one to two sweep intervals.
+    func pruneAvailabilityChanges() {
+        guard let store = database.currentStore() else { return }
+        do {
+            let deleted = try store.pruneAvailabilityChanges()
+            if deleted > 0 { logger.debug("pruned availability changes", metadata: ["count": "\(deleted)"]) }
+        } catch {
+            if !database.handle(error) {
+                logger.error("availability change pruning failed", metadata: ["error": "\(error)"])
+            }
+        }
     }
 
     /// Deletes the seat history entries older than `HISTORY_RETENTION_DAYS`, in short transactions (as the

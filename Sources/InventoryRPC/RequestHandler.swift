@@ -63,6 +63,8 @@ final class RequestHandler {
     /// Holds seen live in the database, for a moment (see `cacheUntil`): lets Redis conflicts be answered without
     /// asking the database again. Only ever answers "unavailable" for seats of a hold that committed.
     var liveHolders: [String: Date] = [:]
+    /// Shared with the process's other worker threads on the same database.
+    private let availabilityCache: AvailabilityCache
 
     init(database: DatabaseSession, locks: SeatLocks, configuration: CoreConfiguration, metrics: ServiceMetrics) {
         self.database = database
@@ -70,6 +72,7 @@ final class RequestHandler {
         self.configuration = configuration
         self.metrics = metrics
         self.limits = RequestLimits(maxSeatsPerHold: configuration.maxSeatsPerHold)
+        self.availabilityCache = AvailabilityCache.shared(databaseURL: configuration.databaseURL)
     }
 
     func close() {
@@ -135,12 +138,13 @@ final class RequestHandler {
                 switch decode(AvailabilityRequest.self, body) {
                 case .failure(let error): return Self.failure(error)
                 case .success(let request):
-                    switch try store.availability(showtimeID: request.showtimeId) {
-                    // The hot read of a rush: written without Codable (Contracts' AvailabilityJSON).
-                    case .success(let availability):
-                        return RPCResponse(body: AvailabilityJSON.okReply(availability), outcome: "ok")
-                    case .failure(let error): return Self.failure(error)
+                    // The hot read of a rush: one cheap question to the database per read, the seats and the
+                    // encoded reply reused for whatever did not change (AvailabilityCache, decision 0023).
+                    let reply = try availabilityCache.reply(showtimeID: request.showtimeId) { since in
+                        try store.availabilityRows(showtimeID: request.showtimeId, since: since)
                     }
+                    guard let reply else { return Self.failure(InventoryStore.showtimeNotFound(request.showtimeId)) }
+                    return RPCResponse(body: reply, outcome: "ok")
                 }
             }
         case .seatsDefine:

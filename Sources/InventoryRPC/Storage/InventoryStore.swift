@@ -163,6 +163,9 @@ public final class InventoryStore {
         case defineSeatMap = "inventory_store_define_seat_map"
         case seatHistory = "inventory_store_seat_history"
         case purgeSeatHistory = "inventory_store_purge_seat_history"
+        // The availability read path (issue 16 item 4, migration 13).
+        case availabilitySince = "inventory_store_availability_since"
+        case pruneAvailabilityChanges = "inventory_store_prune_availability_changes"
 
         /// Operations that may write outbox rows: they commit, then wake the relay (see `run`).
         var writesEvents: Bool {
@@ -206,6 +209,8 @@ public final class InventoryStore {
             case .defineSeatMap: return "SELECT * FROM inventory_define_seat_map($1, $2::jsonb)"
             case .seatHistory: return "SELECT * FROM inventory_seat_history($1, $2, $3, $4)"
             case .purgeSeatHistory: return "SELECT inventory_purge_seat_history($1, $2) AS deleted"
+            case .availabilitySince: return "SELECT * FROM inventory_availability_since($1, $2)"
+            case .pruneAvailabilityChanges: return "SELECT inventory_availability_prune() AS deleted"
             }
         }
     }
@@ -467,6 +472,53 @@ public final class InventoryStore {
         return .success(Availability(showtimeId: showtimeID, availability: seats, summary: summary))
     }
 
+    /// The showtime's seat rows changed since the snapshot `since` (all of them when `since` is nil, too old, or
+    /// seats were added since), read in one snapshot with that snapshot and its clock: what `AvailabilityCache`
+    /// keeps current with one round trip per read (migration 13, decision 0023).
+    func availabilityRows(showtimeID: String, since: String?) throws -> AvailabilityRows {
+        let rows = try run(.availabilitySince, [showtimeID, since]).rows
+        guard let header = rows.first, header["seat_id"] == nil else {
+            throw PostgresError(
+                kind: .protocolError,
+                message: "inventory_availability_since answered no header row",
+                sqlState: nil,
+                detail: nil,
+                constraint: nil,
+                isRetryable: false
+            )
+        }
+        var seats: [SeatRow] = []
+        seats.reserveCapacity(rows.count - 1)
+        for row in rows.dropFirst() {
+            seats.append(
+                SeatRow(
+                    seatID: try row.decode("seat_id", as: String.self),
+                    state: try Self.enumValue(row, "state", as: SeatState.self),
+                    holdExpiresAt: try row.decodeIfPresent("hold_expires_at_us", as: Int64.self),
+                    version: try row.decode("version", as: Int64.self),
+                    section: try row.decodeIfPresent("section", as: String.self),
+                    row: try row.decodeIfPresent("seat_row", as: String.self),
+                    number: try row.decodeIfPresent("number", as: Int.self),
+                    category: try row.decodeIfPresent("category", as: String.self),
+                    rank: try row.decodeIfPresent("rank", as: Int.self)
+                )
+            )
+        }
+        return AvailabilityRows(
+            snapshot: try header.decode("snapshot", as: String.self),
+            now: try header.decode("now_us", as: Int64.self),
+            whole: try header.decode("whole", as: Bool.self),
+            seats: seats
+        )
+    }
+
+    /// Deletes the availability change rows no cached snapshot can need any more (one pruner at a time; the
+    /// others get 0). Returns how many it deleted.
+    @discardableResult
+    public func pruneAvailabilityChanges() throws -> Int {
+        try single(.pruneAvailabilityChanges, []).decode("deleted", as: Int.self)
+    }
+
     /// Adds the seats the showtime does not have (in the order given) and sets the metadata of existing ones
     /// given as `seats` objects. A seat whose metadata would change while it is held or purchased refuses the
     /// whole request (SEAT_UNAVAILABLE, `details.seatIds`; nothing changes).
@@ -703,7 +755,7 @@ public final class InventoryStore {
         }
     }
 
-    private static func showtimeNotFound(_ showtimeID: String) -> ErrorBody {
+    static func showtimeNotFound(_ showtimeID: String) -> ErrorBody {
         ErrorBody(code: .showtimeNotFound, message: "Showtime not found", details: ["showtimeId": .string(showtimeID)])
     }
 

@@ -85,5 +85,10 @@ public enum Migrations {
             name: "group commit: several holds decided in one transaction",
             file: PackageResources._012_group_commit_sql
         ),
+        Migration(
+            version: 13,
+            name: "availability changes: what the core's availability snapshots revalidate against",
+            file: PackageResources._013_availability_changes_sql
+        ),
     ]
 }
