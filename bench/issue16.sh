@@ -94,7 +94,8 @@ trap cleanup EXIT
 {
     echo "start: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "uptime: $(uptime)"
-    echo "commit: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    # Inside /work/coord/sb git cannot read the worktree: pass COMMIT=$(git rev-parse --short HEAD) then.
+    echo "commit: ${COMMIT:-$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)}"
     echo "binaries: $BIN"
     echo "steps: $STEPS; DURATION=$DURATION WARMUP=$WARMUP PG_CLIENTS=$PG_CLIENTS CONNECTIONS=$CONNECTIONS"
 } | tee "$OUT/run.txt" >&2
@@ -103,7 +104,10 @@ pgbench_json() {  # pgbench's output file, name -> one JSON line
     python3 - "$1" "$2" <<'EOF'
 import json, re, sys
 text = open(sys.argv[1]).read()
-tps = float(re.search(r"tps = ([0-9.]+)", text).group(1))
+found = re.search(r"tps = ([0-9.]+)", text)
+if not found:
+    sys.exit(f"{sys.argv[2]}: no tps in pgbench's output")
+tps = float(found.group(1))
 lat = re.search(r"latency average = ([0-9.]+) ms", text)
 print(json.dumps({"name": sys.argv[2], "opsPerSecond": tps, "meanMs": float(lat.group(1)) if lat else None}))
 EOF
@@ -114,7 +118,8 @@ if has pgbench-hold; then
     SEATS=200000 "$root/bench/pgbench/setup.sh" "$pgdb" >/dev/null
     pgbench -n -M prepared -c "$PG_CLIENTS" -j 2 -T "$DURATION" -f "$root/bench/pgbench/hold.sql" "$pgdb" \
         >"$OUT/pgbench-hold.txt" 2>&1
-    pgbench_json "$OUT/pgbench-hold.txt" "pgbench hold.sql" >"$OUT/pgbench-hold.json"
+    pgbench_json "$OUT/pgbench-hold.txt" "pgbench hold.sql" >"$OUT/pgbench-hold.json" \
+        || failures+=("pgbench-hold: no rate (see $OUT/pgbench-hold.txt)")
     dropdb --force "$pgdb"
 fi
 if has pgbench-minimal; then
@@ -122,7 +127,8 @@ if has pgbench-minimal; then
     SEATS=200000 "$root/bench/pgbench/minimal_setup.sh" "$minimaldb" >/dev/null
     pgbench -n -M prepared -c "$PG_CLIENTS" -j 2 -T "$DURATION" -f "$root/bench/pgbench/minimal_hold.sql" \
         "$minimaldb" >"$OUT/pgbench-minimal.txt" 2>&1
-    pgbench_json "$OUT/pgbench-minimal.txt" "pgbench minimal_hold.sql" >"$OUT/pgbench-minimal.json"
+    pgbench_json "$OUT/pgbench-minimal.txt" "pgbench minimal_hold.sql" >"$OUT/pgbench-minimal.json" \
+        || failures+=("pgbench-minimal: no rate (see $OUT/pgbench-minimal.txt)")
     dropdb --force "$minimaldb"
 fi
 
@@ -240,9 +246,10 @@ if has http-uniform || has http-availability || has http-hot; then
     port=$(( 20000 + RANDOM % 20000 ))
     jwt_secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
     # Authentication on (HS256, a token per simulated user); rate limits off and the per-address connection
-    # limit above 1,000: every simulated buyer comes from this one address.
+    # limit above 1,000: every simulated buyer comes from this one address. RPC_TIMEOUT_MS=10000: the bench's
+    # own timeout for the rush, and seats.define of 4,000 seats through the facade on a loaded machine.
     RABBITMQ_URL="$amqp" PORT="$port" FACADE_OPS_PORT=0 AUTH_MODE=jwt JWT_SECRET="$jwt_secret" LOG_LEVEL=warning \
-        RATE_LIMIT_ENABLED=false HTTP_MAX_CONNECTIONS_PER_ADDRESS=4096 "$BIN/http-facade" >"$OUT/facade.log" 2>&1 &
+        RATE_LIMIT_ENABLED=false HTTP_MAX_CONNECTIONS_PER_ADDRESS=4096 RPC_TIMEOUT_MS=10000 "$BIN/http-facade" >"$OUT/facade.log" 2>&1 &
     facade=$!
     pids+=("$facade")
     for _ in $(seq 1 300); do curl -sf "http://localhost:$port/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
