@@ -220,6 +220,9 @@ if (( needs_core )); then
     # The core's migrations as bench/pgbench/setup.sh applies them, then `inventory-rpc migrate` (nothing left).
     SEATS=1 "$root/bench/pgbench/setup.sh" "$coredb" >/dev/null
     DATABASE_URL="$coreurl" "$BIN/inventory-rpc" migrate >"$OUT/migrate.log" 2>&1 || true
+    # Per-function calls and times (pg_stat_user_functions) for the profile step: two clock reads per
+    # function call, before and after alike. Sessions read the setting when they connect: before the core.
+    psql -q -d "$coredb" -c "ALTER DATABASE $coredb SET track_functions = 'all'"
     # Every client logs in as guest on the scratch vhost: RPC_PERMISSIONS grants it everything there.
     # MAX_SEATS_PER_USER=0: the simulated users hold without releasing. EXPIRY_INTERVAL_SECONDS=1: the
     # issue's setting for the sweep (holds live 300 s, so nothing expires during the other steps).
@@ -286,8 +289,14 @@ print(",".join(pids))
 EOF
 )
     echo "$targets" >"$OUT/profile/pids.txt"
+    functions "$OUT/profile/functions-before.tsv"
     perf record -g -e cpu-clock -F 999 -p "$targets" -o "$OUT/profile/perf.data" -- sleep "$PROFILE_DURATION" \
         >"$OUT/profile/perf-record.log" 2>&1 || echo "   perf record: exit $? (see $OUT/profile/perf-record.log)" >&2
+    functions "$OUT/profile/functions-after.tsv"
+}
+functions() {  # the core database's function statistics (track_functions = all), as tab-separated rows
+    psql -qAtX -F $'\t' -d "$coredb" -c "SELECT funcname, calls, total_time, self_time FROM pg_stat_user_functions" \
+        >"$1" 2>/dev/null || true
 }
 if has profile; then
     mkdir -p "$OUT/profile"
@@ -295,14 +304,21 @@ if has profile; then
         --duration "$PROFILE_DURATION" --warmup "$WARMUP" --in-flight 64 --shape uniform
     if [[ -s "$OUT/profile/perf.data" ]]; then
         demangle() { if command -v swift >/dev/null; then swift demangle --simplified --compact; else cat; fi; }
-        report=(perf report -i "$OUT/profile/perf.data" --stdio --no-children --percent-limit 0.5)
-        "${report[@]}" --sort comm,dso -g none >"$OUT/profile/by-process.txt" 2>/dev/null || true
-        "${report[@]}" --pid "$core" --sort dso,sym -g none 2>/dev/null | demangle >"$OUT/profile/core-symbols.txt" || true
-        "${report[@]}" --comm postgres --sort dso,sym -g none 2>/dev/null >"$OUT/profile/postgres-symbols.txt" || true
-        "${report[@]}" --pid "$core" --sort sym -g caller,0.5,callee --max-stack 12 2>/dev/null | demangle \
-            >"$OUT/profile/core-callgraph.txt" || true
-        "${report[@]}" --comm postgres --sort sym -g caller,0.5,callee --max-stack 12 2>/dev/null \
-            >"$OUT/profile/postgres-callgraph.txt" || true
+        # Percentages of each process's own samples (--percentage relative with a filter). Self time per
+        # symbol, and for PostgreSQL also the inclusive time (--children: planner, executor, plpgsql, SQL
+        # functions, commit). PostgreSQL's binary is stripped: only its exported functions have names.
+        report=(perf report -i "$OUT/profile/perf.data" --stdio --percentage relative -g none)
+        "${report[@]}" --no-children --sort comm,dso --percent-limit 0.5 >"$OUT/profile/by-process.txt" 2>/dev/null || true
+        "${report[@]}" --no-children --pid "$core" --sort dso --percent-limit 0.5 \
+            >"$OUT/profile/core-dso.txt" 2>/dev/null || true
+        "${report[@]}" --no-children --pid "$core" --sort dso,sym --percent-limit 0.5 2>/dev/null | demangle \
+            >"$OUT/profile/core-symbols.txt" || true
+        "${report[@]}" --children --pid "$core" --sort sym --percent-limit 3 2>/dev/null | demangle \
+            >"$OUT/profile/core-inclusive.txt" || true
+        "${report[@]}" --no-children --comm postgres --sort dso,sym --percent-limit 0.5 \
+            >"$OUT/profile/postgres-symbols.txt" 2>/dev/null || true
+        "${report[@]}" --children --comm postgres --sort sym --percent-limit 2 \
+            >"$OUT/profile/postgres-inclusive.txt" 2>/dev/null || true
     fi
 fi
 

@@ -197,15 +197,15 @@ for name in ["core-uniform", "http-uniform", "profile-uniform"]:
     before, after = os.path.join(out, f"{name}.cpu-before.json"), os.path.join(out, f"{name}.cpu-after.json")
     row = op(steps[name], "hold")
     if row and os.path.exists(before) and os.path.exists(after):
-        # Holds in the measured window: the report's count (answers received in it); the counters cover
-        # about the same seconds, started after the warm-up.
+        # The counters' window starts after the warm-up and lasts about the measured seconds (a little
+        # longer: snapshots, perf's start): holds in it = the measured rate x its own length.
         result = subprocess.run([sys.executable, os.path.join(here, "proc_cpu.py"), "diff", before, after,
-                                 "--holds", str(row["count"]), "--json"], capture_output=True, text=True)
+                                 "--rate", str(row["throughputPerSecond"]), "--json"], capture_output=True, text=True)
         if result.returncode == 0:
             cpu[name] = json.loads(result.stdout)
 for name, c in cpu.items():
     lines.append("")
-    lines.append(f"CPU per hold, {name} ({c['holds']} holds answered in the window; load {' '.join(c['loadBefore'])}"
+    lines.append(f"CPU per hold, {name} ({c['ratePerSecond']} holds/s x {c['windowSeconds']} s window; load {' '.join(c['loadBefore'])}"
                  f" -> {' '.join(c['loadAfter'])}):")
     for g in c["groups"]:
         lines.append(f"  {g['group']:<20} {g['cpuSeconds']:>7.2f} CPU s {fmt(g['usPerHold']):>9} µs/hold")
@@ -213,9 +213,43 @@ for name, c in cpu.items():
                  f"(machine busy {c['machineBusyCpuSeconds']} of {c['machineCpuSeconds']} CPU s; "
                  f"{c['othersCpuSeconds']} s others')")
 profile = os.path.join(out, "profile")
+
+
+def function_stats(path):
+    stats = {}
+    try:
+        for line in open(path):
+            name, calls, total, self_time = line.rstrip("\n").split("\t")
+            stats[name] = (int(calls), float(total), float(self_time))
+    except (OSError, ValueError):
+        pass
+    return stats
+
+
+functions = []
+if os.path.isdir(profile) and "profile-uniform" in cpu:
+    before = function_stats(os.path.join(profile, "functions-before.tsv"))
+    after = function_stats(os.path.join(profile, "functions-after.tsv"))
+    holds = cpu["profile-uniform"]["holds"]
+    for name, (calls, total, self_time) in after.items():
+        c0, t0, s0 = before.get(name, (0, 0.0, 0.0))
+        if calls - c0 > 0 and holds:
+            functions.append({"function": name, "callsPerHold": round((calls - c0) / holds, 2),
+                              "selfUsPerHold": round((self_time - s0) * 1000 / holds, 1),
+                              "totalUsPerHold": round((total - t0) * 1000 / holds, 1)})
+    functions.sort(key=lambda f: -f["selfUsPerHold"])
+if functions:
+    lines.append("")
+    lines.append("PostgreSQL functions during the profiled run (pg_stat_user_functions; wall time inside each, "
+                 "so waits for locks and the commit's fsync are not in it):")
+    lines.append(f"  {'function':<40} {'calls/hold':>10} {'self µs/hold':>13} {'total µs/hold':>14}")
+    for f in functions[:15]:
+        lines.append(f"  {f['function']:<40} {f['callsPerHold']:>10.2f} {f['selfUsPerHold']:>13,.1f} "
+                     f"{f['totalUsPerHold']:>14,.1f}")
 if os.path.isdir(profile):
     lines.append("")
-    lines.append(f"profile: {profile}/ (by-process.txt, core-symbols.txt, postgres-symbols.txt, *-callgraph.txt)")
+    lines.append(f"profile: {profile}/ (by-process.txt, core-dso.txt, core-symbols.txt, core-inclusive.txt, "
+                 "postgres-symbols.txt, postgres-inclusive.txt, perf.data)")
 verdicts = {name: verdict(report) for name, report in steps.items() if name != "echo" and report is not None}
 lines.append("")
 lines.append("verifier: " + ", ".join(f"{k} {v}" for k, v in verdicts.items()))
@@ -230,7 +264,7 @@ print("\n".join(lines))
 json.dump({"rows": [dict(zip(["measure", "ratePerSecond", "p50Ms", "p99Ms", "note"], row)) for row in rows],
            "ratios": ratios, "targets": [dict(zip(["target", "measured", "verdict"], t)) for t in targets],
            "memory": {"coreAMQPRush": core_mem, "facadeRESTRush": facade_mem, "coreRESTRush": core_mem_rest},
-           "cpuPerHold": cpu, "verifier": verdicts, "failures": failures},
+           "cpuPerHold": cpu, "databaseFunctions": functions, "verifier": verdicts, "failures": failures},
           open(os.path.join(out, "summary.json"), "w"), indent=2)
 bad = [k for k, v in verdicts.items() if v not in ("OK",)]
 sys.exit(1 if bad else 0)

@@ -2,7 +2,8 @@
 """CPU time per process group from /proc, for bench/issue16.sh (issue 16 item 7: where each hold's CPU goes).
 
     proc_cpu.py snap OUT.json --group core=PID --group facade=PID --group bench=PID --database NAME
-    proc_cpu.py diff BEFORE.json AFTER.json --holds N        # a table: CPU seconds and µs per hold per group
+    proc_cpu.py diff BEFORE.json AFTER.json --rate R         # a table: CPU seconds and µs per hold per group
+                                                             # (R: holds/s of the bench's measured window)
 
 A snapshot holds, per process, utime + stime (all threads; /proc/PID/stat fields 14 and 15, in clock ticks)
 and its group:
@@ -87,13 +88,17 @@ def snapshot(groups, database):
     }
 
 
-def diff(before, after, holds):
+def diff(before, after, rate):
+    """rate: holds per second in the bench's measured window; the snapshots' window is about as long (its
+    exact length is the machine's ticks over the CPU count), so holds in it = rate x its seconds."""
     seconds = {}
     for pid, p in after["processes"].items():
         start = before["processes"].get(pid, {"ticks": 0})["ticks"] if pid in before["processes"] else 0
         # A process that started inside the window counts from zero; one that ended inside it is lost.
         seconds[p["group"]] = seconds.get(p["group"], 0.0) + (p["ticks"] - start) / TICK
     wall_cpu = (after["machineTicks"] - before["machineTicks"]) / TICK
+    window = wall_cpu / (after["cpus"] or 1)
+    holds = rate * window
     busy = (after["machineBusyTicks"] - before["machineBusyTicks"]) / TICK
     ours_groups = ["core", "facade", "bench", "broker", "redis", "pg-core", "pg-wal"]
     ours = sum(seconds.get(g, 0.0) for g in ours_groups)
@@ -104,7 +109,9 @@ def diff(before, after, holds):
             rows.append({"group": group, "cpuSeconds": round(s, 2),
                          "usPerHold": round(s / holds * 1e6, 1) if holds else None})
     return {
-        "holds": holds,
+        "holds": round(holds),
+        "ratePerSecond": rate,
+        "windowSeconds": round(window, 2),
         "groups": rows,
         "oursCpuSeconds": round(ours, 2),
         "oursUsPerHold": round(ours / holds * 1e6, 1) if holds else None,
@@ -126,14 +133,14 @@ def main():
     d = sub.add_parser("diff")
     d.add_argument("before")
     d.add_argument("after")
-    d.add_argument("--holds", type=int, required=True)
+    d.add_argument("--rate", type=float, required=True, help="holds per second in the measured window")
     d.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.command == "snap":
         groups = [tuple(g.split("=", 1)) for g in args.group if g.split("=", 1)[1]]
         json.dump(snapshot(groups, args.database), open(args.out, "w"))
         return
-    result = diff(json.load(open(args.before)), json.load(open(args.after)), args.holds)
+    result = diff(json.load(open(args.before)), json.load(open(args.after)), args.rate)
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -142,7 +149,7 @@ def main():
         print(f"{row['group']:<20} {row['cpuSeconds']:>8.2f} {row['usPerHold'] or 0:>9.1f}")
     print(f"{'ours (first 7)':<20} {result['oursCpuSeconds']:>8.2f} {result['oursUsPerHold'] or 0:>9.1f}")
     print(f"machine: {result['machineBusyCpuSeconds']} of {result['machineCpuSeconds']} CPU s busy, "
-          f"{result['othersCpuSeconds']} s not ours; {result['holds']} holds")
+          f"{result['othersCpuSeconds']} s not ours; {result['holds']} holds in {result['windowSeconds']} s")
 
 
 if __name__ == "__main__":
