@@ -69,7 +69,11 @@ fi
 OUT="${OUT:-$BUILD_PATH/issue16/$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$OUT"
 has() { [[ " $STEPS " == *" $1 "* ]]; }
-say() { echo "== $(date -u +%H:%M:%S) $* (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2; }
+say() {  # the run's JWT secret (HTTP steps) is not printed
+    local text="$*"
+    [[ -z "${jwt_secret:-}" ]] || text="${text//$jwt_secret/SECRET}"
+    echo "== $(date -u +%H:%M:%S) $text (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+}
 
 id="$$$RANDOM"
 pgdb="inv_i16_pg_$id"
@@ -164,9 +168,12 @@ with_memory() {
     return $status
 }
 
-# CPU per process group over the bench's measured window: the snapshot starts when the bench says it is
-# running plus the warm-up, ends after the measured seconds (the bench's progress lines are on its stderr).
-cpu_window() {  # name, bench stderr file, bench pid, seconds, [command to run over the window...]
+# CPU per process group inside the bench's measured window: the first snapshot half a second after the
+# warm-up ends (the bench says on its stderr when it starts running), the second SECONDS later (3 s less
+# than the measured seconds), so that neither the warm-up nor the verification falls inside the window
+# however slow the snapshots are on a loaded machine. proc_cpu.py counts the window's holds as the
+# measured rate times the window's own length.
+cpu_window() {  # name, bench stderr file, bench pid, seconds
     local name="$1" err="$2" bench="$3" seconds="$4"; shift 4
     for _ in $(seq 1 3000); do
         grep -q "^running: warm-up" "$err" 2>/dev/null && break
@@ -174,9 +181,10 @@ cpu_window() {  # name, bench stderr file, bench pid, seconds, [command to run o
         sleep 0.1
     done
     sleep "$WARMUP"
+    sleep 0.5
     local groups=(--group "core=$core" --group "bench=$bench" --group "facade=${facade:-}" --database "$coredb")
     python3 "$here/proc_cpu.py" snap "$OUT/$name.cpu-before.json" "${groups[@]}"
-    if (( $# )); then "$@"; else sleep "$seconds"; fi
+    sleep "$seconds"
     python3 "$here/proc_cpu.py" snap "$OUT/$name.cpu-after.json" "${groups[@]}"
 }
 
@@ -194,17 +202,13 @@ run_bench() {  # name, pid whose memory to watch (or ""), bench arguments...
     if (( status )); then failures+=("$name: exit $status (see $OUT/$name.err)"); echo "   $name: exit $status" >&2; fi
 }
 
-# Like run_bench, with the CPU window (and perf, for the profile) beside it.
-run_bench_cpu() {  # name, window command (or none), bench arguments...
-    local name="$1" window="$2"; shift 2
+# Like run_bench, with the CPU window beside it.
+run_bench_cpu() {  # name, bench arguments...
+    local name="$1"; shift
     say "$name: inventory-bench $*"
     "$BIN/inventory-bench" "$@" --json --database-url "$coreurl" >"$OUT/$name.json" 2>"$OUT/$name.err" &
     local bench=$!
-    if [[ "$window" == none ]]; then
-        cpu_window "$name" "$OUT/$name.err" "$bench" "$DURATION"
-    else
-        cpu_window "$name" "$OUT/$name.err" "$bench" "$PROFILE_DURATION" "$window" "$bench"
-    fi
+    cpu_window "$name" "$OUT/$name.err" "$bench" "$(( DURATION > 4 ? DURATION - 3 : 1 ))"
     local status=0
     wait "$bench" || status=$?
     if (( status )); then failures+=("$name: exit $status (see $OUT/$name.err)"); echo "   $name: exit $status" >&2; fi
@@ -241,7 +245,7 @@ common=(--amqp-url "$amqp" --connections "$CONNECTIONS" --duration "$DURATION" -
 rush=(--shape hot --hot-seats 10 --showtimes 1 --seats-per-showtime 100 --seats-per-hold 1-2 --timeout 10)
 availability=(--in-flight 8 --shape availability --showtimes 4 --seats-per-showtime 2000)
 
-has core-uniform && run_bench_cpu core-uniform none amqp "${common[@]}" --in-flight 64 --shape uniform
+has core-uniform && run_bench_cpu core-uniform amqp "${common[@]}" --in-flight 64 --shape uniform
 has core-hot && run_bench core-hot "$core" amqp "${common[@]}" --in-flight 1000 "${rush[@]}"
 has core-availability && run_bench core-availability "" amqp "${common[@]}" "${availability[@]}"
 
@@ -257,7 +261,7 @@ if has http-uniform || has http-availability || has http-hot; then
     pids+=("$facade")
     for _ in $(seq 1 300); do curl -sf "http://localhost:$port/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
     http=(--facade-url "http://localhost:$port" --jwt-secret "$jwt_secret" "${common[@]}")
-    has http-uniform && run_bench_cpu http-uniform none http "${http[@]}" --in-flight 64 --shape uniform
+    has http-uniform && run_bench_cpu http-uniform http "${http[@]}" --in-flight 64 --shape uniform
     has http-availability && run_bench http-availability "" http "${http[@]}" "${availability[@]}"
     if has http-hot; then
         # The core's memory is watched beside the facade's (a second sampler on the core).
@@ -267,11 +271,12 @@ if has http-uniform || has http-availability || has http-hot; then
     fi
 fi
 
-# Issue 16 item 7: perf on the core and its database backends during a uniform run, the CPU counters over
-# the same window. The profile's own uniform run is on fresh showtimes (a run id of its own).
-profile_window() {  # bench pid: perf record for PROFILE_DURATION seconds on the core and its PostgreSQL
-    local targets
-    targets=$(python3 - "$coredb" "$core" <<'EOF'
+# Issue 16 item 7: perf on the core and its database backends during a uniform run of its own (fresh
+# showtimes), the CPU counters over the same window, pg_stat_user_functions around it. The slow parts (the
+# pids to record, the function statistics) run during the warm-up; the bench measures 15 s longer than
+# perf records, so the window stays inside the measured seconds even when a loaded machine delays its start.
+profile_targets() {  # the core and its PostgreSQL backends and WAL writer, comma-separated
+    python3 - "$coredb" "$core" <<'EOF'
 import os, sys
 database, core = sys.argv[1], sys.argv[2]
 pids = [core]
@@ -287,12 +292,6 @@ for entry in os.listdir("/proc"):
         pids.append(entry)
 print(",".join(pids))
 EOF
-)
-    echo "$targets" >"$OUT/profile/pids.txt"
-    functions "$OUT/profile/functions-before.tsv"
-    perf record -g -e cpu-clock -F 999 -p "$targets" -o "$OUT/profile/perf.data" -- sleep "$PROFILE_DURATION" \
-        >"$OUT/profile/perf-record.log" 2>&1 || echo "   perf record: exit $? (see $OUT/profile/perf-record.log)" >&2
-    functions "$OUT/profile/functions-after.tsv"
 }
 functions() {  # the core database's function statistics (track_functions = all), as tab-separated rows
     psql -qAtX -F $'\t' -d "$coredb" -c "SELECT funcname, calls, total_time, self_time FROM pg_stat_user_functions" \
@@ -300,8 +299,32 @@ functions() {  # the core database's function statistics (track_functions = all)
 }
 if has profile; then
     mkdir -p "$OUT/profile"
-    run_bench_cpu profile-uniform profile_window amqp --amqp-url "$amqp" --connections "$CONNECTIONS" \
-        --duration "$PROFILE_DURATION" --warmup "$WARMUP" --in-flight 64 --shape uniform
+    name=profile-uniform
+    say "$name: inventory-bench amqp, uniform, 64 in flight, perf record ${PROFILE_DURATION}s"
+    "$BIN/inventory-bench" amqp --amqp-url "$amqp" --connections "$CONNECTIONS" --duration "$(( PROFILE_DURATION + 15 ))" \
+        --warmup "$WARMUP" --in-flight 64 --shape uniform --json --database-url "$coreurl" \
+        >"$OUT/$name.json" 2>"$OUT/$name.err" &
+    bench=$!
+    for _ in $(seq 1 3000); do
+        grep -q "^running: warm-up" "$OUT/$name.err" 2>/dev/null && break
+        kill -0 "$bench" 2>/dev/null || break
+        sleep 0.1
+    done
+    began=$(date +%s.%N)
+    targets=$(profile_targets)
+    echo "$targets" >"$OUT/profile/pids.txt"
+    functions "$OUT/profile/functions-before.tsv"
+    python3 -c "import sys, time; time.sleep(max(0.5, float(sys.argv[1]) + 0.5 - (time.time() - float(sys.argv[2]))))" \
+        "$WARMUP" "$began"
+    groups=(--group "core=$core" --group "bench=$bench" --group "facade=${facade:-}" --database "$coredb")
+    python3 "$here/proc_cpu.py" snap "$OUT/$name.cpu-before.json" "${groups[@]}"
+    perf record -g -e cpu-clock -F 999 -p "$targets" -o "$OUT/profile/perf.data" -- sleep "$PROFILE_DURATION" \
+        >"$OUT/profile/perf-record.log" 2>&1 || echo "   perf record: exit $? (see $OUT/profile/perf-record.log)" >&2
+    python3 "$here/proc_cpu.py" snap "$OUT/$name.cpu-after.json" "${groups[@]}"
+    functions "$OUT/profile/functions-after.tsv"
+    status=0
+    wait "$bench" || status=$?
+    if (( status )); then failures+=("$name: exit $status (see $OUT/$name.err)"); echo "   $name: exit $status" >&2; fi
     if [[ -s "$OUT/profile/perf.data" ]]; then
         demangle() { if command -v swift >/dev/null; then swift demangle --simplified --compact; else cat; fi; }
         # Percentages of each process's own samples (--percentage relative with a filter). Self time per
