@@ -318,8 +318,17 @@ if has profile; then
         "$WARMUP" "$began"
     groups=(--group "core=$core" --group "bench=$bench" --group "facade=${facade:-}" --database "$coredb")
     python3 "$here/proc_cpu.py" snap "$OUT/$name.cpu-before.json" "${groups[@]}"
-    perf record -g -e cpu-clock -F 999 -p "$targets" -o "$OUT/profile/perf.data" -- sleep "$PROFILE_DURATION" \
-        >"$OUT/profile/perf-record.log" 2>&1 || echo "   perf record: exit $? (see $OUT/profile/perf-record.log)" >&2
+    # A backend in the list may have ended meanwhile (a short-lived connection): perf then refuses to
+    # start ("No such process"); the list is taken again and perf tried again, at most three times.
+    for attempt in 1 2 3; do
+        if perf record -g -e cpu-clock -F 999 -p "$targets" -o "$OUT/profile/perf.data" -- sleep "$PROFILE_DURATION" \
+            >"$OUT/profile/perf-record.log" 2>&1; then
+            break
+        fi
+        echo "   perf record: attempt $attempt failed ($(head -n 1 "$OUT/profile/perf-record.log"))" >&2
+        targets=$(profile_targets)
+        echo "$targets" >"$OUT/profile/pids.txt"
+    done
     python3 "$here/proc_cpu.py" snap "$OUT/$name.cpu-after.json" "${groups[@]}"
     functions "$OUT/profile/functions-after.tsv"
     status=0
