@@ -82,11 +82,16 @@ for name, (label, operation) in labels.items():
     if name != "echo":
         note += f"; won {row['won']} conflict {row['conflict']}; verify {verdict(report)}"
     rows.append((label, row["throughputPerSecond"], row["p50Ms"], row["p99Ms"], note))
+def seconds(value):
+    return "not within the wait" if value is None else f"{value:.1f} s"
+
+
 if sweep:
     rows.append((f"sweep of {sweep['holds']:,} expiring holds", None, None, None,
-                 f"all swept {sweep.get('expiryToAllSweptSeconds')} s, all events "
-                 f"{sweep.get('expiryToAllEventsSeconds')} s after expiresAt; sweep work "
-                 f"{sweep.get('sweepDurationSeconds')} s"))
+                 f"all swept: {seconds(sweep.get('expiryToAllSweptSeconds'))}, all events: "
+                 f"{seconds(sweep.get('expiryToAllEventsSeconds'))} after expiresAt; sweep work (first to last "
+                 f"marked) {seconds(sweep.get('sweepDurationSeconds'))}; {sweep.get('expiredEventsReceived')} "
+                 f"hold.expired received"))
 
 
 def rate(name, operation):
@@ -164,10 +169,12 @@ targets = [
      met(None if facade_peak is None else facade_peak < 64)),
 ]
 if sweep:
-    worst = max(v for v in [sweep.get("expiryToAllSweptSeconds"), sweep.get("expiryToAllEventsSeconds")]
-                if v is not None) if (sweep.get("expiryToAllSweptSeconds") and sweep.get("expiryToAllEventsSeconds")) else None
-    targets.append(("100,000 expiring: all free and all events within 5 s", fmt(worst, ".1f") + " s",
-                    met(None if worst is None else worst <= 5)))
+    swept, events = sweep.get("expiryToAllSweptSeconds"), sweep.get("expiryToAllEventsSeconds")
+    if swept is not None and events is not None:
+        targets.append(("100,000 expiring: all free and all events within 5 s", fmt(max(swept, events), ".1f") + " s",
+                        met(max(swept, events) <= 5)))
+    else:  # not all swept or not all events within the bench's wait (150 s)
+        targets.append(("100,000 expiring: all free and all events within 5 s", "> wait", met(False)))
 
 lines = []
 with open(os.path.join(out, "run.txt")) as f:
