@@ -14,9 +14,12 @@
 #   http-availability availability of a 2,000-seat showtime, 8 in flight, over REST (p50)
 #   http-hot          the same hot rush over REST, 1,000 in flight: the facade's (and the core's) memory
 # Optional steps (STEPS="... profile sweep"):
-#   profile           issue 16 item 7: a second uniform run at 64 in flight with `perf record -g` on the core
-#                     and the core's PostgreSQL backends and WAL writer, the per-process CPU per hold in the
-#                     same window, then the top symbols of each (perf report), in $OUT/profile/
+#   profile           issue 16 item 7: a uniform AMQP run of its own (64 in flight, PROFILE_DURATION + 15 s
+#                     measured) and inside it, for PROFILE_DURATION s: `perf record -g` on the core, the core's
+#                     PostgreSQL backends and the WAL writer; the CPU per hold of each process group over the
+#                     same window (bench/proc_cpu.py); pg_stat_user_functions before and after (the scratch
+#                     database has track_functions = all); then perf report per process (self and inclusive
+#                     symbols) in $OUT/profile/, and the summary's tables
 #   sweep             100,000 holds expiring at once (inventory-bench sweep; the core runs with
 #                     EXPIRY_INTERVAL_SECONDS=1, the issue's setting): long, a minute or more
 # Every load step runs the benchmark's verifier (the availability steps too: nothing to find there but it
@@ -24,12 +27,14 @@
 #
 #   nice -n 19 /work/coord/sb "$PWD" bench/issue16.sh            # build (release, .build-release), measure
 #   SKIP_BUILD=1 RUNS=3 bench/issue16.sh                          # three runs one after the other
-#   STEPS="core-uniform profile" SKIP_BUILD=1 bench/issue16.sh    # the profile only (with its uniform run)
+#   STEPS=profile SKIP_BUILD=1 bench/issue16.sh                   # the profile only
 #   STEPS="all sweep" ...                                         # everything and the 100,000-hold sweep
 #
 # Knobs: DURATION (10), WARMUP (3), PG_CLIENTS (8), CONNECTIONS (2: driver threads), BUILD_PATH
 # (.build-release), BIN (its release dir), OUT (.build-release/issue16/<UTC time>), PROFILE_DURATION (10),
-# SWEEP_HOLDS (100000). Uses its own databases and RabbitMQ vhost, dropped at the end; never stops or
+# SWEEP_HOLDS (100000), OUT_BASE (where RUNS>1 puts its runs), COMMIT (a name for the build, printed in
+# run.txt). The summary: bench/issue16_report.py OUT (run at the end); runs side by side:
+# bench/issue16_table.py OUT... Uses its own databases and RabbitMQ vhost, dropped at the end; never stops or
 # flushes a shared service. Needs perf (linux-perf) and root or perf_event_paranoid <= 1 for `profile`.
 set -euo pipefail
 
