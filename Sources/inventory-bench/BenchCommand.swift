@@ -127,7 +127,13 @@ func runLoad(
         throw ValidationError("the verifier needs DATABASE_URL (or --database-url); --no-verify skips it")
     }
     let outcome = try BenchRunner.run(options, logger: makeLogger()) { message in
-        if !load.json { print(message) }
+        // With --json, stdout is the report alone; the progress lines go to stderr, where a script can
+        // follow them (bench/issue16.sh starts its CPU counters when the warm-up begins).
+        if load.json {
+            FileHandle.standardError.write(Data((message + "\n").utf8))
+        } else {
+            print(message)
+        }
     }
     if load.json {
         let encoder = JSONEncoder()
