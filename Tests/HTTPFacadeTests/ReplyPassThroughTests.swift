@@ -190,17 +190,22 @@ import Testing
     func workers() throws {
         let workers = ReplyWorkers(threads: 2, batch: 8)
         let ran = Mutex<[String: Int]>([:])
+        let threads = Mutex<Set<UInt>>([])
         let done = DispatchSemaphore(value: 0)
+        let submitter = UInt(pthread_self())
         for index in 0..<1_000 {
             workers.submit {
-                let name = Thread.current.name ?? "?"
+                let thread = UInt(pthread_self())
                 ran.withLock { $0["\(index)", default: 0] += 1 }
-                #expect(name.hasPrefix("facade-reply-"), "\(name)")
+                threads.withLock { _ = $0.insert(thread) }
                 done.signal()
             }
         }
         for _ in 0..<1_000 { #expect(done.wait(timeout: .now() + 10) == .success) }
         #expect(ran.withLock { $0.count == 1_000 && $0.values.allSatisfy { $0 == 1 } })
+        // The workers' threads, never the one that submitted (the RPC client's, in the facade).
+        let used = threads.withLock { $0 }
+        #expect(!used.contains(submitter) && (1...2).contains(used.count), "\(used)")
         workers.stop()
         let here = Mutex(false)
         workers.submit { here.withLock { $0 = true } }
@@ -212,16 +217,29 @@ import Testing
         let sink = GatedSink()
         let log = AccessLog(logger: sink.logger(), capacity: 4)
         defer { log.stop() }
-        func entry(_ status: Int) -> AccessLog.Entry {
+        @Sendable func entry(_ status: Int) -> AccessLog.Entry {
             AccessLog.Entry(method: "GET", route: "/availability", status: status, durationMilliseconds: 1.5, correlationID: nil)
         }
-        log.record(entry(200))
+        // Records on threads of their own, so that a `record` that waited for the sink fails the test
+        // (bounded) rather than hanging it.
+        let first = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            log.record(entry(200))
+            first.signal()
+        }
+        #expect(first.wait(timeout: .now() + 10) == .success, "record waited for the blocked sink")
         // The writer is inside the sink with the first line, and stays there.
         try sink.waitUntilBlocked()
-        // Were `record` to wait for the sink, this loop would never end.
-        for status in 201...210 { log.record(entry(status)) }
+        let recorded = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            for status in 201...210 { log.record(entry(status)) }
+            recorded.signal()
+        }
+        let returned = recorded.wait(timeout: .now() + 10) == .success
+        #expect(returned, "record waited for the blocked sink")
         #expect(log.droppedCount == 6)
         sink.open()
+        guard returned else { return }
         try sink.waitForLines { lines in lines.contains { $0.contains("access_log.dropped=6") } }
         let written = sink.lines.filter { $0.contains("http.status=") }.map { line in
             line.components(separatedBy: "http.status=")[1].prefix(3)

@@ -136,7 +136,7 @@ struct ReplyPathTests {
                 sink.open()
                 stack.close()
             }
-            // Readiness makes requests (each an access line): the gate closes only after.
+            // The gate is closed from the start: the writer stops at the first access line (readiness's).
             try stack.start()
             let showtime = try stack.showtime(seats: 20)
             _ = try stack.request("GET", "/nowhere")
