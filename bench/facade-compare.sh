@@ -3,8 +3,8 @@
 # BEFORE (a directory holding an http-facade binary) and the one from AFTER in front of it, and inventory-bench
 # alternating between them: uniform REST holds at IN_FLIGHT, then availability of 2,000-seat showtimes at 8 in
 # flight, ROUNDS rounds of before, after. Per run: throughput, p50, p99, errors, and the facade's CPU per
-# request (its utime+stime from /proc over the requests its /metrics counted, provisioning and warm-up
-# included). Both facades as deployed: AUTH_MODE=jwt, LOG_LEVEL=info (the access log on, to a file), rate
+# request (its utime+stime from /proc over the requests its /metrics counted, sampled every 0.5 s, over the
+# run's last DURATION seconds). Both facades as deployed: AUTH_MODE=jwt, LOG_LEVEL=info (the access log on, to a file), rate
 # limits off (the bench's users share one address).
 #
 #   BEFORE=/tmp/before AFTER=.build-release/release bench/facade-compare.sh
@@ -78,17 +78,28 @@ for round in $(seq 1 "$ROUNDS"); do
             args=(--in-flight "$IN_FLIGHT" --shape uniform)
             [ "$shape" = availability ] && args=(--in-flight 8 --shape availability --showtimes 4
                 --seats-per-showtime 2000 --no-verify)
-            cpu0=$(cpu "${pid[$which]}") req0=$(requests "${ops[$which]}")
+            # The facade's CPU time and request count every half second while the bench runs: the CPU per
+            # request is taken over the last DURATION seconds (the measured window, after provisioning,
+            # whose seat definitions are few requests of much CPU, and the warm-up).
+            : >"$out/samples.txt"
+            ( while :; do
+                echo "$(date +%s.%N) $(cpu "${pid[$which]}") $(requests "${ops[$which]}")" >>"$out/samples.txt"
+                sleep 0.5
+            done ) &
+            sampler=$!
             JWT_SECRET='' "$bin/inventory-bench" http --facade-url "http://localhost:${port[$which]}" \
                 --amqp-url "$amqp" --database-url "$dburl" --jwt-secret "$secret" \
                 --duration "$DURATION" --warmup "$WARMUP" "${args[@]}" --json >"$out/run.json"
-            cpu1=$(cpu "${pid[$which]}") req1=$(requests "${ops[$which]}")
-            python3 - "$round" "$which" "$shape" "$out/run.json" "$cpu0" "$cpu1" "$req0" "$req1" \
+            kill "$sampler" 2>/dev/null || true
+            wait "$sampler" 2>/dev/null || true
+            python3 - "$round" "$which" "$shape" "$out/run.json" "$out/samples.txt" "$DURATION" \
                 "$(cut -d' ' -f1 /proc/loadavg)" <<'PY'
 import json, sys
-round_, which, shape, path = sys.argv[1:5]
-cpu0, cpu1, req0, req1 = float(sys.argv[5]), float(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8])
-load = sys.argv[9]
+round_, which, shape, path, samples_path, duration, load = sys.argv[1:8]
+samples = [tuple(float(x) for x in line.split()) for line in open(samples_path) if len(line.split()) == 3]
+end = samples[-1]
+start = min((s for s in samples if s[0] >= end[0] - float(duration)), key=lambda s: s[0])
+cpu0, req0, cpu1, req1 = start[1], start[2], end[1], end[2]
 report = json.load(open(path))
 operation = "hold" if shape == "uniform" else "availability"
 for row in report["operations"]:
@@ -97,7 +108,7 @@ for row in report["operations"]:
         per = (cpu1 - cpu0) / max(1, req1 - req0) * 1e6
         print(f"round {round_} {shape:12} {which:6}: {row['throughputPerSecond']:8.1f}/s  p50 {row['p50Ms']:7.1f} ms  "
               f"p99 {row['p99Ms']:7.1f} ms  error+timeout {bad}  facade CPU {per:6.0f} us/request "
-              f"({req1 - req0} requests)  load {load}")
+              f"({int(req1 - req0)} requests in the last {end[0] - start[0]:.1f} s)  load {load}")
 PY
         done
     done
