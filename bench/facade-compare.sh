@@ -4,7 +4,7 @@
 # alternating between them: uniform REST holds at IN_FLIGHT, then availability of 2,000-seat showtimes at 8 in
 # flight, ROUNDS rounds of before, after. Per run: throughput, p50, p99, errors, and the facade's CPU per
 # request (its utime+stime from /proc over the requests its /metrics counted, sampled every 0.5 s, over the
-# run's last DURATION seconds). Both facades as deployed: AUTH_MODE=jwt, LOG_LEVEL=info (the access log on, to a file), rate
+# DURATION seconds before the requests stopped). Both facades as deployed: AUTH_MODE=jwt, LOG_LEVEL=info (the access log on, to a file), rate
 # limits off (the bench's users share one address).
 #
 #   BEFORE=/tmp/before AFTER=.build-release/release bench/facade-compare.sh
@@ -79,8 +79,8 @@ for round in $(seq 1 "$ROUNDS"); do
             [ "$shape" = availability ] && args=(--in-flight 8 --shape availability --showtimes 4
                 --seats-per-showtime 2000 --no-verify)
             # The facade's CPU time and request count every half second while the bench runs: the CPU per
-            # request is taken over the last DURATION seconds (the measured window, after provisioning,
-            # whose seat definitions are few requests of much CPU, and the warm-up).
+            # request is taken over the DURATION seconds before the requests stopped (the measured window,
+            # after provisioning, whose seat definitions are few requests of much CPU, and the warm-up).
             : >"$out/samples.txt"
             ( while :; do
                 echo "$(date +%s.%N) $(cpu "${pid[$which]}") $(requests "${ops[$which]}")" >>"$out/samples.txt"
@@ -97,7 +97,8 @@ for round in $(seq 1 "$ROUNDS"); do
 import json, sys
 round_, which, shape, path, samples_path, duration, load = sys.argv[1:8]
 samples = [tuple(float(x) for x in line.split()) for line in open(samples_path) if len(line.split()) == 3]
-end = samples[-1]
+# The window ends when the requests stopped (the uniform run verifies afterwards, with no request).
+end = next(s for s in samples if s[2] == samples[-1][2])
 start = min((s for s in samples if s[0] >= end[0] - float(duration)), key=lambda s: s[0])
 cpu0, req0, cpu1, req1 = start[1], start[2], end[1], end[2]
 report = json.load(open(path))
