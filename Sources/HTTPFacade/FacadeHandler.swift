@@ -8,8 +8,9 @@ import Synchronization
 /// Answers one REST request: routing, CORS, validation, then one RPC whose reply becomes the answer.
 ///
 /// Runs on a libmicrohttpd thread and never blocks it: a request that needs the core starts its call
-/// and returns; the RPC client's thread answers it later through the `HTTPResponder` (the connection
-/// stays suspended meanwhile, holding no thread).
+/// and returns; the RPC client's thread hands the reply to a reply worker, which answers through the
+/// `HTTPResponder` (the connection stays suspended meanwhile, holding no thread). The access log line is
+/// queued for a writer thread of its own (decision 0024).
 final class FacadeHandler: Sendable {
     struct Settings: Sendable {
         var cors: CORSPolicy
@@ -24,6 +25,10 @@ final class FacadeHandler: Sendable {
         var maxProxiedRequestsPerAddress: Int?
         /// The seat map page and the development token endpoint (decision 0020); nil: neither.
         var web: WebEdge?
+        /// Threads that turn replies into answers (decision 0024).
+        var replyThreads = 2
+        /// Access log lines waiting for the sink at most; more are dropped and counted.
+        var accessLogCapacity = AccessLog.defaultCapacity
     }
 
     private let settings: Settings
@@ -34,13 +39,28 @@ final class FacadeHandler: Sendable {
     private let logger: Logger
     private let draining = Atomic<Bool>(false)
     private let proxied = ProxiedClients()
+    private let replies: ReplyWorkers
+    private let accessLog: AccessLog
 
+    /// Starts the reply workers and the access log's writer; `stop()` ends them.
     init(settings: Settings, rpc: RPCClient, limiter: RateLimiter? = nil, logger: Logger) {
         self.settings = settings
         self.rpc = rpc
         self.limiter = settings.ratePolicies == nil ? nil : limiter
         self.logger = logger
         self.readiness = Readiness(rpc: rpc, pingTimeout: min(settings.rpcTimeout, .seconds(2)))
+        replies = ReplyWorkers(threads: settings.replyThreads)
+        accessLog = AccessLog(logger: logger, capacity: settings.accessLogCapacity)
+    }
+
+    /// Access log lines dropped because the sink was behind.
+    var accessLogDropped: Int { accessLog.droppedCount }
+
+    /// After the RPC client stopped: the reply workers answer what is queued and end, then the access log
+    /// writes what it can within a second.
+    func stop() {
+        replies.stop()
+        accessLog.stop()
     }
 
     /// From now on new requests are answered 503 with `Connection: close`.
@@ -201,7 +221,10 @@ final class FacadeHandler: Sendable {
                 let correlationID = rpc.makeCorrelationID()
                 let call = RPCRequest(operation, body: body, timeout: settings.rpcTimeout, correlationID: correlationID)
                 rpc.call(call) { [self] outcome in
-                    finish(answer(for: outcome, route: route, operation: operation, owner: owner), correlationID)
+                    // On the RPC client's thread: hand over, nothing more.
+                    replies.submit { [self] in
+                        finish(answer(for: outcome, route: route, operation: operation, owner: owner), correlationID)
+                    }
                 }
             }
             let address = ClientAddress.resolve(
@@ -330,16 +353,14 @@ final class FacadeHandler: Sendable {
         let duration = started.duration(to: .now)
         metrics.requestFinished(route: routeLabel, status: answer.status, duration: duration)
         let (seconds, attoseconds) = duration.components
-        let milliseconds = Double(seconds) * 1000 + Double(attoseconds) / 1e15
-        logger.info(
-            "request",
-            metadata: [
-                "http.method": "\(request.method)",
-                "http.route": "\(routeLabel)",
-                "http.status": "\(answer.status)",
-                "duration_ms": "\((milliseconds * 1000).rounded() / 1000)",
-                "correlation_id": "\(correlationID ?? "-")",
-            ]
+        accessLog.record(
+            AccessLog.Entry(
+                method: request.method,
+                route: routeLabel,
+                status: answer.status,
+                durationMilliseconds: Double(seconds) * 1000 + Double(attoseconds) / 1e15,
+                correlationID: correlationID
+            )
         )
     }
 }

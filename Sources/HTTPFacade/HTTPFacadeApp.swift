@@ -49,6 +49,8 @@ public final class Facade: Sendable {
     public var requestsInFlight: Int { daemon.inFlight }
     /// Whether `/` serves the seat map page (`WEB_ROOT` holds an `index.html`).
     public let servesPage: Bool
+    /// Access log lines dropped because the log sink was behind (decision 0024).
+    public var accessLogDropped: Int { handler.accessLogDropped }
 
     /// Starts the RPC client (it connects in the background, answering 503 until it has) and the daemons.
     /// With `AUTH_MODE=jwt`, a missing or unusable key throws a `ConfigurationError` naming the variable.
@@ -134,6 +136,7 @@ public final class Facade: Sendable {
         } catch {
             limiter?.stop()
             rpc.stop()
+            handler.stop()
             throw error
         }
         do {
@@ -145,6 +148,7 @@ public final class Facade: Sendable {
             ops.shutdown()
             limiter?.stop()
             rpc.stop()
+            handler.stop()
             throw error
         }
     }
@@ -199,6 +203,7 @@ public final class Facade: Sendable {
         ops.shutdown()
         limiter?.stop()
         rpc.stop(timeout: .seconds(1))
+        handler.stop()
         logger.info("facade stopped")
     }
 }

@@ -118,7 +118,7 @@ struct EndToEndTests {
 
             // Access log: method, route template, status, duration and the RPC's correlation id
             let line = try #require(
-                stack.logs.all.first { $0.contains("http.route=/holds/{holdId}") && $0.contains("http.status=200") }
+                stack.logs.first { $0.contains("http.route=/holds/{holdId}") && $0.contains("http.status=200") }
             )
             #expect(line.contains("http.method=GET") && line.contains("duration_ms="))
             let correlation = try #require(line.split(separator: " ").first { $0.hasPrefix("correlation_id=") })

@@ -40,7 +40,8 @@ import Testing
     @Test(
         "an off-contract reply is a problem, not a body",
         arguments: [
-            "", "{}", #"{"ok":true,"data":{"holdId":1}}"#, #"{"ok":false,"error":{"code":"NOPE","message":""}}"#,
+            "", "{}", #"{"ok":false,"error":{"code":"NOPE","message":""}}"#, #"{"ok":true,"data":{"a":[1}}}"#,
+            #"{"ok":true,"data":{"a":1}]"#, #"{"ok":true,"data":{"holdId":"h1""#,
         ]
     )
     func offContract(reply: String) {

@@ -26,6 +26,17 @@ final class LogCapture: @unchecked Sendable {
         return lines
     }
 
+    /// The first line that satisfies `match`, waiting for it (bounded): the access log is written by a
+    /// thread of its own, shortly after the answer (decision 0024).
+    func first(within timeout: Duration = .seconds(10), where match: (String) -> Bool) -> String? {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            if let line = all.first(where: match) { return line }
+            guard ContinuousClock.now < deadline else { return nil }
+            usleep(10_000)
+        }
+    }
+
     func logger(label: String) -> Logger {
         Logger(label: label) { label in
             LineLogHandler(label: label, level: .info, output: { [self] line in append(line) })
@@ -76,6 +87,8 @@ final class Stack: @unchecked Sendable {
         return edge
     }()
     var redisURL = "redis://localhost:6379"
+    /// The in-process facade's logger; nil: one writing to ``logs``.
+    var facadeLogger: Logger?
 
     init(rpcTimeoutMilliseconds: Int = 3000, holdTTLSeconds: Int = 300, authMode: AuthMode = .jwt) {
         self.authMode = authMode
@@ -144,7 +157,7 @@ final class Stack: @unchecked Sendable {
         configuration.edge = edge
         configuration.redisURL = redisURL
         MetricsSetup.bootstrap()
-        facade = try Facade(configuration: configuration, logger: logs.logger(label: "http-facade"))
+        facade = try Facade(configuration: configuration, logger: facadeLogger ?? logs.logger(label: "http-facade"))
     }
 
     func stopFacade() {
