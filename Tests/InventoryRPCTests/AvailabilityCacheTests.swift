@@ -215,6 +215,9 @@ struct AvailabilityCacheTests {
                     ) == 0
                 )
             }
+            // A snapshot from the future (transaction ids went back: a restored copy of the database).
+            let future = try r.reader.store.availabilityRows(showtimeID: "show", since: "999999999:999999999:")
+            #expect(future.whole && future.seats.map(\.seatID) == ["A", "B"])
             // As if a prune had passed the cached snapshot.
             try writer.connection.query("UPDATE availability_horizon SET pruned_below = pg_current_xact_id()")
             try r.expectSameAsUncached("show", "the cached snapshot is older than the horizon")
