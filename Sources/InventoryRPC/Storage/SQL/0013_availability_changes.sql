@@ -81,11 +81,8 @@ DECLARE
     v_reshaped boolean;
     v_seats    text[];
 BEGIN
-    -- Whole as well when the snapshot is from the future: transaction ids went back (the database was
-    -- replaced by a restored copy under a running core); the ids of its changes would be misread.
     v_whole := v_since IS NULL
-        OR pg_snapshot_xmin(v_since) < (SELECT h.pruned_below FROM availability_horizon h)
-        OR pg_snapshot_xmin(v_since) > pg_snapshot_xmax(pg_current_snapshot());
+        OR pg_snapshot_xmin(v_since) < (SELECT h.pruned_below FROM availability_horizon h);
     IF NOT v_whole THEN
         SELECT coalesce(bool_or(c.reshaped), false), array_agg(DISTINCT u.seat_id) INTO v_reshaped, v_seats
           FROM availability_changes c
