@@ -387,7 +387,8 @@ struct AvailabilityCacheUnitTests {
     func unknownSeatReadsWhole() throws {
         let cache = AvailabilityCache()
         let a = SeatRow(seatID: "A", state: .available, version: 0)
-        _ = try cache.reply(showtimeID: "show") { _ in AvailabilityRows(snapshot: "11:11:", now: 0, whole: true, seats: [a])
+        _ = try cache.reply(showtimeID: "show") { _ in
+            AvailabilityRows(snapshot: "11:11:", now: 0, whole: true, seats: [a])
         }
         var asked: [String?] = []
         let reply = try cache.reply(showtimeID: "show") { since in
