@@ -178,6 +178,9 @@ final class AvailabilityCache: Sendable {
             return found.entry
         }
         var rows = try read(cached?.snapshot)
+        if !rows.whole, let cached, Self.wentBack(from: cached.snapshot, to: rows.snapshot) {
+            rows = try read(nil)
+        }
         if !rows.whole, let updated = cached?.updated(with: rows) {
             count(rows.seats.isEmpty ? \.unchanged : \.patched)
             keep(updated)
@@ -192,6 +195,18 @@ final class AvailabilityCache: Sendable {
         let entry = AvailabilityEntry(showtimeID: showtimeID, snapshot: rows.snapshot, seats: rows.seats, now: rows.now)
         keep(entry)
         return entry.reply
+    }
+
+    /// Transaction ids went back between two snapshots (`xmin:xmax:xip`): the cached one's oldest running id is past
+    /// every id the new one has seen, as when a running core finds the database replaced by a restored copy. Its
+    /// changes' ids say nothing about the cached snapshot then: the showtime is read whole.
+    static func wentBack(from cached: String, to current: String) -> Bool {
+        func field(_ snapshot: String, _ index: Int) -> UInt64? {
+            let parts = snapshot.split(separator: ":", omittingEmptySubsequences: false)
+            return parts.count > index ? UInt64(parts[index]) : nil
+        }
+        guard let xmin = field(cached, 0), let xmax = field(current, 1) else { return true }
+        return xmin > xmax
     }
 
     private func count(_ outcome: WritableKeyPath<Statistics, Int>) {

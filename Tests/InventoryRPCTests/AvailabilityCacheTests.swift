@@ -337,20 +337,20 @@ struct AvailabilityCacheUnitTests {
                 return answer
             }
         }
-        let first = try read(AvailabilityRows(snapshot: "s1", now: 1_000_000, whole: true, seats: seats))
-        let same = try read(AvailabilityRows(snapshot: "s2", now: 1_500_000, whole: false, seats: []))
+        let first = try read(AvailabilityRows(snapshot: "11:11:", now: 1_000_000, whole: true, seats: seats))
+        let same = try read(AvailabilityRows(snapshot: "12:12:", now: 1_500_000, whole: false, seats: []))
         #expect(first == same)
-        let expired = try read(AvailabilityRows(snapshot: "s3", now: 2_000_000, whole: false, seats: []))
+        let expired = try read(AvailabilityRows(snapshot: "13:13:", now: 2_000_000, whole: false, seats: []))
         #expect(expired != same)
         let changed = try read(
             AvailabilityRows(
-                snapshot: "s4",
+                snapshot: "14:14:",
                 now: 2_100_000,
                 whole: false,
                 seats: [SeatRow(seatID: "A", state: .held, holdExpiresAt: 9_000_000, version: 1)]
             )
         )
-        #expect(asked == [nil, "s1", "s2", "s3"])
+        #expect(asked == [nil, "11:11:", "12:12:", "13:13:"])
         let decoded = try ContractJSON.decoder().decode(RPCReply<Availability>.self, from: Data(try #require(changed)))
             .result.get()
         #expect(decoded.availability.map(\.state) == [.held, .available])
@@ -358,21 +358,47 @@ struct AvailabilityCacheUnitTests {
         #expect(cache.statistics == .init(whole: 1, patched: 1, unchanged: 2))
     }
 
+    @Test("a cached snapshot from the future (transaction ids went back: a restored database) reads whole")
+    func idsWentBack() throws {
+        #expect(AvailabilityCache.wentBack(from: "900:905:901,903", to: "100:100:"))
+        #expect(!AvailabilityCache.wentBack(from: "900:905:901,903", to: "900:905:"))
+        #expect(!AvailabilityCache.wentBack(from: "900:905:", to: "904:910:"))
+        #expect(AvailabilityCache.wentBack(from: "garbage", to: "1:1:"))
+        let cache = AvailabilityCache()
+        let a = SeatRow(seatID: "A", state: .available, version: 0)
+        let held = SeatRow(seatID: "A", state: .held, holdExpiresAt: 9_000_000, version: 1)
+        _ = try cache.reply(showtimeID: "show") { _ in
+            AvailabilityRows(snapshot: "900:905:", now: 0, whole: true, seats: [a])
+        }
+        var asked: [String?] = []
+        let reply = try cache.reply(showtimeID: "show") { since in
+            asked.append(since)
+            return since == nil
+                ? AvailabilityRows(snapshot: "100:100:", now: 0, whole: true, seats: [held])
+                : AvailabilityRows(snapshot: "100:100:", now: 0, whole: false, seats: [])
+        }
+        #expect(asked == ["900:905:", nil])
+        let decoded = try ContractJSON.decoder().decode(RPCReply<Availability>.self, from: Data(try #require(reply)))
+            .result.get()
+        #expect(decoded.availability.map(\.state) == [.held])
+    }
+
     @Test("a changed seat the entry does not know makes the read ask again for the whole showtime")
     func unknownSeatReadsWhole() throws {
         let cache = AvailabilityCache()
         let a = SeatRow(seatID: "A", state: .available, version: 0)
-        _ = try cache.reply(showtimeID: "show") { _ in AvailabilityRows(snapshot: "s1", now: 0, whole: true, seats: [a])
+        _ = try cache.reply(showtimeID: "show") { _ in
+            AvailabilityRows(snapshot: "11:11:", now: 0, whole: true, seats: [a])
         }
         var asked: [String?] = []
         let reply = try cache.reply(showtimeID: "show") { since in
             asked.append(since)
             let z = SeatRow(seatID: "Z", state: .available, version: 0)
             return since == nil
-                ? AvailabilityRows(snapshot: "s3", now: 0, whole: true, seats: [a, z])
-                : AvailabilityRows(snapshot: "s2", now: 0, whole: false, seats: [z])
+                ? AvailabilityRows(snapshot: "13:13:", now: 0, whole: true, seats: [a, z])
+                : AvailabilityRows(snapshot: "12:12:", now: 0, whole: false, seats: [z])
         }
-        #expect(asked == ["s1", nil])
+        #expect(asked == ["11:11:", nil])
         let decoded = try ContractJSON.decoder().decode(RPCReply<Availability>.self, from: Data(try #require(reply)))
             .result.get()
         #expect(decoded.availability.map(\.seatId) == ["A", "Z"])
