@@ -6,6 +6,9 @@ import Metrics
 /// slow or blocked log sink (a full pipe on stdout, a stalled collector) never holds up an answer
 /// (decision 0024). When the queue is full a line is dropped and counted (`facade_access_log_dropped_total`);
 /// once the writer gets through again it logs one warning with how many were lost.
+///
+/// The writer is woken by the first line queued and then gathers lines for up to `gather` (or until
+/// `batch` wait) before writing them, so under load it wakes a few times a second, not once per request.
 // @unchecked Sendable: the queue and the counters are touched only under `condition`'s lock.
 final class AccessLog: @unchecked Sendable {
     struct Entry: Sendable {
@@ -18,6 +21,10 @@ final class AccessLog: @unchecked Sendable {
 
     /// Lines waiting to be written, at most (about 100 bytes each).
     static let defaultCapacity = 8_192
+    /// How long the writer gathers lines after the first one before writing them.
+    static let gather: Duration = .milliseconds(50)
+    /// Lines that end the gathering at once.
+    static let batch = 256
 
     private let logger: Logger
     private let capacity: Int
@@ -60,7 +67,7 @@ final class AccessLog: @unchecked Sendable {
             return
         }
         queue.append(entry)
-        if writerIdle { condition.signal() }
+        if writerIdle && (queue.count == 1 || queue.count == Self.batch) { condition.signal() }
         condition.unlock()
     }
 
@@ -90,6 +97,12 @@ final class AccessLog: @unchecked Sendable {
             while queue.isEmpty && !stopping {
                 writerIdle = true
                 condition.wait()
+                writerIdle = false
+            }
+            if !stopping && queue.count < Self.batch {
+                let until = Date().addingTimeInterval(Self.gather / .seconds(1))
+                writerIdle = true
+                while !stopping && queue.count < Self.batch && condition.wait(until: until) {}
                 writerIdle = false
             }
             swap(&batch, &queue)
