@@ -31,24 +31,27 @@ enum ReplyScan {
             var error: Range<Int>?
             var duplicate = false
             guard
-                let end = scanner.members(of: &index, visit: { key, value in
-                    if scanner.equals(key, "ok") {
-                        if ok != nil { duplicate = true }
-                        if scanner.equals(value, "true") {
-                            ok = true
-                        } else if scanner.equals(value, "false") {
-                            ok = false
-                        } else {
-                            duplicate = true
+                let end = scanner.members(
+                    of: &index,
+                    visit: { key, value in
+                        if scanner.equals(key, "ok") {
+                            if ok != nil { duplicate = true }
+                            if scanner.equals(value, "true") {
+                                ok = true
+                            } else if scanner.equals(value, "false") {
+                                ok = false
+                            } else {
+                                duplicate = true
+                            }
+                        } else if scanner.equals(key, "data") {
+                            if data != nil { duplicate = true }
+                            data = value
+                        } else if scanner.equals(key, "error") {
+                            if error != nil { duplicate = true }
+                            error = value
                         }
-                    } else if scanner.equals(key, "data") {
-                        if data != nil { duplicate = true }
-                        data = value
-                    } else if scanner.equals(key, "error") {
-                        if error != nil { duplicate = true }
-                        error = value
                     }
-                })
+                )
             else { return nil }
             guard !duplicate, scanner.skipWhitespace(end) == buffer.count, let ok else { return nil }
             if ok {
@@ -70,12 +73,15 @@ enum ReplyScan {
             var found: Range<Int>?
             var seen = 0
             guard
-                scanner.members(of: &index, visit: { key, value in
-                    if scanner.equals(key, name) {
-                        seen += 1
-                        found = value
+                scanner.members(
+                    of: &index,
+                    visit: { key, value in
+                        if scanner.equals(key, name) {
+                            seen += 1
+                            found = value
+                        }
                     }
-                }) != nil, seen == 1, let value = found
+                ) != nil, seen == 1, let value = found
             else { return nil }
             return scanner.plainStringContents(value)
         }
@@ -224,16 +230,19 @@ enum ReplyScan {
             var details = 0
             var codes = 0
             guard
-                members(of: &index, visit: { key, value in
-                    if equals(key, "code") {
-                        codes += 1
-                        code = plainStringContents(value)
-                    } else if equals(key, "message") {
-                        message += bytes[value.lowerBound] == UInt8(ascii: "\"") ? 1 : 2
-                    } else if equals(key, "details") {
-                        details += isObject(value) ? 1 : 2
+                members(
+                    of: &index,
+                    visit: { key, value in
+                        if equals(key, "code") {
+                            codes += 1
+                            code = plainStringContents(value)
+                        } else if equals(key, "message") {
+                            message += bytes[value.lowerBound] == UInt8(ascii: "\"") ? 1 : 2
+                        } else if equals(key, "details") {
+                            details += isObject(value) ? 1 : 2
+                        }
                     }
-                }) != nil, codes == 1, message == 1, details == 1, let code
+                ) != nil, codes == 1, message == 1, details == 1, let code
             else { return nil }
             return ErrorCode(rawValue: String(decoding: UnsafeBufferPointer(rebasing: bytes[code]), as: UTF8.self))
         }

@@ -22,7 +22,9 @@ struct ReplyPathTests {
         }
     }
 
-    @Test("every reply kind the core sends fits contracts/, and so does the REST body made of it, byte-equal to decoding")
+    @Test(
+        "every reply kind the core sends fits contracts/, and so does the REST body made of it, byte-equal to decoding"
+    )
     func coreRepliesFitTheContract() async throws {
         let stack = Stack()
         do {
@@ -59,7 +61,8 @@ struct ReplyPathTests {
                 let (replySchema, restSchema) = Self.schemas(route)
                 try write(replySchema, body)
                 #expect(ReplyScan.envelope(body) != nil, "\(String(decoding: body, as: UTF8.self))")
-                let passed = try ReplyTranslator.answer(route: route, replyBody: body, replayed: answer.isReplayed).get()
+                let passed = try ReplyTranslator.answer(route: route, replyBody: body, replayed: answer.isReplayed)
+                    .get()
                 let decoded = try ReplyTranslator.decoded(route: route, replyBody: body, replayed: answer.isReplayed)
                     .get()
                 #expect(passed == decoded, "\(String(decoding: body, as: UTF8.self))")
@@ -120,7 +123,9 @@ struct ReplyPathTests {
             }
 
             let validate = dir.path
-            let result = try await blocking { try Self.run(["bash", "scripts/check-contracts.sh", "--validate", validate]) }
+            let result = try await blocking {
+                try Self.run(["bash", "scripts/check-contracts.sh", "--validate", validate])
+            }
             #expect(result.status == 0, "\(result.output)")
             #expect(result.output.contains("\(count) documents checked, 0 problems"), "\(result.output)")
         }
