@@ -145,15 +145,28 @@ rabbit_await() {
     fi
 }
 
-# Node N (2 or 3) joins node 1's cluster unless it is already a running member.
+# Whether node N already belongs to node 1's cluster (its own view: node 1 among its disc nodes), running
+# or not yet: a node restarting from its data rejoins by itself, and must not be reset (its quorum queue
+# replicas would be lost).
+rabbit_clustered() {
+    ctl "$1" -q cluster_status --formatter json 2>/dev/null |
+        python3 -c 'import json,sys; sys.exit(0 if sys.argv[1] in json.load(sys.stdin).get("disk_nodes", []) else 1)' \
+            "$(rabbit_node 1)"
+}
+
+# Node N (2 or 3) joins node 1's cluster unless it is already a member.
 rabbit_join() {
     local node=$1
     rabbit_member "$node" && return 0
+    if rabbit_clustered "$node"; then
+        wait_for 60 rabbit_member "$node" || fail "$(rabbit_node "$node") belongs to the cluster but does not run in it"
+        return 0
+    fi
     say rabbitmq "$(rabbit_node "$node") joins $(rabbit_node 1)"
-    ctl "$node" -q stop_app >/dev/null
-    ctl "$node" -q reset >/dev/null
-    ctl "$node" -q join_cluster "$(rabbit_node 1)" >/dev/null || fail "$(rabbit_node "$node") could not join the cluster"
-    ctl "$node" -q start_app >/dev/null
+    ctl "$node" -q stop_app >/dev/null 2>&1
+    ctl "$node" -q reset >/dev/null 2>&1
+    ctl "$node" -q join_cluster "$(rabbit_node 1)" >/dev/null 2>&1 || fail "$(rabbit_node "$node") could not join the cluster"
+    ctl "$node" -q start_app >/dev/null 2>&1
     wait_for 60 rabbit_member "$node" || fail "$(rabbit_node "$node") is not a running member after joining"
 }
 
@@ -589,8 +602,7 @@ down() {
 # The connection variables of the services for this topology.
 print_env() {
     echo "DATABASE_URL='$(pg_url)'"
-    echo "RABBITMQ_URL='amqp://guest:guest@127.0.0.1:$(amqp_port 1),127.0.0.1:$(amqp_port 2),127.0.0.1:$(amqp_port 3)'"
-    echo "RABBITMQ_QUEUE_TYPE=quorum"
+    echo "RABBITMQ_URL='amqp://guest:guest@127.0.0.1:$(amqp_port 1),127.0.0.1:$(amqp_port 2),127.0.0.1:$(amqp_port 3)/?queue_type=quorum'"
     echo "REDIS_URL='redis-sentinel://127.0.0.1:$(sentinel_port 1),127.0.0.1:$(sentinel_port 2),127.0.0.1:$(sentinel_port 3)/$SENTINEL_MASTER'"
 }
 

@@ -271,10 +271,14 @@ public final class AMQPConnection {
     /// channel (`perChannel`).
     ///
     /// `perChannel`: RabbitMQ's reading of `global = true`: the limit is shared by every consumer of the
-    /// channel, instead of applying to each consumer started afterwards.
+    /// channel, instead of applying to each consumer started afterwards. Quorum queues refuse a consumer on a
+    /// channel with a global limit (540 NOT_IMPLEMENTED): with `configuration.durableQueueType` "quorum" the
+    /// limit is set per consumer instead, so a channel consuming K queues may hold K times `count` (decision
+    /// 0025).
     public func setPrefetch(_ count: UInt16, perChannel: Bool = false) throws(AMQPError) {
         let state = try openState()
-        _ = amqp_basic_qos(state, channel, 0, count, perChannel ? 1 : 0)
+        let global = perChannel && configuration.durableQueueType != "quorum"
+        _ = amqp_basic_qos(state, channel, 0, count, global ? 1 : 0)
         try check(amqp_get_rpc_reply(state), "basic.qos")
     }
 

@@ -133,6 +133,10 @@ import Glibc
         let same = try Broker.connect(#function)
         defer { same.close() }
         try same.declareQueue(name, durable: true, arguments: ["x-queue-type": .string("quorum")])
+        // A per-channel prefetch (RPCWorker's) becomes per consumer: quorum queues refuse a global one (540).
+        try connection.setPrefetch(2, perChannel: true)
+        let tag = try connection.consume(queue: name)
+        try connection.cancel(consumerTag: tag)
         // An exclusive reply queue cannot be a quorum queue: it stays classic.
         let exclusive = try connection.declareQueue("", durable: false, exclusive: true, autoDelete: true)
         #expect(!exclusive.isEmpty)
