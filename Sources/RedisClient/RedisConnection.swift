@@ -44,7 +44,11 @@ public final class RedisConnection {
         self.commandTimeout = commandTimeout
         self.connectTimeout = connectTimeout ?? commandTimeout
         var logger = logger
-        logger[metadataKey: "redis.server"] = "\(configuration.host):\(configuration.port)"
+        let sentinels = configuration.sentinels.map(\.description).joined(separator: ",")
+        logger[metadataKey: "redis.server"] =
+            sentinels.isEmpty
+            ? "\(configuration.host):\(configuration.port)"
+            : "master \(configuration.masterName ?? "") via Sentinels \(sentinels)"
         if configuration.database != 0 { logger[metadataKey: "redis.db"] = "\(configuration.database)" }
         self.logger = logger
         self.context = try Self.connect(
