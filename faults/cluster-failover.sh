@@ -103,7 +103,7 @@ fault_ms=$(now_ms)
 fault
 wait "$bench" || log "the bench exited $?"
 cat "$out/bench.txt"
-log "after the fault: $(grep -hc 'AMQP connection open' "$out"/core*.log) AMQP connections opened in all, reconnect lines:"
+log "after the fault: $(cat "$out"/core*.log | grep -c 'AMQP connection open') AMQP connections opened in all, reconnect lines:"
 grep -h 'reconnect\|connection lost\|database connection\|redis connection dropped' "$out"/core*.log | head -n 12 >&2 || true
 echo "fault at $fault_ms ms (epoch); logs in $out"
 scripts/cluster.sh up >/dev/null
