@@ -5,7 +5,12 @@
 # hold answered ok is in the database, on the new primary after a PostgreSQL failover, and its event was
 # published) follow. The killed node is started again at the end (scripts/cluster.sh up).
 #
-#   faults/cluster-failover.sh KIND [--duration SECONDS] [--in-flight N] [--cores N] [--bin DIR]
+#   faults/cluster-failover.sh KIND[,KIND...] [--duration SECONDS] [--every SECONDS] [--in-flight N] [--cores N]
+#                              [--bin DIR]
+#
+#   Several kinds: one after the other, --every seconds apart (default 30), each killed node started again
+#   (scripts/cluster.sh up, which waits until the cluster is whole) before the next; --duration must cover
+#   them. At the end, besides the bench's verification: the outbox rows never published (must be 0).
 #
 #   KIND  rabbit-node     kill -9 the RabbitMQ node that the first core's first worker is connected to
 #         pg-primary      kill -9 Patroni and PostgreSQL of the primary (the synchronous standby takes over)
@@ -21,20 +26,25 @@ readonly ROOT=$PWD
 
 kind=${1:-}
 shift || true
-duration=40 in_flight=16 cores=1 bin=$ROOT/.build/debug
+duration=40 every=30 in_flight=16 cores=1 bin=$ROOT/.build/debug
 while [ $# -gt 0 ]; do
     case "$1" in
     --duration) duration=$2; shift 2 ;;
+    --every) every=$2; shift 2 ;;
     --in-flight) in_flight=$2; shift 2 ;;
     --cores) cores=$2; shift 2 ;;
     --bin) bin=$2; shift 2 ;;
     *) echo "cluster-failover.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
-case "$kind" in
-rabbit-node | pg-primary | pg-switchover | redis-master | none) ;;
-*) sed -n '2,17p' "$0" >&2; exit 2 ;;
-esac
+IFS=, read -r -a kinds <<<"$kind"
+[ ${#kinds[@]} -gt 0 ] || { sed -n '2,23p' "$0" >&2; exit 2; }
+for one in "${kinds[@]}"; do
+    case "$one" in
+    rabbit-node | pg-primary | pg-switchover | redis-master | none) ;;
+    *) sed -n '2,23p' "$0" >&2; exit 2 ;;
+    esac
+done
 readonly FAULT_AT=${FAULT_AT:-12}
 readonly CLUSTER_DIR=${CLUSTER_DIR:-/var/tmp/seat-inventory-cluster}
 out=$(mktemp -d /tmp/cluster-failover.XXXXXX)
@@ -62,6 +72,7 @@ done
 "$bin/inventory-bench" ping --amqp-url "$RABBITMQ_URL" --wait 60 >/dev/null 2>&1 || { log "the core does not answer"; exit 1; }
 
 fault() {
+    local kind=$1
     case "$kind" in
     rabbit-node)
         local port node
@@ -100,11 +111,21 @@ log "load: $(cut -d' ' -f1-3 /proc/loadavg); bench ${duration}s at $in_flight in
 bench=$!
 sleep $((FAULT_AT + 2)) # the bench's warm-up, then FAULT_AT seconds of measured load: a schedule, not a wait
 fault_ms=$(now_ms)
-fault
+for index in "${!kinds[@]}"; do
+    if [ "$index" -gt 0 ]; then
+        scripts/cluster.sh up >"$out/restore-$index.log" 2>&1 || log "scripts/cluster.sh up failed; see $out/restore-$index.log"
+        log "cluster whole again: $(scripts/cluster.sh status | tr -s ' ' | tr '\n' ';')"
+        sleep "$every" # the spacing of the faults: a schedule
+    fi
+    log "fault $((index + 1)) of ${#kinds[@]}: ${kinds[$index]}"
+    fault "${kinds[$index]}"
+done
 wait "$bench" || log "the bench exited $?"
 cat "$out/bench.txt"
 log "after the fault: $(cat "$out"/core*.log | grep -c 'AMQP connection open') AMQP connections opened in all, reconnect lines:"
 grep -h 'reconnect\|connection lost\|database connection\|redis connection dropped' "$out"/core*.log | head -n 12 >&2 || true
-echo "fault at $fault_ms ms (epoch); logs in $out"
+echo "first fault at $fault_ms ms (epoch); logs in $out"
+echo "violations by kind: $(grep -o 'VIOLATION [a-z-]*' "$out/bench.txt" | sort | uniq -c | tr -s ' ' | tr '\n' ';')"
+echo "outbox rows never published: $(psql "$DATABASE_URL" -Atc 'SELECT count(*) FROM outbox WHERE published_at IS NULL')"
 scripts/cluster.sh up >/dev/null
 scripts/cluster.sh status

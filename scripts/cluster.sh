@@ -110,7 +110,7 @@ rabbit_running_nodes() { # the running members as node 1 sees them, one per line
     ctl "$1" -q cluster_status --formatter json 2>/dev/null |
         python3 -c 'import json,sys; print("\n".join(json.load(sys.stdin).get("running_nodes", [])))'
 }
-rabbit_member() { rabbit_running_nodes 1 | grep -qx "$(rabbit_node "$1")"; }
+rabbit_member() { rabbit_running_nodes 1 | grep -x "$(rabbit_node "$1")" >/dev/null; }
 
 rabbit_init() {
     local node=$1 dir
@@ -201,7 +201,11 @@ rabbitmq_up() {
     for node in "${NODES[@]}"; do rabbit_await "$node"; done
     rabbit_join 2
     rabbit_join 3
-    rabbit_users
+    # Users are cluster-wide: made once (a node that comes back has them), checked with one call.
+    if ! ctl 1 -q list_users 2>/dev/null | grep '^inventory-core' >/dev/null ||
+        ! ctl 1 -q authenticate_user guest guest >/dev/null 2>&1; then
+        rabbit_users
+    fi
     local how=reused
     [ ${#started[@]} -eq 0 ] || how="started ${started[*]}"
     say rabbitmq "up ($how) amqp://guest:***@127.0.0.1:$(amqp_port 1),$(amqp_port 2),$(amqp_port 3), $(rabbit_running_nodes 1 | wc -l) running nodes"
@@ -355,11 +359,11 @@ pg_primary() { # the node number of the primary, or nothing
     done
     return 1
 }
-pg_ready() { # a primary and a synchronous standby
+pg_ready() { # a primary that accepts connections, and a synchronous standby
     local primary standby
     primary=$(pg_primary) || return 1
     standby=$((3 - primary))
-    [ "$(patroni_status "$standby" /sync)" = 200 ]
+    [ "$(patroni_status "$standby" /sync)" = 200 ] && "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$(pg_port "$primary")"
 }
 pg_psql() { # node psql-arguments...
     local node=$1
@@ -412,6 +416,10 @@ sentinel_master() { # the master's "host port" as the first Sentinel that knows 
         fi
     done
     return 1
+}
+sentinel_master_alive() {
+    local known
+    known=$(sentinel_master) && redis_answers "${known#* }"
 }
 redis_replica_linked() { # port: a replica whose link to its master is up
     redis_cli "$1" info replication | tr -d '\r' | grep -qx 'master_link_status:up'
@@ -468,12 +476,21 @@ redis_up() {
         if redis_answers "$(redis_port "$node")"; then any=true; fi
     done
     if ! $any; then rm -f "$CLUSTER_DIR"/sentinel*/sentinel.conf; fi
-    # The master the Sentinels follow, if they run; else node 1.
-    local known
-    if known=$(sentinel_master); then master_port=${known#* }; else master_port=$(redis_port 1); fi
+    # The master the Sentinels follow, if they run; else node 1. When they name a dead master while the
+    # replica lives, they are about to fail over: wait for that (bounded) before starting the dead node
+    # again, or it would come back as a replica of a replica.
+    local known data_alive=false
+    if redis_answers "$(redis_port 1)" || redis_answers "$(redis_port 2)"; then data_alive=true; fi
+    if known=$(sentinel_master); then master_port=${known#* }; fi
+    if [ -n "$master_port" ] && $data_alive && ! redis_answers "$master_port"; then
+        say redis "the Sentinels name a master that is down: waiting for their failover"
+        wait_for "$REDIS_WAIT" sentinel_master_alive || true
+        if known=$(sentinel_master); then master_port=${known#* }; fi
+    fi
+    [ -n "$master_port" ] || master_port=$(redis_port 1)
     for node in 1 2; do
         if ! redis_answers "$(redis_port "$node")"; then
-            if [ "$(redis_port "$node")" = "$master_port" ] && ! $any; then
+            if [ "$(redis_port "$node")" = "$master_port" ] && ! $data_alive; then
                 redis_start "$node"
             else
                 # A returning node comes back as a replica of the current master (the Sentinels would
