@@ -1,12 +1,37 @@
+/// One broker node's address.
+public struct AMQPEndpoint: Sendable, Hashable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
 /// Where and how to connect.
 ///
 /// `init(url:)` takes `amqp://user:password@host:port/vhost`, the RabbitMQ URI format: user, password and
 /// vhost are percent-decoded (`%2f` is "/"). Without userinfo the user and password are `guest`; without a
 /// port, 5672; an empty or missing vhost is "/". The query parameters `heartbeat` (seconds) and
-/// `connection_timeout` (milliseconds) are honoured. `amqps` is not supported.
+/// `connection_timeout` (milliseconds) are honoured, and `queue_type` (`classic` or `quorum`, see
+/// `durableQueueType`). `amqps` is not supported.
+///
+/// **Several nodes of one cluster** (decision 0025): the hosts as a comma-separated list in one URL,
+/// `amqp://user:password@host1:5672,host2:5672,host3/vhost` (as libpq's multi-host URLs), or whole URLs
+/// separated by commas, which must then agree on everything but the host and port. The first address is
+/// `host` and `port`, the others `otherEndpoints`; `AMQPConnection` tries them all.
 public struct AMQPConfiguration: Sendable, CustomStringConvertible {
     public var host: String
     public var port: Int
+    /// The cluster's other nodes, tried after `host:port` (or before it: see `AMQPConnection`).
+    public var otherEndpoints: [AMQPEndpoint] = []
+    /// The `x-queue-type` that `AMQPConnection.declareQueue` asks for a durable, non-exclusive,
+    /// non-auto-delete queue (the only kind a quorum queue can be) when the declare names none itself:
+    /// nil (classic, the broker's default, kept for one node) or "quorum" for a cluster (decision 0025).
+    public var durableQueueType: String?
     public var user: String
     public var password: String
     public var vhost: String
@@ -35,7 +60,65 @@ public struct AMQPConfiguration: Sendable, CustomStringConvertible {
         self.connectionName = connectionName
     }
 
+    /// Every node to try: `host:port` first, then `otherEndpoints`.
+    public var endpoints: [AMQPEndpoint] { [AMQPEndpoint(host: host, port: port)] + otherEndpoints }
+
     public init(url: String) throws(AMQPError) {
+        let urls = try Self.splitAddressList(url)
+        try self.init(singleURL: urls[0])
+        for other in urls.dropFirst() {
+            let parsed = try Self(singleURL: other)
+            guard
+                parsed.user == user, parsed.password == password, parsed.vhost == vhost,
+                parsed.heartbeat == heartbeat, parsed.connectTimeout == connectTimeout,
+                parsed.durableQueueType == durableQueueType
+            else {
+                throw AMQPError(
+                    kind: .invalidURL,
+                    message: "invalid AMQP URL: the URLs of one list must differ only in host and port",
+                    isRetryable: false)
+            }
+            otherEndpoints.append(AMQPEndpoint(host: parsed.host, port: parsed.port))
+        }
+        let all = endpoints
+        guard Set(all).count == all.count else {
+            throw AMQPError(
+                kind: .invalidURL, message: "invalid AMQP URL: an address is listed twice", isRetryable: false)
+        }
+    }
+
+    /// One URL per node: `amqp://u:p@h1:1,h2:2/v?q` becomes `amqp://u:p@h1:1/v?q` and `amqp://u:p@h2:2/v?q`;
+    /// `amqp://h1,amqp://h2` is split where each URL starts. A URL with one host comes back alone.
+    static func splitAddressList(_ url: String) throws(AMQPError) -> [String] {
+        let schemePrefix = "amqp://"
+        guard url.contains(",") else { return [url] }
+        if url.contains("," + schemePrefix) {
+            let parts = url.split(separator: "," + schemePrefix, omittingEmptySubsequences: false)
+            return [String(parts[0])] + parts.dropFirst().map { schemePrefix + $0 }
+        }
+        guard url.hasPrefix(schemePrefix) else { return [url] }  // init(singleURL:) says what is wrong
+        let rest = url.dropFirst(schemePrefix.count)
+        let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" } ?? rest.endIndex
+        let authority = rest[..<authorityEnd]
+        let tail = rest[authorityEnd...]
+        var userInfo: Substring = ""
+        var hosts = authority
+        if let at = authority.lastIndex(of: "@") {
+            userInfo = authority[...at]
+            hosts = authority[authority.index(after: at)...]
+        }
+        guard hosts.contains(",") else { return [url] }  // a comma in the password, say
+        return try hosts.split(separator: ",", omittingEmptySubsequences: false).map { (host) throws(AMQPError) in
+            guard !host.isEmpty else {
+                throw AMQPError(
+                    kind: .invalidURL, message: "invalid AMQP URL: an empty address in the host list",
+                    isRetryable: false)
+            }
+            return schemePrefix + userInfo + host + tail
+        }
+    }
+
+    private init(singleURL url: String) throws(AMQPError) {
         self.init()
         func invalid(_ why: String) -> AMQPError {
             // Never echo the URL itself: it may carry the password.
@@ -113,6 +196,12 @@ public struct AMQPConfiguration: Sendable, CustomStringConvertible {
                         throw invalid("connection_timeout must be milliseconds")
                     }
                     connectTimeout = .milliseconds(millis)
+                case "queue_type":
+                    switch value {
+                    case "classic": durableQueueType = nil
+                    case "quorum": durableQueueType = "quorum"
+                    default: throw invalid("queue_type must be classic or quorum")
+                    }
                 default:
                     break  // Other RabbitMQ URI parameters (channel_max, ...) are not used here.
                 }
@@ -120,11 +209,11 @@ public struct AMQPConfiguration: Sendable, CustomStringConvertible {
         }
     }
 
-    /// The URL with the password replaced by `***`.
+    /// The URL with the password replaced by `***` (every address, comma-separated).
     public var description: String {
         let vhostText = vhost == "/" ? "" : Self.percentEncoded(vhost)
-        let hostText = host.contains(":") ? "[\(host)]" : host
-        return "amqp://\(Self.percentEncoded(user)):***@\(hostText):\(port)/\(vhostText)"
+        let hosts = endpoints.map(\.description).joined(separator: ",")
+        return "amqp://\(Self.percentEncoded(user)):***@\(hosts)/\(vhostText)"
     }
 
     static func percentDecoded(_ text: Substring, what: String) throws(AMQPError) -> String {
@@ -190,6 +279,7 @@ extension AMQPConfiguration: CustomDebugStringConvertible, CustomReflectable {
                 "host": host, "port": port, "user": user, "password": "***", "vhost": vhost, "heartbeat": heartbeat,
                 "connectTimeout": connectTimeout, "requestTimeout": requestTimeout,
                 "connectionName": connectionName as Any,
+                "otherEndpoints": otherEndpoints, "durableQueueType": durableQueueType as Any,
             ])
     }
 }

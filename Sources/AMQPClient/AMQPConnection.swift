@@ -1,5 +1,6 @@
 internal import CRabbitMQ
 import Logging
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -61,14 +62,62 @@ public final class AMQPConnection {
     private let clock = ContinuousClock()
 
     /// Connects (TCP with `connectTimeout`), logs in with PLAIN, negotiates heartbeats and opens channel 1.
+    ///
+    /// With several addresses (`AMQPConfiguration.otherEndpoints`, the nodes of one cluster), it tries them
+    /// in turn until one accepts, starting each new connection of the process at the next address in the
+    /// list: connections spread over the nodes, and one that lost its node goes on to another. A refusal
+    /// no other node would reverse (a wrong password, an unknown vhost) ends the attempt at once; when every
+    /// address fails, the last address's error is thrown. `configuration` is then the one connected to.
     public init(configuration: AMQPConfiguration, logger: Logger) throws(AMQPError) {
-        self.configuration = configuration
+        let endpoints = configuration.endpoints
+        let first =
+            endpoints.count > 1 ? Int(Self.nextStart.add(1, ordering: .relaxed).oldValue % UInt(endpoints.count)) : 0
+        var lastError: AMQPError?
+        var opened: (amqp_connection_state_t, AMQPConfiguration)?
+        for offset in 0..<endpoints.count {
+            var attempt = configuration
+            let endpoint = endpoints[(first + offset) % endpoints.count]
+            attempt.host = endpoint.host
+            attempt.port = endpoint.port
+            do {
+                opened = (try Self.open(attempt, logger: logger), attempt)
+                break
+            } catch {
+                lastError = error
+                guard error.isRetryable else { break }
+                if endpoints.count > 1 {
+                    logger.info(
+                        "AMQP node unavailable; trying the next address",
+                        metadata: ["amqp.host": "\(endpoint)", "error": "\(error)"])
+                }
+            }
+        }
+        guard let (state, connected) = opened else {
+            throw lastError ?? AMQPError(kind: .connectionFailed, message: "no broker address", isRetryable: false)
+        }
+        self.configuration = connected
         var logger = logger
-        logger[metadataKey: "amqp.host"] = "\(configuration.host):\(configuration.port)"
-        logger[metadataKey: "amqp.vhost"] = "\(configuration.vhost)"
+        logger[metadataKey: "amqp.host"] = "\(connected.host):\(connected.port)"
+        logger[metadataKey: "amqp.vhost"] = "\(connected.vhost)"
         self.logger = logger
         self.lastLibraryRead = clock.now
+        heartbeatInterval = .seconds(Int(amqp_get_heartbeat(state)))
+        self.state = state
+        logger.info(
+            "AMQP connection open",
+            metadata: [
+                "amqp.heartbeat": "\(heartbeatInterval)",
+                "amqp.connection_name": "\(connected.connectionName ?? "")",
+            ])
+    }
 
+    /// Where the next connection of this process starts in a list of addresses.
+    private static let nextStart = Atomic<UInt>(0)
+
+    /// One node: TCP, login, channel 1.
+    private static func open(
+        _ configuration: AMQPConfiguration, logger: Logger
+    ) throws(AMQPError) -> amqp_connection_state_t {
         let endpoint = "\(configuration.host):\(configuration.port)"
         guard let state = amqp_new_connection() else {
             throw AMQPError(kind: .connectionFailed, message: "amqp_new_connection: out of memory", isRetryable: true)
@@ -112,25 +161,18 @@ public final class AMQPConnection {
                 error.message += " (the broker closed the connection during login: wrong user, password or vhost?)"
             }
             Self.shutdown(state, teardown, channel: 1)
-            logger.info("AMQP login failed", metadata: ["error": "\(error)"])
+            logger.info("AMQP login failed", metadata: ["amqp.host": "\(endpoint)", "error": "\(error)"])
             throw error
         }
 
-        _ = amqp_channel_open(state, channel)
+        _ = amqp_channel_open(state, 1)
         let open = amqp_get_rpc_reply(state)
         if open.reply_type != AMQP_RESPONSE_NORMAL {
             let (error, teardown) = Self.translate(open, context: "channel.open")
             Self.shutdown(state, teardown, channel: 1)
             throw error
         }
-        heartbeatInterval = .seconds(Int(amqp_get_heartbeat(state)))
-        self.state = state
-        logger.info(
-            "AMQP connection open",
-            metadata: [
-                "amqp.heartbeat": "\(heartbeatInterval)",
-                "amqp.connection_name": "\(configuration.connectionName ?? "")",
-            ])
+        return state
     }
 
     deinit {
@@ -157,13 +199,22 @@ public final class AMQPConnection {
         logger.debug("AMQP exchange declared", metadata: ["amqp.exchange": "\(name)"])
     }
 
-    /// Declares a queue; an empty `name` lets the broker make one up. Returns the queue's name.
+    /// Declares a queue; an empty `name` lets the broker make one up. Returns the queue's name. A durable,
+    /// non-exclusive, non-auto-delete queue gets `configuration.durableQueueType` (`x-queue-type`) when that
+    /// is set and `arguments` names no type: a cluster's RPC queues become quorum queues without their
+    /// declaring code knowing (decision 0025). Redeclaring a queue with another type is refused (406).
     @discardableResult
     public func declareQueue(
         _ name: String = "", durable: Bool = true, exclusive: Bool = false, autoDelete: Bool = false,
         arguments: [String: AMQPFieldValue] = [:]
     ) throws(AMQPError) -> String {
         let state = try openState()
+        var arguments = arguments
+        if let queueType = configuration.durableQueueType, durable, !exclusive, !autoDelete,
+            arguments["x-queue-type"] == nil
+        {
+            arguments["x-queue-type"] = .string(queueType)
+        }
         let declared: String? = withArena { arena in
             amqp_queue_declare(
                 state, channel, arena.bytes(name), 0, durable ? 1 : 0, exclusive ? 1 : 0, autoDelete ? 1 : 0,
@@ -220,10 +271,14 @@ public final class AMQPConnection {
     /// channel (`perChannel`).
     ///
     /// `perChannel`: RabbitMQ's reading of `global = true`: the limit is shared by every consumer of the
-    /// channel, instead of applying to each consumer started afterwards.
+    /// channel, instead of applying to each consumer started afterwards. Quorum queues refuse a consumer on a
+    /// channel with a global limit (540 NOT_IMPLEMENTED): with `configuration.durableQueueType` "quorum" the
+    /// limit is set per consumer instead, so a channel consuming K queues may hold K times `count` (decision
+    /// 0025).
     public func setPrefetch(_ count: UInt16, perChannel: Bool = false) throws(AMQPError) {
         let state = try openState()
-        _ = amqp_basic_qos(state, channel, 0, count, perChannel ? 1 : 0)
+        let global = perChannel && configuration.durableQueueType != "quorum"
+        _ = amqp_basic_qos(state, channel, 0, count, global ? 1 : 0)
         try check(amqp_get_rpc_reply(state), "basic.qos")
     }
 

@@ -16,8 +16,9 @@ import Synchronization
 ///   thread) or wait for one until their deadline (`.waitForConnection`).
 /// - A call's deadline starts when `call` is made: time spent queued or waiting for a connection counts.
 ///
-/// Several broker addresses would be tried where the channel connects (`RPCChannel.connect()`); there is
-/// one for now.
+/// - Several broker addresses (the nodes of a cluster, in one `RABBITMQ_URL`: decision 0025) are tried
+///   by each connect (`AMQPConnection`), starting at the next address each time: a client whose node died
+///   reconnects to a live one at its first attempt.
 // @unchecked Sendable: mutable state is in `shared` (a Mutex) and `connected` (an atomic); the channel is
 // touched only by the client's own thread.
 public final class RPCClient: @unchecked Sendable {

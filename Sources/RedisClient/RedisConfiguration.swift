@@ -1,9 +1,29 @@
-/// Where and how to connect: the parsed form of `redis://[[user]:password@]host[:port][/db]`.
+/// One Redis Sentinel's address.
+public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// Where and how to connect: the parsed form of `redis://[[user]:password@]host[:port][/db]`, or of
+/// `redis-sentinel://[[user]:password@]host[:port][,host[:port]...]/MASTER[/db]` (decision 0026): the
+/// Sentinels to ask where the master named MASTER is (port 26379 by default); user, password and database
+/// are the master's. With Sentinels, `host` and `port` are only where the master was last seen.
 ///
 /// `description` never shows the password.
 public struct RedisConfiguration: Sendable, Hashable, CustomStringConvertible {
     public var host: String
     public var port: Int
+    /// Sentinels to ask for the master's address on every (re)connect; empty: connect to `host:port`.
+    public var sentinels: [RedisEndpoint] = []
+    /// The master's name in the Sentinels' configuration (`sentinel monitor NAME ...`).
+    public var masterName: String?
     /// An ACL user (Redis 6+); with a password it is sent as `AUTH user password`.
     public var user: String?
     public var password: String?
@@ -30,6 +50,9 @@ public struct RedisConfiguration: Sendable, Hashable, CustomStringConvertible {
         let scheme = url[..<schemeEnd.lowerBound].lowercased()
         switch scheme {
         case "redis": break
+        case "redis-sentinel":
+            try self.init(sentinelURL: url[schemeEnd.upperBound...])
+            return
         case "rediss": throw Self.invalid("rediss:// (TLS) is not supported: this client speaks plain TCP only")
         default: throw Self.invalid("unsupported scheme '\(scheme)', expected redis://")
         }
@@ -95,15 +118,64 @@ public struct RedisConfiguration: Sendable, Hashable, CustomStringConvertible {
         self.init(host: String(host), port: port, user: user, password: password, database: database)
     }
 
+    /// `redis-sentinel://...`: what follows the scheme.
+    private init(sentinelURL rest: Substring) throws(RedisError) {
+        guard let slash = rest.firstIndex(of: "/") else {
+            throw Self.invalid("expected redis-sentinel://host[:port][,host[:port]...]/MASTER[/db]")
+        }
+        let path = rest[rest.index(after: slash)...]
+        // The Sentinels' list as a redis:// URL per host, which parses user, password and port the usual way.
+        let authority = rest[..<slash]
+        var userInfo: Substring = ""
+        var hosts = authority
+        if let at = authority.lastIndex(of: "@") {
+            userInfo = authority[...at]
+            hosts = authority[authority.index(after: at)...]
+        }
+        var sentinels: [RedisEndpoint] = []
+        var first: RedisConfiguration?
+        for host in hosts.split(separator: ",", omittingEmptySubsequences: false) {
+            guard !host.isEmpty else { throw Self.invalid("an empty address in the Sentinels' list") }
+            var hostPort = String(host)
+            let hasPort = hostPort.hasPrefix("[") ? hostPort.contains("]:") : hostPort.contains(":")
+            if !hasPort { hostPort += ":26379" }  // the Sentinel's default port
+            let parsed = try RedisConfiguration(url: "redis://" + userInfo + hostPort)
+            first = first ?? parsed
+            sentinels.append(RedisEndpoint(host: parsed.host, port: parsed.port))
+        }
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        guard let name = parts.first, !name.isEmpty, parts.count <= 2 else {
+            throw Self.invalid("expected the master's name after the Sentinels: redis-sentinel://hosts/MASTER[/db]")
+        }
+        var database = 0
+        if parts.count == 2, !parts[1].isEmpty {
+            guard let value = Int(parts[1]), value >= 0 else {
+                throw Self.invalid("database must be a non-negative number, got '\(parts[1])'")
+            }
+            database = value
+        }
+        guard let first, Set(sentinels).count == sentinels.count else {
+            throw Self.invalid("a Sentinel is listed twice")
+        }
+        self.init(
+            host: first.host, port: first.port, user: first.user, password: first.password, database: database)
+        self.sentinels = sentinels
+        self.masterName = try Self.percentDecoded(name)
+    }
+
     public var description: String {
-        var text = "redis://"
+        var text = sentinels.isEmpty ? "redis://" : "redis-sentinel://"
         if user != nil || password != nil {
             text += user ?? ""
             if password != nil { text += ":***" }
             text += "@"
         }
-        text += host.contains(":") ? "[\(host)]" : host
-        text += ":\(port)"
+        if sentinels.isEmpty {
+            text += host.contains(":") ? "[\(host)]" : host
+            text += ":\(port)"
+        } else {
+            text += sentinels.map(\.description).joined(separator: ",") + "/" + (masterName ?? "")
+        }
         if database != 0 { text += "/\(database)" }
         return text
     }

@@ -44,10 +44,15 @@ public final class RedisConnection {
         self.commandTimeout = commandTimeout
         self.connectTimeout = connectTimeout ?? commandTimeout
         var logger = logger
-        logger[metadataKey: "redis.server"] = "\(configuration.host):\(configuration.port)"
+        let sentinels = configuration.sentinels.map(\.description).joined(separator: ",")
+        logger[metadataKey: "redis.server"] =
+            sentinels.isEmpty
+            ? "\(configuration.host):\(configuration.port)"
+            : "master \(configuration.masterName ?? "") via Sentinels \(sentinels)"
         if configuration.database != 0 { logger[metadataKey: "redis.db"] = "\(configuration.database)" }
         self.logger = logger
-        self.context = try Self.open(configuration, connectTimeout: self.connectTimeout, commandTimeout: commandTimeout)
+        self.context = try Self.connect(
+            configuration, connectTimeout: self.connectTimeout, commandTimeout: commandTimeout)
         logger.debug("connected to redis")
     }
 
@@ -84,7 +89,12 @@ public final class RedisConnection {
         }
         guard let reply else { throw failure(of: context) }
         defer { freeReplyObject(reply) }
-        return try Self.value(of: reply.assumingMemoryBound(to: redisReply.self)).get()
+        let result = Self.value(of: reply.assumingMemoryBound(to: redisReply.self))
+        if case .failure(let error) = result, error.serverCode == "READONLY" {
+            // A master demoted by a failover: the next call reconnects, through the Sentinels if there are any.
+            drop(reason: error.message)
+        }
+        return try result.get()
     }
 
     /// Sends all commands in one write, then reads one reply per command. Error replies are per command
@@ -136,7 +146,8 @@ public final class RedisConnection {
             drop(reason: "the server closed the connection")
         }
         do throws(RedisError) {
-            let context = try Self.open(configuration, connectTimeout: connectTimeout, commandTimeout: commandTimeout)
+            let context = try Self.connect(
+                configuration, connectTimeout: connectTimeout, commandTimeout: commandTimeout)
             self.context = context
             logger.info("reconnected to redis")
             return context
@@ -174,6 +185,78 @@ public final class RedisConnection {
     }
 
     // MARK: hiredis
+
+    /// `open`, to the master the Sentinels name when there are Sentinels (decision 0026): each is asked in
+    /// turn (`SENTINEL get-master-addr-by-name`) until one names a master that says it is one (`ROLE`: a
+    /// Sentinel that has not yet seen a failover may name the old master, now a replica).
+    private static func connect(
+        _ configuration: RedisConfiguration, connectTimeout: Duration,
+        commandTimeout: Duration
+    ) throws(RedisError) -> UnsafeMutablePointer<redisContext> {
+        guard let masterName = configuration.masterName, !configuration.sentinels.isEmpty else {
+            return try open(configuration, connectTimeout: connectTimeout, commandTimeout: commandTimeout)
+        }
+        var problems: [String] = []
+        for sentinel in configuration.sentinels {
+            let master: RedisEndpoint
+            do throws(RedisError) {
+                master = try askSentinel(sentinel, masterName: masterName, timeout: connectTimeout)
+            } catch {
+                problems.append("Sentinel \(sentinel): \(error.message)")
+                continue
+            }
+            var target = configuration
+            target.host = master.host
+            target.port = master.port
+            do throws(RedisError) {
+                let context = try open(target, connectTimeout: connectTimeout, commandTimeout: commandTimeout)
+                let role = withArgv(["ROLE"]) { argc, argv, lengths in redisCommandArgv(context, argc, argv, lengths) }
+                var isMaster = false
+                if let role {
+                    if case .success(.array(let items)) = value(of: role.assumingMemoryBound(to: redisReply.self)) {
+                        isMaster = items.first?.stringValue == "master"
+                    }
+                    freeReplyObject(role)
+                }
+                if isMaster { return context }
+                redisFree(context)
+                problems.append("\(master), named by Sentinel \(sentinel), is not a master (yet)")
+            } catch {
+                if !error.isRetryable { throw error }  // a wrong password: no other master would take it
+                problems.append("master \(master) from Sentinel \(sentinel): \(error.message)")
+            }
+        }
+        throw RedisError(
+            kind: .connectionFailed,
+            message: "no master '\(masterName)' found through the Sentinels: " + problems.joined(separator: "; "))
+    }
+
+    /// One Sentinel's answer to `SENTINEL get-master-addr-by-name`.
+    private static func askSentinel(
+        _ sentinel: RedisEndpoint, masterName: String, timeout: Duration
+    ) throws(RedisError) -> RedisEndpoint {
+        let context = try open(
+            RedisConfiguration(host: sentinel.host, port: sentinel.port), connectTimeout: timeout,
+            commandTimeout: timeout)
+        defer { redisFree(context) }
+        let arguments = ["SENTINEL", "get-master-addr-by-name", masterName]
+        guard let reply = withArgv(arguments, { argc, argv, lengths in redisCommandArgv(context, argc, argv, lengths) })
+        else {
+            throw RedisError(kind: .connectionFailed, message: "no answer: \(errorText(context))")
+        }
+        defer { freeReplyObject(reply) }
+        switch value(of: reply.assumingMemoryBound(to: redisReply.self)) {
+        case .success(.array(let items)):
+            guard items.count == 2, let host = items[0].stringValue, let port = items[1].intValue else {
+                throw RedisError(kind: .protocolError, message: "an unexpected answer to get-master-addr-by-name")
+            }
+            return RedisEndpoint(host: host, port: port)
+        case .success:
+            throw RedisError(kind: .connectionFailed, message: "it knows no master named '\(masterName)'")
+        case .failure(let error):
+            throw RedisError(kind: .connectionFailed, message: error.message)
+        }
+    }
 
     private static func open(
         _ configuration: RedisConfiguration, connectTimeout: Duration,

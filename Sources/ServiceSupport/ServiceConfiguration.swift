@@ -360,7 +360,7 @@ private struct Parser {
                 requiresHost: false,
                 default: defaults.databaseURL
             ),
-            redisURL: try url("REDIS_URL", schemes: ["redis"], default: defaults.redisURL),
+            redisURL: try url("REDIS_URL", schemes: ["redis", "redis-sentinel"], default: defaults.redisURL),
             rabbitMQURL: try url("RABBITMQ_URL", schemes: ["amqp"], default: defaults.rabbitMQURL),
             corsOrigins: try origins("CORS_ORIGIN", default: defaults.corsOrigins),
             port: try integer("PORT", in: 0...65_535, default: defaults.port),
@@ -537,12 +537,40 @@ private struct Parser {
         guard let schemeEnd = raw.range(of: "://"),
             schemes.contains(raw[..<schemeEnd.lowerBound].lowercased())
         else { throw failure(expected) }
-        guard let components = URLComponents(string: raw) else { throw failure("\(expected) that parses") }
-        if requiresHost, components.host?.isEmpty ?? true { throw failure("\(expected) with a host") }
-        if let port = components.port, !(1...65_535).contains(port) {
-            throw failure("\(expected) with a port from 1 to 65535")
+        // Issue 18: several hosts of one cluster (decisions 0025, 0026), each checked as a URL of its own.
+        for single in Self.singleHostURLs(raw) {
+            guard let components = URLComponents(string: single) else { throw failure("\(expected) that parses") }
+            if requiresHost, components.host?.isEmpty ?? true { throw failure("\(expected) with a host") }
+            if let port = components.port, !(1...65_535).contains(port) {
+                throw failure("\(expected) with a port from 1 to 65535")
+            }
         }
         return raw
+    }
+
+    /// Issue 18: `scheme://user@h1:1,h2:2/path?q` (libpq's multi-host form, also taken for AMQP and Redis
+    /// Sentinels) as one URL per host; comma-separated whole URLs (`amqp://h1,amqp://h2`) split where each
+    /// starts. Anything else comes back as it is.
+    static func singleHostURLs(_ raw: String) -> [String] {
+        guard raw.contains(","), let schemeEnd = raw.range(of: "://") else { return [raw] }
+        let scheme = String(raw[..<schemeEnd.upperBound])
+        if raw.contains("," + scheme) {
+            let parts = raw.components(separatedBy: "," + scheme)
+            return [parts[0]] + parts.dropFirst().map { scheme + $0 }
+        }
+        let rest = raw[schemeEnd.upperBound...]
+        let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" } ?? rest.endIndex
+        let authority = rest[..<authorityEnd]
+        var userInfo: Substring = ""
+        var hosts = authority
+        if let at = authority.lastIndex(of: "@") {
+            userInfo = authority[...at]
+            hosts = authority[authority.index(after: at)...]
+        }
+        guard hosts.contains(",") else { return [raw] }
+        return hosts.split(separator: ",", omittingEmptySubsequences: false).map {
+            scheme + userInfo + $0 + rest[authorityEnd...]
+        }
     }
 
     private func origins(_ name: String, default value: [String]) throws(ConfigurationError) -> [String] {

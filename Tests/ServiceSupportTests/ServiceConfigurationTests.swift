@@ -126,6 +126,28 @@ struct ServiceConfigurationTests {
         #expect(configuration.databaseURL == "postgresql:///inventory_db?host=/var/run/postgresql")
     }
 
+    @Test("a cluster's URLs (issue 18): several hosts in one URL, whole URLs in a list, the Sentinels' scheme")
+    func clusterURLs() async throws {
+        let database =
+            "postgresql://postgres:pw@10.0.0.1:5432,10.0.0.2:5432/inventory_db?target_session_attrs=read-write"
+        let broker = "amqp://core:pw@10.0.0.1:5672,10.0.0.2,10.0.0.3:5673/?queue_type=quorum"
+        let brokers = "amqp://core:pw@10.0.0.1:5672,amqp://core:pw@10.0.0.2:5672"
+        let redis = "redis-sentinel://10.0.0.1:26379,10.0.0.2:26379,10.0.0.3/seat-inventory"
+        let configuration = try await load(["DATABASE_URL": database, "RABBITMQ_URL": broker, "REDIS_URL": redis])
+        #expect(configuration.databaseURL == database)
+        #expect(configuration.rabbitMQURL == broker)
+        #expect(configuration.redisURL == redis)
+        #expect(try await load(["RABBITMQ_URL": brokers]).rabbitMQURL == brokers)
+        for (variable, value) in [
+            ("RABBITMQ_URL", "amqp://u:p@a:1,,b:2/"), ("DATABASE_URL", "postgresql://u:hunter2@h:1,h:99999/db"),
+            ("REDIS_URL", "redis-sentinel://a:1,b:x/m"),
+        ] {
+            let error = try #require(await loadError([variable: value]))
+            #expect(error.variable == variable)
+            #expect(!error.description.contains("hunter2"))
+        }
+    }
+
     @Test("the environment wins over .env.local, which wins over .env")
     func precedence() async throws {
         let files = [
