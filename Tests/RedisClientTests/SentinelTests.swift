@@ -140,7 +140,7 @@ private func waitUntil(_ what: String, timeout: Duration = .seconds(20), _ condi
     }
 }
 
-/// One redis-sentinel of the test's own, watching `masterPort` (quorum 1), killed when the test ends.
+/// One Sentinel (`redis-server --sentinel`) of the test's own, watching `masterPort` (quorum 1), killed when the test ends.
 private final class PrivateSentinel {
     static let masterName = "sentinel-test"
     let port: Int
@@ -162,7 +162,9 @@ private final class PrivateSentinel {
             """
         let path = directory + "/sentinel.conf"
         try configuration.write(toFile: path, atomically: true, encoding: .utf8)
-        child = try ChildProcess("/usr/bin/redis-sentinel", [path])
+        // redis-server in Sentinel mode: the `redis-sentinel` command is a Debian package of its own, which
+        // scripts/services.sh does not install (scripts/cluster.sh does); the server binary is the same.
+        child = try ChildProcess("/usr/bin/redis-server", [path, "--sentinel"])
         try waitUntil("the Sentinel listens") { acceptsConnections(port: port) }
     }
 
