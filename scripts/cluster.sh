@@ -38,7 +38,8 @@ pg_port() { echo $((BASE + 10 + $1)); }
 patroni_port() { echo $((BASE + 3010 + $1)); }
 redis_port() { echo $((BASE + 1010 + $1)); }
 sentinel_port() { echo $((BASE + 21010 + $1)); }
-rabbit_node() { echo "cluster$1@localhost"; }
+# Node names are machine-wide (epmd): a second topology on another CLUSTER_PORT_BASE gets names of its own.
+rabbit_node() { if [ "$BASE" = 5800 ]; then echo "cluster$1@localhost"; else echo "cluster$1-$BASE@localhost"; fi; }
 
 readonly DATABASE=inventory_db DB_USER=postgres DB_PASSWORD=postgres REPLICATION_PASSWORD=replicator
 readonly SCOPE=seat-inventory SENTINEL_MASTER=seat-inventory
@@ -133,7 +134,7 @@ rabbit_start() {
     local node=$1
     [ -e "$(rabbit_dir "$node")/rabbitmq.conf" ] || rabbit_init "$node"
     # epmd forgets a killed node only once its socket closes; a start before that fails "name in use".
-    wait_for 30 bash -c "! epmd -names 2>/dev/null | grep -q '^name cluster$node '" || true
+    wait_for 30 bash -c "! epmd -names 2>/dev/null | grep -q '^name $(rabbit_node "$node" | cut -d@ -f1) '" || true
     rabbit_env "$node" rabbitmq-server -detached >>"$(rabbit_dir "$node")/start.log" 2>&1 9>&- || true
 }
 
