@@ -11,13 +11,28 @@ public final class EchoServer: Sendable {
     public let queue: String
     private let stopping = StopFlag()
     private let threads: [BackgroundThread<String?>]
+    private let durable: Bool
+    private let configuration: AMQPConfiguration
+    private let logger: Logger
 
-    public init(configuration: AMQPConfiguration, threads count: Int, prefetch: UInt16 = 128, logger: Logger) throws {
+    /// `durable`: the queue is declared durable and not auto-delete, as the core's RPC queues are, so that
+    /// with `queue_type=quorum` it is a quorum queue (one request hop as a cluster's RPC queues cost it);
+    /// `stop()` deletes it. Otherwise a transient auto-delete classic queue.
+    public init(
+        configuration: AMQPConfiguration,
+        threads count: Int,
+        prefetch: UInt16 = 128,
+        durable: Bool = false,
+        logger: Logger
+    ) throws {
         let queue = "inventory-bench.echo.\(UInt32.random(in: 0...UInt32.max))"
         self.queue = queue
+        self.durable = durable
+        self.configuration = configuration
+        self.logger = logger
         // Declared up front so no request is published before the queue exists.
         let setup = try AMQPConnection(configuration: configuration, logger: logger)
-        try setup.declareQueue(queue, durable: false, exclusive: false, autoDelete: true)
+        try setup.declareQueue(queue, durable: durable, exclusive: false, autoDelete: !durable)
         setup.close()
         let ready = DispatchSemaphore(value: 0)
         let stopping = self.stopping
@@ -63,6 +78,16 @@ public final class EchoServer: Sendable {
     /// Stops the server threads; returns their failures, if any.
     public func stop() -> [String] {
         stopping.raise()
-        return threads.compactMap { $0.join() }
+        var failures = threads.compactMap { $0.join() }
+        if durable {
+            do {
+                let connection = try AMQPConnection(configuration: configuration, logger: logger)
+                defer { connection.close() }
+                try connection.deleteQueue(queue)
+            } catch {
+                failures.append("deleting the echo queue \(queue): \(error)")
+            }
+        }
+        return failures
     }
 }

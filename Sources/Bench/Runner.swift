@@ -12,6 +12,8 @@ public enum Transport: String, Sendable, Codable {
 public struct BenchOptions: Sendable {
     public var transport: Transport
     public var amqpURL: String
+    /// HTTP only: the facade, or several separated by commas (`http://a:3005,http://b:3005`): driver thread
+    /// `i` sends to facade `i % count`, provisioning goes to the first.
     public var httpURL: String
     public var databaseURL: String?
     public var inFlight: Int
@@ -33,6 +35,8 @@ public struct BenchOptions: Sendable {
     public var buyerPerHold = false
     /// Echo only: server threads.
     public var echoServers: Int
+    /// Echo only: a durable queue (a quorum queue with `queue_type=quorum`) instead of a transient classic one.
+    public var echoDurableQueue = false
     public var runID: String
     /// HTTP only: the bearer tokens to send (nil: none, for a facade with `AUTH_MODE=none`).
     public var tokens: BenchTokens?
@@ -111,7 +115,12 @@ public enum BenchRunner {
         let target: RPCTarget
         switch options.transport {
         case .echo:
-            let server = try EchoServer(configuration: amqp, threads: options.echoServers, logger: logger)
+            let server = try EchoServer(
+                configuration: amqp,
+                threads: options.echoServers,
+                durable: options.echoDurableQueue,
+                logger: logger
+            )
             echo = server
             target = .echo(queue: server.queue)
         case .amqp, .http:
@@ -140,7 +149,7 @@ public enum BenchRunner {
         configuration.buyerPerHold = options.buyerPerHold
         let workload = configuration
         let window = RunWindow(warmup: options.warmup, duration: options.duration, timeout: options.timeout)
-        let (httpHost, httpPort) = try hostAndPort(options.httpURL)
+        let facades = try httpEndpoints(options.httpURL)
         progress("running: warm-up \(options.warmup), then \(options.duration) at \(options.inFlight) in flight")
         let perThread = onDedicatedThreads(connections, name: "bench-driver") { index -> RunStats in
             let share = options.inFlight / connections + (index < options.inFlight % connections ? 1 : 0)
@@ -162,10 +171,11 @@ public enum BenchRunner {
                     logger: logger
                 ).run()
             case .http:
+                let (host, port) = facades[index % facades.count]
                 return HTTPLoadDriver(
                     index: index,
-                    host: httpHost,
-                    port: httpPort,
+                    host: host,
+                    port: port,
                     window: window,
                     clients: clients,
                     tokens: options.tokens,
@@ -247,10 +257,11 @@ public enum BenchRunner {
             // The facade takes bodies up to 64 KiB: 4,000 seat ids of up to 8 characters stay well under, and 500
             // seats with rows (about 90 bytes each).
             chunk = options.shape == .bestAvailable ? 500 : 4_000
-            let (host, port) = try hostAndPort(options.httpURL)
+            let facades = try httpEndpoints(options.httpURL)
+            let (host, port) = facades[0]
             // A facade that has just started answers 503 until its RPC client is connected and a core
-            // answers ping: the first request waits for that, not for luck.
-            try awaitReady(host: host, port: port)
+            // answers ping: the first request waits for that, not for luck (every facade of the run).
+            for (host, port) in facades { try awaitReady(host: host, port: port) }
             let encoder = ContractJSON.encoder()
             for showtime in options.showtimeIDs {
                 for start in stride(from: 1, through: options.seatsPerShowtime, by: chunk) {
@@ -281,6 +292,15 @@ public enum BenchRunner {
                 }
             }
         }
+    }
+
+    /// The facades of `--facade-url`: one URL, or several separated by commas (each with its host).
+    static func httpEndpoints(_ urls: String) throws -> [(String, Int)] {
+        let parts = urls.split(separator: ",", omittingEmptySubsequences: false).map {
+            $0.trimmingCharacters(in: .whitespaces)
+        }
+        guard !parts.contains(where: \.isEmpty) else { throw BenchError("an empty facade URL in \(urls)") }
+        return try parts.map(hostAndPort)
     }
 
     static func hostAndPort(_ url: String) throws -> (String, Int) {

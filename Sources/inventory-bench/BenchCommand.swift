@@ -164,7 +164,12 @@ extension BenchCommand {
         )
         @OptionGroup var connection: Connection
         @OptionGroup var load: LoadOptions
-        @Option(help: "The facade (default: $FACADE_URL or http://localhost:3005).")
+        @Option(
+            help: """
+                The facade (default: $FACADE_URL or http://localhost:3005); several separated by commas: driver \
+                thread i sends to facade i mod count (--connections 2 over two facades: one thread each).
+                """
+        )
         var facadeURL: String?
         @OptionGroup var auth: TokenOptions
 
@@ -183,11 +188,18 @@ extension BenchCommand {
         @OptionGroup var load: LoadOptions
         @Option(help: "Echo server threads (competing consumers of one queue).")
         var servers = 2
+        @Flag(
+            help: """
+                A durable queue, as the core's RPC queues (a quorum queue when the URL says queue_type=quorum), \
+                deleted at the end; default: a transient auto-delete classic queue.
+                """
+        )
+        var durableQueue = false
 
         func run() throws {
             var load = load
             load.noVerify = true
-            let options = BenchOptions(
+            var options = BenchOptions(
                 transport: .echo,
                 amqpURL: connection.resolvedAMQP,
                 inFlight: load.inFlight,
@@ -198,6 +210,7 @@ extension BenchCommand {
                 verify: false,
                 echoServers: servers
             )
+            options.echoDurableQueue = durableQueue
             let outcome = try BenchRunner.run(options, logger: makeLogger())
             if load.json {
                 let encoder = JSONEncoder()
