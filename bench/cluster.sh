@@ -399,6 +399,10 @@ run_side() { # single | cluster | cluster1
     cluster1) start_cluster 1 0 ;;
     esac || { failures+=("round $round $side: did not start"); stop_side; return 0; }
     printf '%s\n' "${roots[@]}" | paste -sd' ' >"$dir/roots.txt"
+    if [[ "$side" != single ]]; then # where the RPC queues' leaders are (quorum queues: every publish goes there)
+        timeout 60 rabbitmqctl -n "$rabbit_node1" -q list_queues -p "$side_vhost" name type leader members \
+            >"$dir/queues.txt" 2>&1 || true
+    fi
     local common=(--connections "$CONNECTIONS" --duration "$DURATION" --warmup "$WARMUP")
     local load=(--amqp-url "$side_amqp" --database-url "$side_dburl" "${common[@]}")
     local urls="" entry name pid port

@@ -211,7 +211,10 @@ extension BenchCommand {
                 echoServers: servers
             )
             options.echoDurableQueue = durableQueue
-            let outcome = try BenchRunner.run(options, logger: makeLogger())
+            // Progress on stderr, as the load commands print it with --json (a script follows the warm-up).
+            let outcome = try BenchRunner.run(options, logger: makeLogger()) { message in
+                if load.json { FileHandle.standardError.write(Data((message + "\n").utf8)) }
+            }
             if load.json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -177,6 +177,39 @@ struct BenchRunTests {
             #expect(echo.operation == "echo" && echo.won > 0 && echo.error == 0 && echo.timeout == 0)
         }
     }
+
+    @Test("the echo through a durable queue answers every request, and its queue is gone after the run")
+    func durableEcho() throws {
+        try withScratchVhost(prefix: "bench-test") { vhost in
+            let configuration = try AMQPConfiguration(url: vhost.url)
+            var options = BenchOptions(
+                transport: .echo,
+                amqpURL: vhost.url,
+                inFlight: 16,
+                connections: 2,
+                duration: .seconds(1),
+                warmup: .milliseconds(200),
+                verify: false,
+                echoServers: 1
+            )
+            options.echoDurableQueue = true
+            let outcome = try BenchRunner.run(options, logger: quietLogger)
+            let echo = try #require(outcome.report.operations.first)
+            #expect(echo.operation == "echo" && echo.won > 0 && echo.error == 0 && echo.timeout == 0)
+            #expect(outcome.report.transportErrors == 0)
+
+            // The server on its own: its queue is there while it serves (a durable one: a passive declare
+            // finds it with the server's consumer), and deleted by stop().
+            let server = try EchoServer(configuration: configuration, threads: 1, durable: true, logger: quietLogger)
+            let inspector = try AMQPConnection(configuration: configuration, logger: quietLogger)
+            #expect(try inspector.inspectQueue(server.queue).consumerCount == 1)
+            inspector.close()
+            #expect(server.stop().isEmpty)
+            let after = try AMQPConnection(configuration: configuration, logger: quietLogger)
+            defer { after.close() }
+            #expect(throws: AMQPError.self) { try after.inspectQueue(server.queue) }
+        }
+    }
 }
 
 /// A core started on another thread a moment after the test goes on (so the test's first request comes
