@@ -358,9 +358,9 @@ counters() { # file: every core's /metrics and the database's function statistic
 
 # CPU per process kind inside the bench's measured window: bench/cluster_cpu.py window, started beside the
 # bench, takes the snapshots (and each core's hold count) at the start and end of its measured seconds.
-cpu_window() { # name, bench stderr file, bench pid
+cpu_window() { # name, bench stderr file, bench pid (an echo step counts its calls by its rate, not by the cores)
     local name="$1" err="$2" bench="$3" entry core pid port metrics=()
-    for entry in "${cores[@]}"; do
+    [[ "$name" == echo* ]] || for entry in "${cores[@]}"; do
         read -r core pid port <<<"$entry"
         metrics+=(--metrics "$core=http://127.0.0.1:$port/metrics")
     done
