@@ -31,6 +31,8 @@
 #   SKIP_BUILD=1 RUNS=3 nice -n 19 bench/cluster.sh
 #   bench/cluster_report.py OUT                                  # the summary (run at the end)
 #
+# SIDES="cluster cluster1" runs only those sides (in that order) each round; CLUSTER_WORKERS=N starts the
+# "cluster" side's cores with WORKERS=N (default: the core's own, 8; cluster1 keeps the default).
 # Knobs: DURATION (10), WARMUP (3), IN_FLIGHT (64), HOT_IN_FLIGHT (1000), CONNECTIONS (2: driver threads;
 # REST: one per facade), RUNS (1), STEPS ("echo amqp http affinity"), CLUSTER_CORES (2), BUILD_PATH
 # (.build-release), BIN (its release dir), OUT (BUILD_PATH/cluster/<UTC time>), CLUSTER_PORT_BASE (5900),
@@ -213,7 +215,7 @@ single_down() {
     echo "commit: ${COMMIT:-$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)}"
     echo "binaries: $BIN"
     echo "steps: $STEPS; RUNS=$RUNS DURATION=$DURATION WARMUP=$WARMUP IN_FLIGHT=$IN_FLIGHT HOT_IN_FLIGHT=$HOT_IN_FLIGHT CONNECTIONS=$CONNECTIONS CLUSTER_CORES=$CLUSTER_CORES"
-    echo "cluster: CLUSTER_PORT_BASE=$CLUSTER_PORT_BASE CLUSTER_DIR=$CLUSTER_DIR; single side: $SINGLE"
+    echo "cluster: CLUSTER_PORT_BASE=$CLUSTER_PORT_BASE CLUSTER_DIR=$CLUSTER_DIR; single side: $SINGLE; SIDES=${SIDES:-default} CLUSTER_WORKERS=${CLUSTER_WORKERS:-default}"
 } | tee "$OUT/run.txt" >&2
 
 if ! "$root/scripts/cluster.sh" status >"$OUT/cluster-status-before.txt" 2>&1; then
@@ -238,6 +240,9 @@ fi
 start_core() { # name
     local name=$1 ops
     ops=$(free_port)
+    local workers=()
+    [[ "$side" != cluster || -z "${CLUSTER_WORKERS:-}" ]] || workers=(WORKERS="$CLUSTER_WORKERS")
+    env "${workers[@]+"${workers[@]}"}" \
     DATABASE_URL="$side_dburl" RABBITMQ_URL="$side_amqp" REDIS_URL="$side_redis" HOLD_TTL_SECONDS=300 \
         OPS_PORT="$ops" LOG_LEVEL=warning RPC_PERMISSIONS="guest=*,act-for-users,admin" MAX_SEATS_PER_USER=0 \
         "$BIN/inventory-rpc" serve >"$dir/$name.log" 2>&1 &
@@ -434,6 +439,7 @@ for round in $(seq 1 "$RUNS"); do
     sides=(single cluster)
     ((round % 2)) || sides=(cluster single)
     has affinity && sides+=(cluster1)
+    if [[ -n "${SIDES:-}" ]]; then read -r -a sides <<<"$SIDES"; fi
     for side in "${sides[@]}"; do run_side "$side"; done
 done
 

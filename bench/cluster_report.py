@@ -35,6 +35,14 @@ KINDS = [
     ("Sentinels", lambda g: g.startswith("sentinel")),
     ("Patroni + etcd", lambda g: g.startswith("patroni") or g.startswith("etcd")),
 ]
+# Parts of the kinds above, shown apart (not added again): each RabbitMQ node (the quorum queues' leader is
+# on the node that declared them, queues.txt), the standby's WAL replay and receiver.
+DETAIL_KINDS = [
+    ("  of which RabbitMQ node 1", lambda g: g == "rabbit1"),
+    ("  of which RabbitMQ node 2", lambda g: g == "rabbit2"),
+    ("  of which RabbitMQ node 3", lambda g: g == "rabbit3"),
+    ("  of which standby startup + walreceiver", lambda g: g == "pgstandby-repl"),
+]
 # Not counted as ours: on the shared instance, other people's backends and the instance's own work.
 OTHER_KINDS = [
     ("PostgreSQL primary: aux + other databases", lambda g: g in ("pg-aux", "pg-other", "pgprimary-aux",
@@ -91,7 +99,7 @@ def cpu(directory, step, rate):
     result = cluster_cpu.diff(before, after, rate)
     seconds = {row["group"]: row["cpuSeconds"] for row in result["groups"]}
     kinds = {}
-    for name, member in KINDS + OTHER_KINDS:
+    for name, member in KINDS + DETAIL_KINDS + OTHER_KINDS:
         total = sum(s for g, s in seconds.items() if member(g))
         kinds[name] = round(total / result["holds"] * 1e6, 1) if result["holds"] else None
     ours = sum(s for g, s in seconds.items() if any(member(g) for _, member in KINDS))
@@ -240,7 +248,7 @@ for step, title in [("amqp", "uniform AMQP hold"), ("http", "uniform REST hold")
     lines.append(f"CPU µs per {title} by process kind (round/side; window s, holds in it):")
     head = f"  {'kind':<44}" + "".join(f"{'%d %s' % (r, s):>12}" for r, s, _ in columns)
     lines.append(head)
-    for kind in [k for k, _ in KINDS] + ["all of ours"] + [k for k, _ in OTHER_KINDS]:
+    for kind in [k for k, _ in KINDS] + ["all of ours"] + [k for k, _ in DETAIL_KINDS + OTHER_KINDS]:
         lines.append(f"  {kind:<44}" + "".join(f"{fmt(c['usPerHold'][kind], ',.0f'):>12}" for _, _, c in columns))
     lines.append(f"  {'(window s / holds / machine busy %)':<44}" + "".join(
         f"{'%.1f/%d/%d' % (c['window']['windowSeconds'], c['window']['holds'], 100 * c['window']['machineBusyCpuSeconds'] / max(c['window']['machineCpuSeconds'], 0.01)):>12}"
