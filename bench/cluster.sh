@@ -6,8 +6,9 @@
 # same load as with 2.
 #
 # Each round (RUNS rounds; odd rounds start with the single side, even rounds with the cluster):
-#   single    1 core + 1 facade on the shared PostgreSQL (5432), Redis (6379) and RabbitMQ (5672): a scratch
-#             database and vhost of the run's own, dropped afterwards (as bench/issue16.sh does)
+#   single    1 core + 1 facade on one PostgreSQL, one Redis and one RabbitMQ node, started by this script at
+#             its own priority (SINGLE=private, below; SINGLE=shared: scripts/services.sh's), on a scratch
+#             database and vhost of the run's own
 #   cluster   2 cores + 2 facades on the cluster's URLs (`scripts/cluster.sh env`: libpq multi-host with
 #             target_session_attrs=read-write, three AMQP nodes with queue_type=quorum, the Sentinels), on a
 #             scratch database (on the primary) and a scratch vhost of the run's own
@@ -37,7 +38,8 @@
 # REST: one per facade), RUNS (1), STEPS ("echo amqp http affinity"), CLUSTER_CORES (2), BUILD_PATH
 # (.build-release), BIN (its release dir), OUT (BUILD_PATH/cluster/<UTC time>), CLUSTER_PORT_BASE (5900),
 # CLUSTER_DIR (/var/tmp/seat-inventory-cluster-<base>), KEEP_CLUSTER (0: a cluster this script started is
-# stopped and purged at the end; one that was up is left up), COMMIT (a name for the build). Exits 1 if a
+# stopped and purged at the end; one that was up is left up), SINGLE (private: the single side's own nodes,
+# default; shared: scripts/services.sh's), SINGLE_DIR, COMMIT (a name for the build). Exits 1 if a
 # verification failed or a step did not run. Never stops or flushes a shared service.
 set -euo pipefail
 
