@@ -246,12 +246,12 @@ for step, title in [("amqp", "uniform AMQP hold"), ("http", "uniform REST hold")
         continue
     lines.append("")
     lines.append(f"CPU µs per {title} by process kind (round/side; window s, holds in it):")
-    head = f"  {'kind':<44}" + "".join(f"{'%d %s' % (r, s):>12}" for r, s, _ in columns)
+    head = f"  {'kind':<44}" + "".join(f"{'%d %s' % (r, s):>13}" for r, s, _ in columns)
     lines.append(head)
     for kind in [k for k, _ in KINDS] + ["all of ours"] + [k for k, _ in DETAIL_KINDS + OTHER_KINDS]:
-        lines.append(f"  {kind:<44}" + "".join(f"{fmt(c['usPerHold'][kind], ',.0f'):>12}" for _, _, c in columns))
+        lines.append(f"  {kind:<44}" + "".join(f"{fmt(c['usPerHold'][kind], ',.0f'):>13}" for _, _, c in columns))
     lines.append(f"  {'(window s / holds / machine busy %)':<44}" + "".join(
-        f"{'%.1f/%d/%d' % (c['window']['windowSeconds'], c['window']['holds'], 100 * c['window']['machineBusyCpuSeconds'] / max(c['window']['machineCpuSeconds'], 0.01)):>12}"
+        f"{'%.1f/%d/%d' % (c['window']['windowSeconds'], c['window']['holds'], 100 * c['window']['machineBusyCpuSeconds'] / max(c['window']['machineCpuSeconds'], 0.01)):>13}"
         for _, _, c in columns))
 
 lines.append("")
