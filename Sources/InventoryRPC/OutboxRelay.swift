@@ -12,6 +12,8 @@ import ServiceSupport
 /// The leader wakes on `LISTEN inventory_outbox` and also polls as a safety net. Each batch is published
 /// with confirms and `mandatory`; rows are marked published only after the broker acknowledged them, so a
 /// broker restart or a nack leads to republishing from the database, never to a lost or invented event.
+/// A batch holds at most one event per hold (`onePerHold`), so a hold's events reach the broker in order
+/// even when it nacks one message of a batch and acks a later one.
 final class OutboxRelay {
     /// The advisory lock key of the relay leadership (any fixed bigint, unique in this database).
     static let leadershipLockKey: Int64 = 0x696E_765F_6F75_7462  // "inv_outb"
@@ -149,7 +151,7 @@ final class OutboxRelay {
 
     /// Publishes one batch and marks the confirmed prefix published. Returns how many rows it read.
     private func publishBatch(store: InventoryStore, broker: AMQPConnection) throws -> Int {
-        let events = try store.unpublishedEvents(limit: Self.batchSize)
+        let events = Self.onePerHold(try store.unpublishedEvents(limit: Self.batchSize))
         guard let oldest = events.first else {
             context.metrics.outboxLag(seconds: 0)
             return 0
@@ -218,6 +220,21 @@ final class OutboxRelay {
             context.stop.wait(timeout: .milliseconds(200))
         }
         return events.count
+    }
+
+    /// The longest prefix of `events` (in outbox id order) in which no hold has two events. A hold's next event
+    /// is published only once the broker confirmed the one before it (rule 4, in order per hold): a batch is
+    /// pipelined, and a broker may nack one message and ack a later one of the same batch (a quorum queue
+    /// whose leader changes, a queue that refuses publishes when full), which delivered `hold.released`
+    /// before a republished `hold.created` (found by the cluster fault run, decision 0027). Nothing else
+    /// orders events of different holds (consumers order per seat by `seatVersions`), so the cut costs only
+    /// batch size when one hold's events wait in the outbox together (a backlog).
+    static func onePerHold(_ events: [OutboxEvent]) -> [OutboxEvent] {
+        var holds = Set<String>()
+        for (index, event) in events.enumerated() where !holds.insert(event.holdID).inserted {
+            return Array(events[..<index])
+        }
+        return events
     }
 
     /// Waits for a NOTIFY (or the poll interval), in slices short enough to notice a shutdown at once and
