@@ -242,7 +242,15 @@ rabbitmq_up() {
 rabbit_stop() {
     local node=$1 pidfile
     pidfile=$(rabbit_dir "$node")/rabbit.pid
-    ctl "$node" -q stop "$pidfile" >/dev/null 2>&1 || true
+    # `rabbitmqctl stop PIDFILE` waits for the pid file to appear: given one of a node that is not running,
+    # its CLI lingered (past `timeout`, which kills only the wrapper) and stopped the node the next `up`
+    # started, moments after its startup. Only a running node is stopped, and with its pid file only if it
+    # has one.
+    if pid_alive "$pidfile"; then
+        ctl "$node" -q stop "$pidfile" >/dev/null 2>&1 || true
+    elif port_open "$(amqp_port "$node")"; then
+        ctl "$node" -q stop >/dev/null 2>&1 || true
+    fi
     if pid_alive "$pidfile"; then kill -9 "$(cat "$pidfile")" 2>/dev/null || true; fi
     wait_for 30 port_closed "$(amqp_port "$node")" || true
 }
