@@ -74,6 +74,12 @@ public struct FaultReport: Codable, Sendable {
         /// `partition-relay-db`: from the cut until another core led the relay.
         public var handoverP50Ms: Int64?
         public var handoverMaxMs: Int64?
+        /// From the return until the first hold answered ok that the database decided after it (its
+        /// `decided_at`, else its transaction's start): unlike the first reply, never a hold decided before
+        /// the fault and answered after it.
+        public var committedMinMs: Int64?
+        public var committedP50Ms: Int64?
+        public var committedMaxMs: Int64?
         /// Cluster kinds: from the fault until the node was back in its cluster.
         public var rejoinP50Ms: Int64?
         public var rejoinMaxMs: Int64?
@@ -175,6 +181,9 @@ public struct FaultReport: Codable, Sendable {
                     line += "p50 \(p50) ms, max \(max) ms (\(recovery.measured) measured)"
                 } else {
                     line += "not measured"
+                }
+                if let min = recovery.committedMinMs, let p50 = recovery.committedP50Ms, let max = recovery.committedMaxMs {
+                    line += "; first hold decided after it: min \(min) ms, p50 \(p50) ms, max \(max) ms"
                 }
                 if let ready = recovery.processReadyMaxMs { line += "; every process ready again within \(ready) ms" }
                 if let p50 = recovery.outboxP50Ms, let max = recovery.outboxMaxMs {
@@ -393,7 +402,13 @@ public enum HistoryChecker {
             into: &report
         )
         checkFinalSeats(input.finalSeats, into: &report)
-        checkRecovery(input.history, faults: input.faults, bound: input.recoveryBound, into: &report)
+        checkRecovery(
+            input.history,
+            faults: input.faults,
+            bound: input.recoveryBound,
+            commitMs: createdMs.merging(input.decidedMs) { _, decided in decided },
+            into: &report
+        )
         checkFailovers(
             input.history,
             faults: input.faults,
@@ -616,13 +631,18 @@ public enum HistoryChecker {
         }
     }
 
+    /// `commitMs`: hold id → when the database decided it (optional: the sharper measure of recovery).
     static func checkRecovery(
         _ history: [Attempt],
         faults: [FaultRecord],
         bound: Int64,
+        commitMs: [String: Int64] = [:],
         into report: inout FaultReport
     ) {
         let wins = history.filter { $0.op == "hold" && $0.result == "ok" }.map(\.completeMs).sorted()
+        let decidedWins = Set(history.filter { $0.op == "hold" && $0.result == "ok" }.compactMap(\.holdId))
+            .compactMap { commitMs[$0] }.sorted()
+        var committed: [String: [Int64]] = [:]
         let lastInvoke = history.map(\.invokeMs).max() ?? 0
         var samples: [String: [Int64]] = [:]
         var readyMax: [String: Int64] = [:]
@@ -655,6 +675,9 @@ public enum HistoryChecker {
                 }
             }
             guard let back = fault.returnMs else { continue }
+            if let first = decidedWins.first(where: { $0 >= back }), first - back <= bound {
+                committed[fault.kind, default: []].append(first - back)
+            }
             var low = 0
             var high = wins.count
             while low < high {
@@ -671,6 +694,10 @@ public enum HistoryChecker {
             let sorted = (samples[kind] ?? []).sorted()
             entry.measured = sorted.count
             entry.minMs = sorted.first
+            let decided = (committed[kind] ?? []).sorted()
+            entry.committedMinMs = decided.first
+            entry.committedP50Ms = decided.isEmpty ? nil : decided[decided.count / 2]
+            entry.committedMaxMs = decided.last
             entry.p50Ms = sorted.isEmpty ? nil : sorted[sorted.count / 2]
             entry.maxMs = sorted.last
             entry.processReadyMaxMs = readyMax[kind]

@@ -235,6 +235,28 @@ struct CheckerTests {
         #expect(report.faults == ["redis-restart": 1, "postgres-restart": 1])
     }
 
+    @Test("recovery by decision time: a hold decided before the fault and answered after it does not count")
+    func recoveryByDecision() {
+        let history = [
+            // Decided at 9,990 (before the kill at 10,000), answered at 10,013: the first reply after the kill.
+            Self.hold("a1", "h1", seats: ["s1"], at: 10_013, expires: 14_000),
+            // Decided at 20,500, answered at 20,600: the first hold the service decided without the node.
+            Self.hold("a2", "h2", seats: ["s2"], at: 20_600, expires: 24_000),
+        ]
+        let faults = [FaultRecord(kind: "kill-pg-primary", startMs: 10_000, returnMs: 10_000)]
+        var report = FaultReport()
+        HistoryChecker.checkRecovery(
+            history,
+            faults: faults,
+            bound: 60_000,
+            commitMs: ["h1": 9_990, "h2": 20_500],
+            into: &report
+        )
+        #expect(report.recovery["kill-pg-primary"]?.p50Ms == 13)
+        #expect(report.recovery["kill-pg-primary"]?.committedP50Ms == 10_500)
+        #expect(report.recovery["kill-pg-primary"]?.committedMaxMs == 10_500)
+    }
+
     @Test("a primary failover: every hold answered ok before the kill must be in the database, counted per failover")
     func failovers() {
         let history = [
