@@ -182,7 +182,9 @@ public struct FaultReport: Codable, Sendable {
                 } else {
                     line += "not measured"
                 }
-                if let min = recovery.committedMinMs, let p50 = recovery.committedP50Ms, let max = recovery.committedMaxMs {
+                if let min = recovery.committedMinMs, let p50 = recovery.committedP50Ms,
+                    let max = recovery.committedMaxMs
+                {
                     line += "; first hold decided after it: min \(min) ms, p50 \(p50) ms, max \(max) ms"
                 }
                 if let ready = recovery.processReadyMaxMs { line += "; every process ready again within \(ready) ms" }
