@@ -104,7 +104,9 @@ rabbit_env() { # node command...
 ctl() { # node rabbitmqctl-arguments...
     local node=$1
     shift
-    timeout 60 rabbitmqctl -n "$(rabbit_node "$node")" "$@"
+    # Without the lock's descriptor (an orphaned rabbitmqctl VM would hold the lock for the next up or down),
+    # and killed if it outlives its bound.
+    timeout -k 10 60 rabbitmqctl -n "$(rabbit_node "$node")" "$@" 9>&-
 }
 rabbit_answers() { port_open "$(amqp_port "$1")" && ctl "$1" -q status >/dev/null 2>&1; }
 rabbit_running_nodes() { # the running members as node 1 sees them, one per line
@@ -120,22 +122,47 @@ rabbit_init() {
     echo '[].' >"$dir/enabled_plugins"
     # Loopback only; a small disk limit (the machine is shared: a full-disk alarm would block publishers);
     # max_message_size as scripts/services.sh sets it on the single node (decision 0015). Quorum queues
-    # take their members from the running nodes: three here (decision 0025).
+    # take their members from the running nodes: three here (decision 0025). A node cut off from the other
+    # two pauses (pause_minority; the default `ignore` would let both sides go on: a split brain), and a
+    # peer that stops answering counts as gone after net_ticktime 10 s (default 60) (decision 0025).
     cat >"$dir/rabbitmq.conf" <<CONF
 listeners.tcp.default = 127.0.0.1:$(amqp_port "$node")
 disk_free_limit.absolute = 50MB
 max_message_size = 16777216
 vm_memory_high_watermark.absolute = 1GB
+cluster_partition_handling = pause_minority
+net_ticktime = 10
 CONF
     chown -R rabbitmq:rabbitmq "$dir"
 }
 
+# CLUSTER_CGROUPS=1: each RabbitMQ node starts in a cgroup v2 of its own, rabbit_cgroup N (created here),
+# so that a firewall can match its sockets, outgoing ones included (`nft ... socket cgroupv2`): the fault
+# suite partitions a node that way (faults/run.sh --cluster, decision 0027).
+rabbit_cgroup() { # node: the cgroup's directory, or nothing without CLUSTER_CGROUPS=1 or a cgroup v2 mount
+    [ "${CLUSTER_CGROUPS:-0}" = 1 ] || return 0
+    local mount
+    mount=$(findmnt -n -t cgroup2 -o TARGET 2>/dev/null | head -n 1)
+    [ -n "$mount" ] && [ -w "$mount" ] || return 0
+    echo "$mount/seat-cluster-$BASE-rabbit$1"
+}
+
 rabbit_start() {
-    local node=$1
+    local node=$1 cgroup
     [ -e "$(rabbit_dir "$node")/rabbitmq.conf" ] || rabbit_init "$node"
     # epmd forgets a killed node only once its socket closes; a start before that fails "name in use".
     wait_for 30 bash -c "! epmd -names 2>/dev/null | grep -q '^name $(rabbit_node "$node" | cut -d@ -f1) '" || true
-    rabbit_env "$node" rabbitmq-server -detached >>"$(rabbit_dir "$node")/start.log" 2>&1 9>&- || true
+    cgroup=$(rabbit_cgroup "$node")
+    if [ -n "$cgroup" ]; then
+        mkdir -p "$cgroup"
+        # epmd (the machine's Erlang name server) must not be born inside a node's cgroup: cutting that node
+        # would cut every node's name lookups.
+        epmd -daemon 9>&- || true
+    fi
+    (
+        if [ -n "$cgroup" ]; then echo "$BASHPID" >"$cgroup/cgroup.procs"; fi
+        rabbit_env "$node" rabbitmq-server -detached
+    ) >>"$(rabbit_dir "$node")/start.log" 2>&1 9>&- || true
 }
 
 rabbit_await() {
@@ -215,7 +242,15 @@ rabbitmq_up() {
 rabbit_stop() {
     local node=$1 pidfile
     pidfile=$(rabbit_dir "$node")/rabbit.pid
-    ctl "$node" -q stop "$pidfile" >/dev/null 2>&1 || true
+    # `rabbitmqctl stop PIDFILE` waits for the pid file to appear: given one of a node that is not running,
+    # its CLI lingered (past `timeout`, which kills only the wrapper) and stopped the node the next `up`
+    # started, moments after its startup. Only a running node is stopped, and with its pid file only if it
+    # has one.
+    if pid_alive "$pidfile"; then
+        ctl "$node" -q stop "$pidfile" >/dev/null 2>&1 || true
+    elif port_open "$(amqp_port "$node")"; then
+        ctl "$node" -q stop >/dev/null 2>&1 || true
+    fi
     if pid_alive "$pidfile"; then kill -9 "$(cat "$pidfile")" 2>/dev/null || true; fi
     wait_for 30 port_closed "$(amqp_port "$node")" || true
 }
@@ -613,6 +648,11 @@ down() {
     say cluster "stopped (state kept in $CLUSTER_DIR)"
     if [ "${1:-}" = --purge ]; then
         rm -rf "${CLUSTER_DIR:?}"/{rabbit,etcd,pg,redis,sentinel}[0-9]
+        for node in "${NODES[@]}"; do
+            local cgroup
+            cgroup=$(CLUSTER_CGROUPS=1 rabbit_cgroup "$node")
+            if [ -n "$cgroup" ] && [ -d "$cgroup" ]; then rmdir "$cgroup" 2>/dev/null || true; fi
+        done
         say cluster "state deleted"
     fi
 }

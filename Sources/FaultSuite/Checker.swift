@@ -22,6 +22,13 @@ public struct FaultRecord: Codable, Sendable, Hashable {
     /// Filled by `Gather` from the outbox, not by the harness: milliseconds from `returnMs` until every
     /// event committed before it was published (0 when all were already).
     public var outboxDrainedMs: Int64?
+    /// Cluster kinds (faults/run.sh --cluster): milliseconds from the kill (or the heal) until
+    /// `scripts/cluster.sh up` had the node back in its cluster (a replica again after a failover).
+    public var rejoinMs: Int64?
+    /// A PostgreSQL primary killed (`kill-pg-primary`): the holds the primary had committed just before the
+    /// kill (read on it), and how many of those the new primary has once Patroni failed over.
+    public var holdsBefore: Int?
+    public var holdsAfter: Int?
 
     public init(
         kind: String,
@@ -32,7 +39,10 @@ public struct FaultRecord: Codable, Sendable, Hashable {
         notReady: [String]? = nil,
         detail: String? = nil,
         handoverMs: Int64? = nil,
-        outboxDrainedMs: Int64? = nil
+        outboxDrainedMs: Int64? = nil,
+        rejoinMs: Int64? = nil,
+        holdsBefore: Int? = nil,
+        holdsAfter: Int? = nil
     ) {
         self.kind = kind
         self.target = target
@@ -43,6 +53,9 @@ public struct FaultRecord: Codable, Sendable, Hashable {
         self.detail = detail
         self.handoverMs = handoverMs
         self.outboxDrainedMs = outboxDrainedMs
+        self.rejoinMs = rejoinMs
+        self.holdsBefore = holdsBefore
+        self.holdsAfter = holdsAfter
     }
 }
 
@@ -51,6 +64,7 @@ public struct FaultReport: Codable, Sendable {
     public struct Recovery: Codable, Sendable {
         public var count: Int
         public var measured: Int
+        public var minMs: Int64?
         public var p50Ms: Int64?
         public var maxMs: Int64?
         public var processReadyMaxMs: Int64?
@@ -60,6 +74,28 @@ public struct FaultReport: Codable, Sendable {
         /// `partition-relay-db`: from the cut until another core led the relay.
         public var handoverP50Ms: Int64?
         public var handoverMaxMs: Int64?
+        /// From the return until the first hold answered ok that the database decided after it (its
+        /// `decided_at`, else its transaction's start): unlike the first reply, never a hold decided before
+        /// the fault and answered after it.
+        public var committedMinMs: Int64?
+        public var committedP50Ms: Int64?
+        public var committedMaxMs: Int64?
+        /// Cluster kinds: from the fault until the node was back in its cluster.
+        public var rejoinP50Ms: Int64?
+        public var rejoinMaxMs: Int64?
+    }
+
+    /// One PostgreSQL primary failover, "every committed hold survives": the holds answered `ok` to a
+    /// client before the primary was killed, and how many of them the database has at the end (by then on
+    /// the new primary, or a later one); and the harness's own count, read on the old primary just before
+    /// the kill and on the new one once it took over.
+    public struct Failover: Codable, Sendable {
+        public var kind: String
+        public var startMs: Int64
+        public var answeredOkBefore: Int
+        public var answeredOkPresent: Int
+        public var holdsBefore: Int?
+        public var holdsAfter: Int?
     }
 
     public struct Events: Codable, Sendable {
@@ -93,6 +129,7 @@ public struct FaultReport: Codable, Sendable {
     public var anomalies: [String: Int] = [:]
     public var examples: [String: [String]] = [:]
     public var recovery: [String: Recovery] = [:]
+    public var failovers: [Failover] = []
     public var events = Events()
     public var idempotency = Idempotency()
     public var holdsInDatabase = 0
@@ -112,8 +149,11 @@ public struct FaultReport: Codable, Sendable {
         "unexpected-event", "unpublished-event", "idempotency-two-holds", "idempotency-mismatch",
         "idempotency-lost-reply", "stuck-seat", "stuck-hold", "availability-disagrees", "no-recovery",
         "no-reconnect", "process-crash", "seat-versions", "late-duplicate", "committed-after-deadline",
-        "no-handover",
+        "no-handover", "failover-lost-hold",
     ]
+
+    /// The fault kinds that kill the PostgreSQL primary: Patroni fails over to the synchronous standby.
+    public static let primaryFailoverKinds: Set<String> = ["kill-pg-primary"]
 
     public func text() -> String {
         var lines: [String] = []
@@ -137,9 +177,15 @@ public struct FaultReport: Codable, Sendable {
             if let recovery = recovery[kind] {
                 line += "; first successful hold after the return: "
                 if let p50 = recovery.p50Ms, let max = recovery.maxMs {
+                    if let min = recovery.minMs { line += "min \(min) ms, " }
                     line += "p50 \(p50) ms, max \(max) ms (\(recovery.measured) measured)"
                 } else {
                     line += "not measured"
+                }
+                if let min = recovery.committedMinMs, let p50 = recovery.committedP50Ms,
+                    let max = recovery.committedMaxMs
+                {
+                    line += "; first hold decided after it: min \(min) ms, p50 \(p50) ms, max \(max) ms"
                 }
                 if let ready = recovery.processReadyMaxMs { line += "; every process ready again within \(ready) ms" }
                 if let p50 = recovery.outboxP50Ms, let max = recovery.outboxMaxMs {
@@ -148,8 +194,23 @@ public struct FaultReport: Codable, Sendable {
                 if let p50 = recovery.handoverP50Ms, let max = recovery.handoverMaxMs {
                     line += "; relay leadership passed on after the cut: p50 \(p50) ms, max \(max) ms"
                 }
+                if let p50 = recovery.rejoinP50Ms, let max = recovery.rejoinMaxMs {
+                    line += "; node back in its cluster: p50 \(p50) ms, max \(max) ms"
+                }
             }
             lines.append(line)
+        }
+        if !failovers.isEmpty {
+            lines.append("primary failovers (every committed hold must survive):")
+            for failover in failovers {
+                var line =
+                    "  \(failover.kind) at \(failover.startMs): \(failover.answeredOkPresent) of the "
+                    + "\(failover.answeredOkBefore) holds answered ok before it are in the database"
+                if let before = failover.holdsBefore, let after = failover.holdsAfter {
+                    line += "; \(after) of the \(before) holds committed on the old primary are on the new one"
+                }
+                lines.append(line)
+            }
         }
         lines.append(
             "events: \(events.committed) committed changes, \(events.receivedDistinct) distinct received in "
@@ -343,8 +404,69 @@ public enum HistoryChecker {
             into: &report
         )
         checkFinalSeats(input.finalSeats, into: &report)
-        checkRecovery(input.history, faults: input.faults, bound: input.recoveryBound, into: &report)
+        checkRecovery(
+            input.history,
+            faults: input.faults,
+            bound: input.recoveryBound,
+            commitMs: createdMs.merging(input.decidedMs) { _, decided in decided },
+            into: &report
+        )
+        checkFailovers(
+            input.history,
+            faults: input.faults,
+            holdIDs: Set(input.snapshot.holds.map(\.holdID)),
+            into: &report
+        )
         return report
+    }
+
+    /// "Every committed hold survives a primary failover", per failover: each hold answered `ok` before
+    /// the primary was killed is in the database at the end, and the harness's count of the old primary's
+    /// holds is whole on the new one. A hold missing is a `failover-lost-hold` (also a `won-hold-missing`
+    /// when a client had been told it won it).
+    static func checkFailovers(
+        _ history: [Attempt],
+        faults: [FaultRecord],
+        holdIDs: Set<String>,
+        into report: inout FaultReport
+    ) {
+        let wins = history.filter { $0.op == "hold" && $0.result == "ok" }
+        for fault in faults where FaultReport.primaryFailoverKinds.contains(fault.kind) {
+            let before = Set(wins.filter { $0.completeMs < fault.startMs }.compactMap(\.holdId))
+            let missing = before.subtracting(holdIDs)
+            report.failovers.append(
+                FaultReport.Failover(
+                    kind: fault.kind,
+                    startMs: fault.startMs,
+                    answeredOkBefore: before.count,
+                    answeredOkPresent: before.count - missing.count,
+                    holdsBefore: fault.holdsBefore,
+                    holdsAfter: fault.holdsAfter
+                )
+            )
+            for holdID in missing.sorted() {
+                report.anomaly(
+                    "failover-lost-hold",
+                    "hold \(holdID) was answered ok before \(fault.kind) at \(fault.startMs) and is not in the database"
+                )
+            }
+            if let holdsBefore = fault.holdsBefore {
+                if let holdsAfter = fault.holdsAfter {
+                    if holdsAfter < holdsBefore {
+                        report.anomaly(
+                            "failover-lost-hold",
+                            "\(fault.kind) at \(fault.startMs): \(holdsBefore - holdsAfter) of the \(holdsBefore) holds "
+                                + "committed on the old primary are not on the new one"
+                        )
+                    }
+                } else {
+                    report.anomaly(
+                        "failover-lost-hold",
+                        "\(fault.kind) at \(fault.startMs): the new primary could not be read after the failover"
+                    )
+                }
+            }
+        }
     }
 
     /// The clients' own proof of a double hold, independent of the database: a hold is surely live from
@@ -511,18 +633,24 @@ public enum HistoryChecker {
         }
     }
 
+    /// `commitMs`: hold id → when the database decided it (optional: the sharper measure of recovery).
     static func checkRecovery(
         _ history: [Attempt],
         faults: [FaultRecord],
         bound: Int64,
+        commitMs: [String: Int64] = [:],
         into report: inout FaultReport
     ) {
         let wins = history.filter { $0.op == "hold" && $0.result == "ok" }.map(\.completeMs).sorted()
+        let decidedWins = Set(history.filter { $0.op == "hold" && $0.result == "ok" }.compactMap(\.holdId))
+            .compactMap { commitMs[$0] }.sorted()
+        var committed: [String: [Int64]] = [:]
         let lastInvoke = history.map(\.invokeMs).max() ?? 0
         var samples: [String: [Int64]] = [:]
         var readyMax: [String: Int64] = [:]
         var drained: [String: [Int64]] = [:]
         var handovers: [String: [Int64]] = [:]
+        var rejoins: [String: [Int64]] = [:]
         for fault in faults {
             if fault.kind == "crash" {
                 report.anomaly("process-crash", "\(fault.target ?? "?") exited on its own: \(fault.detail ?? "")")
@@ -537,6 +665,7 @@ public enum HistoryChecker {
             }
             if let ready = fault.ready?.values.max() { readyMax[fault.kind] = max(readyMax[fault.kind] ?? 0, ready) }
             if let ms = fault.outboxDrainedMs { drained[fault.kind, default: []].append(ms) }
+            if let ms = fault.rejoinMs { rejoins[fault.kind, default: []].append(ms) }
             if fault.kind == "partition-relay-db" {
                 if let ms = fault.handoverMs {
                     handovers[fault.kind, default: []].append(ms)
@@ -548,6 +677,9 @@ public enum HistoryChecker {
                 }
             }
             guard let back = fault.returnMs else { continue }
+            if let first = decidedWins.first(where: { $0 >= back }), first - back <= bound {
+                committed[fault.kind, default: []].append(first - back)
+            }
             var low = 0
             var high = wins.count
             while low < high {
@@ -563,6 +695,11 @@ public enum HistoryChecker {
         for (kind, var entry) in report.recovery {
             let sorted = (samples[kind] ?? []).sorted()
             entry.measured = sorted.count
+            entry.minMs = sorted.first
+            let decided = (committed[kind] ?? []).sorted()
+            entry.committedMinMs = decided.first
+            entry.committedP50Ms = decided.isEmpty ? nil : decided[decided.count / 2]
+            entry.committedMaxMs = decided.last
             entry.p50Ms = sorted.isEmpty ? nil : sorted[sorted.count / 2]
             entry.maxMs = sorted.last
             entry.processReadyMaxMs = readyMax[kind]
@@ -572,6 +709,9 @@ public enum HistoryChecker {
             let handover = (handovers[kind] ?? []).sorted()
             entry.handoverP50Ms = handover.isEmpty ? nil : handover[handover.count / 2]
             entry.handoverMaxMs = handover.last
+            let rejoin = (rejoins[kind] ?? []).sorted()
+            entry.rejoinP50Ms = rejoin.isEmpty ? nil : rejoin[rejoin.count / 2]
+            entry.rejoinMaxMs = rejoin.last
             report.recovery[kind] = entry
         }
     }

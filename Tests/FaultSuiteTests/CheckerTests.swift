@@ -235,6 +235,61 @@ struct CheckerTests {
         #expect(report.faults == ["redis-restart": 1, "postgres-restart": 1])
     }
 
+    @Test("recovery by decision time: a hold decided before the fault and answered after it does not count")
+    func recoveryByDecision() {
+        let history = [
+            // Decided at 9,990 (before the kill at 10,000), answered at 10,013: the first reply after the kill.
+            Self.hold("a1", "h1", seats: ["s1"], at: 10_013, expires: 14_000),
+            // Decided at 20,500, answered at 20,600: the first hold the service decided without the node.
+            Self.hold("a2", "h2", seats: ["s2"], at: 20_600, expires: 24_000),
+        ]
+        let faults = [FaultRecord(kind: "kill-pg-primary", startMs: 10_000, returnMs: 10_000)]
+        var report = FaultReport()
+        HistoryChecker.checkRecovery(
+            history,
+            faults: faults,
+            bound: 60_000,
+            commitMs: ["h1": 9_990, "h2": 20_500],
+            into: &report
+        )
+        #expect(report.recovery["kill-pg-primary"]?.p50Ms == 13)
+        #expect(report.recovery["kill-pg-primary"]?.committedP50Ms == 10_500)
+        #expect(report.recovery["kill-pg-primary"]?.committedMaxMs == 10_500)
+    }
+
+    @Test("a primary failover: every hold answered ok before the kill must be in the database, counted per failover")
+    func failovers() {
+        let history = [
+            Self.hold("a1", "h1", seats: ["s1"], at: 1_000, expires: 4_000),
+            Self.hold("a2", "h2", seats: ["s2"], at: 2_000, expires: 5_000),
+            Self.hold("a1", "h3", seats: ["s3"], at: 9_000, expires: 12_000),
+            Self.hold("a2", "x", seats: ["s4"], at: 3_000, expires: 0, result: "error", code: "SEAT_UNAVAILABLE"),
+        ]
+        let faults = [
+            FaultRecord(kind: "kill-pg-primary", startMs: 2_500, returnMs: 2_500, holdsBefore: 7, holdsAfter: 7),
+            FaultRecord(kind: "kill-redis-master", startMs: 5_000, returnMs: 5_000),
+            FaultRecord(kind: "kill-pg-primary", startMs: 10_000, returnMs: 10_000, holdsBefore: 9, holdsAfter: 8),
+        ]
+        var report = FaultReport()
+        // h2 is lost: answered ok at 2000, before both kills.
+        HistoryChecker.checkFailovers(history, faults: faults, holdIDs: ["h1", "h3"], into: &report)
+        #expect(report.failovers.count == 2)
+        #expect(report.failovers.map(\.answeredOkBefore) == [2, 3])
+        #expect(report.failovers.map(\.answeredOkPresent) == [1, 2])
+        // h2 twice (once per failover it preceded) and the harness's count on the second failover.
+        #expect(report.anomalies["failover-lost-hold"] == 3)
+
+        var clean = FaultReport()
+        HistoryChecker.checkFailovers(
+            history,
+            faults: Array(faults.prefix(2)),
+            holdIDs: ["h1", "h2", "h3"],
+            into: &clean
+        )
+        #expect(clean.anomalies["failover-lost-hold", default: 0] == 0)
+        #expect(clean.failovers.map(\.answeredOkPresent) == [2])
+    }
+
     @Test("rule 8: the events applied per seat by version must equal the rows and the core's availability answer")
     func seatVersions() {
         let hold = DatabaseSnapshot.HoldRow(
