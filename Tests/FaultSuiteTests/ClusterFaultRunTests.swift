@@ -26,22 +26,27 @@ struct ClusterFaultRunTests {
         .enabled(if: FaultRunTests.enabled),
         .timeLimit(.minutes(30))
     )
-    func clusterRun() throws {
+    func clusterRun() async throws {
         // The run's report and logs: kept when it fails (the path is in the output), removed when it passes.
         let out = Self.repository.appendingPathComponent(".build/faults/cluster-test-\(getpid())")
-        let run = try runProcess(
-            "/bin/bash",
-            [
-                Self.repository.appendingPathComponent("faults/run.sh").path, "--cluster", "--duration", "180",
-                "--seed", "18", "--gap", "1-2", "--kinds", Self.kinds, "--bin", FaultRunTests.binaries!.path,
-                "--out", out.path,
-            ],
-            environment: [
-                "CLUSTER_PORT_BASE": Self.portBase,
-                "CLUSTER_DIR": "/var/tmp/seat-inventory-cluster-test-\(Self.portBase)",
-            ],
-            currentDirectory: Self.repository.path
-        )
+        // On a thread of its own: a run of minutes must not hold one of Swift's cooperative threads (2 on a
+        // 2-core machine), or every other test waiting to resume starves (a 300 s hold of another test then
+        // expired before its next step, in a clean-clone run).
+        let run = try await blocking {
+            try runProcess(
+                "/bin/bash",
+                [
+                    Self.repository.appendingPathComponent("faults/run.sh").path, "--cluster", "--duration", "180",
+                    "--seed", "18", "--gap", "1-2", "--kinds", Self.kinds, "--bin", FaultRunTests.binaries!.path,
+                    "--out", out.path,
+                ],
+                environment: [
+                    "CLUSTER_PORT_BASE": Self.portBase,
+                    "CLUSTER_DIR": "/var/tmp/seat-inventory-cluster-test-\(Self.portBase)",
+                ],
+                currentDirectory: Self.repository.path
+            )
+        }
         let text = run.output
         if run.status != 0 { print(text) }
         #expect(run.status == 0, "faults/run.sh --cluster failed (logs in \(out.path)):\n\(text.suffix(8_000))")

@@ -33,17 +33,22 @@ struct FaultRunTests {
         .enabled(if: enabled),
         .timeLimit(.minutes(10))
     )
-    func shortRun() throws {
+    func shortRun() async throws {
         // The run's report and logs: kept when it fails (the path is in the output), removed when it passes.
         let out = Self.repository.appendingPathComponent(".build/faults/test-\(getpid())")
-        let run = try runProcess(
-            "/bin/bash",
-            [
-                Self.repository.appendingPathComponent("faults/run.sh").path, "--duration", "30", "--seed", "45",
-                "--gap", "1-2", "--kinds", Self.kinds, "--bin", Self.binaries!.path, "--out", out.path,
-            ],
-            currentDirectory: Self.repository.path
-        )
+        // On a thread of its own: a run of minutes must not hold one of Swift's cooperative threads (2 on a
+        // 2-core machine), or every other test waiting to resume starves (a 300 s hold of another test then
+        // expired before its next step, in a clean-clone run).
+        let run = try await blocking {
+            try runProcess(
+                "/bin/bash",
+                [
+                    Self.repository.appendingPathComponent("faults/run.sh").path, "--duration", "30", "--seed", "45",
+                    "--gap", "1-2", "--kinds", Self.kinds, "--bin", Self.binaries!.path, "--out", out.path,
+                ],
+                currentDirectory: Self.repository.path
+            )
+        }
         let text = run.output
         if run.status != 0 { print(text) }
         #expect(run.status == 0, "faults/run.sh failed (logs in \(out.path)):\n\(text.suffix(6_000))")
