@@ -36,11 +36,16 @@ struct SlowlorisTests {
             let port = stack.port
             let fds = try openSlowloris(1_000, port: port)
             defer { for fd in fds { close(fd) } }
-            // Wait (bounded) until the facade has taken all of them in: open, or refused over the limit.
+            // Wait (bounded) until the facade has taken all of them in: open up to the limit, refused over it.
+            // Waited for as such: the open count also holds the stack's own connections (other addresses,
+            // exempt from the per-address limit), so "open + refused >= 1,000" could be reached with the
+            // last slowloris connection not yet taken in (743 refused of 744, once, at load 22).
+            let expectedRefused = max(0, 1_000 - perAddressLimit)
+            let expectedOpen = min(1_000, perAddressLimit)
             let deadline = ContinuousClock.now + .seconds(20)
             while ContinuousClock.now < deadline {
                 let statistics = try #require(stack.facade?.httpStatistics)
-                if statistics.openConnections + statistics.refusedPerAddress >= 1_000 { break }
+                if statistics.refusedPerAddress >= expectedRefused, statistics.openConnections >= expectedOpen { break }
                 usleep(20_000)
             }
             let statistics = try #require(stack.facade?.httpStatistics)
