@@ -129,13 +129,8 @@ trap cleanup EXIT
 listen_pid() { # port: the process listening on it (first one)
     ss -ltnpH "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2
 }
-free_port() {
-    local port
-    for _ in $(seq 1 50); do
-        port=$((20000 + RANDOM % 20000))
-        [[ -z "$(ss -ltnH "sport = :$port" 2>/dev/null)" ]] && { echo "$port"; return 0; }
-    done
-    return 1
+free_port() { # below the ephemeral range, clear of the topologies' ports (scripts/free_ports.py)
+    python3 "$root/scripts/free_ports.py" 1
 }
 wait_http() { # url seconds: until it answers 200
     local deadline=$((SECONDS + $2))

@@ -61,17 +61,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 rabbitmqctl -q add_vhost "$vhost" >/dev/null
 rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null
 PGPASSWORD=postgres createdb -h localhost -U postgres "$database"
 export RPC_PERMISSIONS="guest=*,act-for-users,admin"
 DATABASE_URL=$dburl LOG_LEVEL=warning "$bin/inventory-rpc" migrate >/dev/null
 
-ops_port=$(free_port) facade_port=$(free_port) ws_port=$(free_port) facade_ops_port=$(free_port)
+# Ports below the ephemeral range (scripts/free_ports.py): a kernel-chosen free port, released, could be
+# taken by any outgoing connection before the process bound it.
+read -r ops_port facade_port ws_port facade_ops_port < <(python3 "$root/scripts/free_ports.py" 4)
 DATABASE_URL=$dburl RABBITMQ_URL=$amqp OPS_PORT=$ops_port LOG_LEVEL=warning \
     "$bin/inventory-rpc" serve >"$out/core.log" 2>&1 &
 pids+=($!)

@@ -255,7 +255,7 @@ has core-hot && run_bench core-hot "$core" amqp "${common[@]}" --in-flight 1000 
 has core-availability && run_bench core-availability "" amqp "${common[@]}" "${availability[@]}"
 
 if has http-uniform || has http-availability || has http-hot; then
-    port=$(( 20000 + RANDOM % 20000 ))
+    port=$(python3 "$root/scripts/free_ports.py" 1) # below the ephemeral range
     jwt_secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
     # Authentication on (HS256, a token per simulated user); rate limits off and the per-address connection
     # limit above 1,000: every simulated buyer comes from this one address. RPC_TIMEOUT_MS=10000: the bench's

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -6,20 +7,42 @@ import Glibc
 
 // MARK: Loopback sockets
 
-/// A port nothing listens on right now (the kernel's pick for port 0, released again).
+/// The ports `freePort()` and the scripts' `free_ports` pick from: below the kernel's ephemeral range
+/// (32768-60999 by default, `ip_local_port_range`), so no outgoing connection of another process can take
+/// a picked port before its listener binds it (a clean-clone run once lost a core's ops port that way),
+/// and clear of the fixed ports of the services, the fault runs and the cluster topologies.
+public let freePortRange = 16_000..<25_000
+
+/// The next candidate of this process: each process starts at an offset of its own (from its pid), and
+/// the tests of one process never get the same port twice.
+private let nextFreePort = Mutex<Int>(Int(getpid()) &* 7_919 % freePortRange.count)
+
+/// A port nothing listens on right now, from `freePortRange` (bound once to check, released again).
 public func freePort() throws -> Int {
+    for _ in 0..<freePortRange.count {
+        let port = nextFreePort.withLock { next in
+            defer { next = (next + 1) % freePortRange.count }
+            return freePortRange.lowerBound + next
+        }
+        if try canBind(port: port) { return port }
+    }
+    throw TestFailure("no free port in \(freePortRange)")
+}
+
+/// Whether a socket can bind 0.0.0.0:`port` now (it cannot while anything listens on the port, on any address).
+private func canBind(port: Int) throws -> Bool {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw TestFailure("socket: \(String(cString: strerror(errno)))") }
     defer { close(fd) }
-    var address = loopback(port: 0)
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) { pointer in
-        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress in
-            bind(fd, socketAddress, length) == 0 && getsockname(fd, socketAddress, &length) == 0
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = INADDR_ANY
+    return withUnsafePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
         }
     }
-    guard bound else { throw TestFailure("bind: \(String(cString: strerror(errno)))") }
-    return Int(UInt16(bigEndian: address.sin_port))
 }
 
 /// Whether something accepts TCP connections on 127.0.0.1:`port`.
