@@ -52,6 +52,9 @@ ARTIFACTS = os.environ.get("ARTIFACTS") or os.path.join(os.environ.get("TMPDIR",
 EVENT_RATE = int(os.environ.get("EVENT_RATE", "200"))
 EVENT_SECONDS = float(os.environ.get("EVENT_SECONDS", "5"))
 SEED = int(os.environ.get("BROWSER_TEST_SEED", "1707"))
+# The facade's RPC timeout: a window's answer to Hold is awaited longer than that, so that a request the core
+# did not answer in time shows up as the page's timeout message, not as "no answer".
+RPC_TIMEOUT = int(os.environ.get("RPC_TIMEOUT_MS", "10000")) / 1000
 
 random.seed(SEED)
 os.makedirs(ARTIFACTS, exist_ok=True)
@@ -66,8 +69,11 @@ def check(condition, what):
         failures.append(what)
 
 
-def wait_until(what, probe, timeout=10.0, interval=0.02):
-    """Polls `probe` until it returns something truthy, for at most `timeout` seconds."""
+def wait_until(what, probe, timeout=30.0, interval=0.02):
+    """Polls `probe` until it returns something truthy, for at most `timeout` seconds.
+
+    The default is generous: the test suite runs beside this on 2 cores, and a wait that succeeds returns as
+    soon as it does. What must be fast is measured and checked apart (the 1 s of the loser's map)."""
     deadline = time.monotonic() + timeout
     while True:
         value = probe()
@@ -205,7 +211,7 @@ def select_seat(driver, seat_id):
 def press_hold_and_wait(driver):
     clear_message(driver)
     driver.find_element(By.ID, "hold").click()
-    return wait_until("an answer to the hold", lambda: message(driver))
+    return wait_until("an answer to the hold", lambda: message(driver), timeout=RPC_TIMEOUT + 10)
 
 
 def screenshot(driver, name):
@@ -297,8 +303,10 @@ def two_windows(showtime):
                 at,
             )
         answers = {
-            name: wait_until(f"{name} answered", lambda d=driver: message(d)) for name, driver in windows.items()
+            name: wait_until(f"{name} answered", lambda d=driver: message(d), timeout=RPC_TIMEOUT + 10)
+            for name, driver in windows.items()
         }
+        print(f"REPORT two-windows: both answered {round(time.time() * 1000) - at} ms after the click", flush=True)
         winners = [name for name, answer in answers.items() if answer["kind"] == "ok"]
         losers = [name for name, answer in answers.items() if "Seat unavailable" in answer["text"]]
         check(len(winners) == 1 and len(losers) == 1, f"exactly one window holds the seat: {answers}")
@@ -343,9 +351,9 @@ def two_windows(showtime):
             wait_until(
                 f"{name}: available after the hold expired",
                 lambda d=driver: seat_state(d, target) == "available",
-                timeout=TTL + 5,
+                timeout=TTL + 20,
             )
-        wait_until("the expired hold leaves the winner's list", lambda: holds(winner) == [], timeout=2)
+        wait_until("the expired hold leaves the winner's list", lambda: holds(winner) == [], timeout=10)
         check(True, "the expired hold left the winner's list")
         check("expired" in (message(winner) or {}).get("text", ""), "the winner is told the hold expired")
         screenshot(a, "after-expiry-A.png")
@@ -371,7 +379,7 @@ def two_windows(showtime):
         wait_until("B live again", lambda: b.execute_script(
             "return document.getElementById('connection').dataset.state === 'live' && window.seatMapPage.stats.snapshots > arguments[0];",
             snapshots,
-        ), timeout=15)
+        ), timeout=30)
         wait_until("B shows the seat held after the resync", lambda: seat_state(b, other) == "held")
         check(True, "after a reconnect the page resyncs from a fresh snapshot (indicator back to Live)")
         a.find_element(By.CSS_SELECTOR, "#holds li button.release").click()
@@ -530,7 +538,7 @@ def big_map(showtime, seats=2000):
         wait_until(
             "the 2,000-seat map equals availability",
             lambda: driver.execute_script("return window.seatMapPage.seats();") == expected,
-            timeout=15,
+            timeout=30,
         )
         check(True, "after the load the 2,000-seat map equals GET /availability, seat by seat")
         wait_until(
