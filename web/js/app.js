@@ -83,6 +83,10 @@ const state = {
   pendingEvents: [],
   flushScheduled: false,
   focusSeat: null,
+  /** seats of the hold request in flight: its answer, not the map, tells what became of them */
+  requested: new Set(),
+  /** selected seats someone else took meanwhile, told once the frame is rendered */
+  lost: [],
 };
 
 const api = new Api();
@@ -269,7 +273,10 @@ function render(seatId, now) {
   const button = state.elements.get(seatId);
   if (!button) return;
   const reading = state.map.seat(seatId, now);
-  if (reading.state !== "available" && state.selected.delete(seatId)) updateSelection();
+  if (reading.state !== "available" && state.selected.delete(seatId)) {
+    updateSelection();
+    if (!state.requested.has(seatId)) state.lost.push(seatId);
+  }
   const view = viewOf(seatId, reading);
   const previous = button.dataset.state;
   if (previous !== reading.state) {
@@ -315,10 +322,24 @@ function flush() {
   const now = Date.now();
   for (const seatId of state.dirty) render(seatId, now);
   state.dirty.clear();
+  tellLost();
   const done = performance.now();
   for (const received of state.pendingEvents) stats.latencyMs.push(done - received);
   state.pendingEvents = [];
   for (const key of Object.keys(state.counts)) ui.counts[key].textContent = String(state.counts[key]);
+}
+
+/** A selected seat taken by someone else is not dropped silently: the buyer is told which, in the words of a
+ * refused hold (SEAT_UNAVAILABLE). */
+function tellLost() {
+  if (state.lost.length === 0) return;
+  const seats = state.lost;
+  state.lost = [];
+  const one = seats.length === 1;
+  show(
+    `Seat unavailable: ${seats.map(nameOf).join("; ")} ${one ? "was" : "were"} taken by someone else. ` +
+      `${one ? "It is" : "They are"} no longer selected.`,
+  );
 }
 
 // A held seat reads as available from its holdExpiresAt (rule 3): look at held seats and holds' countdowns.
@@ -540,6 +561,7 @@ ui.hold.addEventListener("click", async () => {
   }
   ui.hold.disabled = true;
   const showtimeId = state.showtimeId;
+  state.requested = new Set(seatIds);
   try {
     const hold = await api.hold(showtimeId, seatIds, crypto.randomUUID());
     stats.lastHoldAt = Date.now();
@@ -565,6 +587,7 @@ ui.hold.addEventListener("click", async () => {
     }
     show(describeError(error, nameOf));
   } finally {
+    state.requested = new Set();
     updateSelection();
   }
 });
