@@ -340,21 +340,6 @@ def two_windows(showtime):
         screenshot(a, "two-windows-A.png")
         screenshot(b, "two-windows-B.png")
 
-        # A selected seat that someone else takes is not dropped silently: the page says which, in words.
-        taken = f"{showtime}_A7"
-        select_seat(loser, taken)
-        clear_message(loser)
-        status, other_hold = Rest().call("POST", "/hold", {"showtimeId": showtime, "seatIds": [taken]}, dev_token("user_321"))
-        check(status == 201, f"another buyer holds A7 over REST ({status} {other_hold})")
-        told = wait_until("the loser is told its selected seat was taken", lambda: message(loser))
-        check(
-            "Seat unavailable" in told["text"] and "Stalls, row A, seat 7" in told["text"] and "no longer selected" in told["text"],
-            f"a selected seat taken by someone else is deselected with a message naming it: {told}",
-        )
-        check(seat(loser, taken).get_attribute("aria-pressed") != "true", "the taken seat is no longer selected")
-        status, _ = Rest().call("POST", "/release", {"holdId": other_hold.get("holdId")}, dev_token("user_321"))
-        check(status == 200, f"the other buyer releases A7 ({status})")
-
         # Release: available in both.
         winner.find_element(By.CSS_SELECTOR, "#holds li button.release").click()
         for name, driver in windows.items():
@@ -403,6 +388,21 @@ def two_windows(showtime):
         check(True, "after a reconnect the page resyncs from a fresh snapshot (indicator back to Live)")
         a.find_element(By.CSS_SELECTOR, "#holds li button.release").click()
         wait_until("B sees the release", lambda: seat_state(b, other) == "available")
+
+        # A selected seat that someone else takes is not dropped silently: the page says which, in words.
+        taken = f"{showtime}_A7"
+        select_seat(b, taken)
+        clear_message(b)
+        status, other_hold = Rest().call("POST", "/hold", {"showtimeId": showtime, "seatIds": [taken]}, dev_token("user_321"))
+        check(status == 201, f"another buyer holds A7 over REST ({status} {other_hold})")
+        told = wait_until("B is told its selected seat was taken", lambda: message(b))
+        check(
+            "Seat unavailable" in told["text"] and "Stalls, row A, seat 7" in told["text"] and "no longer selected" in told["text"],
+            f"a selected seat taken by someone else is deselected with a message naming it: {told}",
+        )
+        check(seat(b, taken).get_attribute("aria-pressed") != "true", "the taken seat is no longer selected")
+        status, _ = Rest().call("POST", "/release", {"holdId": other_hold.get("holdId")}, dev_token("user_321"))
+        check(status == 200, f"the other buyer releases A7 ({status})")
 
         # The rate limit, in words: the same user spends its write budget elsewhere (releases of a hold that
         # does not exist cost a write each), then B presses Hold.
