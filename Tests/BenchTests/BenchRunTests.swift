@@ -120,8 +120,10 @@ struct BenchRunTests {
             )
             let outcome = try BenchRunner.run(options, logger: quietLogger)
             print(outcome.report.text())
-            let holds = try #require(outcome.report.operations.first { $0.operation == "hold" })
-            #expect(holds.won > 0)
+            // Holds were won over REST and each checked against the database and the events. Counted over the
+            // whole run, warm-up included: on a loaded machine (load 18 once) the 2 s window may end before a
+            // hold it began is answered, so the window's table is not what is judged.
+            #expect((outcome.report.verification?.wonHoldsChecked ?? 0) > 0, "no hold was won over REST")
             #expect(outcome.report.operations.allSatisfy { $0.error == 0 && $0.timeout == 0 })
             #expect(outcome.report.unanswered == 0 && outcome.report.transportErrors == 0)
             #expect(outcome.passed, "\(outcome.report.verification?.text() ?? "")")
